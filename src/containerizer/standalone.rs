@@ -1,0 +1,492 @@
+//! `butte run`: one sandboxed task in the foreground, with no master.
+//!
+//! A fresh sandbox directory `<work_dir>/containers/<id>/` receives the
+//! task's `stdout` and `stderr` while they are also streamed to this
+//! process's own. SIGINT, SIGTERM and SIGHUP stop the task gracefully
+//! (SIGTERM, then SIGKILL after the grace period; a second signal kills at
+//! once). The outcome carries the exit code to return (128 + signal when
+//! killed) and a one-line reason when the kernel stopped the task
+//! (OOM killer, pids limit).
+
+use crate::mount::Mount;
+use crate::runtime::{
+    Container, ExitRecord, ExitStatus, Limits, Network, Rlimit, Rootfs, Runtime, RuntimeConfig,
+    RuntimeError, SandboxSpec, Stdio, User, DEFAULT_PATH,
+};
+use crate::state::paths::{WorkDir, SANDBOX_MOUNT};
+use crate::support::{format_size, random_uuid};
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use nix::sys::signal::{SigSet, Signal};
+use nix::sys::signalfd::{SfdFlags, SignalFd};
+use std::fs::{self, File};
+use std::io::{self, Read, Write};
+use std::os::fd::{AsFd, OwnedFd};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+/// What `butte run` was asked to do.
+#[derive(Debug, Clone)]
+pub struct RunOptions {
+    pub command: Vec<String>,
+    /// An unpacked root filesystem directory; `None` runs in the host
+    /// filesystem with the sandbox as working directory.
+    pub image: Option<PathBuf>,
+    pub limits: Limits,
+    pub env: Vec<(String, String)>,
+    pub user: Option<User>,
+    pub hostname: Option<String>,
+    pub network: Network,
+    /// Working directory inside the sandbox.
+    pub cwd: Option<PathBuf>,
+    pub mounts: Vec<Mount>,
+    pub rlimits: Vec<Rlimit>,
+    pub readonly_rootfs: bool,
+    pub work_dir: PathBuf,
+    /// Time between SIGTERM and SIGKILL when stopping the task.
+    pub grace: Duration,
+    /// Remove the sandbox directory once the task has ended.
+    pub remove: bool,
+    /// Give the task this process's stdin (otherwise /dev/null).
+    pub interactive: bool,
+    pub runtime: RuntimeConfig,
+}
+
+/// How a run ended.
+#[derive(Debug)]
+pub struct RunOutcome {
+    pub id: String,
+    pub sandbox: PathBuf,
+    pub record: ExitRecord,
+    /// The code `butte run` exits with.
+    pub exit_code: i32,
+    /// Why the kernel or butte stopped the task, for one line on stderr.
+    pub reason: Option<String>,
+}
+
+/// Failures of `butte run` before or around the task.
+#[derive(Debug, thiserror::Error)]
+pub enum StandaloneError {
+    #[error("sandbox {path}: {source}")]
+    Sandbox {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("image {path}: {reason}")]
+    Image { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Runtime(#[from] RuntimeError),
+    #[error("{op}: {source}")]
+    Io {
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+/// Runs the task to completion.
+pub fn run(opts: &RunOptions) -> Result<RunOutcome, StandaloneError> {
+    let runtime = Runtime::new(&opts.runtime)?;
+    let id = random_uuid().map_err(|source| StandaloneError::Io {
+        op: "generate container id",
+        source,
+    })?;
+    let sandbox = WorkDir::new(&opts.work_dir).container_sandbox(&id);
+    let spec = build_spec(opts, &id, &sandbox)?;
+    spec.validate().map_err(RuntimeError::from)?;
+
+    let sandbox_err = |source| StandaloneError::Sandbox {
+        path: sandbox.clone(),
+        source,
+    };
+    if let Some(parent) = sandbox.parent() {
+        fs::create_dir_all(parent).map_err(sandbox_err)?;
+    }
+    fs::create_dir(&sandbox).map_err(sandbox_err)?;
+    let result = run_in(opts, &runtime, &spec, &sandbox);
+    if result.is_err() || opts.remove {
+        let _ = fs::remove_dir_all(&sandbox);
+    }
+    result.map(|(record, reason)| RunOutcome {
+        id,
+        sandbox,
+        exit_code: record.status.code(),
+        record,
+        reason,
+    })
+}
+
+/// The sandbox spec for a run.
+pub fn build_spec(
+    opts: &RunOptions,
+    id: &str,
+    sandbox: &Path,
+) -> Result<SandboxSpec, StandaloneError> {
+    let mut spec = SandboxSpec::new(id, opts.command.clone());
+    spec.limits = opts.limits;
+    spec.user = opts.user.clone();
+    spec.hostname = opts.hostname.clone();
+    spec.network = opts.network;
+    spec.rlimits = opts.rlimits.clone();
+    let sandbox_in_task = match &opts.image {
+        Some(image) => {
+            let path = fs::canonicalize(image).map_err(|e| StandaloneError::Image {
+                path: image.clone(),
+                reason: e.to_string().to_lowercase(),
+            })?;
+            if path.join("oci-layout").is_file() {
+                return Err(StandaloneError::Image {
+                    path,
+                    reason: "an OCI image layout: images are not supported yet, give an unpacked \
+                             root filesystem (e.g. `umoci unpack`)"
+                        .into(),
+                });
+            }
+            spec.rootfs = Some(Rootfs {
+                path,
+                mount: None,
+                readonly: opts.readonly_rootfs,
+            });
+            spec.mounts.push(Mount::bind(sandbox, SANDBOX_MOUNT, false));
+            PathBuf::from(SANDBOX_MOUNT)
+        }
+        None => sandbox.to_path_buf(),
+    };
+    spec.mounts.extend(opts.mounts.iter().cloned());
+    spec.cwd = Some(opts.cwd.clone().unwrap_or_else(|| sandbox_in_task.clone()));
+    spec.env = vec![
+        ("PATH".into(), DEFAULT_PATH.into()),
+        (
+            "MESOS_SANDBOX".into(),
+            sandbox_in_task.to_string_lossy().into_owned(),
+        ),
+    ];
+    for (k, v) in &opts.env {
+        spec.env.retain(|(x, _)| x != k);
+        spec.env.push((k.clone(), v.clone()));
+    }
+    Ok(spec)
+}
+
+/// The signals that stop the task.
+fn stop_signals() -> SigSet {
+    let mut set = SigSet::empty();
+    for s in [Signal::SIGINT, Signal::SIGTERM, Signal::SIGHUP] {
+        set.add(s);
+    }
+    set
+}
+
+fn run_in(
+    opts: &RunOptions,
+    runtime: &Runtime,
+    spec: &SandboxSpec,
+    sandbox: &Path,
+) -> Result<(ExitRecord, Option<String>), StandaloneError> {
+    let io_err = |op| move |source| StandaloneError::Io { op, source };
+    let pipe = || {
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC)
+            .map_err(|e| io_err("create pipe")(e.into()))
+    };
+    let (out_r, out_w) = pipe()?;
+    let (err_r, err_w) = pipe()?;
+    let stdin: OwnedFd = if opts.interactive {
+        io::stdin()
+            .as_fd()
+            .try_clone_to_owned()
+            .map_err(io_err("duplicate stdin"))?
+    } else {
+        File::open("/dev/null")
+            .map_err(io_err("open /dev/null"))?
+            .into()
+    };
+    let files = |name: &str| {
+        File::create(sandbox.join(name)).map_err(|source| StandaloneError::Sandbox {
+            path: sandbox.join(name),
+            source,
+        })
+    };
+    let mut streams = [
+        Stream {
+            pipe: Some(File::from(out_r)),
+            file: files("stdout")?,
+            terminal: Box::new(io::stdout()),
+        },
+        Stream {
+            pipe: Some(File::from(err_r)),
+            file: files("stderr")?,
+            terminal: Box::new(io::stderr()),
+        },
+    ];
+    // Stop signals are read from a signalfd; the helper clears its mask.
+    let signals = stop_signals();
+    signals
+        .thread_block()
+        .map_err(|e| io_err("block signals")(e.into()))?;
+    let sigfd = SignalFd::with_flags(&signals, SfdFlags::SFD_CLOEXEC | SfdFlags::SFD_NONBLOCK)
+        .map_err(|e| io_err("create signalfd")(e.into()))?;
+
+    let container = runtime.launch(
+        spec,
+        Stdio {
+            stdin,
+            stdout: out_w,
+            stderr: err_w,
+        },
+    );
+    let result = container
+        .map_err(StandaloneError::from)
+        .and_then(|mut c| supervise(&mut c, &mut streams, &sigfd, opts.grace));
+    let _ = signals.thread_unblock();
+    result
+}
+
+/// One output stream of the task: pipe -> (file, terminal).
+struct Stream {
+    pipe: Option<File>,
+    file: File,
+    terminal: Box<dyn Write>,
+}
+
+impl Stream {
+    /// Copies what is available; closes the pipe at EOF.
+    fn pump(&mut self, buf: &mut [u8]) {
+        let Some(p) = &mut self.pipe else { return };
+        match p.read(buf) {
+            Ok(0) | Err(_) => self.pipe = None,
+            Ok(n) => {
+                let _ = self.file.write_all(&buf[..n]);
+                // A closed terminal (EPIPE) must not stop the task or the file copy.
+                let _ = self
+                    .terminal
+                    .write_all(&buf[..n])
+                    .and_then(|()| self.terminal.flush());
+            }
+        }
+    }
+}
+
+fn supervise(
+    c: &mut Container,
+    streams: &mut [Stream; 2],
+    sigfd: &SignalFd,
+    grace: Duration,
+) -> Result<(ExitRecord, Option<String>), StandaloneError> {
+    let mut buf = vec![0u8; 64 << 10];
+    let mut stop: Option<(Signal, Instant)> = None;
+    let mut record = None;
+    loop {
+        let open: Vec<usize> = (0..2).filter(|i| streams[*i].pipe.is_some()).collect();
+        if record.is_some() && open.is_empty() {
+            break;
+        }
+        let mut fds: Vec<PollFd> = open
+            .iter()
+            .map(|i| {
+                PollFd::new(
+                    streams[*i].pipe.as_ref().unwrap().as_fd(),
+                    PollFlags::POLLIN,
+                )
+            })
+            .collect();
+        let mut waits_pidfd = false;
+        if record.is_none() {
+            fds.push(PollFd::new(sigfd.as_fd(), PollFlags::POLLIN));
+            if let Some(p) = c.pidfd() {
+                fds.push(PollFd::new(p, PollFlags::POLLIN));
+                waits_pidfd = true;
+            }
+        }
+        // Without a pidfd (old kernels), or while a stop is pending, wake up
+        // now and then to check.
+        let timeout = match (stop, waits_pidfd, record.is_some()) {
+            (_, _, true) => PollTimeout::from(1000u16),
+            (Some((_, deadline)), _, _) => {
+                let left = deadline
+                    .saturating_duration_since(Instant::now())
+                    .as_millis()
+                    .min(1000);
+                PollTimeout::from(left as u16)
+            }
+            (None, false, _) => PollTimeout::from(20u16),
+            (None, true, _) => PollTimeout::NONE,
+        };
+        let ready: Vec<bool> = match poll(&mut fds, timeout) {
+            Ok(0) if record.is_some() => {
+                // Output still held open after exit (cannot normally happen:
+                // every process died with the pid namespace). Stop waiting.
+                break;
+            }
+            Ok(_) => fds
+                .iter()
+                .map(|f| f.revents().is_some_and(|r| !r.is_empty()))
+                .collect(),
+            Err(nix::Error::EINTR) => continue,
+            Err(e) => {
+                return Err(StandaloneError::Io {
+                    op: "poll",
+                    source: e.into(),
+                })
+            }
+        };
+        drop(fds);
+        for (k, i) in open.iter().enumerate() {
+            if ready[k] {
+                streams[*i].pump(&mut buf);
+            }
+        }
+        if record.is_none() {
+            if ready.get(open.len()) == Some(&true) {
+                while let Ok(Some(info)) = sigfd.read_signal() {
+                    let sig = Signal::try_from(info.ssi_signo as i32).unwrap_or(Signal::SIGTERM);
+                    match stop {
+                        None if !grace.is_zero() => {
+                            c.signal(Signal::SIGTERM)?;
+                            stop = Some((sig, Instant::now() + grace));
+                        }
+                        _ => {
+                            c.signal(Signal::SIGKILL)?;
+                            stop = Some((sig, Instant::now()));
+                        }
+                    }
+                }
+            }
+            if let Some((_, deadline)) = stop {
+                if Instant::now() >= deadline {
+                    c.signal(Signal::SIGKILL)?;
+                }
+            }
+            record = c.try_wait()?;
+        }
+    }
+    let record = record.expect("loop ends after exit");
+    Ok((record, reason(&record, stop.map(|(s, _)| s))))
+}
+
+/// The one-line explanation printed when the task did not simply exit.
+fn reason(r: &ExitRecord, stopped_by: Option<Signal>) -> Option<String> {
+    if r.oom_killed {
+        let limit = r.stats.memory_limit;
+        let peak = if r.stats.memory_peak > 0 {
+            format!(", peak {}", format_size(r.stats.memory_peak))
+        } else {
+            String::new()
+        };
+        return Some(format!(
+            "task killed by the OOM killer: memory limit {} reached{peak}",
+            format_size(limit)
+        ));
+    }
+    if let Some(sig) = stopped_by {
+        return Some(format!("task stopped on {sig}: {}", describe(r.status)));
+    }
+    if r.stats.pids_limit_hits > 0 && r.status != ExitStatus::Exited(0) {
+        return Some(format!(
+            "{} forks failed at the pids limit; {}",
+            r.stats.pids_limit_hits,
+            describe(r.status)
+        ));
+    }
+    None
+}
+
+fn describe(s: ExitStatus) -> String {
+    match s {
+        ExitStatus::Exited(c) => format!("exited with status {c}"),
+        ExitStatus::Signaled(n) => match Signal::try_from(n) {
+            Ok(sig) => format!("killed by {sig}"),
+            Err(_) => format!("killed by signal {n}"),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::runtime::ResourceStats;
+
+    fn opts() -> RunOptions {
+        RunOptions {
+            command: vec!["sh".into(), "-c".into(), "true".into()],
+            image: None,
+            limits: Limits::default(),
+            env: vec![("PATH".into(), "/opt/bin".into()), ("A".into(), "1".into())],
+            user: None,
+            hostname: None,
+            network: Network::Host,
+            cwd: None,
+            mounts: vec![],
+            rlimits: vec![],
+            readonly_rootfs: false,
+            work_dir: "/w".into(),
+            grace: Duration::from_secs(3),
+            remove: false,
+            interactive: false,
+            runtime: RuntimeConfig {
+                cgroup_root: "/x".into(),
+                cgroup_parent: "b".into(),
+                helper: "/b".into(),
+            },
+        }
+    }
+
+    #[test]
+    fn host_spec_runs_in_the_sandbox() {
+        let s = build_spec(&opts(), "id1", Path::new("/w/containers/id1")).unwrap();
+        assert_eq!(s.cwd.as_deref(), Some(Path::new("/w/containers/id1")));
+        assert_eq!(s.env_var("MESOS_SANDBOX"), Some("/w/containers/id1"));
+        assert_eq!(s.env_var("PATH"), Some("/opt/bin"));
+        assert_eq!(s.env.iter().filter(|(k, _)| k == "PATH").count(), 1);
+        assert!(s.rootfs.is_none() && s.mounts.is_empty());
+    }
+
+    #[test]
+    fn image_spec_mounts_the_sandbox_like_mesos() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut o = opts();
+        o.image = Some(dir.path().to_path_buf());
+        let s = build_spec(&o, "id1", Path::new("/w/containers/id1")).unwrap();
+        assert_eq!(s.cwd.as_deref(), Some(Path::new(SANDBOX_MOUNT)));
+        assert_eq!(s.env_var("MESOS_SANDBOX"), Some(SANDBOX_MOUNT));
+        assert_eq!(
+            s.mounts,
+            vec![Mount::bind("/w/containers/id1", SANDBOX_MOUNT, false)]
+        );
+        fs::write(dir.path().join("oci-layout"), "{}").unwrap();
+        let e = build_spec(&o, "id1", Path::new("/s"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("OCI image layout"), "{e}");
+        o.image = Some("/no/such/rootfs".into());
+        let e = build_spec(&o, "id1", Path::new("/s"))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("/no/such/rootfs") && e.contains("no such file"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn reasons() {
+        let mut r = ExitRecord {
+            status: ExitStatus::Signaled(9),
+            oom_killed: true,
+            stats: ResourceStats {
+                memory_limit: 32 << 20,
+                memory_peak: 32 << 20,
+                ..Default::default()
+            },
+        };
+        assert_eq!(
+            reason(&r, None).unwrap(),
+            "task killed by the OOM killer: memory limit 32.0 MiB reached, peak 32.0 MiB"
+        );
+        r.oom_killed = false;
+        assert_eq!(
+            reason(&r, Some(Signal::SIGINT)).unwrap(),
+            "task stopped on SIGINT: killed by SIGKILL"
+        );
+        assert_eq!(reason(&r, None), None);
+    }
+}

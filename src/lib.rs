@@ -1,0 +1,8 @@
+//! butte: a Mesos agent and its container runtime. See ARCHITECTURE.md for
+//! the layers; each module's doc says what it owns.
+
+pub mod containerizer;
+pub mod mount;
+pub mod runtime;
+pub mod state;
+pub mod support;

@@ -1,0 +1,249 @@
+//! The `butte` command line. The only place that uses `anyhow` and the one
+//! place that maps errors to exit codes.
+
+use anyhow::{bail, Context};
+use butte::containerizer::standalone::{self, RunOptions, StandaloneError};
+use butte::mount::Mount;
+use butte::runtime::{
+    self, FailureKind, Limits, Network, Rlimit, RuntimeConfig, RuntimeError, User,
+};
+use butte::state::paths::DEFAULT_WORK_DIR;
+use butte::support::{parse_duration, parse_size};
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "butte", version, about = "A Mesos agent and container runtime")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one command in a sandbox, in the foreground, with no master.
+    Run(RunArgs),
+}
+
+#[derive(clap::Args)]
+struct RunArgs {
+    /// An unpacked root filesystem directory (default: the host filesystem,
+    /// with the sandbox directory as working directory).
+    #[arg(long, value_name = "PATH")]
+    image: Option<PathBuf>,
+    /// CPU limit, in cpus (e.g. 0.5): shares and a hard CFS quota.
+    #[arg(long, allow_negative_numbers = true)]
+    cpus: Option<f64>,
+    /// Memory limit (e.g. 128M, 1G); swap is not allowed.
+    #[arg(long, value_parser = parse_size_arg)]
+    mem: Option<u64>,
+    /// Maximum number of processes and threads.
+    #[arg(long, allow_negative_numbers = true)]
+    pids: Option<i64>,
+    /// Set an environment variable (repeatable).
+    #[arg(short, long = "env", value_name = "KEY=VALUE", value_parser = parse_env)]
+    env: Vec<(String, String)>,
+    /// Run as NAME, UID or UID:GID (looked up in the sandbox's /etc/passwd).
+    #[arg(short, long)]
+    user: Option<String>,
+    /// Hostname in the sandbox (default: the first 12 characters of its id).
+    #[arg(long)]
+    hostname: Option<String>,
+    /// Network: `host` (default) or `none` (a new, empty network namespace).
+    #[arg(long, default_value = "host", value_parser = ["host", "none"])]
+    net: String,
+    /// Working directory in the sandbox (default: the sandbox directory).
+    #[arg(long, value_name = "DIR")]
+    cwd: Option<PathBuf>,
+    /// Bind mount a host path: SRC:DST[:ro] (repeatable).
+    #[arg(long = "mount", value_name = "SRC:DST[:ro]", value_parser = parse_mount)]
+    mounts: Vec<Mount>,
+    /// Resource limit NAME=SOFT[:HARD], e.g. nofile=1024:4096 (repeatable).
+    #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]", value_parser = parse_ulimit)]
+    ulimits: Vec<Rlimit>,
+    /// Mount the root filesystem read-only.
+    #[arg(long)]
+    read_only: bool,
+    /// Time between SIGTERM and SIGKILL when the task is stopped.
+    #[arg(long, default_value = "3s", value_parser = parse_duration_arg)]
+    grace_period: std::time::Duration,
+    /// Remove the sandbox directory when the task ends.
+    #[arg(long)]
+    rm: bool,
+    /// Connect this terminal's stdin to the task.
+    #[arg(short, long)]
+    interactive: bool,
+    /// Where sandboxes live.
+    #[arg(long, alias = "work_dir", env = "BUTTE_WORK_DIR", default_value = DEFAULT_WORK_DIR)]
+    work_dir: PathBuf,
+    /// cgroup group all sandboxes are nested under.
+    #[arg(long, hide = true, default_value = "butte")]
+    cgroup_parent: String,
+    /// The command and its arguments.
+    #[arg(last = true, required = true, value_name = "CMD")]
+    command: Vec<String>,
+}
+
+fn parse_size_arg(s: &str) -> Result<u64, String> {
+    parse_size(s).map_err(|e| e.to_string())
+}
+
+fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
+    parse_duration(s).map_err(|e| e.to_string())
+}
+
+fn parse_env(s: &str) -> Result<(String, String), String> {
+    match s.split_once('=') {
+        Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
+        _ => Err(format!("{s:?} is not KEY=VALUE")),
+    }
+}
+
+fn parse_mount(s: &str) -> Result<Mount, String> {
+    let parts: Vec<&str> = s.split(':').collect();
+    let (src, dst, ro) = match parts.as_slice() {
+        [src, dst] => (*src, *dst, false),
+        [src, dst, "ro"] => (*src, *dst, true),
+        [src, dst, "rw"] => (*src, *dst, false),
+        _ => return Err(format!("{s:?} is not SRC:DST[:ro]")),
+    };
+    let src = std::fs::canonicalize(src).map_err(|e| format!("mount source {src}: {e}"))?;
+    Ok(Mount::bind(src, dst, ro))
+}
+
+fn parse_ulimit(s: &str) -> Result<Rlimit, String> {
+    let bad = || {
+        format!("{s:?} is not NAME=SOFT[:HARD] (names: nofile, nproc, core, fsize, stack, memlock)")
+    };
+    let (name, limits) = s.split_once('=').ok_or_else(bad)?;
+    let resource = name.parse().map_err(|()| bad())?;
+    let num = |v: &str| -> Result<u64, String> {
+        if v == "unlimited" {
+            Ok(u64::MAX)
+        } else {
+            v.parse().map_err(|_| bad())
+        }
+    };
+    let (soft, hard) = match limits.split_once(':') {
+        Some((a, b)) => (num(a)?, num(b)?),
+        None => (num(limits)?, num(limits)?),
+    };
+    Ok(Rlimit {
+        resource,
+        soft,
+        hard,
+    })
+}
+
+fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
+    let pids = match args.pids {
+        Some(p) if p < 1 => bail!("invalid pids limit {p}: must be at least 1"),
+        Some(p) => Some(p as u64),
+        None => None,
+    };
+    let user = args.user.as_deref().map(str::parse::<User>).transpose()?;
+    let mut runtime = RuntimeConfig::new().context("find the butte binary")?;
+    runtime.cgroup_parent = args.cgroup_parent;
+    let opts = RunOptions {
+        command: args.command,
+        image: args.image,
+        limits: Limits {
+            cpus: args.cpus,
+            memory: args.mem,
+            pids,
+        },
+        env: args.env,
+        user,
+        hostname: args.hostname,
+        network: if args.net == "none" {
+            Network::None
+        } else {
+            Network::Host
+        },
+        cwd: args.cwd,
+        mounts: args.mounts,
+        rlimits: args.ulimits,
+        readonly_rootfs: args.read_only,
+        work_dir: args.work_dir,
+        grace: args.grace_period,
+        remove: args.rm,
+        interactive: args.interactive,
+        runtime,
+    };
+    let outcome = standalone::run(&opts)?;
+    if let Some(reason) = &outcome.reason {
+        eprintln!("butte: {reason}");
+    }
+    Ok(ExitCode::from(outcome.exit_code.clamp(0, 255) as u8))
+}
+
+/// Exit codes of `butte run` itself, as Docker and Podman use them:
+/// 125 butte failed, 126 the command cannot be executed, 127 not found.
+fn exit_code(err: &anyhow::Error) -> u8 {
+    let kind = err
+        .downcast_ref::<StandaloneError>()
+        .and_then(|e| match e {
+            StandaloneError::Runtime(r) => r.failure_kind(),
+            _ => None,
+        })
+        .or_else(|| {
+            err.downcast_ref::<RuntimeError>()
+                .and_then(RuntimeError::failure_kind)
+        });
+    match kind {
+        Some(FailureKind::NotFound) => 127,
+        Some(FailureKind::NotExecutable) => 126,
+        _ => 125,
+    }
+}
+
+/// The error and its causes on one line, skipping a cause whose text the
+/// message before it already includes (our errors name their cause).
+fn describe(err: &anyhow::Error) -> String {
+    let mut out = String::new();
+    for cause in err.chain() {
+        let text = cause.to_string();
+        if !out.contains(&text) {
+            if !out.is_empty() {
+                out.push_str(": ");
+            }
+            out.push_str(&text);
+        }
+    }
+    out
+}
+
+fn init_logging() {
+    let level = match std::env::var("BUTTE_LOG").as_deref() {
+        Ok("trace") => tracing::Level::TRACE,
+        Ok("debug") => tracing::Level::DEBUG,
+        Ok("info") => tracing::Level::INFO,
+        Ok("error") => tracing::Level::ERROR,
+        _ => tracing::Level::WARN,
+    };
+    let _ = tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .try_init();
+}
+
+fn main() -> ExitCode {
+    // The launch helper is re-executed by the runtime; it must start fast
+    // and touch nothing else.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "launch") {
+        return ExitCode::from(runtime::helper_main().clamp(0, 255) as u8);
+    }
+    let cli = Cli::parse();
+    init_logging();
+    let result = match cli.command {
+        Command::Run(args) => run(args),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("butte: {}", describe(&e));
+            ExitCode::from(exit_code(&e))
+        }
+    }
+}

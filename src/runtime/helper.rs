@@ -1,0 +1,309 @@
+//! The launch helper: `butte launch`, re-executed by the runtime into new
+//! namespaces. Single-threaded, it receives the spec, builds the sandbox
+//! and execs the task, reporting the failing step if any.
+//!
+//! Order: signal mask cleared, spec received, new session, hostname,
+//! mounts (see `mounts`), user looked up, working directory, rlimits,
+//! command resolved, capability bounding set, user switch, capability
+//! sets, no_new_privs, `FromHelper::Exec`, execve.
+
+use super::caps;
+use super::channel::{self, FailureKind, Frame, FromHelper, HelperFailure, ToHelper};
+use super::mounts;
+use super::spec::{RlimitResource, SandboxSpec, User, DEFAULT_PATH};
+use super::sys;
+use super::user;
+use ::caps::CapSet;
+use nix::sys::resource::{setrlimit, Resource};
+use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
+use std::ffi::CString;
+use std::fs;
+use std::io;
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+
+/// Entry point of `butte launch`. Returns the process exit code on failure
+/// (on success it never returns: the task replaces it).
+pub fn main() -> i32 {
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+    let mut chan = match sys::adopt_channel_fd() {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("butte launch: {e}");
+            return 125;
+        }
+    };
+    let spec = match channel::recv::<ToHelper>(&mut chan) {
+        Ok(Frame::Message(ToHelper::Launch(spec))) => spec,
+        // The parent went away or sent garbage: nothing to report to.
+        _ => return 125,
+    };
+    let failure = match launch(&spec, &mut chan) {
+        Ok(never) => match never {},
+        Err(f) => f,
+    };
+    let _ = channel::send(&mut chan, &FromHelper::Failed(failure));
+    125
+}
+
+fn setup_err(step: impl Into<String>) -> impl FnOnce(io::Error) -> HelperFailure {
+    let step = step.into();
+    move |e| HelperFailure {
+        step,
+        message: message(&e),
+        kind: FailureKind::Setup,
+    }
+}
+
+/// An I/O error as a lower-case phrase, without std's "(os error N)".
+fn message(e: &io::Error) -> String {
+    let text = e.to_string().to_lowercase();
+    match text.find(" (os error") {
+        Some(i) => text[..i].to_string(),
+        None => text,
+    }
+}
+
+fn errno(e: nix::Error) -> io::Error {
+    io::Error::from(e)
+}
+
+enum Never {}
+
+fn launch(spec: &SandboxSpec, chan: &mut UnixStream) -> Result<Never, HelperFailure> {
+    nix::fcntl::fcntl(
+        std::os::fd::AsRawFd::as_raw_fd(chan),
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .map_err(|e| setup_err("set close-on-exec on the channel")(errno(e)))?;
+    nix::unistd::setsid().map_err(|e| setup_err("setsid")(errno(e)))?;
+    nix::unistd::sethostname(spec.hostname()).map_err(|e| setup_err("set hostname")(errno(e)))?;
+
+    mounts::execute(&mounts::plan(spec)).map_err(|e| HelperFailure {
+        step: e.step,
+        message: message(&e.source),
+        kind: FailureKind::Setup,
+    })?;
+
+    let who = resolve_user(spec.user.as_ref())?;
+    let cwd = spec.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
+    nix::unistd::chdir(&cwd)
+        .map_err(|e| setup_err(format!("chdir {}", cwd.display()))(errno(e)))?;
+    for r in &spec.rlimits {
+        setrlimit(resource(r.resource), r.soft, r.hard)
+            .map_err(|e| setup_err(format!("setrlimit {:?}", r.resource))(errno(e)))?;
+    }
+
+    let program = resolve_command(&spec.argv[0], spec.env_var("PATH").unwrap_or(DEFAULT_PATH))?;
+    let keep: Vec<::caps::Capability> = match &spec.capabilities {
+        Some(list) => list.iter().filter_map(|n| caps::parse(n)).collect(),
+        None => caps::DEFAULT.to_vec(),
+    };
+    drop_capabilities(&keep, &who)?;
+    nix::sys::prctl::set_no_new_privs().map_err(|e| setup_err("set no_new_privs")(errno(e)))?;
+
+    let c = |s: &str, what: &str| {
+        CString::new(s).map_err(|_| HelperFailure {
+            step: format!("exec {}", spec.argv[0]),
+            message: format!("{what} contains a NUL byte"),
+            kind: FailureKind::Setup,
+        })
+    };
+    let argv: Vec<CString> = spec
+        .argv
+        .iter()
+        .map(|a| c(a, "an argument"))
+        .collect::<Result<_, _>>()?;
+    let mut env: Vec<CString> = Vec::with_capacity(spec.env.len() + 1);
+    for (k, v) in &spec.env {
+        env.push(c(&format!("{k}={v}"), "the environment")?);
+    }
+    if spec.env_var("HOME").is_none() {
+        env.push(c(&format!("HOME={}", who.home), "the environment")?);
+    }
+    let path = c(&program.to_string_lossy(), "the command")?;
+    let _ = channel::send(chan, &FromHelper::Exec);
+    let e = nix::unistd::execve(&path, &argv, &env).unwrap_err();
+    Err(HelperFailure {
+        step: format!("exec {}", spec.argv[0]),
+        message: message(&io::Error::from(e)),
+        kind: if e == nix::Error::ENOENT {
+            FailureKind::NotFound
+        } else {
+            FailureKind::NotExecutable
+        },
+    })
+}
+
+fn resource(r: RlimitResource) -> Resource {
+    match r {
+        RlimitResource::Nofile => Resource::RLIMIT_NOFILE,
+        RlimitResource::Nproc => Resource::RLIMIT_NPROC,
+        RlimitResource::Core => Resource::RLIMIT_CORE,
+        RlimitResource::Fsize => Resource::RLIMIT_FSIZE,
+        RlimitResource::Stack => Resource::RLIMIT_STACK,
+        RlimitResource::Memlock => Resource::RLIMIT_MEMLOCK,
+    }
+}
+
+/// Looks the user up in the sandbox's own /etc/passwd (we are past the
+/// pivot, so these are the image's files).
+fn resolve_user(u: Option<&User>) -> Result<user::Resolved, HelperFailure> {
+    let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let group = fs::read_to_string("/etc/group").unwrap_or_default();
+    let (name, uid, gid) = match u {
+        None => (None, Some(0), None),
+        Some(User::Name(n)) => (Some(n.as_str()), None, None),
+        Some(User::Id { uid, gid }) => (None, Some(*uid), *gid),
+    };
+    user::resolve(&passwd, &group, name, uid, gid).ok_or_else(|| HelperFailure {
+        step: "look up user".into(),
+        message: format!(
+            "no user {:?} in the sandbox's /etc/passwd",
+            name.unwrap_or("?")
+        ),
+        kind: FailureKind::Setup,
+    })
+}
+
+/// Finds the program as `execvp` would, with clear errors for a missing
+/// command, a directory and a file without execute permission.
+fn resolve_command(arg0: &str, path_var: &str) -> Result<PathBuf, HelperFailure> {
+    let fail = |message: String, kind| HelperFailure {
+        step: format!("exec {arg0}"),
+        message,
+        kind,
+    };
+    let check = |p: &Path| -> Result<(), HelperFailure> {
+        let meta = fs::metadata(p).map_err(|e| {
+            let kind = if e.kind() == io::ErrorKind::NotFound {
+                FailureKind::NotFound
+            } else {
+                FailureKind::NotExecutable
+            };
+            let text = message(&e);
+            fail(
+                if p == Path::new(arg0) {
+                    text
+                } else {
+                    format!("{}: {text}", p.display())
+                },
+                kind,
+            )
+        })?;
+        if meta.is_dir() {
+            return Err(fail("is a directory".into(), FailureKind::NotExecutable));
+        }
+        if meta.permissions().mode() & 0o111 == 0 {
+            return Err(fail(
+                "not executable: no execute permission".into(),
+                FailureKind::NotExecutable,
+            ));
+        }
+        Ok(())
+    };
+    if arg0.contains('/') {
+        let p = PathBuf::from(arg0);
+        check(&p)?;
+        return Ok(p);
+    }
+    let mut first_error = None;
+    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
+        let p = Path::new(dir).join(arg0);
+        match check(&p) {
+            Ok(()) => return Ok(p),
+            Err(e) if e.kind == FailureKind::NotFound => {}
+            Err(e) => {
+                first_error.get_or_insert(e);
+            }
+        }
+    }
+    Err(first_error.unwrap_or_else(|| {
+        fail(
+            format!("command not found in the sandbox (PATH={path_var})"),
+            FailureKind::NotFound,
+        )
+    }))
+}
+
+/// Reduces the bounding set to `keep`, switches user, then sets the
+/// permitted, effective and inheritable sets (empty for a non-root user).
+fn drop_capabilities(
+    keep: &[::caps::Capability],
+    who: &user::Resolved,
+) -> Result<(), HelperFailure> {
+    let cap_err = |what: &'static str| {
+        move |e: ::caps::errors::CapsError| HelperFailure {
+            step: what.into(),
+            message: e.to_string(),
+            kind: FailureKind::Setup,
+        }
+    };
+    let keep_set: ::caps::CapsHashSet = keep.iter().copied().collect();
+    for cap in ::caps::all() {
+        if !keep_set.contains(&cap) {
+            // Capabilities the kernel does not know cannot be dropped: skip.
+            if let Err(e) = ::caps::drop(None, CapSet::Bounding, cap) {
+                if ::caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+                    return Err(cap_err("drop bounding capabilities")(e));
+                }
+            }
+        }
+    }
+    ::caps::clear(None, CapSet::Ambient).map_err(cap_err("clear ambient capabilities"))?;
+    let inheritable = if who.uid == 0 {
+        keep_set.clone()
+    } else {
+        Default::default()
+    };
+    ::caps::set(None, CapSet::Inheritable, &inheritable)
+        .map_err(cap_err("set inheritable capabilities"))?;
+    let groups: Vec<nix::unistd::Gid> = who
+        .groups
+        .iter()
+        .map(|g| nix::unistd::Gid::from_raw(*g))
+        .collect();
+    nix::unistd::setgroups(&groups).map_err(|e| setup_err("setgroups")(errno(e)))?;
+    let gid = nix::unistd::Gid::from_raw(who.gid);
+    nix::unistd::setresgid(gid, gid, gid)
+        .map_err(|e| setup_err(format!("setgid {}", who.gid))(errno(e)))?;
+    let uid = nix::unistd::Uid::from_raw(who.uid);
+    nix::unistd::setresuid(uid, uid, uid)
+        .map_err(|e| setup_err(format!("setuid {}", who.uid))(errno(e)))?;
+    if who.uid == 0 {
+        ::caps::set(None, CapSet::Effective, &keep_set)
+            .map_err(cap_err("set effective capabilities"))?;
+        ::caps::set(None, CapSet::Permitted, &keep_set)
+            .map_err(cap_err("set permitted capabilities"))?;
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn resolves_commands_like_execvp() {
+        assert_eq!(
+            resolve_command("sh", "/nonexistent:/bin").unwrap(),
+            PathBuf::from("/bin/sh")
+        );
+        let e = resolve_command("no-such-cmd-xyz", "/bin:/usr/bin").unwrap_err();
+        assert_eq!(e.kind, FailureKind::NotFound);
+        assert!(e.to_string().contains("command not found"), "{e}");
+        let e = resolve_command("/tmp", "/bin").unwrap_err();
+        assert_eq!(e.kind, FailureKind::NotExecutable);
+        assert!(e.to_string().contains("is a directory"), "{e}");
+        let dir = tempfile::tempdir().unwrap();
+        let plain = dir.path().join("plain");
+        fs::write(&plain, "x").unwrap();
+        fs::set_permissions(&plain, fs::Permissions::from_mode(0o644)).unwrap();
+        let e = resolve_command(plain.to_str().unwrap(), "/bin").unwrap_err();
+        assert_eq!(e.kind, FailureKind::NotExecutable);
+        assert!(e.to_string().contains("not executable"), "{e}");
+        let e = resolve_command("/no/such/file", "/bin").unwrap_err();
+        assert_eq!(e.kind, FailureKind::NotFound);
+    }
+}

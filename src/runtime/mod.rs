@@ -1,0 +1,303 @@
+//! Linux sandboxes: a process in new pid, mount, uts and ipc namespaces
+//! (and optionally net), limited by cgroups, with a reduced capability set,
+//! optionally on its own root filesystem. Knows nothing of Mesos.
+//!
+//! [`Runtime::launch`] creates the cgroup, clones a child into the new
+//! namespaces (directly into the cgroup on v2) that re-executes this binary
+//! as the single-threaded launch helper (`butte launch`, see `helper`),
+//! places it in the cgroup (v1) before sending it the [`SandboxSpec`],
+//! and waits until the helper has exec'd the task or reported the failed
+//! step. Failures leave no cgroup, mount or process behind.
+
+mod caps;
+mod cgroups;
+mod channel;
+mod container;
+mod helper;
+mod mounts;
+mod spec;
+#[allow(unsafe_code)]
+mod sys;
+mod user;
+
+pub use cgroups::{CgroupError, ResourceStats, Version as CgroupVersion};
+pub use channel::{FailureKind, HelperFailure};
+pub use container::{Container, ExitRecord, ExitStatus};
+pub use spec::{
+    Limits, Network, Rlimit, RlimitResource, Rootfs, SandboxSpec, SpecError, User, DEFAULT_PATH,
+};
+
+/// Runs the launch helper (`butte launch`); returns its exit code on
+/// failure.
+pub fn helper_main() -> i32 {
+    helper::main()
+}
+
+/// The capability mask of the default set, as /proc/<pid>/status shows it.
+pub fn default_capability_mask() -> u64 {
+    caps::mask(caps::DEFAULT)
+}
+
+use channel::{Frame, FromHelper, ToHelper};
+use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+use std::os::unix::net::UnixStream;
+use std::path::PathBuf;
+
+/// Failures of the runtime.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("invalid sandbox spec: {0}")]
+    Spec(#[from] SpecError),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error("launch {id}: {failure}")]
+    Launch { id: String, failure: HelperFailure },
+    #[error("launch {id}: start launch helper {helper}: {source}")]
+    Spawn {
+        id: String,
+        helper: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("container {id}: {op}: {source}")]
+    Io {
+        id: String,
+        op: &'static str,
+        #[source]
+        source: io::Error,
+    },
+}
+
+impl RuntimeError {
+    /// The failure class when the helper reported one.
+    pub fn failure_kind(&self) -> Option<FailureKind> {
+        match self {
+            RuntimeError::Launch { failure, .. } => Some(failure.kind),
+            _ => None,
+        }
+    }
+}
+
+/// Where the runtime puts things and how it finds itself.
+#[derive(Debug, Clone)]
+pub struct RuntimeConfig {
+    /// The cgroup root (`/sys/fs/cgroup`).
+    pub cgroup_root: PathBuf,
+    /// The group every sandbox is nested under (`butte`).
+    pub cgroup_parent: String,
+    /// The butte binary, re-executed as the launch helper.
+    pub helper: PathBuf,
+}
+
+impl RuntimeConfig {
+    /// The defaults, with this very binary as the helper.
+    pub fn new() -> io::Result<Self> {
+        Ok(RuntimeConfig {
+            cgroup_root: "/sys/fs/cgroup".into(),
+            cgroup_parent: "butte".into(),
+            helper: std::env::current_exe()?,
+        })
+    }
+}
+
+/// The standard streams of a sandboxed process.
+#[derive(Debug)]
+pub struct Stdio {
+    pub stdin: OwnedFd,
+    pub stdout: OwnedFd,
+    pub stderr: OwnedFd,
+}
+
+impl Stdio {
+    /// `/dev/null` for all three.
+    pub fn null() -> io::Result<Self> {
+        let open = || -> io::Result<OwnedFd> {
+            Ok(File::options()
+                .read(true)
+                .write(true)
+                .open("/dev/null")?
+                .into())
+        };
+        Ok(Stdio {
+            stdin: open()?,
+            stdout: open()?,
+            stderr: open()?,
+        })
+    }
+}
+
+/// Starts sandboxes.
+#[derive(Debug)]
+pub struct Runtime {
+    hierarchy: cgroups::Hierarchy,
+    helper: PathBuf,
+    helper_c: CString,
+    argv: [CString; 2],
+}
+
+impl Runtime {
+    pub fn new(config: &RuntimeConfig) -> Result<Self, RuntimeError> {
+        let hierarchy = cgroups::Hierarchy::detect(&config.cgroup_root, &config.cgroup_parent)?;
+        let helper_c =
+            CString::new(config.helper.as_os_str().as_encoded_bytes()).map_err(|_| {
+                RuntimeError::Spawn {
+                    id: String::new(),
+                    helper: config.helper.clone(),
+                    source: io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"),
+                }
+            })?;
+        Ok(Runtime {
+            hierarchy,
+            helper: config.helper.clone(),
+            helper_c,
+            argv: [c"butte".to_owned(), c"launch".to_owned()],
+        })
+    }
+
+    /// The cgroup version in use.
+    pub fn cgroup_version(&self) -> CgroupVersion {
+        self.hierarchy.version()
+    }
+
+    /// Starts a sandbox. Returns once the task has been exec'd; on error
+    /// nothing is left behind.
+    pub fn launch(&self, spec: &SandboxSpec, stdio: Stdio) -> Result<Container, RuntimeError> {
+        spec.validate()?;
+        let mut cgroup = self.hierarchy.create(&spec.id, &spec.limits)?;
+        let spawned = match self.spawn(spec, &stdio, &cgroup) {
+            Ok(s) => s,
+            Err(e) => {
+                let _ = cgroup.remove();
+                return Err(e);
+            }
+        };
+        drop(stdio);
+        let (mut parent, pid, pidfd, in_cgroup) = spawned;
+        let mut container = Container {
+            id: spec.id.clone(),
+            pid: nix::unistd::Pid::from_raw(pid),
+            pidfd,
+            cgroup: Some(cgroup),
+            exit: None,
+        };
+        // From here on, dropping `container` kills and cleans up.
+        if !in_cgroup {
+            if let Some(cg) = &container.cgroup {
+                cg.add(pid)?;
+            }
+        }
+        let io_err = |source| RuntimeError::Io {
+            id: spec.id.clone(),
+            op: "send spec to launch helper",
+            source,
+        };
+        channel::send(&mut parent, &ToHelper::Launch(Box::new(spec.clone()))).map_err(io_err)?;
+        let mut execing = false;
+        loop {
+            match channel::recv::<FromHelper>(&mut parent) {
+                Ok(Frame::Message(FromHelper::Exec)) => execing = true,
+                Ok(Frame::Message(FromHelper::Failed(failure))) => {
+                    return Err(RuntimeError::Launch {
+                        id: spec.id.clone(),
+                        failure,
+                    })
+                }
+                Ok(Frame::ExecFailed(errno)) => {
+                    return Err(RuntimeError::Spawn {
+                        id: spec.id.clone(),
+                        helper: self.helper.clone(),
+                        source: io::Error::from_raw_os_error(errno),
+                    })
+                }
+                Ok(Frame::Eof) if execing => return Ok(container),
+                Ok(Frame::Eof) => {
+                    let status = container.wait().map(|r| r.status);
+                    return Err(RuntimeError::Launch {
+                        id: spec.id.clone(),
+                        failure: HelperFailure {
+                            step: "launch helper".into(),
+                            message: format!("exited before starting the task: {status:?}"),
+                            kind: FailureKind::Setup,
+                        },
+                    });
+                }
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(source) => {
+                    return Err(RuntimeError::Io {
+                        id: spec.id.clone(),
+                        op: "read from launch helper",
+                        source,
+                    })
+                }
+            }
+        }
+    }
+
+    /// Clones the helper. Returns the parent's end of the channel, the pid,
+    /// the pidfd and whether the child was cloned into the cgroup.
+    #[allow(clippy::type_complexity)]
+    fn spawn(
+        &self,
+        spec: &SandboxSpec,
+        stdio: &Stdio,
+        cgroup: &cgroups::Cgroup,
+    ) -> Result<(UnixStream, i32, Option<OwnedFd>, bool), RuntimeError> {
+        let err = |source| RuntimeError::Spawn {
+            id: spec.id.clone(),
+            helper: self.helper.clone(),
+            source,
+        };
+        let (parent, child) = UnixStream::pair().map_err(err)?;
+        let mut namespaces =
+            libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+        if spec.network == Network::None {
+            namespaces |= libc::CLONE_NEWNET;
+        }
+        let cgroup_dir = match cgroup.version() {
+            CgroupVersion::V2 => cgroup.paths().next().and_then(|p| {
+                File::options()
+                    .read(true)
+                    .custom_flags(libc::O_DIRECTORY)
+                    .open(p)
+                    .ok()
+            }),
+            CgroupVersion::V1 => None,
+        };
+        let fds = [
+            (stdio.stdin.as_fd(), 0),
+            (stdio.stdout.as_fd(), 1),
+            (stdio.stderr.as_fd(), 2),
+            (child.as_fd(), sys::CHANNEL_FD),
+        ];
+        let mut req = sys::SpawnRequest {
+            program: &self.helper_c,
+            argv: &self.argv,
+            fds: &fds,
+            namespaces,
+            cgroup: cgroup_dir.as_ref().map(|f| f.as_fd()),
+        };
+        // Block signals so that no handler of this process runs in the
+        // child before exec; the helper clears its mask.
+        let mut old = SigSet::empty();
+        let _ = pthread_sigmask(
+            SigmaskHow::SIG_SETMASK,
+            Some(&SigSet::all()),
+            Some(&mut old),
+        );
+        let mut result = sys::spawn(&req);
+        if req.cgroup.is_some()
+            && matches!(&result, Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::E2BIG)))
+        {
+            req.cgroup = None;
+            result = sys::spawn(&req);
+        }
+        let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
+        let spawned = result.map_err(err)?;
+        Ok((parent, spawned.pid, spawned.pidfd, req.cgroup.is_some()))
+    }
+}

@@ -1,0 +1,281 @@
+//! The only place in butte with `unsafe` code: raw system calls that
+//! neither std nor nix wrap.
+//!
+//! - [`spawn`]: `clone3` (falling back to `clone`) into new namespaces,
+//!   optionally straight into a cgroup v2 directory, and an immediate
+//!   `execve` of the launch helper. Between the clone and the exec the
+//!   child runs only async-signal-safe raw calls on memory prepared
+//!   beforehand, so it is safe to call from a multi-threaded process.
+//! - [`pidfd_send_signal`]: signal a process by pidfd, immune to pid reuse.
+//! - [`adopt_channel_fd`]: the helper takes ownership of its inherited fd.
+
+use std::ffi::{c_char, c_int, CString};
+use std::io;
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::unix::net::UnixStream;
+
+/// The fd number the launch helper finds its channel on.
+pub const CHANNEL_FD: RawFd = 3;
+
+/// At most this many fds can be handed to the child.
+const MAX_FDS: usize = 8;
+
+/// The kernel's `struct clone_args` (linux/sched.h), version 2 (88 bytes).
+#[repr(C)]
+#[derive(Default)]
+struct CloneArgs {
+    flags: u64,
+    pidfd: u64,
+    child_tid: u64,
+    parent_tid: u64,
+    exit_signal: u64,
+    stack: u64,
+    stack_size: u64,
+    tls: u64,
+    set_tid: u64,
+    set_tid_size: u64,
+    cgroup: u64,
+}
+
+const CLONE_PIDFD: u64 = 0x1000;
+const CLONE_INTO_CGROUP: u64 = 0x2_0000_0000;
+
+/// What to start: the program, its argv, the fds it gets (`(from, to)`:
+/// the child's fd `to` is a copy of the parent's `from`; every other fd
+/// is closed), the namespace flags and an optional cgroup v2 directory fd.
+pub struct SpawnRequest<'a> {
+    pub program: &'a CString,
+    pub argv: &'a [CString],
+    pub fds: &'a [(BorrowedFd<'a>, RawFd)],
+    /// `CLONE_NEW*` flags.
+    pub namespaces: c_int,
+    pub cgroup: Option<BorrowedFd<'a>>,
+}
+
+/// A started child.
+pub struct Spawned {
+    pub pid: i32,
+    /// Absent on kernels without `clone3` (before 5.3).
+    pub pidfd: Option<OwnedFd>,
+}
+
+/// Clones a child into new namespaces and execs `req.program` in it.
+///
+/// Returns `EINVAL`/`E2BIG` (from `clone3`) when the kernel cannot clone
+/// into a cgroup; the caller then retries without `cgroup`.
+pub fn spawn(req: &SpawnRequest) -> io::Result<Spawned> {
+    if req.fds.len() > MAX_FDS {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many fds"));
+    }
+    // Everything the child touches is prepared here, before the clone.
+    let mut argv: Vec<*const c_char> = req.argv.iter().map(|a| a.as_ptr()).collect();
+    argv.push(std::ptr::null());
+    let envp: [*const c_char; 1] = [std::ptr::null()];
+    let mut from = [0 as RawFd; MAX_FDS];
+    let mut to = [0 as RawFd; MAX_FDS];
+    for (i, (f, t)) in req.fds.iter().enumerate() {
+        from[i] = f.as_raw_fd();
+        to[i] = *t;
+    }
+    let n = req.fds.len();
+    let highest = to[..n].iter().copied().max().unwrap_or(2);
+
+    let mut pidfd: c_int = -1;
+    let mut args = CloneArgs {
+        flags: req.namespaces as u64 | CLONE_PIDFD,
+        pidfd: &mut pidfd as *mut c_int as u64,
+        exit_signal: libc::SIGCHLD as u64,
+        ..CloneArgs::default()
+    };
+    if let Some(cg) = req.cgroup {
+        args.flags |= CLONE_INTO_CGROUP;
+        args.cgroup = cg.as_raw_fd() as u64;
+    }
+    // SAFETY: `args` is a valid, fully initialised clone_args of the size
+    // passed; with no stack given, clone3 behaves like fork. The child
+    // branch below only performs async-signal-safe calls and never returns.
+    let mut ret = unsafe {
+        libc::syscall(
+            libc::SYS_clone3,
+            &mut args as *mut CloneArgs,
+            std::mem::size_of::<CloneArgs>(),
+        )
+    };
+    let mut have_pidfd = true;
+    if ret < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
+        if req.cgroup.is_some() {
+            return Err(io::Error::from_raw_os_error(libc::EINVAL));
+        }
+        have_pidfd = false;
+        // SAFETY: the legacy clone with a null stack behaves like fork; the
+        // child branch is the same async-signal-safe code as above.
+        ret = unsafe {
+            libc::syscall(
+                libc::SYS_clone,
+                (req.namespaces | libc::SIGCHLD) as libc::c_ulong,
+                0usize,
+                0usize,
+                0usize,
+                0usize,
+            )
+        };
+    }
+    if ret == 0 {
+        // SAFETY: we are the freshly cloned child; the pointers reference
+        // the parent's (copied) memory, valid until exec.
+        unsafe {
+            child(
+                &from[..n],
+                &to[..n],
+                highest,
+                req.program.as_ptr(),
+                argv.as_ptr(),
+                envp.as_ptr(),
+            )
+        }
+    }
+    if ret < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let pidfd = if have_pidfd && pidfd >= 0 {
+        // SAFETY: the kernel stored a new, owned pidfd here.
+        Some(unsafe { OwnedFd::from_raw_fd(pidfd) })
+    } else {
+        None
+    };
+    Ok(Spawned {
+        pid: ret as i32,
+        pidfd,
+    })
+}
+
+/// Exit status of the child when the helper could not be executed.
+pub const EXEC_FAILED: c_int = 127;
+
+/// The child between clone and exec: moves the fds into place, closes all
+/// others and execs. On failure it writes `0xFFFFFFFF` + errno on the
+/// channel (fd `CHANNEL_FD`, when mapped) and exits 127.
+///
+/// # Safety
+/// Must only be called in a just-cloned child; `program`, `argv` and
+/// `envp` must be valid NUL-terminated C arrays.
+unsafe fn child(
+    from: &[RawFd],
+    to: &[RawFd],
+    highest: RawFd,
+    program: *const c_char,
+    argv: *const *const c_char,
+    envp: *const *const c_char,
+) -> ! {
+    let mut tmp = [0 as RawFd; MAX_FDS];
+    // SAFETY: only async-signal-safe syscalls, on fds this child owns and on
+    // memory the parent prepared before the clone.
+    unsafe {
+        // Move the sources above every target first, so that a source
+        // numbered like a target is not overwritten before it is copied.
+        for i in 0..from.len() {
+            tmp[i] = libc::fcntl(from[i], libc::F_DUPFD_CLOEXEC, highest + 1);
+            if tmp[i] < 0 {
+                libc::_exit(EXEC_FAILED);
+            }
+        }
+        for i in 0..to.len() {
+            if libc::dup2(tmp[i], to[i]) < 0 {
+                libc::_exit(EXEC_FAILED);
+            }
+        }
+        // Close everything else (the temporary copies included).
+        libc::syscall(libc::SYS_close_range, (highest + 1) as u32, u32::MAX, 0u32);
+        libc::execve(program, argv, envp);
+        // Still here: tell the parent why, then give up.
+        let e = *libc::__errno_location();
+        let mut frame = [0xffu8; 8];
+        frame[4..].copy_from_slice(&e.to_le_bytes());
+        libc::write(CHANNEL_FD, frame.as_ptr().cast(), frame.len());
+        libc::_exit(EXEC_FAILED)
+    }
+}
+
+/// Sends `signal` through a pidfd.
+pub fn pidfd_send_signal(pidfd: BorrowedFd, signal: c_int) -> io::Result<()> {
+    // SAFETY: plain syscall on a borrowed, open fd; a null siginfo is allowed.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_pidfd_send_signal,
+            pidfd.as_raw_fd(),
+            signal,
+            std::ptr::null::<libc::siginfo_t>(),
+            0u32,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// In the launch helper: takes ownership of the channel fd the parent
+/// mapped to [`CHANNEL_FD`], after checking it is a socket.
+pub fn adopt_channel_fd() -> io::Result<UnixStream> {
+    let st = nix::sys::stat::fstat(CHANNEL_FD).map_err(io::Error::from)?;
+    if st.st_mode & libc::S_IFMT != libc::S_IFSOCK {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidInput,
+            "fd 3 is not a socket (butte launch is started by the runtime only)",
+        ));
+    }
+    // SAFETY: fd 3 is open (fstat succeeded), is a socket, and nothing else
+    // in the helper owns it.
+    Ok(unsafe { UnixStream::from_raw_fd(CHANNEL_FD) })
+}
+
+const OPEN_TREE_CLONE: u32 = 1;
+const OPEN_TREE_CLOEXEC: u32 = libc::O_CLOEXEC as u32;
+const AT_RECURSIVE: u32 = 0x8000;
+const MOVE_MOUNT_F_EMPTY_PATH: u32 = 0x4;
+
+/// `open_tree(OPEN_TREE_CLONE | AT_RECURSIVE)`: a detached copy of the
+/// mount tree at `path`, held by an fd, that survives a pivot_root and can
+/// be attached anywhere with [`move_mount`] (Linux 5.2+).
+pub fn open_tree_clone(path: &std::path::Path) -> io::Result<OwnedFd> {
+    let c = CString::new(path.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    // SAFETY: `c` is a valid NUL-terminated string for the call's duration.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_open_tree,
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_RECURSIVE,
+        )
+    };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new fd that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Attaches a tree from [`open_tree_clone`] at `target`.
+pub fn move_mount(tree: BorrowedFd, target: &std::path::Path) -> io::Result<()> {
+    let c = CString::new(target.as_os_str().as_encoded_bytes())
+        .map_err(|_| io::Error::new(io::ErrorKind::InvalidInput, "path contains a NUL byte"))?;
+    let empty = c"";
+    // SAFETY: both strings are valid and NUL-terminated; `tree` is open.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_move_mount,
+            tree.as_raw_fd(),
+            empty.as_ptr(),
+            libc::AT_FDCWD,
+            c.as_ptr(),
+            MOVE_MOUNT_F_EMPTY_PATH,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
