@@ -47,7 +47,7 @@ struct RunArgs {
     /// Run as NAME, UID or UID:GID (looked up in the sandbox's /etc/passwd).
     #[arg(short, long)]
     user: Option<String>,
-    /// Hostname in the sandbox (default: the first 12 characters of its id).
+    /// Hostname in the sandbox (default: the first 12 hex digits of its id).
     #[arg(long)]
     hostname: Option<String>,
     /// Network: `host` (default) or `none` (a new, empty network namespace).

@@ -31,7 +31,7 @@ pub struct SandboxSpec {
     /// made after the root filesystem is in place, in order.
     pub mounts: Vec<Mount>,
     /// Hostname in the sandbox's UTS namespace (default: the first 12
-    /// characters of the id).
+    /// letters and digits of the id).
     pub hostname: Option<String>,
     /// Network: the host's (default) or a fresh, empty namespace.
     pub network: Network,
@@ -203,9 +203,13 @@ impl SandboxSpec {
 
     /// The hostname the sandbox gets.
     pub fn hostname(&self) -> String {
-        self.hostname
-            .clone()
-            .unwrap_or_else(|| self.id.chars().take(12).collect())
+        self.hostname.clone().unwrap_or_else(|| {
+            self.id
+                .chars()
+                .filter(char::is_ascii_alphanumeric)
+                .take(12)
+                .collect()
+        })
     }
 
     /// The value of an environment variable in the spec.
@@ -308,6 +312,8 @@ mod tests {
     fn default_spec_is_valid() {
         spec().validate().unwrap();
         assert_eq!(spec().hostname(), "0123456789ab");
+        let s = SandboxSpec::new("19034b9f-31e4-4c1a", vec!["/bin/true".into()]);
+        assert_eq!(s.hostname(), "19034b9f31e4");
     }
 
     #[test]

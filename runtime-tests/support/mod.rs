@@ -1,0 +1,198 @@
+//! Shared support for the privileged runtime tests.
+//!
+//! The tests run only when `BUTTE_RUNTIME_TESTS=1`; opted in without root
+//! they fail (never silently skip). Each test gets a [`Fixture`]: its own
+//! work directory and cgroup parent, and at the end [`Fixture::finish`]
+//! asserts that no cgroup, mount or process of the test is left.
+
+#![allow(dead_code)]
+
+use butte::runtime::{Runtime, RuntimeConfig, SandboxSpec, Stdio};
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::{Mutex, MutexGuard, OnceLock};
+
+pub const BUTTE: &str = env!("CARGO_BIN_EXE_butte");
+const CONTROLLERS: [&str; 4] = ["cpu", "cpuacct", "memory", "pids"];
+
+/// True when the privileged tests are enabled; panics if enabled without root.
+pub fn enabled() -> bool {
+    if std::env::var("BUTTE_RUNTIME_TESTS").as_deref() != Ok("1") {
+        eprintln!("runtime test skipped: set BUTTE_RUNTIME_TESTS=1 and run as root");
+        return false;
+    }
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "BUTTE_RUNTIME_TESTS=1 but not root: the runtime tests need root"
+    );
+    true
+}
+
+/// Tests measure CPU shares and load the machine: one at a time.
+pub fn serial() -> MutexGuard<'static, ()> {
+    static LOCK: Mutex<()> = Mutex::new(());
+    LOCK.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// The busybox root filesystem, built once by `images/busybox.sh`.
+pub fn busybox() -> PathBuf {
+    static ROOTFS: OnceLock<PathBuf> = OnceLock::new();
+    ROOTFS
+        .get_or_init(|| {
+            let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("images/busybox.sh");
+            let out = Command::new("bash")
+                .arg(script)
+                .output()
+                .expect("run images/busybox.sh");
+            assert!(
+                out.status.success(),
+                "images/busybox.sh failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+            );
+            let path = String::from_utf8(out.stdout).unwrap();
+            PathBuf::from(path.lines().last().expect("rootfs path").trim())
+        })
+        .clone()
+}
+
+fn random_suffix() -> String {
+    butte::support::random_uuid().unwrap()[..8].to_string()
+}
+
+/// One test's private world.
+pub struct Fixture {
+    pub work: tempfile::TempDir,
+    pub parent: String,
+    pub runtime: Runtime,
+    _serial: MutexGuard<'static, ()>,
+}
+
+impl Fixture {
+    pub fn new() -> Self {
+        let serial = serial();
+        let parent = format!("butte-test-{}", random_suffix());
+        let config = RuntimeConfig {
+            cgroup_root: "/sys/fs/cgroup".into(),
+            cgroup_parent: parent.clone(),
+            helper: BUTTE.into(),
+        };
+        Fixture {
+            work: tempfile::Builder::new()
+                .prefix("butte-rt-")
+                .tempdir()
+                .unwrap(),
+            runtime: Runtime::new(&config).expect("runtime"),
+            parent,
+            _serial: serial,
+        }
+    }
+
+    /// A spec with a fresh id.
+    pub fn spec(&self, argv: &[&str]) -> SandboxSpec {
+        SandboxSpec::new(
+            butte::support::random_uuid().unwrap(),
+            argv.iter().map(|s| s.to_string()).collect(),
+        )
+    }
+
+    /// Launches with output to files in the work dir; returns the paths.
+    pub fn stdio(&self, name: &str) -> (Stdio, PathBuf, PathBuf) {
+        let out = self.work.path().join(format!("{name}.out"));
+        let err = self.work.path().join(format!("{name}.err"));
+        let stdio = Stdio {
+            stdin: fs::File::open("/dev/null").unwrap().into(),
+            stdout: fs::File::create(&out).unwrap().into(),
+            stderr: fs::File::create(&err).unwrap().into(),
+        };
+        (stdio, out, err)
+    }
+
+    /// `butte run` with this fixture's work dir and cgroup parent.
+    pub fn butte_run(&self, args: &[&str]) -> Output {
+        Command::new(BUTTE)
+            .arg("run")
+            .arg("--work-dir")
+            .arg(self.work.path())
+            .arg("--cgroup-parent")
+            .arg(&self.parent)
+            .args(args)
+            .output()
+            .expect("run butte")
+    }
+
+    /// The cgroup directories of one container (or of the parent with "").
+    pub fn cgroup_dirs(&self, id: &str) -> Vec<PathBuf> {
+        CONTROLLERS
+            .iter()
+            .map(|c| {
+                Path::new("/sys/fs/cgroup")
+                    .join(c)
+                    .join(&self.parent)
+                    .join(id)
+            })
+            .collect()
+    }
+
+    /// Asserts nothing of this test is left: no child cgroup under the
+    /// parent, no process in it, no mount under the work dir. Then removes
+    /// the parent groups.
+    pub fn finish(self) {
+        let leftover_groups: Vec<PathBuf> = self
+            .cgroup_dirs("")
+            .iter()
+            .filter(|d| d.exists())
+            .flat_map(|d| {
+                fs::read_dir(d)
+                    .unwrap()
+                    .flatten()
+                    .filter(|e| e.path().is_dir())
+                    .map(|e| e.path())
+            })
+            .collect();
+        let procs = processes_in_cgroup(&self.parent);
+        let work = self.work.path().to_string_lossy().into_owned();
+        let mounts: Vec<String> = fs::read_to_string("/proc/self/mountinfo")
+            .unwrap()
+            .lines()
+            .filter(|l| l.contains(&work) || l.contains(&self.parent))
+            .map(String::from)
+            .collect();
+        for d in self.cgroup_dirs("") {
+            let _ = fs::remove_dir(d);
+        }
+        assert!(
+            leftover_groups.is_empty(),
+            "cgroups left behind: {leftover_groups:?}"
+        );
+        assert!(procs.is_empty(), "processes left behind: {procs:?}");
+        assert!(mounts.is_empty(), "mounts left behind: {mounts:?}");
+    }
+
+    /// Sandbox directories left in the work dir by `butte run`.
+    pub fn sandboxes(&self) -> Vec<PathBuf> {
+        match fs::read_dir(self.work.path().join("containers")) {
+            Ok(rd) => rd.flatten().map(|e| e.path()).collect(),
+            Err(_) => Vec::new(),
+        }
+    }
+}
+
+/// Host pids whose cgroup path mentions `/<parent>/`.
+pub fn processes_in_cgroup(parent: &str) -> Vec<i32> {
+    let needle = format!("/{parent}/");
+    fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            fs::read_to_string(format!("/proc/{pid}/cgroup"))
+                .map(|c| c.contains(&needle))
+                .unwrap_or(false)
+        })
+        .collect()
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
