@@ -512,3 +512,40 @@ fn rlimits_mounts_and_read_only_rootfs() {
     assert!(!data.join("x").exists());
     fx.finish();
 }
+
+#[test]
+fn the_task_inherits_only_its_three_standard_streams() {
+    if !enabled() {
+        return;
+    }
+    let fx = Fixture::new();
+    let r = busybox();
+    // `butte run` started with an extra, inheritable fd 7 (single-threaded
+    // caller: the helper runs forked, without re-exec).
+    let out = std::process::Command::new("bash")
+        .arg("-c")
+        .arg(r#"exec 7</dev/null; exec "$0" run --work-dir "$1" --cgroup-parent "$2" --image "$3" -- ls /proc/self/fd"#)
+        .args([support::BUTTE, fx.work.path().to_str().unwrap(), &fx.parent, r.to_str().unwrap()])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{out:?}");
+    // 0, 1, 2 and the directory ls reads.
+    assert_eq!(
+        text(&out.stdout).split_whitespace().collect::<Vec<_>>(),
+        ["0", "1", "2", "3"]
+    );
+    // Through the API from this multi-threaded test (re-executed helper).
+    let mut spec = fx.spec(&["ls", "/proc/self/fd"]);
+    spec.rootfs = Some(rootfs());
+    let (stdio, out, _) = fx.stdio("fds");
+    let rec = fx.runtime.launch(&spec, stdio).unwrap().wait().unwrap();
+    assert_eq!(rec.status, ExitStatus::Exited(0));
+    assert_eq!(
+        fs::read_to_string(out)
+            .unwrap()
+            .split_whitespace()
+            .collect::<Vec<_>>(),
+        ["0", "1", "2", "3"]
+    );
+    fx.finish();
+}

@@ -3,7 +3,8 @@
 //!
 //! ```text
 //! parent                          helper (pid 1 of the new namespaces)
-//!   | -- ToHelper::Launch(spec) -->  |  sets up mounts, user, caps, ...
+//!   | -- ToHelper::Launch ---------> |  joins its cgroup, sets up mounts,
+//!   |                                |  user, caps, ...
 //!   | <-- FromHelper::Failed -----   |  (a step failed: exits)
 //!   | <-- FromHelper::Exec --------  |  about to exec the task
 //!   | <-- EOF (fd closed on exec) -  |
@@ -14,11 +15,18 @@
 use super::spec::SandboxSpec;
 use serde::{de::DeserializeOwned, Deserialize, Serialize};
 use std::io::{self, Read, Write};
+use std::path::PathBuf;
 
 /// Messages to the helper.
 #[derive(Debug, Serialize, Deserialize)]
 pub enum ToHelper {
-    Launch(Box<SandboxSpec>),
+    Launch {
+        spec: Box<SandboxSpec>,
+        /// cgroup files the helper writes `0` to, first of all, to move
+        /// itself into the sandbox's cgroup (empty when it was cloned
+        /// straight into it).
+        join_cgroup: Vec<PathBuf>,
+    },
 }
 
 /// Messages from the helper.

@@ -2,12 +2,13 @@
 //! namespaces. Single-threaded, it receives the spec, builds the sandbox
 //! and execs the task, reporting the failing step if any.
 //!
-//! Order: signal mask cleared, spec received, new session, hostname,
+//! Order: signal mask cleared, spec received, cgroup joined, new session, hostname,
 //! mounts (see `mounts`), user looked up, working directory, rlimits,
 //! command resolved, capability bounding set, user switch, capability
 //! sets, no_new_privs, `FromHelper::Exec`, execve.
 
 use super::caps;
+use super::cgroups;
 use super::channel::{self, FailureKind, Frame, FromHelper, HelperFailure, ToHelper};
 use super::mounts;
 use super::spec::{RlimitResource, SandboxSpec, User, DEFAULT_PATH};
@@ -34,12 +35,19 @@ pub fn main() -> i32 {
             return 125;
         }
     };
-    let spec = match channel::recv::<ToHelper>(&mut chan) {
-        Ok(Frame::Message(ToHelper::Launch(spec))) => spec,
+    let (spec, join) = match channel::recv::<ToHelper>(&mut chan) {
+        Ok(Frame::Message(ToHelper::Launch { spec, join_cgroup })) => (spec, join_cgroup),
         // The parent went away or sent garbage: nothing to report to.
         _ => return 125,
     };
-    let failure = match launch(&spec, &mut chan) {
+    // Into the cgroup before anything else: nothing of the sandbox runs
+    // outside its limits.
+    let joined = cgroups::join_self(&join).map_err(|e| HelperFailure {
+        step: "join cgroup".into(),
+        message: e.to_string(),
+        kind: FailureKind::Setup,
+    });
+    let failure = match joined.and_then(|()| launch(&spec, &mut chan)) {
         Ok(never) => match never {},
         Err(f) => f,
     };

@@ -5,9 +5,10 @@
 //! [`Runtime::launch`] creates the cgroup, clones a child into the new
 //! namespaces (directly into the cgroup on v2) that re-executes this binary
 //! as the single-threaded launch helper (`butte launch`, see `helper`),
-//! places it in the cgroup (v1) before sending it the [`SandboxSpec`],
-//! and waits until the helper has exec'd the task or reported the failed
-//! step. Failures leave no cgroup, mount or process behind.
+//! sends it the [`SandboxSpec`], and waits until the helper has exec'd the
+//! task or reported the failed step. On v1 the helper moves itself into
+//! the cgroup before any other step (see `cgroups::join_self` for why not
+//! the parent). Failures leave no cgroup, mount or process behind.
 
 mod caps;
 mod cgroups;
@@ -81,6 +82,50 @@ impl RuntimeError {
             _ => None,
         }
     }
+}
+
+/// Starts the launch helper in new namespaces. A single-threaded caller
+/// (`butte run`) forks and runs the helper's code directly; a
+/// multi-threaded one (the agent, test harnesses) clones and re-executes
+/// the butte binary, since only async-signal-safe code may run in the
+/// child of a threaded process.
+fn clone_helper(req: &sys::SpawnRequest) -> io::Result<sys::Spawned> {
+    match sys::fork_into(req.namespaces, req.cgroup) {
+        Ok(sys::Forked::Parent(spawned)) => Ok(spawned),
+        Ok(sys::Forked::Child) => {
+            // Only 0..=3 may reach the task: the rest of what this process
+            // had open (CLOEXEC or not) is closed before any helper code.
+            let placed = place_fds(req.fds).map_err(io::Error::from);
+            let highest = req.fds.iter().map(|(_, to)| *to).max().unwrap_or(2);
+            let code = match placed.and_then(|()| sys::close_fds_from(highest + 1)) {
+                Ok(()) => helper::main(),
+                Err(_) => sys::EXEC_FAILED,
+            };
+            sys::exit_now(code)
+        }
+        Err(e) if e.kind() == io::ErrorKind::WouldBlock => sys::spawn(req),
+        Err(e) => Err(e),
+    }
+}
+
+/// In a forked helper: puts each `(from, to)` fd in place. Sources are
+/// first copied above every target so none is overwritten too early.
+fn place_fds(fds: &[(std::os::fd::BorrowedFd, std::os::fd::RawFd)]) -> nix::Result<()> {
+    use nix::fcntl::{fcntl, FcntlArg};
+    use std::os::fd::AsRawFd;
+    let above = fds.iter().map(|(_, to)| *to).max().unwrap_or(2) + 1;
+    let mut moved = Vec::with_capacity(fds.len());
+    for (from, to) in fds {
+        moved.push((
+            fcntl(from.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(above))?,
+            *to,
+        ));
+    }
+    for (tmp, to) in moved {
+        nix::unistd::dup2(tmp, to)?;
+        nix::unistd::close(tmp)?;
+    }
+    Ok(())
 }
 
 /// Where the runtime puts things and how it finds itself.
@@ -186,17 +231,20 @@ impl Runtime {
             exit: None,
         };
         // From here on, dropping `container` kills and cleans up.
-        if !in_cgroup {
-            if let Some(cg) = &container.cgroup {
-                cg.add(pid)?;
-            }
-        }
+        let join_cgroup = match (&container.cgroup, in_cgroup) {
+            (Some(cg), false) => cg.join_files(),
+            _ => Vec::new(),
+        };
         let io_err = |source| RuntimeError::Io {
             id: spec.id.clone(),
             op: "send spec to launch helper",
             source,
         };
-        channel::send(&mut parent, &ToHelper::Launch(Box::new(spec.clone()))).map_err(io_err)?;
+        let msg = ToHelper::Launch {
+            spec: Box::new(spec.clone()),
+            join_cgroup,
+        };
+        channel::send(&mut parent, &msg).map_err(io_err)?;
         let mut execing = false;
         loop {
             match channel::recv::<FromHelper>(&mut parent) {
@@ -289,12 +337,12 @@ impl Runtime {
             Some(&SigSet::all()),
             Some(&mut old),
         );
-        let mut result = sys::spawn(&req);
+        let mut result = clone_helper(&req);
         if req.cgroup.is_some()
             && matches!(&result, Err(e) if matches!(e.raw_os_error(), Some(libc::EINVAL) | Some(libc::E2BIG)))
         {
             req.cgroup = None;
-            result = sys::spawn(&req);
+            result = clone_helper(&req);
         }
         let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
         let spawned = result.map_err(err)?;

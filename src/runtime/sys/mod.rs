@@ -6,6 +6,8 @@
 //!   `execve` of the launch helper. Between the clone and the exec the
 //!   child runs only async-signal-safe raw calls on memory prepared
 //!   beforehand, so it is safe to call from a multi-threaded process.
+//! - [`fork_into`]: the same clone without the exec, for single-threaded
+//!   callers (`butte run`, a pre-forked launcher): saves an exec of butte.
 //! - [`pidfd_send_signal`]: signal a process by pidfd, immune to pid reuse.
 //! - [`adopt_channel_fd`]: the helper takes ownership of its inherited fd.
 
@@ -80,20 +82,74 @@ pub fn spawn(req: &SpawnRequest) -> io::Result<Spawned> {
     let n = req.fds.len();
     let highest = to[..n].iter().copied().max().unwrap_or(2);
 
+    // SAFETY: the child branch (Ok(None)) only performs async-signal-safe
+    // calls on memory prepared above and never returns.
+    match unsafe { raw_clone(req.namespaces, req.cgroup)? } {
+        // SAFETY: we are the freshly cloned child; the pointers reference
+        // the parent's (copied) memory, valid until exec.
+        None => unsafe {
+            child(
+                &from[..n],
+                &to[..n],
+                highest,
+                req.program.as_ptr(),
+                argv.as_ptr(),
+                envp.as_ptr(),
+            )
+        },
+        Some(spawned) => Ok(spawned),
+    }
+}
+
+/// What [`fork_into`] returns on each side.
+pub enum Forked {
+    Child,
+    Parent(Spawned),
+}
+
+/// Clones this process into new namespaces (and cgroup v2 directory)
+/// without an exec: the child goes on running this program's code.
+///
+/// Only sound in a single-threaded process (a child of a multi-threaded
+/// one could find a lock held forever): this is checked first, and a
+/// multi-threaded caller gets `WouldBlock`, meaning "use [`spawn`]".
+pub fn fork_into(namespaces: c_int, cgroup: Option<BorrowedFd>) -> io::Result<Forked> {
+    if std::fs::read_dir("/proc/self/task")?.count() != 1 {
+        return Err(io::Error::new(
+            io::ErrorKind::WouldBlock,
+            "process is multi-threaded",
+        ));
+    }
+    // SAFETY: the process has a single thread (checked above, and nothing
+    // here starts one), so the child inherits no lock held by another
+    // thread and may run arbitrary code, as after fork(2).
+    match unsafe { raw_clone(namespaces, cgroup)? } {
+        None => Ok(Forked::Child),
+        Some(spawned) => Ok(Forked::Parent(spawned)),
+    }
+}
+
+/// `clone3` (or `clone` before Linux 5.3) like fork, into new namespaces.
+/// Returns `None` in the child and the child's pid (and pidfd) in the
+/// parent. `EINVAL`/`E2BIG` when the kernel cannot clone into a cgroup.
+///
+/// # Safety
+/// In the child, the caller must only run code that is safe after a fork
+/// of this process (async-signal-safe calls if it is multi-threaded).
+unsafe fn raw_clone(namespaces: c_int, cgroup: Option<BorrowedFd>) -> io::Result<Option<Spawned>> {
     let mut pidfd: c_int = -1;
     let mut args = CloneArgs {
-        flags: req.namespaces as u64 | CLONE_PIDFD,
+        flags: namespaces as u64 | CLONE_PIDFD,
         pidfd: &mut pidfd as *mut c_int as u64,
         exit_signal: libc::SIGCHLD as u64,
         ..CloneArgs::default()
     };
-    if let Some(cg) = req.cgroup {
+    if let Some(cg) = cgroup {
         args.flags |= CLONE_INTO_CGROUP;
         args.cgroup = cg.as_raw_fd() as u64;
     }
     // SAFETY: `args` is a valid, fully initialised clone_args of the size
-    // passed; with no stack given, clone3 behaves like fork. The child
-    // branch below only performs async-signal-safe calls and never returns.
+    // passed; with no stack given, clone3 behaves like fork.
     let mut ret = unsafe {
         libc::syscall(
             libc::SYS_clone3,
@@ -103,16 +159,15 @@ pub fn spawn(req: &SpawnRequest) -> io::Result<Spawned> {
     };
     let mut have_pidfd = true;
     if ret < 0 && io::Error::last_os_error().raw_os_error() == Some(libc::ENOSYS) {
-        if req.cgroup.is_some() {
+        if cgroup.is_some() {
             return Err(io::Error::from_raw_os_error(libc::EINVAL));
         }
         have_pidfd = false;
-        // SAFETY: the legacy clone with a null stack behaves like fork; the
-        // child branch is the same async-signal-safe code as above.
+        // SAFETY: the legacy clone with a null stack behaves like fork.
         ret = unsafe {
             libc::syscall(
                 libc::SYS_clone,
-                (req.namespaces | libc::SIGCHLD) as libc::c_ulong,
+                (namespaces | libc::SIGCHLD) as libc::c_ulong,
                 0usize,
                 0usize,
                 0usize,
@@ -120,33 +175,39 @@ pub fn spawn(req: &SpawnRequest) -> io::Result<Spawned> {
             )
         };
     }
-    if ret == 0 {
-        // SAFETY: we are the freshly cloned child; the pointers reference
-        // the parent's (copied) memory, valid until exec.
-        unsafe {
-            child(
-                &from[..n],
-                &to[..n],
-                highest,
-                req.program.as_ptr(),
-                argv.as_ptr(),
-                envp.as_ptr(),
-            )
-        }
+    match ret {
+        0 => Ok(None),
+        r if r < 0 => Err(io::Error::last_os_error()),
+        pid => Ok(Some(Spawned {
+            pid: pid as i32,
+            pidfd: if have_pidfd && pidfd >= 0 {
+                // SAFETY: the kernel stored a new pidfd here, owned by us.
+                Some(unsafe { OwnedFd::from_raw_fd(pidfd) })
+            } else {
+                None
+            },
+        })),
     }
-    if ret < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let pidfd = if have_pidfd && pidfd >= 0 {
-        // SAFETY: the kernel stored a new, owned pidfd here.
-        Some(unsafe { OwnedFd::from_raw_fd(pidfd) })
+}
+
+/// Closes every fd from `first` up (`close_range`), so that a forked
+/// helper passes nothing it inherited to the task.
+pub fn close_fds_from(first: RawFd) -> io::Result<()> {
+    // SAFETY: plain syscall; the caller owns no fd at or above `first`
+    // that it will use again (a forked helper only keeps 0..=3).
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first as u32, u32::MAX, 0u32) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
     } else {
-        None
-    };
-    Ok(Spawned {
-        pid: ret as i32,
-        pidfd,
-    })
+        Ok(())
+    }
+}
+
+/// Ends the process at once: no destructors, no atexit handlers, no
+/// flushing of buffers that a forked child shares with its parent.
+pub fn exit_now(code: c_int) -> ! {
+    // SAFETY: _exit is always safe to call; it does not return.
+    unsafe { libc::_exit(code) }
 }
 
 /// Exit status of the child when the helper could not be executed.
