@@ -94,8 +94,17 @@ hyperfine -N --warmup 5 --runs "$N" --export-json "$json" \
     -n crun "$(words "${crun_cmd[@]}")" \
     -n floor "$(words "${floor_cmd[@]}")" >&2
 
-median() { jq -r --arg n "$1" '.results[] | select(.command == $n) | .median * 1000' "$json"; }
+median() { jq -r --arg n "$1" '.results[] | select(.command == $n) | .median * 1000' "${2:-$json}"; }
 b=$(median butte) c=$(median crun) f=$(median floor)
+
+# --- spaced: 100 ms idle before each launch, as an agent launches tasks -------
+# Back-to-back launches hide costs that an idle machine pays on every launch
+# (on cgroup v1, moving a pid into a cgroup waits for an RCU grace period).
+spaced_json="${json%.json}-spaced.json"
+hyperfine -N --warmup 3 --runs "$((N / 2 > 10 ? N / 2 : 10))" --prepare 'sleep 0.1' --export-json "$spaced_json" \
+    -n butte "$(words "${butte_cmd[@]}")" \
+    -n crun "$(words "${crun_cmd[@]}")" >&2
+sb=$(median butte "$spaced_json") sc=$(median crun "$spaced_json")
 
 # --- peak RSS: max over 5 runs, KB ------------------------------------------
 # time runs inside the wrapper, so nsenter's own RSS (kept across its exec) is not counted.
@@ -120,5 +129,7 @@ echo "launch /bin/true (busybox rootfs, cpu+mem+pids limits), N=$N, median ms:"
 awk -v b="$b" -v c="$c" -v f="$f" 'BEGIN {
     printf "  butte  %.2f   crun  %.2f   floor  %.2f\n", b, c, f
     printf "  butte/crun  %.2f   butte/floor  %.2f\n", b / c, b / f }'
+awk -v b="$sb" -v c="$sc" 'BEGIN {
+    printf "  spaced (100 ms idle before each): butte  %.2f   crun  %.2f   butte/crun  %.2f\n", b, c, b / c }'
 echo "  peak RSS KB: butte $rb  crun $rc"
 echo "  json: $json"
