@@ -273,7 +273,10 @@ fn supervise(
     grace: Duration,
 ) -> Result<(ExitRecord, Option<String>), StandaloneError> {
     let mut buf = vec![0u8; 64 << 10];
-    let mut stop: Option<(Signal, Instant)> = None;
+    // The signal that asked us to stop, and when SIGKILL is due (None once
+    // it has been sent).
+    let mut stopped_by: Option<Signal> = None;
+    let mut kill_at: Option<Instant> = None;
     let mut record = None;
     loop {
         let open: Vec<usize> = (0..2).filter(|i| streams[*i].pipe.is_some()).collect();
@@ -297,20 +300,23 @@ fn supervise(
                 waits_pidfd = true;
             }
         }
-        // Without a pidfd (old kernels), or while a stop is pending, wake up
-        // now and then to check.
-        let timeout = match (stop, waits_pidfd, record.is_some()) {
-            (_, _, true) => PollTimeout::from(1000u16),
-            (Some((_, deadline)), _, _) => {
-                let left = deadline
-                    .saturating_duration_since(Instant::now())
-                    .as_millis()
-                    .min(1000);
-                PollTimeout::from(left as u16)
+        // Without a pidfd (old kernels) poll for the exit; wake up when a
+        // SIGKILL is due; after the exit, wait a while for the output.
+        let mut timeout_ms: Option<u128> = None;
+        if record.is_some() {
+            timeout_ms = Some(1000);
+        } else {
+            if !waits_pidfd {
+                timeout_ms = Some(20);
             }
-            (None, false, _) => PollTimeout::from(20u16),
-            (None, true, _) => PollTimeout::NONE,
-        };
+            if let Some(at) = kill_at {
+                let left = at.saturating_duration_since(Instant::now()).as_millis();
+                timeout_ms = Some(timeout_ms.map_or(left, |t| t.min(left)));
+            }
+        }
+        let timeout = timeout_ms.map_or(PollTimeout::NONE, |ms| {
+            PollTimeout::from(ms.min(1000) as u16)
+        });
         let ready: Vec<bool> = match poll(&mut fds, timeout) {
             Ok(0) if record.is_some() => {
                 // Output still held open after exit (cannot normally happen:
@@ -339,28 +345,25 @@ fn supervise(
             if ready.get(open.len()) == Some(&true) {
                 while let Ok(Some(info)) = sigfd.read_signal() {
                     let sig = Signal::try_from(info.ssi_signo as i32).unwrap_or(Signal::SIGTERM);
-                    match stop {
-                        None if !grace.is_zero() => {
-                            c.signal(Signal::SIGTERM)?;
-                            stop = Some((sig, Instant::now() + grace));
-                        }
-                        _ => {
-                            c.signal(Signal::SIGKILL)?;
-                            stop = Some((sig, Instant::now()));
-                        }
+                    // The first signal asks politely; a second one kills.
+                    if stopped_by.is_none() && !grace.is_zero() {
+                        c.signal(Signal::SIGTERM)?;
+                        kill_at = Some(Instant::now() + grace);
+                    } else {
+                        kill_at = Some(Instant::now());
                     }
+                    stopped_by.get_or_insert(sig);
                 }
             }
-            if let Some((_, deadline)) = stop {
-                if Instant::now() >= deadline {
-                    c.signal(Signal::SIGKILL)?;
-                }
+            if kill_at.is_some_and(|at| Instant::now() >= at) {
+                c.signal(Signal::SIGKILL)?;
+                kill_at = None;
             }
             record = c.try_wait()?;
         }
     }
     let record = record.expect("loop ends after exit");
-    Ok((record, reason(&record, stop.map(|(s, _)| s))))
+    Ok((record, reason(&record, stopped_by)))
 }
 
 /// The one-line explanation printed when the task did not simply exit.

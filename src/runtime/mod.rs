@@ -222,18 +222,19 @@ impl Runtime {
             }
         };
         drop(stdio);
-        let (mut parent, pid, pidfd, in_cgroup) = spawned;
-        let mut container = Container {
-            id: spec.id.clone(),
-            pid: nix::unistd::Pid::from_raw(pid),
-            pidfd,
-            cgroup: Some(cgroup),
-            exit: None,
+        let (mut parent, child, in_cgroup) = spawned;
+        let join_cgroup = if in_cgroup {
+            Vec::new()
+        } else {
+            cgroup.join_files()
         };
         // From here on, dropping `container` kills and cleans up.
-        let join_cgroup = match (&container.cgroup, in_cgroup) {
-            (Some(cg), false) => cg.join_files(),
-            _ => Vec::new(),
+        let mut container = Container {
+            id: spec.id.clone(),
+            pid: nix::unistd::Pid::from_raw(child.pid),
+            pidfd: child.pidfd,
+            cgroup: Some(cgroup),
+            exit: None,
         };
         let io_err = |source| RuntimeError::Io {
             id: spec.id.clone(),
@@ -286,15 +287,14 @@ impl Runtime {
         }
     }
 
-    /// Clones the helper. Returns the parent's end of the channel, the pid,
-    /// the pidfd and whether the child was cloned into the cgroup.
-    #[allow(clippy::type_complexity)]
+    /// Clones the helper. Returns the parent's end of the channel, the
+    /// child, and whether it was cloned straight into the cgroup.
     fn spawn(
         &self,
         spec: &SandboxSpec,
         stdio: &Stdio,
         cgroup: &cgroups::Cgroup,
-    ) -> Result<(UnixStream, i32, Option<OwnedFd>, bool), RuntimeError> {
+    ) -> Result<(UnixStream, sys::Spawned, bool), RuntimeError> {
         let err = |source| RuntimeError::Spawn {
             id: spec.id.clone(),
             helper: self.helper.clone(),
@@ -345,7 +345,6 @@ impl Runtime {
             result = clone_helper(&req);
         }
         let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
-        let spawned = result.map_err(err)?;
-        Ok((parent, spawned.pid, spawned.pidfd, req.cgroup.is_some()))
+        Ok((parent, result.map_err(err)?, req.cgroup.is_some()))
     }
 }
