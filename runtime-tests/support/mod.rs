@@ -158,9 +158,8 @@ impl Fixture {
             .filter(|l| l.contains(&work) || l.contains(&self.parent))
             .map(String::from)
             .collect();
-        for d in self.cgroup_dirs("") {
-            let _ = fs::remove_dir(d);
-        }
+        // Removes the parent groups (see Drop) before the checks can fail.
+        drop(self);
         assert!(
             leftover_groups.is_empty(),
             "cgroups left behind: {leftover_groups:?}"
@@ -174,6 +173,17 @@ impl Fixture {
         match fs::read_dir(self.work.path().join("containers")) {
             Ok(rd) => rd.flatten().map(|e| e.path()).collect(),
             Err(_) => Vec::new(),
+        }
+    }
+}
+
+impl Drop for Fixture {
+    /// Removes the test's parent groups, also when the test failed before
+    /// `finish` (they are empty unless something leaked, which `finish`
+    /// reports).
+    fn drop(&mut self) {
+        for d in self.cgroup_dirs("") {
+            let _ = fs::remove_dir(d);
         }
     }
 }
