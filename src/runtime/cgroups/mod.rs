@@ -97,6 +97,8 @@ pub struct Hierarchy {
     version: Version,
     /// v1: the directory of each controller found; v2: the root, once.
     roots: Vec<(Controller, PathBuf)>,
+    /// v2: the controllers the root offers (`cgroup.controllers`), read once.
+    available: Vec<String>,
     parent: String,
 }
 
@@ -188,10 +190,11 @@ impl Hierarchy {
     /// `parent` (a relative path such as `butte`).
     pub fn detect(root: &Path, parent: &str) -> Result<Self, CgroupError> {
         let parent = parent.trim_matches('/').to_string();
-        if root.join("cgroup.controllers").exists() {
+        if let Ok(list) = fs::read_to_string(root.join("cgroup.controllers")) {
             return Ok(Hierarchy {
                 version: Version::V2,
                 roots: vec![(Controller::Cpu, root.to_path_buf())],
+                available: list.split_whitespace().map(String::from).collect(),
                 parent,
             });
         }
@@ -208,6 +211,7 @@ impl Hierarchy {
         Ok(Hierarchy {
             version: Version::V1,
             roots,
+            available: Vec::new(),
             parent,
         })
     }
@@ -243,14 +247,13 @@ impl Hierarchy {
         match self.version {
             Version::V1 => self.roots.iter().any(|(x, _)| *x == c),
             Version::V2 => {
-                let list = fs::read_to_string(self.roots[0].1.join("cgroup.controllers"))
-                    .unwrap_or_default();
+                // v2 has no cpuacct: cpu.stat holds the usage.
                 let name = if c == Controller::Cpuacct {
                     "cpu"
                 } else {
                     c.name()
                 };
-                list.split_whitespace().any(|x| x == name)
+                self.available.iter().any(|x| x == name)
             }
         }
     }
@@ -261,12 +264,7 @@ impl Hierarchy {
         let root = &self.roots[0].1;
         let wanted: Vec<&str> = ["cpu", "memory", "pids"]
             .into_iter()
-            .filter(|c| {
-                fs::read_to_string(root.join("cgroup.controllers"))
-                    .unwrap_or_default()
-                    .split_whitespace()
-                    .any(|x| x == *c)
-            })
+            .filter(|c| self.available.iter().any(|x| x == c))
             .collect();
         let mut dir = root.clone();
         let mut chain = vec![dir.clone()];
