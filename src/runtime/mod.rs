@@ -90,42 +90,13 @@ impl RuntimeError {
 /// the butte binary, since only async-signal-safe code may run in the
 /// child of a threaded process.
 fn clone_helper(req: &sys::SpawnRequest) -> io::Result<sys::Spawned> {
-    match sys::fork_into(req.namespaces, req.cgroup) {
+    match sys::fork_into(req.namespaces, req.cgroup, req.fds) {
         Ok(sys::Forked::Parent(spawned)) => Ok(spawned),
-        Ok(sys::Forked::Child) => {
-            // Only 0..=3 may reach the task: the rest of what this process
-            // had open (CLOEXEC or not) is closed before any helper code.
-            let placed = place_fds(req.fds).map_err(io::Error::from);
-            let highest = req.fds.iter().map(|(_, to)| *to).max().unwrap_or(2);
-            let code = match placed.and_then(|()| sys::close_fds_from(highest + 1)) {
-                Ok(()) => helper::main(),
-                Err(_) => sys::EXEC_FAILED,
-            };
-            sys::exit_now(code)
-        }
+        // Only 0..=3 reached the child: everything else was closed.
+        Ok(sys::Forked::Child) => sys::exit_now(helper::main()),
         Err(e) if e.kind() == io::ErrorKind::WouldBlock => sys::spawn(req),
         Err(e) => Err(e),
     }
-}
-
-/// In a forked helper: puts each `(from, to)` fd in place. Sources are
-/// first copied above every target so none is overwritten too early.
-fn place_fds(fds: &[(std::os::fd::BorrowedFd, std::os::fd::RawFd)]) -> nix::Result<()> {
-    use nix::fcntl::{fcntl, FcntlArg};
-    use std::os::fd::AsRawFd;
-    let above = fds.iter().map(|(_, to)| *to).max().unwrap_or(2) + 1;
-    let mut moved = Vec::with_capacity(fds.len());
-    for (from, to) in fds {
-        moved.push((
-            fcntl(from.as_raw_fd(), FcntlArg::F_DUPFD_CLOEXEC(above))?,
-            *to,
-        ));
-    }
-    for (tmp, to) in moved {
-        nix::unistd::dup2(tmp, to)?;
-        nix::unistd::close(tmp)?;
-    }
-    Ok(())
 }
 
 /// Where the runtime puts things and how it finds itself.

@@ -66,54 +66,44 @@ pub struct Spawned {
 /// Returns `EINVAL`/`E2BIG` (from `clone3`) when the kernel cannot clone
 /// into a cgroup; the caller then retries without `cgroup`.
 pub fn spawn(req: &SpawnRequest) -> io::Result<Spawned> {
-    if req.fds.len() > MAX_FDS {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many fds"));
-    }
     // Everything the child touches is prepared here, before the clone.
+    let fds = FdMap::new(req.fds)?;
     let mut argv: Vec<*const c_char> = req.argv.iter().map(|a| a.as_ptr()).collect();
     argv.push(std::ptr::null());
     let envp: [*const c_char; 1] = [std::ptr::null()];
-    let mut from = [0 as RawFd; MAX_FDS];
-    let mut to = [0 as RawFd; MAX_FDS];
-    for (i, (f, t)) in req.fds.iter().enumerate() {
-        from[i] = f.as_raw_fd();
-        to[i] = *t;
-    }
-    let n = req.fds.len();
-    let highest = to[..n].iter().copied().max().unwrap_or(2);
 
     // SAFETY: the child branch (Ok(None)) only performs async-signal-safe
     // calls on memory prepared above and never returns.
     match unsafe { raw_clone(req.namespaces, req.cgroup)? } {
         // SAFETY: we are the freshly cloned child; the pointers reference
         // the parent's (copied) memory, valid until exec.
-        None => unsafe {
-            child(
-                &from[..n],
-                &to[..n],
-                highest,
-                req.program.as_ptr(),
-                argv.as_ptr(),
-                envp.as_ptr(),
-            )
-        },
+        None => unsafe { child(&fds, req.program.as_ptr(), argv.as_ptr(), envp.as_ptr()) },
         Some(spawned) => Ok(spawned),
     }
 }
 
 /// What [`fork_into`] returns on each side.
 pub enum Forked {
+    /// In the child, whose fds are now exactly the mapped targets: it must
+    /// not use any fd it held before, and ends with an exec or [`exit_now`]
+    /// (the parent's objects it still holds are never dropped).
     Child,
     Parent(Spawned),
 }
 
 /// Clones this process into new namespaces (and cgroup v2 directory)
-/// without an exec: the child goes on running this program's code.
+/// without an exec: the child puts `fds` in place as [`spawn`] does,
+/// closes every other fd, and goes on running this program's code.
 ///
 /// Only sound in a single-threaded process (a child of a multi-threaded
 /// one could find a lock held forever): this is checked first, and a
 /// multi-threaded caller gets `WouldBlock`, meaning "use [`spawn`]".
-pub fn fork_into(namespaces: c_int, cgroup: Option<BorrowedFd>) -> io::Result<Forked> {
+pub fn fork_into(
+    namespaces: c_int,
+    cgroup: Option<BorrowedFd>,
+    fds: &[(BorrowedFd, RawFd)],
+) -> io::Result<Forked> {
+    let fds = FdMap::new(fds)?;
     if std::fs::read_dir("/proc/self/task")?.count() != 1 {
         return Err(io::Error::new(
             io::ErrorKind::WouldBlock,
@@ -124,7 +114,15 @@ pub fn fork_into(namespaces: c_int, cgroup: Option<BorrowedFd>) -> io::Result<Fo
     // here starts one), so the child inherits no lock held by another
     // thread and may run arbitrary code, as after fork(2).
     match unsafe { raw_clone(namespaces, cgroup)? } {
-        None => Ok(Forked::Child),
+        None => {
+            // SAFETY: a fresh single-threaded child; the fds it closes belong
+            // to objects it never uses again (see `Forked::Child`).
+            if unsafe { fds.install() } {
+                Ok(Forked::Child)
+            } else {
+                exit_now(EXEC_FAILED)
+            }
+        }
         Some(spawned) => Ok(Forked::Parent(spawned)),
     }
 }
@@ -190,19 +188,6 @@ unsafe fn raw_clone(namespaces: c_int, cgroup: Option<BorrowedFd>) -> io::Result
     }
 }
 
-/// Closes every fd from `first` up (`close_range`), so that a forked
-/// helper passes nothing it inherited to the task.
-pub fn close_fds_from(first: RawFd) -> io::Result<()> {
-    // SAFETY: plain syscall; the caller owns no fd at or above `first`
-    // that it will use again (a forked helper only keeps 0..=3).
-    let r = unsafe { libc::syscall(libc::SYS_close_range, first as u32, u32::MAX, 0u32) };
-    if r < 0 {
-        Err(io::Error::last_os_error())
-    } else {
-        Ok(())
-    }
-}
-
 /// Ends the process at once: no destructors, no atexit handlers, no
 /// flushing of buffers that a forked child shares with its parent.
 pub fn exit_now(code: c_int) -> ! {
@@ -213,40 +198,90 @@ pub fn exit_now(code: c_int) -> ! {
 /// Exit status of the child when the helper could not be executed.
 pub const EXEC_FAILED: c_int = 127;
 
-/// The child between clone and exec: moves the fds into place, closes all
-/// others and execs. On failure it writes `0xFFFFFFFF` + errno on the
-/// channel (fd `CHANNEL_FD`, when mapped) and exits 127.
+/// A fd mapping prepared before a clone: the child's fd `to[i]` becomes
+/// a copy of the parent's `from[i]`, and every fd above the highest target
+/// is closed. Fixed arrays, so installing it allocates nothing.
+struct FdMap {
+    from: [RawFd; MAX_FDS],
+    to: [RawFd; MAX_FDS],
+    n: usize,
+    highest: RawFd,
+}
+
+impl FdMap {
+    fn new(fds: &[(BorrowedFd, RawFd)]) -> io::Result<Self> {
+        if fds.len() > MAX_FDS {
+            return Err(io::Error::new(io::ErrorKind::InvalidInput, "too many fds"));
+        }
+        let mut map = FdMap {
+            from: [0; MAX_FDS],
+            to: [0; MAX_FDS],
+            n: fds.len(),
+            highest: 2,
+        };
+        for (i, (f, t)) in fds.iter().enumerate() {
+            map.from[i] = f.as_raw_fd();
+            map.to[i] = *t;
+            map.highest = map.highest.max(*t);
+        }
+        Ok(map)
+    }
+
+    /// Puts the fds in place and closes all others, with async-signal-safe
+    /// calls only. False on failure (errno tells why).
+    ///
+    /// # Safety
+    /// Only in a just-cloned child that will not use any other fd again.
+    unsafe fn install(&self) -> bool {
+        let mut tmp = [0 as RawFd; MAX_FDS];
+        // SAFETY: raw syscalls on fd numbers the child owns; the caller
+        // guarantees nothing uses the fds closed here afterwards.
+        unsafe {
+            // Move the sources above every target first, so that a source
+            // numbered like a target is not overwritten before it is copied.
+            let n = self.n;
+            for (t, from) in tmp[..n].iter_mut().zip(&self.from[..n]) {
+                *t = libc::fcntl(*from, libc::F_DUPFD_CLOEXEC, self.highest + 1);
+                if *t < 0 {
+                    return false;
+                }
+            }
+            for (t, to) in tmp[..n].iter().zip(&self.to[..n]) {
+                if libc::dup2(*t, *to) < 0 {
+                    return false;
+                }
+            }
+            // Close everything else (the temporary copies included).
+            libc::syscall(
+                libc::SYS_close_range,
+                (self.highest + 1) as u32,
+                u32::MAX,
+                0u32,
+            );
+        }
+        true
+    }
+}
+
+/// The child between clone and exec: installs the fds and execs. On
+/// failure it writes `0xFFFFFFFF` + errno on the channel (fd
+/// `CHANNEL_FD`, when mapped) and exits 127.
 ///
 /// # Safety
 /// Must only be called in a just-cloned child; `program`, `argv` and
 /// `envp` must be valid NUL-terminated C arrays.
 unsafe fn child(
-    from: &[RawFd],
-    to: &[RawFd],
-    highest: RawFd,
+    fds: &FdMap,
     program: *const c_char,
     argv: *const *const c_char,
     envp: *const *const c_char,
 ) -> ! {
-    let mut tmp = [0 as RawFd; MAX_FDS];
     // SAFETY: only async-signal-safe syscalls, on fds this child owns and on
     // memory the parent prepared before the clone.
     unsafe {
-        // Move the sources above every target first, so that a source
-        // numbered like a target is not overwritten before it is copied.
-        for i in 0..from.len() {
-            tmp[i] = libc::fcntl(from[i], libc::F_DUPFD_CLOEXEC, highest + 1);
-            if tmp[i] < 0 {
-                libc::_exit(EXEC_FAILED);
-            }
+        if !fds.install() {
+            libc::_exit(EXEC_FAILED);
         }
-        for i in 0..to.len() {
-            if libc::dup2(tmp[i], to[i]) < 0 {
-                libc::_exit(EXEC_FAILED);
-            }
-        }
-        // Close everything else (the temporary copies included).
-        libc::syscall(libc::SYS_close_range, (highest + 1) as u32, u32::MAX, 0u32);
         libc::execve(program, argv, envp);
         // Still here: tell the parent why, then give up.
         let e = *libc::__errno_location();
