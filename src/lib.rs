@@ -1,6 +1,7 @@
 //! butte: a Mesos agent and its container runtime. See ARCHITECTURE.md for
 //! the layers; each module's doc says what it owns.
 
+pub mod archive;
 pub mod containerizer;
 pub mod mount;
 pub mod runtime;

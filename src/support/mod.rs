@@ -1,6 +1,8 @@
 //! Small helpers shared by every layer: parsing of human-friendly sizes and
 //! durations, random identifiers, and atomic file writes.
 
+pub mod http;
+
 use std::fs;
 use std::io::{self, Read, Write};
 use std::path::Path;
