@@ -3,6 +3,7 @@
 //! with `Fixture::finish`, which fails on any leftover cgroup, mount or
 //! process.
 
+mod registry_harness;
 mod support;
 
 use butte::runtime::{default_capability_mask, ExitStatus, Limits, Network, Rootfs};

@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context};
 use butte::containerizer::standalone::{self, RunOptions, StandaloneError};
+use butte::image::PullOptions;
 use butte::mount::Mount;
 use butte::runtime::{
     self, FailureKind, Limits, Network, Rlimit, RuntimeConfig, RuntimeError, User,
@@ -23,15 +24,21 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run one command in a sandbox, in the foreground, with no master.
-    Run(RunArgs),
+    Run(Box<RunArgs>),
+    /// Pull, import, list, inspect and remove container images.
+    #[command(subcommand)]
+    Image(image_cli::ImageCommand),
 }
 
 #[derive(clap::Args)]
 struct RunArgs {
-    /// An unpacked root filesystem directory (default: the host filesystem,
-    /// with the sandbox directory as working directory).
-    #[arg(long, value_name = "PATH")]
-    image: Option<PathBuf>,
+    /// An image reference (pulled if not in the store) or an unpacked root
+    /// filesystem directory (default: the host filesystem, with the sandbox
+    /// directory as working directory).
+    #[arg(long, value_name = "REF|DIR")]
+    image: Option<String>,
+    #[command(flatten)]
+    registry: RegistryArgs,
     /// CPU limit, in cpus (e.g. 0.5): shares and a hard CFS quota.
     #[arg(long, allow_negative_numbers = true)]
     cpus: Option<f64>,
@@ -80,9 +87,36 @@ struct RunArgs {
     /// cgroup group all sandboxes are nested under.
     #[arg(long, hide = true, default_value = "butte")]
     cgroup_parent: String,
-    /// The command and its arguments.
-    #[arg(last = true, required = true, value_name = "CMD")]
+    /// The command and its arguments (with --image REF: the arguments to
+    /// the image's entrypoint; default its command).
+    #[arg(last = true, required_unless_present = "image", value_name = "CMD")]
     command: Vec<String>,
+}
+
+/// How to reach registries.
+#[derive(clap::Args, Clone)]
+struct RegistryArgs {
+    /// Speak plain http to this registry (HOST[:PORT]; repeatable).
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    insecure_registry: Vec<String>,
+    /// Docker-style config.json with registry credentials (default:
+    /// $DOCKER_CONFIG/config.json, else ~/.docker/config.json).
+    #[arg(long, value_name = "FILE")]
+    registry_config: Option<PathBuf>,
+    /// Refuse layers larger than this once uncompressed.
+    #[arg(long, value_parser = parse_size_arg, default_value = "32G")]
+    max_layer_size: u64,
+}
+
+impl RegistryArgs {
+    fn pull_options(&self) -> PullOptions {
+        PullOptions {
+            insecure: self.insecure_registry.clone(),
+            registry_config: self.registry_config.clone(),
+            max_layer_size: self.max_layer_size,
+            ..PullOptions::default()
+        }
+    }
 }
 
 fn parse_size_arg(s: &str) -> Result<u64, String> {
@@ -148,6 +182,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let opts = RunOptions {
         command: args.command,
         image: args.image,
+        pull: args.registry.pull_options(),
         limits: Limits {
             cpus: args.cpus,
             memory: args.mem,
@@ -214,6 +249,231 @@ fn describe(err: &anyhow::Error) -> String {
     out
 }
 
+mod image_cli {
+    //! `butte image ...`.
+
+    use super::{parse_size_arg, RegistryArgs};
+    use anyhow::Context;
+    use butte::image::{self, Digest, Progress, Quiet, Reference, Store};
+    use butte::state::paths::DEFAULT_WORK_DIR;
+    use butte::support::format_size;
+    use std::collections::HashMap;
+    use std::io::IsTerminal;
+    use std::path::PathBuf;
+    use std::process::ExitCode;
+    use std::sync::Mutex;
+
+    #[derive(clap::Subcommand)]
+    pub enum ImageCommand {
+        /// Pull an image from a registry into the store.
+        Pull {
+            reference: String,
+            #[command(flatten)]
+            registry: RegistryArgs,
+            #[command(flatten)]
+            store: StoreArgs,
+        },
+        /// List the images in the store.
+        #[command(alias = "list")]
+        Ls {
+            #[command(flatten)]
+            store: StoreArgs,
+        },
+        /// Print an image's digest, config and layers as JSON.
+        Inspect {
+            reference: String,
+            #[command(flatten)]
+            store: StoreArgs,
+        },
+        /// Import an OCI image layout directory or a `docker save` tarball.
+        Import {
+            path: PathBuf,
+            /// Name for the images (required for an OCI layout's bare tags).
+            #[arg(long)]
+            name: Option<String>,
+            #[arg(long, value_parser = parse_size_arg, default_value = "32G")]
+            max_layer_size: u64,
+            #[command(flatten)]
+            store: StoreArgs,
+        },
+        /// Remove a reference and whatever only it used.
+        Rm {
+            reference: String,
+            #[command(flatten)]
+            store: StoreArgs,
+        },
+        /// Delete blobs and layers that no reference or container uses.
+        Prune {
+            #[command(flatten)]
+            store: StoreArgs,
+        },
+    }
+
+    #[derive(clap::Args)]
+    pub struct StoreArgs {
+        /// The agent's work directory, which holds the image store.
+        #[arg(long, alias = "work_dir", env = "BUTTE_WORK_DIR", default_value = DEFAULT_WORK_DIR)]
+        work_dir: PathBuf,
+    }
+
+    impl StoreArgs {
+        fn open(&self) -> anyhow::Result<Store> {
+            Ok(Store::open(&self.work_dir)?)
+        }
+    }
+
+    fn parse(reference: &str) -> anyhow::Result<Reference> {
+        Reference::parse(reference).map_err(anyhow::Error::msg)
+    }
+
+    fn find(store: &Store, reference: &str) -> anyhow::Result<image::Image> {
+        let r = parse(reference)?;
+        store
+            .image(&r)?
+            .with_context(|| format!("image {r} is not in the store"))
+    }
+
+    pub fn main(cmd: ImageCommand) -> anyhow::Result<ExitCode> {
+        match cmd {
+            ImageCommand::Pull {
+                reference,
+                registry,
+                store,
+            } => {
+                let store = store.open()?;
+                let r = parse(&reference)?;
+                let started = std::time::Instant::now();
+                let img = if std::io::stderr().is_terminal() {
+                    image::pull(&store, &r, &registry.pull_options(), &Bars::default())
+                } else {
+                    image::pull(&store, &r, &registry.pull_options(), &Quiet)
+                }
+                .with_context(|| format!("pull {r}"))?;
+                let size: u64 = img.layers.iter().map(|l| l.2).sum();
+                eprintln!(
+                    "pulled {r} ({} in {:.2?})",
+                    format_size(size),
+                    started.elapsed()
+                );
+                println!("{}", img.digest);
+            }
+            ImageCommand::Ls { store } => {
+                println!(
+                    "{:<60} {:<14} {:>10} {:>6}",
+                    "REFERENCE", "DIGEST", "SIZE", "LAYERS"
+                );
+                for img in store.open()?.images()? {
+                    let size: u64 = img.layers.iter().map(|l| l.2).sum();
+                    println!(
+                        "{:<60} {:<14} {:>10} {:>6}",
+                        img.reference,
+                        img.digest.short(),
+                        format_size(size),
+                        img.layers.len()
+                    );
+                }
+            }
+            ImageCommand::Inspect { reference, store } => {
+                let store = store.open()?;
+                let img = find(&store, &reference)?;
+                let config: serde_json::Value =
+                    serde_json::from_slice(&store.read_blob(&img.config_digest)?)?;
+                let layers: Vec<_> = img
+                    .layers
+                    .iter()
+                    .map(|(d, diff, size)| serde_json::json!({"digest": d, "diff_id": diff, "size": size}))
+                    .collect();
+                let out = serde_json::json!({
+                    "reference": img.reference,
+                    "digest": img.digest,
+                    "manifest": img.manifest,
+                    "config_digest": img.config_digest,
+                    "config": config,
+                    "layers": layers,
+                });
+                println!("{}", serde_json::to_string_pretty(&out)?);
+            }
+            ImageCommand::Import {
+                path,
+                name,
+                max_layer_size,
+                store,
+            } => {
+                let store = store.open()?;
+                let images = image::import(&store, &path, name.as_deref(), max_layer_size, &Quiet)
+                    .with_context(|| format!("import {}", path.display()))?;
+                for img in images {
+                    println!("{} {}", img.reference, img.digest);
+                }
+            }
+            ImageCommand::Rm { reference, store } => {
+                let g = image::remove(&store.open()?, &parse(&reference)?)?;
+                eprintln!(
+                    "removed {reference}: {} blobs, {} layers, {} freed",
+                    g.blobs,
+                    g.layers,
+                    format_size(g.bytes)
+                );
+            }
+            ImageCommand::Prune { store } => {
+                let g = image::prune(&store.open()?)?;
+                eprintln!(
+                    "pruned {} blobs, {} layers, {} freed",
+                    g.blobs,
+                    g.layers,
+                    format_size(g.bytes)
+                );
+            }
+        }
+        Ok(ExitCode::SUCCESS)
+    }
+
+    /// A progress bar per layer, on a terminal.
+    #[derive(Default)]
+    struct Bars {
+        multi: indicatif::MultiProgress,
+        /// A std mutex: nothing blocks while it is held.
+        bars: Mutex<HashMap<Digest, indicatif::ProgressBar>>,
+    }
+
+    impl Bars {
+        fn bar(&self, d: &Digest) -> Option<indicatif::ProgressBar> {
+            self.bars
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .get(d)
+                .cloned()
+        }
+    }
+
+    impl Progress for Bars {
+        fn layer_start(&self, d: &Digest, size: u64) {
+            let bar = self.multi.add(indicatif::ProgressBar::new(size));
+            let style = indicatif::ProgressStyle::with_template(
+                "{prefix} [{bar:30}] {bytes}/{total_bytes} {bytes_per_sec} {msg}",
+            )
+            .expect("template")
+            .progress_chars("=> ");
+            bar.set_style(style);
+            bar.set_prefix(d.short().to_string());
+            self.bars
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(d.clone(), bar);
+        }
+        fn layer_bytes(&self, d: &Digest, n: u64) {
+            if let Some(b) = self.bar(d) {
+                b.inc(n);
+            }
+        }
+        fn layer_done(&self, d: &Digest, status: &str) {
+            if let Some(b) = self.bar(d) {
+                b.finish_with_message(status.to_string());
+            }
+        }
+    }
+}
+
 fn init_logging() {
     let level = match std::env::var("BUTTE_LOG").as_deref() {
         Ok("trace") => tracing::Level::TRACE,
@@ -237,7 +497,8 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     init_logging();
     let result = match cli.command {
-        Command::Run(args) => run(args),
+        Command::Run(args) => run(*args),
+        Command::Image(cmd) => image_cli::main(cmd),
     };
     match result {
         Ok(code) => code,

@@ -7,6 +7,8 @@
 
 #![allow(dead_code)]
 
+pub mod registry;
+
 use butte::runtime::{Runtime, RuntimeConfig, SandboxSpec, Stdio};
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -54,6 +56,33 @@ pub fn busybox() -> PathBuf {
             PathBuf::from(path.lines().last().expect("rootfs path").trim())
         })
         .clone()
+}
+
+/// The busybox OCI image layout (tag "1") that `images/busybox.sh` builds
+/// next to the rootfs.
+pub fn busybox_oci() -> PathBuf {
+    busybox().parent().expect("busybox dir").join("oci")
+}
+
+/// The three-layer Python 3.11 OCI image layout (tag "3.11"), built once by
+/// `images/python.sh` (about 55 MB of gzip layers, 170 MB unpacked).
+pub fn python_image() -> PathBuf {
+    static OCI: OnceLock<PathBuf> = OnceLock::new();
+    OCI.get_or_init(|| {
+        let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("images/python.sh");
+        let out = Command::new("bash")
+            .arg(script)
+            .output()
+            .expect("run images/python.sh");
+        assert!(
+            out.status.success(),
+            "images/python.sh failed: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let path = String::from_utf8(out.stdout).unwrap();
+        PathBuf::from(path.lines().last().expect("oci path").trim())
+    })
+    .clone()
 }
 
 fn random_suffix() -> String {

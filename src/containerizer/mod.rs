@@ -3,4 +3,5 @@
 //! environment, limits) and reports how it ended. `standalone` serves
 //! `butte run`, the single-machine entry point with no master.
 
+pub mod provisioner;
 pub mod standalone;

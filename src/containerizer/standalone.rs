@@ -8,9 +8,11 @@
 //! killed) and a one-line reason when the kernel stopped the task
 //! (OOM killer, pids limit).
 
+use super::provisioner::{self, Prepared, ProvisionError};
+use crate::image::PullOptions;
 use crate::mount::Mount;
 use crate::runtime::{
-    Container, ExitRecord, ExitStatus, Limits, Network, Rlimit, Rootfs, Runtime, RuntimeConfig,
+    Container, ExitRecord, ExitStatus, Limits, Network, Rlimit, Runtime, RuntimeConfig,
     RuntimeError, SandboxSpec, Stdio, User, DEFAULT_PATH,
 };
 use crate::state::paths::{WorkDir, SANDBOX_MOUNT};
@@ -28,9 +30,11 @@ use std::time::{Duration, Instant};
 #[derive(Debug, Clone)]
 pub struct RunOptions {
     pub command: Vec<String>,
-    /// An unpacked root filesystem directory; `None` runs in the host
-    /// filesystem with the sandbox as working directory.
-    pub image: Option<PathBuf>,
+    /// An unpacked root filesystem directory or an image reference; `None`
+    /// runs in the host filesystem with the sandbox as working directory.
+    pub image: Option<String>,
+    /// How to pull an image that is not in the store yet.
+    pub pull: PullOptions,
     pub limits: Limits,
     pub env: Vec<(String, String)>,
     pub user: Option<User>,
@@ -72,8 +76,8 @@ pub enum StandaloneError {
         #[source]
         source: io::Error,
     },
-    #[error("image {path}: {reason}")]
-    Image { path: PathBuf, reason: String },
+    #[error(transparent)]
+    Provision(#[from] ProvisionError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
     #[error("{op}: {source}")]
@@ -92,7 +96,33 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, StandaloneError> {
         source,
     })?;
     let sandbox = WorkDir::new(&opts.work_dir).container_sandbox(&id);
-    let spec = build_spec(opts, &id, &sandbox)?;
+    let prepared = match &opts.image {
+        Some(image) => Some(provisioner::prepare(
+            image,
+            &opts.work_dir,
+            &id,
+            &opts.pull,
+            opts.readonly_rootfs,
+        )?),
+        None => None,
+    };
+    let result = run_prepared(opts, &runtime, &id, &sandbox, prepared.as_ref());
+    if let Some(p) = prepared {
+        p.release();
+    }
+    result
+}
+
+fn run_prepared(
+    opts: &RunOptions,
+    runtime: &Runtime,
+    id: &str,
+    sandbox: &Path,
+    prepared: Option<&Prepared>,
+) -> Result<RunOutcome, StandaloneError> {
+    let id = id.to_string();
+    let sandbox = sandbox.to_path_buf();
+    let spec = build_spec(opts, &id, &sandbox, prepared)?;
     spec.validate().map_err(RuntimeError::from)?;
 
     let sandbox_err = |source| StandaloneError::Sandbox {
@@ -103,7 +133,7 @@ pub fn run(opts: &RunOptions) -> Result<RunOutcome, StandaloneError> {
         fs::create_dir_all(parent).map_err(sandbox_err)?;
     }
     fs::create_dir(&sandbox).map_err(sandbox_err)?;
-    let result = run_in(opts, &runtime, &spec, &sandbox);
+    let result = run_in(opts, runtime, &spec, &sandbox);
     if result.is_err() || opts.remove {
         let _ = fs::remove_dir_all(&sandbox);
     }
@@ -121,47 +151,49 @@ pub fn build_spec(
     opts: &RunOptions,
     id: &str,
     sandbox: &Path,
+    prepared: Option<&Prepared>,
 ) -> Result<SandboxSpec, StandaloneError> {
-    let mut spec = SandboxSpec::new(id, opts.command.clone());
+    let config = prepared.map(|p| p.config.clone()).unwrap_or_default();
+    let mut spec = SandboxSpec::new(id, provisioner::command(&opts.command, &config));
     spec.limits = opts.limits;
-    spec.user = opts.user.clone();
+    spec.user = match (&opts.user, config.user.as_deref().filter(|u| !u.is_empty())) {
+        (Some(u), _) => Some(u.clone()),
+        (None, Some(u)) => Some(u.parse::<User>().map_err(RuntimeError::from)?),
+        (None, None) => None,
+    };
     spec.hostname = opts.hostname.clone();
     spec.network = opts.network;
     spec.rlimits = opts.rlimits.clone();
-    let sandbox_in_task = match &opts.image {
-        Some(image) => {
-            let path = fs::canonicalize(image).map_err(|e| StandaloneError::Image {
-                path: image.clone(),
-                reason: e.to_string().to_lowercase(),
-            })?;
-            if path.join("oci-layout").is_file() {
-                return Err(StandaloneError::Image {
-                    path,
-                    reason: "an OCI image layout: images are not supported yet, give an unpacked \
-                             root filesystem (e.g. `umoci unpack`)"
-                        .into(),
-                });
-            }
-            spec.rootfs = Some(Rootfs {
-                path,
-                mount: None,
-                readonly: opts.readonly_rootfs,
-            });
+    let sandbox_in_task = match prepared {
+        Some(p) => {
+            spec.rootfs = Some(p.rootfs.clone());
             spec.mounts.push(Mount::bind(sandbox, SANDBOX_MOUNT, false));
             PathBuf::from(SANDBOX_MOUNT)
         }
         None => sandbox.to_path_buf(),
     };
     spec.mounts.extend(opts.mounts.iter().cloned());
-    spec.cwd = Some(opts.cwd.clone().unwrap_or_else(|| sandbox_in_task.clone()));
-    spec.env = vec![
-        ("PATH".into(), DEFAULT_PATH.into()),
-        (
-            "MESOS_SANDBOX".into(),
-            sandbox_in_task.to_string_lossy().into_owned(),
-        ),
-    ];
-    for (k, v) in &opts.env {
+    let image_cwd = config
+        .working_dir
+        .as_deref()
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
+    spec.cwd = Some(
+        opts.cwd
+            .clone()
+            .or(image_cwd)
+            .unwrap_or_else(|| sandbox_in_task.clone()),
+    );
+    spec.env = vec![("PATH".into(), DEFAULT_PATH.into())];
+    let sandbox_var = (
+        "MESOS_SANDBOX".to_string(),
+        sandbox_in_task.to_string_lossy().into_owned(),
+    );
+    for (k, v) in provisioner::env(&config)
+        .iter()
+        .chain([&sandbox_var])
+        .chain(&opts.env)
+    {
         spec.env.retain(|(x, _)| x != k);
         spec.env.push((k.clone(), v.clone()));
     }
@@ -412,6 +444,7 @@ mod tests {
         RunOptions {
             command: vec!["sh".into(), "-c".into(), "true".into()],
             image: None,
+            pull: PullOptions::default(),
             limits: Limits::default(),
             env: vec![("PATH".into(), "/opt/bin".into()), ("A".into(), "1".into())],
             user: None,
@@ -435,7 +468,7 @@ mod tests {
 
     #[test]
     fn host_spec_runs_in_the_sandbox() {
-        let s = build_spec(&opts(), "id1", Path::new("/w/containers/id1")).unwrap();
+        let s = build_spec(&opts(), "id1", Path::new("/w/containers/id1"), None).unwrap();
         assert_eq!(s.cwd.as_deref(), Some(Path::new("/w/containers/id1")));
         assert_eq!(s.env_var("MESOS_SANDBOX"), Some("/w/containers/id1"));
         assert_eq!(s.env_var("PATH"), Some("/opt/bin"));
@@ -446,27 +479,21 @@ mod tests {
     #[test]
     fn image_spec_mounts_the_sandbox_like_mesos() {
         let dir = tempfile::tempdir().unwrap();
-        let mut o = opts();
-        o.image = Some(dir.path().to_path_buf());
-        let s = build_spec(&o, "id1", Path::new("/w/containers/id1")).unwrap();
+        let o = opts();
+        let p = provisioner::prepare(
+            dir.path().to_str().unwrap(),
+            dir.path(),
+            "id1",
+            &o.pull,
+            false,
+        )
+        .unwrap();
+        let s = build_spec(&o, "id1", Path::new("/w/containers/id1"), Some(&p)).unwrap();
         assert_eq!(s.cwd.as_deref(), Some(Path::new(SANDBOX_MOUNT)));
         assert_eq!(s.env_var("MESOS_SANDBOX"), Some(SANDBOX_MOUNT));
         assert_eq!(
             s.mounts,
             vec![Mount::bind("/w/containers/id1", SANDBOX_MOUNT, false)]
-        );
-        fs::write(dir.path().join("oci-layout"), "{}").unwrap();
-        let e = build_spec(&o, "id1", Path::new("/s"))
-            .unwrap_err()
-            .to_string();
-        assert!(e.contains("OCI image layout"), "{e}");
-        o.image = Some("/no/such/rootfs".into());
-        let e = build_spec(&o, "id1", Path::new("/s"))
-            .unwrap_err()
-            .to_string();
-        assert!(
-            e.contains("/no/such/rootfs") && e.contains("no such file"),
-            "{e}"
         );
     }
 
