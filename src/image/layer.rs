@@ -97,7 +97,20 @@ fn fill(
     };
     if !store.has_blob(&desc.digest) {
         let have = fs::metadata(partial).map(|m| m.len()).unwrap_or(0);
-        if have == 0 || have > desc.size {
+        let resumed = if have > 0 && have <= desc.size {
+            match resume(job, client, partial, have) {
+                Ok(()) => true,
+                Err(e) if e.discards_download() => {
+                    tracing::warn!(error = %e, "resumed download is corrupt; downloading again");
+                    let _ = fs::remove_file(partial);
+                    false
+                }
+                Err(e) => return Err(e),
+            }
+        } else {
+            false
+        };
+        if !resumed {
             // Fresh: download, hash and unpack in one pass.
             let out = open_partial(partial, false)?;
             let body = client.blob(&desc.digest, 0)?;
@@ -108,7 +121,6 @@ fn fill(
             fs::rename(partial, &blob).map_err(|e| ImageError::io("store blob", &blob, e))?;
             return Ok(());
         }
-        resume(job, client, partial, have)?;
         fs::rename(partial, &blob).map_err(|e| ImageError::io("store blob", &blob, e))?;
     }
     // The blob is complete (now or from before): unpack from the file.
@@ -214,8 +226,13 @@ fn verify(desc: &Descriptor, hasher: Hasher) -> Result<(), ImageError> {
     let len = hasher.len;
     let actual = hasher.finish();
     if actual != desc.digest || len != desc.size {
+        let what = if len == desc.size {
+            "blob".to_string()
+        } else {
+            format!("blob ({len} bytes, manifest says {})", desc.size)
+        };
         return Err(ImageError::DigestMismatch {
-            what: format!("blob ({len} bytes, manifest says {})", desc.size),
+            what,
             expected: desc.digest.clone(),
             actual,
         });
