@@ -21,6 +21,7 @@ use crate::archive::{self, Compression, Devices, Options, Whiteouts};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
+use std::sync::mpsc;
 
 /// Where a layer's bytes come from.
 pub enum Source<'a> {
@@ -164,7 +165,11 @@ fn resume(
     verify(desc, tee.hasher)
 }
 
-fn unpack(job: &LayerJob<'_>, reader: &mut dyn Read, tmp: &Path) -> Result<(), ImageError> {
+fn unpack(
+    job: &LayerJob<'_>,
+    reader: &mut (dyn Read + Send),
+    tmp: &Path,
+) -> Result<(), ImageError> {
     let desc = job.desc;
     if desc.media_type.contains("encrypted") {
         return Err(ImageError::Layer {
@@ -172,10 +177,6 @@ fn unpack(job: &LayerJob<'_>, reader: &mut dyn Read, tmp: &Path) -> Result<(), I
             cause: "encrypted layers are not supported".into(),
         });
     }
-    let mut buffered = BufReader::with_capacity(256 << 10, reader);
-    let compression = Compression::sniff(&mut buffered).map_err(|e| read_error(desc, e))?;
-    let decoder = archive::decompress(buffered, compression).map_err(|e| read_error(desc, e))?;
-    let mut diff = HashingReader::new(decoder);
     let opts = Options {
         max_bytes: job.max_size,
         max_entries: 1 << 22,
@@ -184,7 +185,26 @@ fn unpack(job: &LayerJob<'_>, reader: &mut dyn Read, tmp: &Path) -> Result<(), I
         same_owner: true,
         xattrs: true,
     };
-    let summary = archive::unpack_tar(&mut diff, tmp, &opts).map_err(|e| match e {
+    // Two stages on two threads: this one hashes and writes files while a
+    // helper reads (tee, hash) and decompresses the next chunks.
+    let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
+    let (unpacked, diff_hasher) = std::thread::scope(|s| {
+        s.spawn(move || {
+            if let Err(e) = decompress_into(reader, &tx) {
+                let _ = tx.send(Err(e));
+            }
+        });
+        let mut diff = HashingReader::new(ChannelReader {
+            rx,
+            chunk: Vec::new(),
+            pos: 0,
+        });
+        let unpacked = archive::unpack_tar(&mut diff, tmp, &opts);
+        // Dropping the receiver stops the helper early on failure.
+        let (_, hasher) = diff.into_parts();
+        (unpacked, hasher)
+    });
+    let summary = unpacked.map_err(|e| match e {
         archive::ArchiveError::Read(io) => read_error(desc, io),
         other => ImageError::Unpack {
             digest: desc.digest.clone(),
@@ -194,8 +214,7 @@ fn unpack(job: &LayerJob<'_>, reader: &mut dyn Read, tmp: &Path) -> Result<(), I
     if summary.skipped_devices > 0 {
         tracing::warn!(layer = %desc.digest, count = summary.skipped_devices, "device nodes in the layer were skipped");
     }
-    let (_, hasher) = diff.into_parts();
-    let actual = hasher.finish();
+    let actual = diff_hasher.finish();
     if &actual != job.diff_id {
         return Err(ImageError::DigestMismatch {
             what: format!("layer {} (uncompressed)", desc.digest),
@@ -204,6 +223,67 @@ fn unpack(job: &LayerJob<'_>, reader: &mut dyn Read, tmp: &Path) -> Result<(), I
         });
     }
     Ok(())
+}
+
+/// Sniffs the compression, decompresses and sends the output in chunks;
+/// then reads the compressed stream to its end so that a hashing reader
+/// underneath sees every byte.
+fn decompress_into(
+    reader: &mut (dyn Read + Send),
+    tx: &mpsc::SyncSender<io::Result<Vec<u8>>>,
+) -> io::Result<()> {
+    let mut buffered = BufReader::with_capacity(256 << 10, reader);
+    let compression = Compression::sniff(&mut buffered)?;
+    let mut decoder = archive::decompress(&mut buffered, compression)?;
+    loop {
+        let mut chunk = vec![0u8; 256 << 10];
+        let mut filled = 0;
+        while filled < chunk.len() {
+            match decoder.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            break;
+        }
+        chunk.truncate(filled);
+        if tx.send(Ok(chunk)).is_err() {
+            return Ok(()); // the unpacker stopped; its error is the one to report
+        }
+    }
+    drop(decoder);
+    io::copy(&mut buffered, &mut io::sink())?;
+    Ok(())
+}
+
+/// Reads the chunks a [`decompress_into`] thread sends; its error comes
+/// out of `read`, and a closed channel is the end of the stream.
+struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
+    chunk: Vec<u8>,
+    pos: usize,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        if self.pos == self.chunk.len() {
+            match self.rx.recv() {
+                Ok(Ok(chunk)) => {
+                    self.chunk = chunk;
+                    self.pos = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.chunk.len() - self.pos);
+        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
 }
 
 /// A read failure in a layer stream: a hash reader's complaint about the
