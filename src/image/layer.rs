@@ -85,8 +85,8 @@ fn fill(
     if let Source::File(path) = source {
         let file = File::open(path).map_err(|e| ImageError::io("open blob", path, e))?;
         let mut hashing = HashingReader::new(file);
-        unpack(job, &mut hashing, tmp)?;
-        verify(desc, hashing.hasher)?;
+        let unpacked = unpack(job, &mut hashing, tmp);
+        drain_and_verify(desc, &mut hashing, unpacked)?;
         if !store.has_blob(&desc.digest) {
             copy_file(path, partial)?;
             fs::rename(partial, &blob).map_err(|e| ImageError::io("store blob", &blob, e))?;
@@ -116,7 +116,14 @@ fn fill(
             let out = open_partial(partial, false)?;
             let body = client.blob(&desc.digest, 0)?;
             let mut tee = Tee::new(body.reader, out, Hasher::default(), desc, job.progress);
-            unpack(job, &mut tee, tmp)?;
+            let unpacked = unpack(job, &mut tee, tmp);
+            if unpacked.is_err() {
+                // Bad bytes or a broken connection? Read the rest and see.
+                if tee.drain().is_ok() {
+                    verify(desc, std::mem::take(&mut tee.hasher))?;
+                }
+                return unpacked;
+            }
             tee.drain()?;
             verify(desc, tee.hasher)?;
             fs::rename(partial, &blob).map_err(|e| ImageError::io("store blob", &blob, e))?;
@@ -127,8 +134,22 @@ fn fill(
     // The blob is complete (now or from before): unpack from the file.
     let file = File::open(&blob).map_err(|e| ImageError::io("open blob", &blob, e))?;
     let mut hashing = HashingReader::new(file);
-    unpack(job, &mut hashing, tmp)?;
-    verify(desc, hashing.hasher)
+    let unpacked = unpack(job, &mut hashing, tmp);
+    drain_and_verify(desc, &mut hashing, unpacked)
+}
+
+/// After unpacking a blob read from a file: a digest mismatch is the
+/// error to report, whether or not unpacking failed (a corrupt blob
+/// usually breaks decompression before its digest can be checked).
+fn drain_and_verify(
+    desc: &Descriptor,
+    hashing: &mut HashingReader<File>,
+    unpacked: Result<(), ImageError>,
+) -> Result<(), ImageError> {
+    if io::copy(hashing, &mut io::sink()).is_ok() {
+        verify(desc, std::mem::take(&mut hashing.hasher))?;
+    }
+    unpacked
 }
 
 /// Finishes an interrupted download: hash what is there, fetch the rest.

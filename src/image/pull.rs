@@ -159,6 +159,10 @@ fn fetch_config(store: &Store, client: &Client, desc: &Descriptor) -> Result<Vec
     if store.has_blob(&desc.digest) {
         return store.read_blob(&desc.digest);
     }
+    let _lock = store.lock(&desc.digest)?;
+    if store.has_blob(&desc.digest) {
+        return store.read_blob(&desc.digest);
+    }
     if desc.size > MAX_CONFIG {
         return Err(ImageError::Manifest {
             digest: desc.digest.to_string(),
