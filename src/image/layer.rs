@@ -18,10 +18,11 @@ use super::registry::Client;
 use super::store::Store;
 use super::{ImageError, Progress};
 use crate::archive::{self, Compression, Devices, Options, Whiteouts};
+use crate::support::chunks::{chunk_channel, Chunk};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
-use std::sync::mpsc;
+use std::sync::mpsc::SyncSender;
 
 /// Where a layer's bytes come from.
 pub enum Source<'a> {
@@ -208,18 +209,14 @@ fn unpack(
     };
     // Two stages on two threads: this one hashes and writes files while a
     // helper reads (tee, hash) and decompresses the next chunks.
-    let (tx, rx) = mpsc::sync_channel::<io::Result<Vec<u8>>>(16);
+    let (tx, chunks) = chunk_channel(16);
     let (unpacked, diff_hasher) = std::thread::scope(|s| {
         s.spawn(move || {
             if let Err(e) = decompress_into(reader, &tx) {
                 let _ = tx.send(Err(e));
             }
         });
-        let mut diff = HashingReader::new(ChannelReader {
-            rx,
-            chunk: Vec::new(),
-            pos: 0,
-        });
+        let mut diff = HashingReader::new(chunks);
         let unpacked = archive::unpack_tar(&mut diff, tmp, &opts);
         // Dropping the receiver stops the helper early on failure.
         let (_, hasher) = diff.into_parts();
@@ -249,10 +246,7 @@ fn unpack(
 /// Sniffs the compression, decompresses and sends the output in chunks;
 /// then reads the compressed stream to its end so that a hashing reader
 /// underneath sees every byte.
-fn decompress_into(
-    reader: &mut (dyn Read + Send),
-    tx: &mpsc::SyncSender<io::Result<Vec<u8>>>,
-) -> io::Result<()> {
+fn decompress_into(reader: &mut (dyn Read + Send), tx: &SyncSender<Chunk>) -> io::Result<()> {
     let mut buffered = BufReader::with_capacity(256 << 10, reader);
     let compression = Compression::sniff(&mut buffered)?;
     let mut decoder = archive::decompress(&mut buffered, compression)?;
@@ -278,33 +272,6 @@ fn decompress_into(
     drop(decoder);
     io::copy(&mut buffered, &mut io::sink())?;
     Ok(())
-}
-
-/// Reads the chunks a [`decompress_into`] thread sends; its error comes
-/// out of `read`, and a closed channel is the end of the stream.
-struct ChannelReader {
-    rx: mpsc::Receiver<io::Result<Vec<u8>>>,
-    chunk: Vec<u8>,
-    pos: usize,
-}
-
-impl Read for ChannelReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        if self.pos == self.chunk.len() {
-            match self.rx.recv() {
-                Ok(Ok(chunk)) => {
-                    self.chunk = chunk;
-                    self.pos = 0;
-                }
-                Ok(Err(e)) => return Err(e),
-                Err(_) => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.chunk.len() - self.pos);
-        buf[..n].copy_from_slice(&self.chunk[self.pos..self.pos + n]);
-        self.pos += n;
-        Ok(n)
-    }
 }
 
 /// A read failure in a layer stream: a hash reader's complaint about the

@@ -1,6 +1,7 @@
 //! Small helpers shared by every layer: parsing of human-friendly sizes and
 //! durations, random identifiers, and atomic file writes.
 
+pub mod chunks;
 pub mod http;
 
 use std::fs;
