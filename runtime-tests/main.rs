@@ -3,6 +3,7 @@
 //! with `Fixture::finish`, which fails on any leftover cgroup, mount or
 //! process.
 
+mod fetch;
 mod image;
 mod registry_harness;
 mod support;

@@ -3,6 +3,7 @@
 
 pub mod archive;
 pub mod containerizer;
+pub mod fetch;
 pub mod image;
 pub mod mount;
 pub mod runtime;

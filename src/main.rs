@@ -3,6 +3,7 @@
 
 use anyhow::{bail, Context};
 use butte::containerizer::standalone::{self, RunOptions, StandaloneError};
+use butte::fetch::{FetchConfig, FetchUser, Fetcher, UriSpec};
 use butte::image::PullOptions;
 use butte::mount::Mount;
 use butte::runtime::{
@@ -28,6 +29,8 @@ enum Command {
     /// Pull, import, list, inspect and remove container images.
     #[command(subcommand)]
     Image(image_cli::ImageCommand),
+    /// Fetch URIs into a sandbox directory, as before a task starts.
+    Fetch(FetchArgs),
 }
 
 #[derive(clap::Args)]
@@ -87,6 +90,12 @@ struct RunArgs {
     /// cgroup group all sandboxes are nested under.
     #[arg(long, hide = true, default_value = "butte")]
     cgroup_parent: String,
+    /// Fetch a URI into the sandbox before the command runs (repeatable):
+    /// URL[,extract|noextract][,executable][,cache][,output_file=NAME].
+    #[arg(long = "uri", value_name = "URL[,OPTIONS]")]
+    uris: Vec<UriSpec>,
+    #[command(flatten)]
+    fetcher: FetcherArgs,
     /// The command and its arguments (with --image REF: the arguments to
     /// the image's entrypoint; default its command).
     #[arg(last = true, required_unless_present = "image", value_name = "CMD")]
@@ -117,6 +126,74 @@ impl RegistryArgs {
             ..PullOptions::default()
         }
     }
+}
+
+/// How the fetcher behaves (the Mesos agent's `--fetcher_*` flags).
+#[derive(clap::Args, Clone)]
+struct FetcherArgs {
+    /// Limit of the fetcher cache under the work dir; 0 disables it.
+    #[arg(long, alias = "fetcher_cache_size", value_parser = parse_size_arg, default_value = "2G")]
+    fetcher_cache_size: u64,
+    /// Fail a download when the server sends nothing for this long.
+    #[arg(long, alias = "fetcher_stall_timeout", value_parser = parse_duration_arg, default_value = "60s")]
+    fetcher_stall_timeout: std::time::Duration,
+    /// Refuse an artifact larger than this, downloaded or unpacked.
+    #[arg(long, value_parser = parse_size_arg, default_value = "10G")]
+    fetcher_max_size: u64,
+}
+
+impl FetcherArgs {
+    fn config(&self, work_dir: &std::path::Path) -> FetchConfig {
+        let mut c = FetchConfig::new(work_dir);
+        c.cache_size = self.fetcher_cache_size;
+        c.http.read_timeout = self.fetcher_stall_timeout;
+        c.max_size = self.fetcher_max_size;
+        c
+    }
+}
+
+#[derive(clap::Args)]
+struct FetchArgs {
+    /// The directory to fetch into (created if missing).
+    #[arg(long, value_name = "DIR")]
+    sandbox: PathBuf,
+    /// Fetch for this host user: a cache of its own, files owned by it,
+    /// local paths only if it can read them.
+    #[arg(long)]
+    user: Option<String>,
+    /// The agent's work directory, which holds the fetcher cache.
+    #[arg(long, alias = "work_dir", env = "BUTTE_WORK_DIR", default_value = DEFAULT_WORK_DIR)]
+    work_dir: PathBuf,
+    #[command(flatten)]
+    fetcher: FetcherArgs,
+    /// URL[,extract|noextract][,executable][,cache][,output_file=NAME]
+    #[arg(required = true, value_name = "URI")]
+    uris: Vec<UriSpec>,
+}
+
+fn fetch(args: FetchArgs) -> anyhow::Result<ExitCode> {
+    let user = match &args.user {
+        Some(name) => FetchUser::lookup(name)?,
+        None => FetchUser::default(),
+    };
+    std::fs::create_dir_all(&args.sandbox)
+        .with_context(|| format!("create sandbox {}", args.sandbox.display()))?;
+    let fetcher = Fetcher::new(args.fetcher.config(&args.work_dir));
+    let started = std::time::Instant::now();
+    for f in fetcher.fetch(&args.uris, &args.sandbox, &user)? {
+        let how = if f.from_cache {
+            "from the cache"
+        } else {
+            "downloaded"
+        };
+        eprintln!("{} -> {} ({how})", f.uri, f.path.display());
+    }
+    eprintln!(
+        "fetched {} uris in {:.2?}",
+        args.uris.len(),
+        started.elapsed()
+    );
+    Ok(ExitCode::SUCCESS)
 }
 
 fn parse_size_arg(s: &str) -> Result<u64, String> {
@@ -179,6 +256,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
     let user = args.user.as_deref().map(str::parse::<User>).transpose()?;
     let mut runtime = RuntimeConfig::new().context("find the butte binary")?;
     runtime.cgroup_parent = args.cgroup_parent;
+    let fetcher = args.fetcher.config(&args.work_dir);
     let opts = RunOptions {
         command: args.command,
         image: args.image,
@@ -205,6 +283,8 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         remove: args.rm,
         interactive: args.interactive,
         runtime,
+        uris: args.uris,
+        fetcher,
     };
     let outcome = standalone::run(&opts)?;
     if let Some(reason) = &outcome.reason {
@@ -499,6 +579,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Run(args) => run(*args),
         Command::Image(cmd) => image_cli::main(cmd),
+        Command::Fetch(args) => fetch(args),
     };
     match result {
         Ok(code) => code,

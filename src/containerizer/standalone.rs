@@ -9,6 +9,7 @@
 //! (OOM killer, pids limit).
 
 use super::provisioner::{self, Prepared, ProvisionError};
+use crate::fetch::{FetchConfig, FetchError, FetchUser, Fetcher, UriSpec};
 use crate::image::PullOptions;
 use crate::mount::Mount;
 use crate::runtime::{
@@ -53,6 +54,9 @@ pub struct RunOptions {
     /// Give the task this process's stdin (otherwise /dev/null).
     pub interactive: bool,
     pub runtime: RuntimeConfig,
+    /// Fetched into the sandbox, in order, before the task starts.
+    pub uris: Vec<UriSpec>,
+    pub fetcher: FetchConfig,
 }
 
 /// How a run ended.
@@ -80,6 +84,8 @@ pub enum StandaloneError {
     Provision(#[from] ProvisionError),
     #[error(transparent)]
     Runtime(#[from] RuntimeError),
+    #[error(transparent)]
+    Fetch(#[from] FetchError),
     #[error("{op}: {source}")]
     Io {
         op: &'static str,
@@ -133,7 +139,7 @@ fn run_prepared(
         fs::create_dir_all(parent).map_err(sandbox_err)?;
     }
     fs::create_dir(&sandbox).map_err(sandbox_err)?;
-    let result = run_in(opts, runtime, &spec, &sandbox);
+    let result = fetch(opts, &sandbox).and_then(|()| run_in(opts, runtime, &spec, &sandbox));
     if result.is_err() || opts.remove {
         let _ = fs::remove_dir_all(&sandbox);
     }
@@ -144,6 +150,23 @@ fn run_prepared(
         record,
         reason,
     })
+}
+
+/// Fetches the run's URIs into its sandbox. The cache is keyed by the
+/// `--user` given; files stay root's (the task's user is only known inside
+/// the sandbox).
+fn fetch(opts: &RunOptions, sandbox: &Path) -> Result<(), StandaloneError> {
+    if opts.uris.is_empty() {
+        return Ok(());
+    }
+    let user = match &opts.user {
+        None => FetchUser::default(),
+        Some(User::Name(n)) => FetchUser::named(n.clone()),
+        Some(User::Id { uid, gid: None }) => FetchUser::named(uid.to_string()),
+        Some(User::Id { uid, gid: Some(g) }) => FetchUser::named(format!("{uid}:{g}")),
+    };
+    Fetcher::new(opts.fetcher.clone()).fetch(&opts.uris, sandbox, &user)?;
+    Ok(())
 }
 
 /// The sandbox spec for a run.
@@ -463,6 +486,8 @@ mod tests {
                 cgroup_parent: "b".into(),
                 helper: "/b".into(),
             },
+            uris: vec![],
+            fetcher: FetchConfig::new(Path::new("/w")),
         }
     }
 
