@@ -61,6 +61,14 @@ impl Root {
         Ok(Root { fd, last: None })
     }
 
+    /// The root for extracting into `dest`, failing as the archive does.
+    pub(crate) fn destination(dest: &Path) -> Result<Root, super::ArchiveError> {
+        Root::open(dest).map_err(|source| super::ArchiveError::Destination {
+            path: dest.to_path_buf(),
+            source,
+        })
+    }
+
     /// An `O_PATH` descriptor of the directory at `rel`, which must exist.
     fn lookup(&self, rel: &Path) -> io::Result<OwnedFd> {
         let rel = if rel.as_os_str().is_empty() {

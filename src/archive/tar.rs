@@ -34,10 +34,7 @@ pub fn unpack_tar<R: Read>(
     dest: &Path,
     opts: &Options,
 ) -> Result<Summary, ArchiveError> {
-    let mut root = Root::open(dest).map_err(|source| ArchiveError::Destination {
-        path: dest.to_path_buf(),
-        source,
-    })?;
+    let mut root = Root::destination(dest)?;
     let mut state = State {
         root: &mut root,
         budget: Budget::new(opts),

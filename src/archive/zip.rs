@@ -17,10 +17,7 @@ pub fn unpack_zip<R: Read + Seek>(
     dest: &Path,
     opts: &Options,
 ) -> Result<Summary, ArchiveError> {
-    let mut root = Root::open(dest).map_err(|source| ArchiveError::Destination {
-        path: dest.to_path_buf(),
-        source,
-    })?;
+    let mut root = Root::destination(dest)?;
     let mut budget = Budget::new(opts);
     let mut zip = ::zip::ZipArchive::new(reader).map_err(ArchiveError::Zip)?;
     let mut dirs = Vec::new();

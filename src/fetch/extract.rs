@@ -11,7 +11,7 @@
 use super::download::{save, Body};
 use super::FetchError;
 use crate::archive::{self, ArchiveError, Compression, Options};
-use crate::support::chunks::{chunk_channel, ChunkReader};
+use crate::support::chunks::{chunk_channel, send_chunks, ChunkReader};
 use std::ffi::OsStr;
 use std::fs::File;
 use std::io::{self, BufReader, Read, Write};
@@ -122,17 +122,7 @@ fn pipeline<T>(
                     None => Compression::sniff(&mut reader)?,
                 };
                 let mut decoded = archive::decompress(reader, c)?;
-                loop {
-                    let mut buf = vec![0u8; CHUNK];
-                    let n = fill(&mut decoded, &mut buf)?;
-                    if n == 0 {
-                        return Ok(());
-                    }
-                    buf.truncate(n);
-                    if tx.send(Ok(buf)).is_err() {
-                        return Ok(()); // the consumer stopped; it has its reason
-                    }
-                }
+                send_chunks(&mut decoded, &tx, CHUNK)
             };
             let result = run();
             if let Err(e) = &result {
@@ -157,20 +147,6 @@ fn pipeline<T>(
         }),
         _ => consumed,
     }
-}
-
-/// Reads until `buf` is full or the stream ends.
-fn fill(r: &mut dyn Read, buf: &mut [u8]) -> io::Result<usize> {
-    let mut n = 0;
-    while n < buf.len() {
-        match r.read(&mut buf[n..]) {
-            Ok(0) => break,
-            Ok(k) => n += k,
-            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(n)
 }
 
 #[cfg(test)]

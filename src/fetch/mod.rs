@@ -31,6 +31,14 @@ mod download;
 mod error;
 mod extract;
 mod place;
+/// Removes a staging directory once its files are placed (or failed); a
+/// failure to remove is only logged, the fetch's own result stands.
+fn discard_staging(staging: &Path) {
+    if let Err(e) = remove_tree(staging) {
+        tracing::warn!(path = %staging.display(), error = %e, "cannot remove staging directory");
+    }
+}
+
 #[cfg(test)]
 mod testserver;
 mod uri;
@@ -230,9 +238,7 @@ impl Fetcher {
             }
             Ok(fetched(plan, dest, produced.downloaded, false))
         })();
-        if let Err(e) = remove_tree(&staging) {
-            tracing::warn!(path = %staging.display(), error = %e, "cannot remove staging directory");
-        }
+        discard_staging(&staging);
         result
     }
 
@@ -310,9 +316,7 @@ impl Fetcher {
             };
             Ok(fetched(plan, path, produced.downloaded, false))
         })();
-        if let Err(e) = remove_tree(&staging) {
-            tracing::warn!(path = %staging.display(), error = %e, "cannot remove staging directory");
-        }
+        discard_staging(&staging);
         result
     }
 

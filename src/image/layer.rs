@@ -18,7 +18,7 @@ use super::registry::Client;
 use super::store::Store;
 use super::{ImageError, Progress};
 use crate::archive::{self, Compression, Devices, Options, Whiteouts};
-use crate::support::chunks::{chunk_channel, Chunk};
+use crate::support::chunks::{chunk_channel, send_chunks, Chunk};
 use std::fs::{self, File, OpenOptions};
 use std::io::{self, BufReader, Read, Write};
 use std::path::Path;
@@ -250,25 +250,7 @@ fn decompress_into(reader: &mut (dyn Read + Send), tx: &SyncSender<Chunk>) -> io
     let mut buffered = BufReader::with_capacity(256 << 10, reader);
     let compression = Compression::sniff(&mut buffered)?;
     let mut decoder = archive::decompress(&mut buffered, compression)?;
-    loop {
-        let mut chunk = vec![0u8; 256 << 10];
-        let mut filled = 0;
-        while filled < chunk.len() {
-            match decoder.read(&mut chunk[filled..]) {
-                Ok(0) => break,
-                Ok(n) => filled += n,
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => return Err(e),
-            }
-        }
-        if filled == 0 {
-            break;
-        }
-        chunk.truncate(filled);
-        if tx.send(Ok(chunk)).is_err() {
-            return Ok(()); // the unpacker stopped; its error is the one to report
-        }
-    }
+    send_chunks(&mut decoder, tx, 256 << 10)?;
     drop(decoder);
     io::copy(&mut buffered, &mut io::sink())?;
     Ok(())
@@ -327,8 +309,7 @@ struct Tee<'a> {
     inner: Box<dyn Read + Send>,
     out: File,
     hasher: Hasher,
-    limit: u64,
-    digest: &'a Digest,
+    desc: &'a Descriptor,
     progress: &'a dyn Progress,
 }
 
@@ -344,31 +325,15 @@ impl<'a> Tee<'a> {
             inner,
             out,
             hasher,
-            limit: desc.size,
-            digest: &desc.digest,
+            desc,
             progress,
         }
     }
 
     fn drain(&mut self) -> Result<(), ImageError> {
-        let mut buf = vec![0u8; 256 << 10];
-        loop {
-            match self.read(&mut buf) {
-                Ok(0) => return Ok(()),
-                Ok(_) => {}
-                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
-                Err(e) => {
-                    let desc = Descriptor {
-                        media_type: String::new(),
-                        digest: self.digest.clone(),
-                        size: self.limit,
-                        platform: None,
-                        annotations: Default::default(),
-                    };
-                    return Err(read_error(&desc, e));
-                }
-            }
-        }
+        io::copy(self, &mut io::sink())
+            .map(drop)
+            .map_err(|e| read_error(self.desc, e))
     }
 }
 
@@ -378,12 +343,12 @@ impl Read for Tee<'_> {
         if n == 0 {
             return Ok(0);
         }
-        if self.hasher.len + n as u64 > self.limit {
-            return Err(io::Error::other(SizeError(self.limit)));
+        if self.hasher.len + n as u64 > self.desc.size {
+            return Err(io::Error::other(SizeError(self.desc.size)));
         }
         self.out.write_all(&buf[..n])?;
         self.hasher.update(&buf[..n]);
-        self.progress.layer_bytes(self.digest, n as u64);
+        self.progress.layer_bytes(&self.desc.digest, n as u64);
         Ok(n)
     }
 }

@@ -35,9 +35,14 @@ pub struct Provisioned {
     pub dir: PathBuf,
 }
 
+/// Whether the kernel knows overlayfs; read once per process, not for
+/// every container.
 fn overlay_available() -> bool {
-    fs::read_to_string("/proc/filesystems")
-        .is_ok_and(|s| s.lines().any(|l| l.trim_end().ends_with("\toverlay")))
+    static KNOWN: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
+    *KNOWN.get_or_init(|| {
+        fs::read_to_string("/proc/filesystems")
+            .is_ok_and(|s| s.lines().any(|l| l.trim_end().ends_with("\toverlay")))
+    })
 }
 
 /// Provisions a root filesystem for container `id` in `dir` (which must not

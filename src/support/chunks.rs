@@ -20,6 +20,31 @@ pub fn chunk_channel(bound: usize) -> (SyncSender<Chunk>, ChunkReader) {
     )
 }
 
+/// Reads `reader` to its end and sends it in chunks of `size` bytes (the
+/// last one shorter). Stops early, without error, when the reader's end
+/// is dropped: the consumer stopped and has its own reason.
+pub fn send_chunks(reader: &mut dyn Read, tx: &SyncSender<Chunk>, size: usize) -> io::Result<()> {
+    loop {
+        let mut chunk = vec![0u8; size];
+        let mut filled = 0;
+        while filled < size {
+            match reader.read(&mut chunk[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        if filled == 0 {
+            return Ok(());
+        }
+        chunk.truncate(filled);
+        if tx.send(Ok(chunk)).is_err() {
+            return Ok(());
+        }
+    }
+}
+
 /// The consumer's end. A producer's error comes out of `read`; the
 /// channel closing is the end of the stream. Dropping the reader makes the
 /// producer's next `send` fail, which tells it to stop.
@@ -51,6 +76,19 @@ impl Read for ChunkReader {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn send_chunks_fills_each_chunk_and_stops_when_the_reader_is_gone() {
+        let (tx, mut rx) = chunk_channel(8);
+        send_chunks(&mut &b"abcdefg"[..], &tx, 3).unwrap();
+        drop(tx);
+        let mut all = Vec::new();
+        rx.read_to_end(&mut all).unwrap();
+        assert_eq!(all, b"abcdefg");
+        let (tx, rx) = chunk_channel(8);
+        drop(rx);
+        send_chunks(&mut &b"abc"[..], &tx, 1).unwrap();
+    }
 
     #[test]
     fn chunks_read_as_one_stream_then_the_error() {
