@@ -26,24 +26,14 @@ cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
 N=${N:-5}
 BUTTE=${BUTTE:-target/release/butte}
-log() { echo "fetch.sh: $*" >&2; }
-die() {
-    log "$*"
-    exit 1
-}
+NAME=fetch.sh
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
-[[ -x $BUTTE ]] || die "$BUTTE missing or not executable: run 'cargo build --release' first (or set BUTTE=)"
+need_butte "$BUTTE" fetch
 BUTTE=$(realpath "$BUTTE")
-"$BUTTE" fetch --help >/dev/null 2>&1 || die "$BUTTE has no 'fetch'"
 
-missing=()
-for c in hyperfine jq curl python3 tar gzip; do
-    command -v "$c" >/dev/null || missing+=("$c")
-done
-if ((${#missing[@]})); then
-    log "installing ${missing[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${missing[@]}" >&2
-fi
+need_tools hyperfine jq curl python3 tar gzip
 
 mkdir -p bench/out
 OUT=$(realpath bench/out)
@@ -110,26 +100,12 @@ port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0));
 python3 -m http.server "$port" --bind 127.0.0.1 --directory "$DATA" >/dev/null 2>&1 &
 SRV_PID=$!
 URL=http://127.0.0.1:$port/app.tar.gz
-for _ in $(seq 200); do
-    curl -fsI "$URL" >/dev/null && break
-    kill -0 "$SRV_PID" 2>/dev/null || die "python3 -m http.server exited"
-    sleep 0.05
-done
-curl -fsI "$URL" >/dev/null || die "the server does not answer on $URL"
+wait_http "$URL" "$SRV_PID" "python3 -m http.server"
 log "serving $URL ($((gz_bytes / 1000000)) MB, $files entries)"
 
 # --- cold: curl | tar vs butte -----------------------------------------------------
 mkdir -p "$DEST" "$TRASH"
-cat >"$DEST/prepare.sh" <<EOF
-#!/usr/bin/env bash
-set -euo pipefail
-t=\$(mktemp -d "$TRASH/run.XXXXXX")
-for d in "$DEST/cur" "$DEST/hit"; do
-    if [[ -e \$d ]]; then mv "\$d" "\$t/"; fi
-    mkdir "\$d"
-done
-sync
-EOF
+write_prepare "$DEST/prepare.sh" "$TRASH" "$DEST/cur" "$DEST/hit"
 cat >"$DEST/peer.sh" <<EOF
 #!/usr/bin/env bash
 set -euo pipefail

@@ -26,25 +26,14 @@ N=${N:-5}
 BUTTE=${BUTTE:-target/release/butte}
 TAG=3.11
 REPO=library/python
-log() { echo "pull.sh: $*" >&2; }
-die() {
-    log "$*"
-    exit 1
-}
+NAME=pull.sh
+# shellcheck source=bench/lib.sh
+. bench/lib.sh
 
-[[ -x $BUTTE ]] || die "$BUTTE missing or not executable: run 'cargo build --release' first (or set BUTTE=)"
+need_butte "$BUTTE" image pull
 BUTTE=$(realpath "$BUTTE")
-"$BUTTE" image pull --help >/dev/null 2>&1 || die "$BUTTE has no 'image pull'"
 
-missing=()
-for c in hyperfine jq skopeo umoci curl docker-registry; do
-    command -v "$c" >/dev/null || missing+=("$c")
-done
-if ((${#missing[@]})); then
-    pkgs=("${missing[@]}")
-    log "installing ${pkgs[*]}"
-    DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends "${pkgs[@]}" >&2
-fi
+need_tools hyperfine jq skopeo umoci curl docker-registry
 
 OCI=$(images/python.sh | tail -n1)
 ROOTFS=$(images/busybox.sh | tail -n1)
@@ -92,12 +81,7 @@ http:
 EOF
 docker-registry serve "$REG/config.yml" >"$REG/registry.log" 2>&1 &
 REG_PID=$!
-for _ in $(seq 200); do
-    curl -fs "http://$ADDR/v2/" >/dev/null && break
-    kill -0 "$REG_PID" 2>/dev/null || die "docker-registry exited: $(cat "$REG/registry.log")"
-    sleep 0.05
-done
-curl -fs "http://$ADDR/v2/" >/dev/null || die "docker-registry does not answer on $ADDR"
+wait_http "http://$ADDR/v2/" "$REG_PID" "docker-registry (log: $REG/registry.log)"
 REF=$ADDR/$REPO:$TAG
 skopeo --insecure-policy copy --quiet --dest-tls-verify=false --preserve-digests \
     "oci:$OCI:$TAG" "docker://$REF"
@@ -108,16 +92,7 @@ log "pushed $REF ($((gz_bytes / 1000000)) MB of gzip layers)"
 # --- cold pull + unpack ----------------------------------------------------------
 # Each run gets fresh, empty destinations; the previous ones go to the trash.
 mkdir -p "$DEST" "$TRASH"
-cat >"$DEST/prepare.sh" <<EOF
-#!/usr/bin/env bash
-set -euo pipefail
-t=\$(mktemp -d "$TRASH/run.XXXXXX")
-for d in "$DEST/butte" "$DEST/peer"; do
-    if [[ -e \$d ]]; then mv "\$d" "\$t/"; fi
-    mkdir "\$d"
-done
-sync
-EOF
+write_prepare "$DEST/prepare.sh" "$TRASH" "$DEST/butte" "$DEST/peer"
 cat >"$DEST/peer.sh" <<EOF
 #!/usr/bin/env bash
 set -euo pipefail
