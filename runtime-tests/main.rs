@@ -3,6 +3,9 @@
 //! with `Fixture::finish`, which fails on any leftover cgroup, mount or
 //! process.
 
+mod agent;
+mod containerizer;
+mod executor;
 mod fetch;
 mod image;
 mod registry_harness;

@@ -31,6 +31,13 @@ enum Command {
     Image(image_cli::ImageCommand),
     /// Fetch URIs into a sandbox directory, as before a task starts.
     Fetch(FetchArgs),
+    /// Run as a Mesos agent: register with a master and run its tasks.
+    Agent(Box<agent_cli::AgentArgs>),
+    /// The built-in executor, started by the agent in an executor's container.
+    Executor(butte::executors::ExecutorArgs),
+    /// Runs a task in a root filesystem mounted in the executor's container.
+    #[command(hide = true)]
+    Enter(butte::runtime::EnterArgs),
 }
 
 #[derive(clap::Args)]
@@ -554,18 +561,188 @@ mod image_cli {
     }
 }
 
-fn init_logging() {
-    let level = match std::env::var("BUTTE_LOG").as_deref() {
+/// Logging to stderr at `BUTTE_LOG` (or `RUST_LOG`): error, warn, info,
+/// debug or trace; `default` otherwise.
+fn init_logging(default: tracing::Level) {
+    let var = std::env::var("BUTTE_LOG").or_else(|_| std::env::var("RUST_LOG"));
+    let level = match var.as_deref() {
         Ok("trace") => tracing::Level::TRACE,
         Ok("debug") => tracing::Level::DEBUG,
         Ok("info") => tracing::Level::INFO,
         Ok("error") => tracing::Level::ERROR,
-        _ => tracing::Level::WARN,
+        Ok("warn") => tracing::Level::WARN,
+        _ => default,
     };
     let _ = tracing_subscriber::fmt()
         .with_max_level(level)
         .with_writer(std::io::stderr)
         .try_init();
+}
+
+/// An exit code from a subcommand that reports its own errors.
+fn exit(code: i32) -> ExitCode {
+    ExitCode::from(code.clamp(0, 255) as u8)
+}
+
+/// `butte agent`: the flags are the Mesos agent's, each also read from
+/// `MESOS_<FLAG>`, so an existing agent configuration keeps working.
+mod agent_cli {
+    use super::{parse_duration_arg, parse_size_arg};
+    use butte::agent::{AgentConfig, RecoverMode};
+    use butte::fetch::FetchConfig;
+    use butte::image::PullOptions;
+    use butte::runtime::RuntimeConfig;
+    use butte::state::paths::{DEFAULT_RUNTIME_DIR, DEFAULT_WORK_DIR};
+    use std::net::{IpAddr, SocketAddr};
+    use std::path::PathBuf;
+    use std::process::ExitCode;
+    use std::time::Duration;
+
+    #[derive(clap::Args)]
+    pub struct AgentArgs {
+        /// The master: HOST:PORT (ZooKeeper `zk://` URLs are not supported yet).
+        #[arg(long, env = "MESOS_MASTER")]
+        master: String,
+        /// IP address to listen on (default: all).
+        #[arg(long, env = "MESOS_IP")]
+        ip: Option<IpAddr>,
+        /// Port to listen on; 0 picks a free one.
+        #[arg(long, env = "MESOS_PORT", default_value_t = 5051)]
+        port: u16,
+        /// IP address advertised to the master.
+        #[arg(long = "advertise_ip", alias = "advertise-ip", env = "MESOS_ADVERTISE_IP")]
+        advertise_ip: Option<IpAddr>,
+        /// Port advertised to the master.
+        #[arg(long = "advertise_port", alias = "advertise-port", env = "MESOS_ADVERTISE_PORT")]
+        advertise_port: Option<u16>,
+        /// Hostname reported to the master (default: the system's).
+        #[arg(long, env = "MESOS_HOSTNAME")]
+        hostname: Option<String>,
+        /// Total consumable resources: `cpus:4;mem:8192;disk:1000;ports:[31000-32000]`
+        /// or a JSON array of Resource; what is missing is detected.
+        #[arg(long, env = "MESOS_RESOURCES")]
+        resources: Option<String>,
+        /// Attributes of this machine: `rack:a;zone:2`.
+        #[arg(long, env = "MESOS_ATTRIBUTES")]
+        attributes: Option<String>,
+        /// Where checkpoints, sandboxes, images and the fetcher cache live.
+        #[arg(long = "work_dir", alias = "work-dir", env = "MESOS_WORK_DIR", default_value = DEFAULT_WORK_DIR)]
+        work_dir: PathBuf,
+        /// Volatile state: mount points, launch files.
+        #[arg(long = "runtime_dir", alias = "runtime-dir", env = "MESOS_RUNTIME_DIR", default_value = DEFAULT_RUNTIME_DIR)]
+        runtime_dir: PathBuf,
+        /// The cgroup every container is nested under.
+        #[arg(long = "cgroups_root", alias = "cgroups-root", env = "MESOS_CGROUPS_ROOT", default_value = "butte")]
+        cgroups_root: String,
+        /// Accepted for compatibility: namespaces and cgroups (cpu, memory,
+        /// pids) are always used.
+        #[arg(long, env = "MESOS_ISOLATION", default_value = "filesystem/linux,cgroups/cpu,cgroups/mem,cgroups/pids,namespaces/pid")]
+        isolation: String,
+        /// How long an executor may take from its start to subscribing.
+        #[arg(long = "executor_registration_timeout", alias = "executor-registration-timeout", env = "MESOS_EXECUTOR_REGISTRATION_TIMEOUT", default_value = "1mins", value_parser = parse_duration_arg)]
+        executor_registration_timeout: Duration,
+        /// After a restart, how long executors have to reconnect.
+        #[arg(long = "executor_reregistration_timeout", alias = "executor-reregistration-timeout", env = "MESOS_EXECUTOR_REREGISTRATION_TIMEOUT", default_value = "5secs", value_parser = parse_duration_arg)]
+        executor_reregistration_timeout: Duration,
+        /// Time an executor gets to stop on its own before it is killed.
+        #[arg(long = "executor_shutdown_grace_period", alias = "executor-shutdown-grace-period", env = "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", default_value = "5secs", value_parser = parse_duration_arg)]
+        executor_shutdown_grace_period: Duration,
+        /// How long executors wait for a restarted agent before exiting.
+        #[arg(long = "recovery_timeout", alias = "recovery-timeout", env = "MESOS_RECOVERY_TIMEOUT", default_value = "15mins", value_parser = parse_duration_arg)]
+        recovery_timeout: Duration,
+        /// `reconnect` to executors after a restart, or `cleanup` (kill them).
+        #[arg(long, env = "MESOS_RECOVER", default_value = "reconnect", value_parser = ["reconnect", "cleanup"])]
+        recover: String,
+        /// Registration retries wait a random time up to this, doubling up to 1 min.
+        #[arg(long = "registration_backoff_factor", alias = "registration-backoff-factor", env = "MESOS_REGISTRATION_BACKOFF_FACTOR", default_value = "1secs", value_parser = parse_duration_arg)]
+        registration_backoff_factor: Duration,
+        /// First retry of an unacknowledged status update (doubling up to 10 mins).
+        #[arg(long = "status_update_retry_interval", alias = "status-update-retry-interval", env = "MESOS_STATUS_UPDATE_RETRY_INTERVAL", default_value = "10secs", value_parser = parse_duration_arg)]
+        status_update_retry_interval: Duration,
+        /// Interval of HEARTBEAT events on executor subscriptions.
+        #[arg(long = "executor_heartbeat_interval", alias = "executor-heartbeat-interval", env = "MESOS_EXECUTOR_HEARTBEAT_INTERVAL", default_value = "30secs", value_parser = parse_duration_arg)]
+        executor_heartbeat_interval: Duration,
+        /// Default registry for image names without one; an `http://` URL
+        /// makes it a plain-http registry.
+        #[arg(long = "docker_registry", alias = "docker-registry", env = "MESOS_DOCKER_REGISTRY")]
+        docker_registry: Option<String>,
+        /// Docker config.json with registry credentials.
+        #[arg(long = "docker_config", alias = "docker-config", env = "MESOS_DOCKER_CONFIG")]
+        docker_config: Option<PathBuf>,
+        /// Registries (HOST[:PORT]) spoken to over plain http.
+        #[arg(long = "insecure_registries", alias = "insecure-registries", env = "MESOS_INSECURE_REGISTRIES", value_delimiter = ',')]
+        insecure_registries: Vec<String>,
+        /// Limit of the fetcher cache; 0 disables it.
+        #[arg(long = "fetcher_cache_size", alias = "fetcher-cache-size", env = "MESOS_FETCHER_CACHE_SIZE", default_value = "2G", value_parser = parse_size_arg)]
+        fetcher_cache_size: u64,
+        /// Fail a download when the server sends nothing for this long.
+        #[arg(long = "fetcher_stall_timeout", alias = "fetcher-stall-timeout", env = "MESOS_FETCHER_STALL_TIMEOUT", default_value = "60secs", value_parser = parse_duration_arg)]
+        fetcher_stall_timeout: Duration,
+    }
+
+    impl AgentArgs {
+        fn config(self) -> anyhow::Result<AgentConfig> {
+            let mut runtime = RuntimeConfig::new()?;
+            runtime.cgroup_parent = self.cgroups_root;
+            let mut fetcher = FetchConfig::new(&self.work_dir);
+            fetcher.cache_size = self.fetcher_cache_size;
+            fetcher.http.read_timeout = self.fetcher_stall_timeout;
+            let mut pull = PullOptions {
+                insecure: self.insecure_registries,
+                registry_config: self.docker_config,
+                ..PullOptions::default()
+            };
+            let mut docker_registry = self.docker_registry;
+            if let Some(r) = docker_registry.as_mut() {
+                if let Some(host) = r.strip_prefix("http://") {
+                    pull.insecure.push(host.trim_end_matches('/').to_string());
+                }
+                *r = r
+                    .trim_start_matches("http://")
+                    .trim_start_matches("https://")
+                    .trim_end_matches('/')
+                    .to_string();
+            }
+            let hostname = match self.hostname {
+                Some(h) => h,
+                None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
+            };
+            Ok(AgentConfig {
+                master: self.master,
+                listen: SocketAddr::new(self.ip.unwrap_or(IpAddr::from([0, 0, 0, 0])), self.port),
+                advertise_ip: self.advertise_ip,
+                advertise_port: self.advertise_port,
+                hostname,
+                resources: self.resources,
+                attributes: self.attributes,
+                work_dir: self.work_dir,
+                runtime_dir: self.runtime_dir,
+                runtime,
+                fetcher,
+                pull,
+                docker_registry,
+                executor_registration_timeout: self.executor_registration_timeout,
+                executor_reregistration_timeout: self.executor_reregistration_timeout,
+                executor_shutdown_grace_period: self.executor_shutdown_grace_period,
+                recovery_timeout: self.recovery_timeout,
+                registration_backoff_factor: self.registration_backoff_factor,
+                status_update_retry_interval: self.status_update_retry_interval,
+                executor_heartbeat_interval: self.executor_heartbeat_interval,
+                recover: if self.recover == "cleanup" {
+                    RecoverMode::Cleanup
+                } else {
+                    RecoverMode::Reconnect
+                },
+                isolation: self.isolation,
+            })
+        }
+    }
+
+    pub fn main(args: AgentArgs) -> anyhow::Result<ExitCode> {
+        let config = args.config()?;
+        butte::agent::run(config)?;
+        Ok(ExitCode::SUCCESS)
+    }
 }
 
 fn main() -> ExitCode {
@@ -575,11 +752,17 @@ fn main() -> ExitCode {
         return ExitCode::from(runtime::helper_main().clamp(0, 255) as u8);
     }
     let cli = Cli::parse();
-    init_logging();
+    init_logging(match cli.command {
+        Command::Agent(_) => tracing::Level::INFO,
+        _ => tracing::Level::WARN,
+    });
     let result = match cli.command {
         Command::Run(args) => run(*args),
         Command::Image(cmd) => image_cli::main(cmd),
         Command::Fetch(args) => fetch(args),
+        Command::Agent(args) => agent_cli::main(*args),
+        Command::Executor(args) => Ok(exit(butte::executors::main(args))),
+        Command::Enter(args) => Ok(exit(butte::runtime::enter_main(args))),
     };
     match result {
         Ok(code) => code,

@@ -7,6 +7,7 @@
 
 #![allow(dead_code)]
 
+pub mod master;
 pub mod registry;
 
 use butte::runtime::{Runtime, RuntimeConfig, SandboxSpec, Stdio};

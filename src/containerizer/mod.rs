@@ -3,5 +3,6 @@
 //! environment, limits) and reports how it ended. `standalone` serves
 //! `butte run`, the single-machine entry point with no master.
 
+pub mod mesos;
 pub mod provisioner;
 pub mod standalone;

@@ -80,6 +80,21 @@ pub fn prepare(
             cleanup: None,
         });
     }
+    prepare_image(arg, work_dir, id, pull, readonly)
+}
+
+/// Prepares the root filesystem of image `reference` for container `id`
+/// (pulled if not in the store), in `<work_dir>/provisioner/<id>` under the
+/// store lease `id`. Never takes `reference` for a directory: for names
+/// that come from a framework.
+pub fn prepare_image(
+    reference: &str,
+    work_dir: &Path,
+    id: &str,
+    pull: &PullOptions,
+    readonly: bool,
+) -> Result<Prepared, ProvisionError> {
+    let arg = reference;
     let img_err = |source| ProvisionError::Image {
         reference: arg.to_string(),
         source,
@@ -93,7 +108,7 @@ pub fn prepare(
             image::pull(&store, &reference, pull, &Quiet).map_err(img_err)?
         }
     };
-    let dir = work_dir.join("provisioner").join(id);
+    let dir = provisioned_dir(work_dir, id);
     let p = image::provision(&store, &img, id, &dir, None).map_err(img_err)?;
     Ok(Prepared {
         rootfs: Rootfs {
@@ -104,6 +119,37 @@ pub fn prepare(
         config: img.config.config.clone(),
         cleanup: Some((store, id.to_string(), dir)),
     })
+}
+
+/// Where the root filesystem of container `id` is provisioned.
+fn provisioned_dir(work_dir: &Path, id: &str) -> PathBuf {
+    work_dir.join("provisioner").join(id)
+}
+
+/// The ids of the root filesystems provisioned under `work_dir` whose id
+/// is `prefix` or starts with `prefix` followed by `.` (a container's own
+/// and its tasks'), found after a restart, when no [`Prepared`] is left.
+pub fn provisioned(work_dir: &Path, prefix: &str) -> Vec<String> {
+    let Ok(entries) = fs::read_dir(work_dir.join("provisioner")) else {
+        return Vec::new();
+    };
+    let dotted = format!("{prefix}.");
+    entries
+        .flatten()
+        .filter_map(|e| e.file_name().into_string().ok())
+        .filter(|n| n == prefix || n.starts_with(&dotted))
+        .collect()
+}
+
+/// Removes the root filesystem provisioned for `id` and its lease, as
+/// [`Prepared::release`] does, by id.
+pub fn release(work_dir: &Path, id: &str) -> Result<(), ProvisionError> {
+    let err = |source| ProvisionError::Image {
+        reference: id.to_string(),
+        source,
+    };
+    let store = Store::open(work_dir).map_err(err)?;
+    image::release(&store, id, &provisioned_dir(work_dir, id)).map_err(err)
 }
 
 /// The command to run: Docker's rule, the image's entrypoint followed by
@@ -157,6 +203,18 @@ mod tests {
                 ("A".into(), "b=c".into())
             ]
         );
+    }
+
+    #[test]
+    fn provisioned_ids_are_found_by_container_prefix() {
+        let dir = tempfile::tempdir().unwrap();
+        for id in ["c1", "c1.task-a", "c1.b.c", "c10", "c2.x"] {
+            fs::create_dir_all(dir.path().join("provisioner").join(id)).unwrap();
+        }
+        let mut found = provisioned(dir.path(), "c1");
+        found.sort();
+        assert_eq!(found, ["c1", "c1.b.c", "c1.task-a"]);
+        assert!(provisioned(&dir.path().join("none"), "c1").is_empty());
     }
 
     #[test]

@@ -8,7 +8,7 @@
 //! [`ExitRecord`], leftovers are killed and the cgroup is removed, so an
 //! exited container holds no kernel state.
 
-use super::cgroups::{Cgroup, ResourceStats};
+use super::cgroups::{Cgroup, Hierarchy, ResourceStats};
 use super::sys;
 use super::RuntimeError;
 use nix::sys::signal::Signal;
@@ -207,5 +207,265 @@ impl Drop for Container {
             let _ = self.signal(Signal::SIGKILL);
             let _ = self.wait();
         }
+    }
+}
+
+impl Container {
+    /// Lets go of the container without stopping it: the process keeps
+    /// running with its cgroup, and a later butte process can take it over
+    /// with [`adopt`] (an agent that exits leaves its executors running,
+    /// as Mesos does). Returns the pid.
+    pub fn detach(self) -> i32 {
+        let mut this = std::mem::ManuallyDrop::new(self);
+        let pid = this.pid.as_raw();
+        drop(this.pidfd.take());
+        drop(this.cgroup.take());
+        drop(std::mem::take(&mut this.id));
+        pid
+    }
+}
+
+/// What is known about an adopted sandbox that ended: not its exit status
+/// (only its parent, long gone, could have reaped it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct AdoptedExit {
+    pub oom_killed: bool,
+    pub stats: ResourceStats,
+}
+
+/// A sandbox started by an earlier butte process (the agent before a
+/// restart), taken over by pid with [`adopt`]. Like [`Container`], except
+/// that it is not our child: its end is seen through a pidfd, and its exit
+/// status is unknown.
+///
+/// ```text
+///  adopt() --> Running --try_wait()/wait_timeout()/kill()--> Exited
+///                 \------------ destroy() / drop -------------/
+/// ```
+#[derive(Debug)]
+pub struct Adopted {
+    id: String,
+    pid: Pid,
+    /// Always `Some` but in [`Adopted::detach`].
+    pidfd: Option<OwnedFd>,
+    cgroup: Option<Cgroup>,
+    exit: Option<AdoptedExit>,
+}
+
+/// Takes over sandbox `id`, whose main process was checkpointed as `pid`.
+/// `Ok(None)` when that process is gone, or when `pid` now belongs to a
+/// process outside the sandbox's cgroup (a recycled pid); the sandbox's
+/// leftover cgroup, if any, is then removed.
+pub fn adopt(
+    config: &super::RuntimeConfig,
+    id: &str,
+    pid: i32,
+) -> Result<Option<Adopted>, RuntimeError> {
+    let io_err = |op, source| RuntimeError::Io {
+        id: id.to_string(),
+        op,
+        source,
+    };
+    let gone = || -> Result<Option<Adopted>, RuntimeError> {
+        if let Some(mut cg) = leftover_cgroup(config, id)? {
+            cg.kill_all(Duration::from_secs(5))?;
+            cg.remove()?;
+        }
+        Ok(None)
+    };
+    if pid <= 0 {
+        return gone();
+    }
+    let pidfd = match sys::pidfd_open(pid) {
+        Ok(fd) => fd,
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return gone(),
+        Err(e) => return Err(io_err("open pidfd", e)),
+    };
+    // The pidfd pins the process: if it is still in the sandbox's cgroup
+    // and alive after this check, it is the sandbox's main process.
+    let cgroups = match std::fs::read_to_string(format!("/proc/{pid}/cgroup")) {
+        Ok(text) => text,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return gone(),
+        Err(e) => return Err(io_err("read /proc/<pid>/cgroup", e)),
+    };
+    if !in_cgroup(&cgroups, &config.cgroup_parent, id) {
+        return gone();
+    }
+    match sys::pidfd_send_signal(pidfd.as_fd(), 0) {
+        Ok(()) => {}
+        Err(e) if e.raw_os_error() == Some(libc::ESRCH) => return gone(),
+        Err(e) => return Err(io_err("signal", e)),
+    }
+    Ok(Some(Adopted {
+        id: id.to_string(),
+        pid: Pid::from_raw(pid),
+        pidfd: Some(pidfd),
+        cgroup: leftover_cgroup(config, id)?,
+        exit: None,
+    }))
+}
+
+/// The existing cgroup of sandbox `id`, to read and remove.
+fn leftover_cgroup(config: &super::RuntimeConfig, id: &str) -> Result<Option<Cgroup>, RuntimeError> {
+    Ok(Hierarchy::detect(&config.cgroup_root, &config.cgroup_parent)?.open(id))
+}
+
+/// Whether a `/proc/<pid>/cgroup` text places the process in the cgroup of
+/// sandbox `id` under `parent` (any hierarchy, v1 or v2).
+fn in_cgroup(text: &str, parent: &str, id: &str) -> bool {
+    let parent = parent.trim_matches('/');
+    let want = if parent.is_empty() {
+        format!("/{id}")
+    } else {
+        format!("/{parent}/{id}")
+    };
+    text.lines()
+        .filter_map(|l| l.splitn(3, ':').nth(2))
+        .any(|path| path == want || path.ends_with(&want))
+}
+
+impl Adopted {
+    pub fn id(&self) -> &str {
+        &self.id
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.pid.as_raw()
+    }
+
+    /// A pidfd of the main process, readable once it has exited.
+    pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
+        self.pidfd.as_ref().map(|f| f.as_fd())
+    }
+
+    pub fn exit_record(&self) -> Option<AdoptedExit> {
+        self.exit
+    }
+
+    /// Current resource usage (zeros once ended, or without a cgroup).
+    pub fn stats(&self) -> ResourceStats {
+        self.cgroup.as_ref().map(Cgroup::stats).unwrap_or_default()
+    }
+
+    /// Sends a signal to the main process; not an error once it ended.
+    pub fn signal(&self, signal: Signal) -> Result<(), RuntimeError> {
+        let Some(fd) = self.pidfd.as_ref().filter(|_| self.exit.is_none()) else {
+            return Ok(());
+        };
+        match sys::pidfd_send_signal(fd.as_fd(), signal as i32) {
+            Err(e) if e.raw_os_error() == Some(libc::ESRCH) => Ok(()),
+            other => other.map_err(|source| RuntimeError::Io {
+                id: self.id.clone(),
+                op: "signal",
+                source,
+            }),
+        }
+    }
+
+    /// Returns the exit record if the main process has ended (and then
+    /// releases the cgroup), `None` while it runs.
+    pub fn try_wait(&mut self) -> Result<Option<AdoptedExit>, RuntimeError> {
+        self.wait_timeout(Duration::ZERO)
+    }
+
+    /// Waits up to `timeout` for the end of the main process.
+    pub fn wait_timeout(&mut self, timeout: Duration) -> Result<Option<AdoptedExit>, RuntimeError> {
+        let Some(pidfd) = self.pidfd.as_ref().filter(|_| self.exit.is_none()) else {
+            return Ok(self.exit);
+        };
+        let deadline = Instant::now() + timeout;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let ms = left.as_millis().min(i32::MAX as u128) as i32;
+            let mut fds = [nix::poll::PollFd::new(
+                pidfd.as_fd(),
+                nix::poll::PollFlags::POLLIN,
+            )];
+            match nix::poll::poll(
+                &mut fds,
+                nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX),
+            ) {
+                Ok(0) => return Ok(None),
+                Ok(_) => break,
+                Err(nix::Error::EINTR) if Instant::now() < deadline => continue,
+                Err(nix::Error::EINTR) => return Ok(None),
+                Err(e) => {
+                    return Err(RuntimeError::Io {
+                        id: self.id.clone(),
+                        op: "wait",
+                        source: e.into(),
+                    })
+                }
+            }
+        }
+        let (stats, cleanup) = match self.cgroup.take() {
+            None => (ResourceStats::default(), Ok(())),
+            Some(mut cg) => {
+                let stats = cg.stats();
+                let r = cg
+                    .kill_all(Duration::from_secs(5))
+                    .and_then(|()| cg.remove())
+                    .map_err(RuntimeError::from);
+                (stats, r)
+            }
+        };
+        self.exit = Some(AdoptedExit {
+            oom_killed: stats.oom_kills > 0,
+            stats,
+        });
+        cleanup.map(|()| self.exit)
+    }
+
+    /// Kills the sandbox (SIGKILL to its main process ends its pid
+    /// namespace) and waits for the end.
+    pub fn kill(&mut self) -> Result<AdoptedExit, RuntimeError> {
+        self.signal(Signal::SIGKILL)?;
+        loop {
+            if let Some(r) = self.wait_timeout(Duration::from_secs(1))? {
+                return Ok(r);
+            }
+        }
+    }
+
+    /// Kills everything in the sandbox and removes all its state.
+    pub fn destroy(mut self) -> Result<AdoptedExit, RuntimeError> {
+        self.kill()
+    }
+
+    /// Lets go without stopping it (see [`Container::detach`]).
+    pub fn detach(self) -> i32 {
+        let mut this = std::mem::ManuallyDrop::new(self);
+        let pid = this.pid.as_raw();
+        drop(this.pidfd.take());
+        drop(this.cgroup.take());
+        drop(std::mem::take(&mut this.id));
+        pid
+    }
+}
+
+impl Drop for Adopted {
+    /// Like a [`Container`], an adopted sandbox dropped while running is
+    /// killed: use [`Adopted::detach`] to let it go.
+    fn drop(&mut self) {
+        if self.exit.is_none() {
+            let _ = self.kill();
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::in_cgroup;
+
+    #[test]
+    fn cgroup_membership_from_proc() {
+        let v1 = "12:pids:/butte/c1\n4:memory:/butte/c1\n0::/\n";
+        assert!(in_cgroup(v1, "butte", "c1"));
+        assert!(!in_cgroup(v1, "butte", "c2"));
+        assert!(!in_cgroup(v1, "other", "c1"));
+        let v2 = "0::/system.slice/butte/c1\n";
+        assert!(in_cgroup(v2, "/butte/", "c1"));
+        assert!(!in_cgroup("0::/butte/c10\n", "butte", "c1"));
+        assert!(!in_cgroup("0::/user.slice\n", "butte", "c1"));
     }
 }

@@ -14,6 +14,7 @@ mod caps;
 mod cgroups;
 mod channel;
 mod container;
+mod enter;
 mod helper;
 mod mounts;
 mod spec;
@@ -23,7 +24,8 @@ mod user;
 
 pub use cgroups::{CgroupError, ResourceStats, Version as CgroupVersion};
 pub use channel::{FailureKind, HelperFailure};
-pub use container::{Container, ExitRecord, ExitStatus};
+pub use container::{adopt, Adopted, AdoptedExit, Container, ExitRecord, ExitStatus};
+pub use enter::{enter_main, EnterArgs};
 pub use spec::{
     Limits, Network, Rlimit, RlimitResource, Rootfs, SandboxSpec, SpecError, User, DEFAULT_PATH,
 };

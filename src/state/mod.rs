@@ -1,4 +1,46 @@
-//! The agent's state on disk: the work directory layout (`paths`), and,
-//! with the agent issue, checkpoints and recovery.
+//! The agent's state on disk: the work directory layout (`paths`), the
+//! checkpoints under `meta/` and their recovery (`meta`), and the per-task
+//! status update logs (`updates`).
 
+pub mod meta;
 pub mod paths;
+pub mod updates;
+
+use std::io;
+use std::path::{Path, PathBuf};
+
+/// Why a checkpoint could not be written, read or recovered.
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error("{step} {path}: {source}")]
+    Io {
+        step: &'static str,
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
+    #[error("decode {path}: {source}")]
+    Decode {
+        path: PathBuf,
+        #[source]
+        source: prost::DecodeError,
+    },
+    #[error("corrupt checkpoint {path}: {cause}")]
+    Corrupt { path: PathBuf, cause: String },
+    #[error("checkpoint format {found:?} in {path} is not the one this butte reads ({expected:?}); move the work directory aside or use a matching butte", expected = meta::META_VERSION)]
+    Version { path: PathBuf, found: String },
+    #[error("invalid {what} id {id:?}: not usable as a directory name")]
+    InvalidId { what: &'static str, id: String },
+    #[error("write {path}: a record of {size} bytes does not fit a 4-byte length")]
+    TooLarge { path: PathBuf, size: usize },
+}
+
+impl StateError {
+    pub(crate) fn io(step: &'static str, path: &Path, source: io::Error) -> Self {
+        StateError::Io {
+            step,
+            path: path.to_path_buf(),
+            source,
+        }
+    }
+}

@@ -62,9 +62,34 @@ pub fn parse_duration(text: &str) -> Result<Duration, ParseError> {
         "s" | "secs" => value,
         "m" | "mins" => value * 60.0,
         "h" | "hrs" => value * 3600.0,
+        "d" | "days" => value * 86400.0,
+        "w" | "weeks" => value * 604800.0,
         _ => return Err(err()),
     };
     Duration::try_from_secs_f64(secs).map_err(|_| err())
+}
+
+/// Formats a duration as Mesos does (`5secs`, `1.5mins`, `100ms`): the
+/// largest unit the duration reaches, with up to 3 decimals.
+pub fn format_duration(d: Duration) -> String {
+    const UNITS: [(&str, f64); 8] = [
+        ("weeks", 604800e9),
+        ("days", 86400e9),
+        ("hrs", 3600e9),
+        ("mins", 60e9),
+        ("secs", 1e9),
+        ("ms", 1e6),
+        ("us", 1e3),
+        ("ns", 1.0),
+    ];
+    let nanos = d.as_nanos() as f64;
+    let (unit, size) = UNITS
+        .iter()
+        .copied()
+        .find(|(_, size)| nanos >= *size)
+        .unwrap_or(("ns", 1.0));
+    let value = (nanos / size * 1000.0).round() / 1000.0;
+    format!("{value}{unit}")
 }
 
 /// Formats a byte count for people: `128.0 MiB`.
@@ -83,13 +108,20 @@ pub fn format_size(bytes: u64) -> String {
     }
 }
 
-/// A random 128-bit identifier in the canonical UUID v4 text form, as Mesos
-/// uses for container ids.
-pub fn random_uuid() -> io::Result<String> {
+/// A random UUID v4 as its 16 bytes (the form Mesos puts in status
+/// updates).
+pub fn random_uuid_bytes() -> io::Result<[u8; 16]> {
     let mut b = [0u8; 16];
     fs::File::open("/dev/urandom")?.read_exact(&mut b)?;
     b[6] = (b[6] & 0x0f) | 0x40;
     b[8] = (b[8] & 0x3f) | 0x80;
+    Ok(b)
+}
+
+/// A random 128-bit identifier in the canonical UUID v4 text form, as Mesos
+/// uses for container ids.
+pub fn random_uuid() -> io::Result<String> {
+    let b = random_uuid_bytes()?;
     let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
     Ok(format!(
         "{}-{}-{}-{}-{}",
@@ -152,6 +184,16 @@ mod tests {
         for bad in ["", "3", "s", "-1s", "3 parsecs"] {
             assert!(parse_duration(bad).is_err(), "{bad} should not parse");
         }
+    }
+
+    #[test]
+    fn formats_durations_as_mesos() {
+        assert_eq!(format_duration(Duration::from_secs(5)), "5secs");
+        assert_eq!(format_duration(Duration::from_secs(90)), "1.5mins");
+        assert_eq!(format_duration(Duration::from_secs(900)), "15mins");
+        assert_eq!(format_duration(Duration::from_millis(100)), "100ms");
+        assert_eq!(format_duration(Duration::ZERO), "0ns");
+        assert_eq!(parse_duration("2days"), Ok(Duration::from_secs(172800)));
     }
 
     #[test]

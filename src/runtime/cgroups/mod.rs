@@ -292,6 +292,20 @@ impl Hierarchy {
         Ok(())
     }
 
+    /// The existing cgroup of sandbox `id` (made by an earlier process),
+    /// to read and remove; `None` when no directory of it exists.
+    pub fn open(&self, id: &str) -> Option<Cgroup> {
+        let dirs: Vec<_> = self
+            .dirs_for(id)
+            .into_iter()
+            .filter(|(_, d)| d.is_dir())
+            .collect();
+        (!dirs.is_empty()).then_some(Cgroup {
+            version: self.version,
+            dirs,
+        })
+    }
+
     /// Creates the cgroup of sandbox `id` with `limits` applied. On error
     /// nothing is left behind.
     pub fn create(&self, id: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {

@@ -9,6 +9,8 @@
 //! - [`fork_into`]: the same clone without the exec, for single-threaded
 //!   callers (`butte run`, a pre-forked launcher): saves an exec of butte.
 //! - [`pidfd_send_signal`]: signal a process by pidfd, immune to pid reuse.
+//! - [`pidfd_open`]: a pidfd for a process that is not our child (a
+//!   sandbox adopted after an agent restart).
 //! - [`adopt_channel_fd`]: the helper takes ownership of its inherited fd.
 
 use std::ffi::{c_char, c_int, CString};
@@ -309,6 +311,18 @@ pub fn pidfd_send_signal(pidfd: BorrowedFd, signal: c_int) -> io::Result<()> {
     } else {
         Ok(())
     }
+}
+
+/// `pidfd_open(pid, 0)`: a pidfd for any process (Linux 5.3+); `ESRCH`
+/// when there is no such process.
+pub fn pidfd_open(pid: libc::pid_t) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments; no memory is passed.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid, 0u32) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel returned a new fd (close-on-exec) that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
 /// In the launch helper: takes ownership of the channel fd the parent

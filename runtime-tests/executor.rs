@@ -1,0 +1,501 @@
+//! Issue 6 end to end: tasks launched by the scripted master
+//! (`support::master`) on `butte agent`, run by its command and default
+//! executors or by a custom executor in Python speaking the v1 JSON API;
+//! images, task groups, the OOM killer, kill policies, health checks; and
+//! bad calls on the agent's /api/v1/executor, which must change nothing.
+
+use crate::support::master::{
+    self, command_task, describe, executor, framework, image_container, kill_policy, resources,
+    shell, status, task_and_state, AgentProcess, FakeMaster, WAIT,
+};
+use crate::support::registry::Registry;
+use crate::support::{busybox_oci, enabled, processes_in_cgroup, Fixture};
+use base64::Engine as _;
+use butte::proto::mesos::internal::StatusUpdate;
+use butte::proto::mesos::{health_check, task_status, FrameworkInfo, HealthCheck, TaskState};
+use serde_json::json;
+use std::fs;
+use std::path::PathBuf;
+use std::time::{Duration, Instant};
+
+fn start(extra: &[&str]) -> (Fixture, FakeMaster, AgentProcess) {
+    let fx = Fixture::new();
+    let master = FakeMaster::start(0);
+    let agent = AgentProcess::start(&fx, &master, extra);
+    master.register();
+    (fx, master, agent)
+}
+
+/// Acknowledges the updates of TASK as they come until one has STATE or
+/// another terminal state; returns it and whether it has STATE.
+fn ack_through(master: &FakeMaster, task: &str, state: TaskState) -> (StatusUpdate, bool) {
+    loop {
+        let u = master.expect_update(&format!("for {task}"), WAIT, |u| {
+            task_and_state(u).0 == task
+        });
+        master.ack(&u);
+        let (_, s) = task_and_state(&u);
+        if s == state || master::TERMINAL.contains(&s) {
+            return (u, s == state);
+        }
+    }
+}
+
+/// `ack_through`, panicking on a different terminal state.
+fn ack_until(master: &FakeMaster, task: &str, state: TaskState) -> StatusUpdate {
+    let (u, reached) = ack_through(master, task, state);
+    assert!(
+        reached,
+        "waiting for {} of {task}, got {}",
+        state.as_str_name(),
+        describe(&u)
+    );
+    u
+}
+
+/// `ack_until` TASK_FINISHED; on another end, panics with the sandbox's
+/// stdout and stderr.
+fn finished(
+    master: &FakeMaster,
+    agent: &AgentProcess,
+    fw: &FrameworkInfo,
+    task: &str,
+) -> StatusUpdate {
+    let (u, reached) = ack_through(master, task, TaskState::TaskFinished);
+    if !reached {
+        let dir = sandbox(master, agent, fw, &u);
+        let file = |name: &str| fs::read_to_string(dir.join(name)).unwrap_or_default();
+        panic!(
+            "waiting for TASK_FINISHED of {task}, got {}\nstdout:\n{}\nstderr:\n{}",
+            describe(&u),
+            file("stdout"),
+            file("stderr")
+        );
+    }
+    u
+}
+
+/// The executor id the agent reports for the task of U (the task id for a
+/// command task, as in Mesos).
+fn executor_id(u: &StatusUpdate) -> String {
+    u.executor_id
+        .as_ref()
+        .or(status(u).executor_id.as_ref())
+        .map(|e| e.value.clone())
+        .unwrap_or_else(|| task_and_state(u).0)
+}
+
+fn sandbox(
+    master: &FakeMaster,
+    agent: &AgentProcess,
+    fw: &FrameworkInfo,
+    u: &StatusUpdate,
+) -> PathBuf {
+    agent.sandbox(&master.slave_id(), fw, &executor_id(u))
+}
+
+fn read(path: PathBuf) -> String {
+    fs::read_to_string(&path).unwrap_or_else(|e| panic!("read {}: {e}", path.display()))
+}
+
+fn source_is(u: &StatusUpdate, source: task_status::Source) {
+    assert_eq!(status(u).source, Some(source as i32), "{}", describe(u));
+}
+
+#[test]
+fn command_task_runs_in_its_sandbox_and_finishes() {
+    if !enabled() {
+        return;
+    }
+    let (fx, master, agent) = start(&[]);
+    let fw = framework("command");
+    master.run_task(
+        &fw,
+        &command_task(
+            "hello",
+            "echo hello; pwd; echo $MESOS_SANDBOX; echo oops >&2",
+        ),
+    );
+    let starting = ack_until(&master, "hello", TaskState::TaskStarting);
+    source_is(&starting, task_status::Source::Executor);
+    ack_until(&master, "hello", TaskState::TaskRunning);
+    let done = finished(&master, &agent, &fw, "hello");
+    source_is(&done, task_status::Source::Executor);
+    let dir = sandbox(&master, &agent, &fw, &done);
+    let real = fs::canonicalize(&dir).unwrap();
+    let out = read(dir.join("stdout"));
+    assert!(out.contains("hello\n"), "{out}");
+    assert!(
+        out.contains(&format!("{}\n", real.display())),
+        "not run in its sandbox {}: {out}",
+        real.display()
+    );
+    assert!(read(dir.join("stderr")).contains("oops"));
+    master::finish(fx, master, agent);
+}
+
+#[test]
+fn task_with_an_image_runs_inside_it() {
+    if !enabled() {
+        return;
+    }
+    let registry = Registry::start();
+    registry.push(&busybox_oci(), "1", "library/busybox:1");
+    let (fx, master, agent) = start(&["--docker_registry", &registry.url()]);
+    let fw = framework("image");
+    let mut task = command_task(
+        "boxed",
+        "cat /etc/os-release || ls /bin/busybox; test -e /etc/debian_version && echo on-the-host || echo in-the-image",
+    );
+    task.container = Some(image_container("library/busybox:1"));
+    master.run_task(&fw, &task);
+    let done = finished(&master, &agent, &fw, "boxed");
+    let out = read(sandbox(&master, &agent, &fw, &done).join("stdout"));
+    assert!(
+        out.contains("/bin/busybox") && out.contains("in-the-image"),
+        "{out}"
+    );
+    assert!(!out.contains("on-the-host"), "{out}");
+    master::finish(fx, master, agent);
+}
+
+#[test]
+fn task_group_fails_as_one_when_a_task_fails() {
+    if !enabled() {
+        return;
+    }
+    let (fx, master, agent) = start(&[]);
+    let fw = framework("group");
+    let exec = executor("group-executor", &fw, None);
+    master.run_task_group(
+        &fw,
+        &exec,
+        &[
+            command_task("steady", "sleep 60"),
+            command_task("crasher", "sleep 2; exit 1"),
+        ],
+    );
+    ack_until(&master, "steady", TaskState::TaskRunning);
+    ack_until(&master, "crasher", TaskState::TaskRunning);
+    let failed = ack_until(&master, "crasher", TaskState::TaskFailed);
+    source_is(&failed, task_status::Source::Executor);
+    let killed = ack_until(&master, "steady", TaskState::TaskKilled);
+    assert_eq!(executor_id(&killed), "group-executor");
+    master::finish(fx, master, agent);
+}
+
+#[test]
+fn memory_hog_fails_with_the_memory_limitation() {
+    if !enabled() {
+        return;
+    }
+    let (fx, master, agent) = start(&[]);
+    let fw = framework("oom");
+    let mut task = command_task("hog", "tail /dev/zero");
+    task.resources = resources(0.1, 32.0);
+    master.run_task(&fw, &task);
+    let u = ack_until(&master, "hog", TaskState::TaskFailed);
+    let s = status(&u);
+    source_is(&u, task_status::Source::Slave);
+    assert_eq!(
+        s.reason,
+        Some(task_status::Reason::ContainerLimitationMemory as i32),
+        "{}",
+        describe(&u)
+    );
+    let message = s.message.clone().unwrap_or_default();
+    assert!(
+        message.to_lowercase().contains("memory")
+            && (message.contains("MB") || message.contains("MiB")),
+        "the message does not name the limit: {message:?}"
+    );
+    master::finish(fx, master, agent);
+}
+
+#[test]
+fn kill_policy_grace_then_sigkill() {
+    if !enabled() {
+        return;
+    }
+    let (fx, master, agent) = start(&[]);
+    let fw = framework("kill");
+    let flag = fx.work.path().join("got-term");
+    let graceful = format!(
+        "trap 'echo term > {}; exit 0' TERM; while :; do sleep 0.1; done",
+        flag.display()
+    );
+    master.run_task(&fw, &command_task("graceful", &graceful));
+    ack_until(&master, "graceful", TaskState::TaskRunning);
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    master.kill_task(&fw, "graceful", Some(kill_policy(Duration::from_secs(20))));
+    ack_until(&master, "graceful", TaskState::TaskKilled);
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "a TERM-handling task took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(
+        fs::read_to_string(&flag).unwrap_or_default(),
+        "term\n",
+        "the trap did not run"
+    );
+
+    let mut stubborn = command_task("stubborn", "trap '' TERM; while :; do sleep 0.1; done");
+    stubborn.kill_policy = Some(kill_policy(Duration::from_secs(30)));
+    master.run_task(&fw, &stubborn);
+    ack_until(&master, "stubborn", TaskState::TaskRunning);
+    std::thread::sleep(Duration::from_millis(300));
+    let t = Instant::now();
+    // The kill's own policy overrides the task's.
+    master.kill_task(&fw, "stubborn", Some(kill_policy(Duration::from_secs(1))));
+    ack_until(&master, "stubborn", TaskState::TaskKilled);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(10),
+        "killed after {took:?} with a 1 s grace period"
+    );
+    master::finish(fx, master, agent);
+}
+
+#[test]
+fn health_check_turns_unhealthy() {
+    if !enabled() {
+        return;
+    }
+    let (fx, master, agent) = start(&[]);
+    let fw = framework("health");
+    let sick = fx.work.path().join("sick");
+    let mut task = command_task("checked", "sleep 60");
+    task.health_check = Some(HealthCheck {
+        r#type: Some(health_check::Type::Command as i32),
+        command: Some(shell(&format!("test ! -e {}", sick.display()))),
+        delay_seconds: Some(0.0),
+        interval_seconds: Some(1.0),
+        timeout_seconds: Some(5.0),
+        grace_period_seconds: Some(0.0),
+        consecutive_failures: Some(100),
+        ..Default::default()
+    });
+    master.run_task(&fw, &task);
+    ack_until(&master, "checked", TaskState::TaskRunning);
+    let health = |healthy: bool| {
+        let u = master.expect_update(&format!("with healthy={healthy}"), WAIT, |u| {
+            task_and_state(u) == ("checked".into(), TaskState::TaskRunning)
+                && status(u).healthy == Some(healthy)
+        });
+        master.ack(&u);
+        assert_eq!(
+            status(&u).reason,
+            Some(task_status::Reason::TaskHealthCheckStatusUpdated as i32),
+            "{}",
+            describe(&u)
+        );
+    };
+    health(true);
+    fs::write(&sick, "").unwrap();
+    health(false);
+    master.kill_task(&fw, "checked", None);
+    ack_until(&master, "checked", TaskState::TaskKilled);
+    master::finish(fx, master, agent);
+}
+
+/// A custom executor: stdlib Python speaking the v1 executor API in JSON.
+const PYTHON_EXECUTOR: &str = r#"
+import base64, http.client, json, os, sys, uuid
+
+host, port = os.environ["MESOS_AGENT_ENDPOINT"].rsplit(":", 1)
+ids = {"framework_id": {"value": os.environ["MESOS_FRAMEWORK_ID"]},
+       "executor_id": {"value": os.environ["MESOS_EXECUTOR_ID"]}}
+HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+
+def update(task_id, state):
+    u = base64.b64encode(uuid.uuid4().bytes).decode()
+    status = {"task_id": task_id, "state": state, "source": "SOURCE_EXECUTOR",
+              "executor_id": ids["executor_id"], "uuid": u}
+    c = http.client.HTTPConnection(host, int(port), timeout=30)
+    c.request("POST", "/api/v1/executor",
+              json.dumps(dict(ids, type="UPDATE", update={"status": status})), HEADERS)
+    r = c.getresponse()
+    body = r.read()
+    if r.status != 202:
+        sys.exit("UPDATE %s: %d %r" % (state, r.status, body))
+    return u
+
+c = http.client.HTTPConnection(host, int(port))
+c.request("POST", "/api/v1/executor", json.dumps(dict(ids, type="SUBSCRIBE", subscribe={})), HEADERS)
+r = c.getresponse()
+if r.status != 200:
+    sys.exit("SUBSCRIBE: %d %r" % (r.status, r.read()))
+
+def events():
+    while True:
+        size = b""
+        while not size.endswith(b"\n"):
+            ch = r.read(1)
+            if not ch:
+                return
+            size += ch
+        yield json.loads(r.read(int(size)))
+
+unacked, finished = set(), False
+for event in events():
+    print("event", event["type"], flush=True)
+    if event["type"] == "LAUNCH":
+        task_id = event["launch"]["task"]["task_id"]
+        unacked.add(update(task_id, "TASK_RUNNING"))
+        unacked.add(update(task_id, "TASK_FINISHED"))
+        finished = True
+    elif event["type"] == "ACKNOWLEDGED":
+        unacked.discard(event["acknowledged"]["uuid"])
+        if finished and not unacked:
+            print("all acknowledged", flush=True)
+            break
+    elif event["type"] == "SHUTDOWN":
+        break
+"#;
+
+#[test]
+fn custom_python_executor_runs_a_task_and_exits_after_the_acks() {
+    if !enabled() {
+        return;
+    }
+    let (fx, master, agent) = start(&[]);
+    let fw = framework("custom");
+    let script = fx.work.path().join("executor.py");
+    fs::write(&script, PYTHON_EXECUTOR).unwrap();
+    let mut task = command_task("py-task", "unused");
+    task.command = None;
+    task.executor = Some(executor(
+        "py-executor",
+        &fw,
+        Some(shell(&format!("python3 -u {}", script.display()))),
+    ));
+    master.run_task(&fw, &task);
+    let running = ack_until(&master, "py-task", TaskState::TaskRunning);
+    source_is(&running, task_status::Source::Executor);
+    finished(&master, &agent, &fw, "py-task");
+    // The executor exits once both updates are acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !processes_in_cgroup(&fx.parent).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "the executor did not exit after the acks; {}",
+            agent.log_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dir = agent.sandbox(&master.slave_id(), &fw, "py-executor");
+    let out = read(dir.join("stdout"));
+    for line in [
+        "event SUBSCRIBED",
+        "event LAUNCH",
+        "event ACKNOWLEDGED",
+        "all acknowledged",
+    ] {
+        assert!(
+            out.contains(line),
+            "executor stdout lacks {line:?}: {out}\nstderr: {}",
+            read(dir.join("stderr"))
+        );
+    }
+    master::finish(fx, master, agent);
+}
+
+/// POSTs BODY to the agent's executor API; returns the status and body.
+fn call(agent: &AgentProcess, content_type: &str, accept: &str, body: &str) -> (u16, String) {
+    let url = format!("http://{}/api/v1/executor", agent.endpoint());
+    let result = ureq::post(&url)
+        .set("Content-Type", content_type)
+        .set("Accept", accept)
+        .timeout(Duration::from_secs(10))
+        .send_string(body);
+    match result {
+        Ok(resp) => (resp.status(), resp.into_string().unwrap_or_default()),
+        Err(ureq::Error::Status(code, resp)) => (code, resp.into_string().unwrap_or_default()),
+        Err(e) => panic!("POST {url}: {e}"),
+    }
+}
+
+#[test]
+fn bad_executor_api_calls_are_refused_and_change_nothing() {
+    if !enabled() {
+        return;
+    }
+    let (fx, master, agent) = start(&[]);
+    let fw = framework("api");
+    let fw_id = json!({"value": fw.id.as_ref().unwrap().value});
+    master.run_task(&fw, &command_task("a", "sleep 60"));
+    let a = ack_until(&master, "a", TaskState::TaskRunning);
+    master.run_task(&fw, &command_task("b", "sleep 60"));
+    let b = ack_until(&master, "b", TaskState::TaskRunning);
+    let (exec_a, exec_b) = (executor_id(&a), executor_id(&b));
+    // An executor that is launched but never subscribes.
+    let mut mute = command_task("mute-task", "unused");
+    mute.command = None;
+    mute.executor = Some(executor("mute", &fw, Some(shell("sleep 60"))));
+    master.run_task(&fw, &mute);
+    std::thread::sleep(Duration::from_secs(2));
+    let before = master.statuses().len();
+
+    // A version 4 UUID (Mesos refuses bytes that are not a UUID).
+    let uuid = base64::engine::general_purpose::STANDARD.encode([
+        0x5b, 0x1e, 0x7a, 0x41, 0x03, 0x9c, 0x4f, 0x2d, 0x8e, 0x6a, 0x11, 0x22, 0x33, 0x44, 0x55,
+        0x66,
+    ]);
+    let update = |executor: &str, task: &str, state: &str, status_executor: &str| {
+        json!({
+            "type": "UPDATE", "framework_id": fw_id, "executor_id": {"value": executor},
+            "update": {"status": {
+                "task_id": {"value": task}, "state": state, "source": "SOURCE_EXECUTOR",
+                "executor_id": {"value": status_executor}, "uuid": uuid}}
+        })
+        .to_string()
+    };
+    let with_type = |t: &str, executor: &str| {
+        json!({"type": t, "framework_id": fw_id, "executor_id": {"value": executor}}).to_string()
+    };
+    // (Mesos answers HEARTBEAT before looking the executor up: UPDATE here.)
+    let unknown_fw = {
+        let mut v: serde_json::Value =
+            serde_json::from_str(&update(&exec_a, "a", "TASK_RUNNING", &exec_a)).unwrap();
+        v["framework_id"] = json!({"value": "nope"});
+        v.to_string()
+    };
+    let json_ct = "application/json";
+    let cases: Vec<(&str, &str, &str, String, u16)> = vec![
+        ("invalid JSON", json_ct, json_ct, "{not json".into(), 400),
+        ("unsupported media type", "text/plain", json_ct, with_type("HEARTBEAT", &exec_a), 415),
+        ("UNKNOWN call", json_ct, json_ct, with_type("UNKNOWN", &exec_a), 501),
+        ("unparseable call type", json_ct, json_ct, with_type("FROBNICATE", &exec_a), 400),
+        ("UPDATE before SUBSCRIBE", json_ct, json_ct, update("mute", "mute-task", "TASK_RUNNING", "mute"), 403),
+        ("update for another executor's task", json_ct, json_ct, update(&exec_a, "b", "TASK_FAILED", &exec_a), 400),
+        ("status naming another executor", json_ct, json_ct, update(&exec_a, "a", "TASK_FAILED", &exec_b), 400),
+        ("TASK_STAGING from an executor", json_ct, json_ct, update(&exec_a, "a", "TASK_STAGING", &exec_a), 400),
+        ("unknown framework", json_ct, json_ct, unknown_fw, 400),
+        ("unknown executor", json_ct, json_ct, update("nobody", "a", "TASK_RUNNING", "nobody"), 400),
+        ("SUBSCRIBE that accepts no JSON", json_ct, "text/html", json!({"type": "SUBSCRIBE", "framework_id": fw_id, "executor_id": {"value": exec_a}, "subscribe": {}}).to_string(), 406),
+    ];
+    let mut wrong = Vec::new();
+    for (what, ct, accept, body, want) in &cases {
+        let (code, text) = call(&agent, ct, accept, body);
+        eprintln!("{what}: {code} {text:?}");
+        if code != *want {
+            wrong.push(format!("{what}: got {code} {text:?}, want {want}"));
+        }
+    }
+    master.settle(Duration::from_secs(2));
+    let after: Vec<String> = master.statuses()[before..]
+        .iter()
+        .filter(|u| task_and_state(u).0 != "mute-task")
+        .map(describe)
+        .collect();
+    assert!(after.is_empty(), "bad calls changed tasks: {after:#?}");
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    // Both tasks are still there to be killed.
+    for t in ["a", "b"] {
+        master.kill_task(&fw, t, None);
+        ack_until(&master, t, TaskState::TaskKilled);
+    }
+    master::finish(fx, master, agent);
+}

@@ -1,0 +1,204 @@
+//! The agent's side of the executor API calls: subscriptions (and
+//! re-subscriptions after a disconnection or an agent restart), updates,
+//! messages for the framework.
+
+use super::core::{Agent, ApiCall};
+use super::state::ExecutorState;
+use super::tasks::{launch_events, task_id};
+use super::updates::now_secs;
+use crate::api::executor::{CallError, EventStream};
+use crate::proto::mesos::internal::{ExecutorToFrameworkMessage, StatusUpdate};
+use crate::proto::mesos::task_status::Source;
+use crate::proto::mesos::v1::executor::call::Subscribe;
+use crate::proto::mesos::v1::executor::{event, Event};
+use crate::proto::mesos::{ExecutorId, FrameworkId, SlaveId, TaskState, TaskStatus};
+use crate::proto::{devolve, evolve};
+use tokio::sync::mpsc;
+
+impl Agent {
+    pub fn handle_api(&mut self, call: ApiCall) {
+        match call {
+            ApiCall::Subscribe {
+                framework_id,
+                executor_id,
+                subscribe,
+                reply,
+            } => {
+                let r = self.subscribe(&framework_id.value, &executor_id.value, subscribe);
+                let _ = reply.send(r);
+            }
+            ApiCall::Update {
+                framework_id,
+                executor_id,
+                status,
+                reply,
+            } => {
+                let r = self.executor_update(&framework_id.value, &executor_id.value, devolve(&status));
+                let _ = reply.send(r);
+            }
+            ApiCall::Message {
+                framework_id,
+                executor_id,
+                data,
+                reply,
+            } => {
+                let r = self.executor_message(&framework_id.value, &executor_id.value, data);
+                let _ = reply.send(r);
+            }
+            ApiCall::Heartbeat { reply, .. } => {
+                let _ = reply.send(Ok(()));
+            }
+        }
+    }
+
+    fn subscribe(&mut self, fw_id: &str, ex_id: &str, sub: Subscribe) -> Result<EventStream, CallError> {
+        let agent_info = self.info.clone();
+        let Some(fw) = self.frameworks.get_mut(fw_id) else {
+            return Err(CallError::BadRequest(format!("framework {fw_id} is not running on this agent")));
+        };
+        let framework_info = fw.info.clone();
+        let Some(ex) = fw.executors.get_mut(ex_id) else {
+            return Err(CallError::BadRequest(format!("executor {ex_id} of framework {fw_id} is not running on this agent")));
+        };
+        if ex.state == ExecutorState::Terminated {
+            return Err(CallError::Forbidden(format!("executor {ex_id} has terminated")));
+        }
+        tracing::info!(framework = fw_id, executor = ex_id, resubscribe = ex.events.is_some(), "executor subscribed");
+        let (tx, rx) = mpsc::unbounded_channel();
+        let _ = tx.send(Event {
+            r#type: Some(event::Type::Subscribed as i32),
+            subscribed: Some(event::Subscribed {
+                executor_info: evolve(&ex.info),
+                framework_info: evolve(&framework_info),
+                agent_info: evolve(&agent_info),
+                container_id: Some(crate::proto::mesos::v1::ContainerId {
+                    value: ex.container_id.clone(),
+                    ..Default::default()
+                }),
+            }),
+            ..Default::default()
+        });
+        // Tasks the executor already has are not launched again.
+        let known: Vec<String> = sub.unacknowledged_tasks.iter().map(|t| t.task_id.value.clone()).collect();
+        let agent_id = self.id.clone();
+        let mut launch = Vec::new();
+        for group in std::mem::take(&mut ex.queued) {
+            let (had, new): (Vec<_>, Vec<_>) = group.into_iter().partition(|t| known.contains(&task_id(t)));
+            for t in had.iter().chain(new.iter()) {
+                let record = super::tasks::make_task(t, fw_id, ex, agent_id.as_deref());
+                ex.launched.insert(task_id(t), record);
+            }
+            if !new.is_empty() {
+                launch.extend(launch_events(ex.kind, &new));
+            }
+        }
+        for event in launch {
+            let _ = tx.send(event);
+        }
+        match ex.state {
+            ExecutorState::Terminating => {
+                let _ = tx.send(Event {
+                    r#type: Some(event::Type::Shutdown as i32),
+                    ..Default::default()
+                });
+            }
+            _ => ex.state = ExecutorState::Running,
+        }
+        ex.generation += 1;
+        ex.events = Some(tx);
+        let container = ex.container_id.clone();
+        self.checkpoint_http(fw_id, ex_id, &container);
+        // Updates the executor sent while the agent was away (duplicates are
+        // recognised by their uuid).
+        for update in sub.unacknowledged_updates {
+            if let Err(e) = self.executor_update(fw_id, ex_id, devolve(&update.status)) {
+                tracing::warn!(framework = fw_id, executor = ex_id, "unacknowledged update refused: {e}");
+            }
+        }
+        Ok(rx)
+    }
+
+    /// An UPDATE: becomes a StatusUpdate; a terminal one of a container
+    /// that hit a limit reports the limit, as Mesos' containerizer does.
+    fn executor_update(&mut self, fw_id: &str, ex_id: &str, mut status: TaskStatus) -> Result<(), CallError> {
+        let Some(ex) = self.frameworks.get(fw_id).and_then(|f| f.executors.get(ex_id)) else {
+            return Err(CallError::BadRequest(format!("executor {ex_id} of framework {fw_id} is not running on this agent")));
+        };
+        if ex.events.is_none() {
+            return Err(CallError::Forbidden(format!("executor {ex_id} has not subscribed")));
+        }
+        let task = status.task_id.value.clone();
+        if !ex.has_task(&task) {
+            return Err(CallError::BadRequest(format!("task {task} is not a task of executor {ex_id}")));
+        }
+        let Some(uuid) = status.uuid.clone() else {
+            return Err(CallError::BadRequest("the status has no uuid".into()));
+        };
+        if matches!(status.state(), TaskState::TaskFailed | TaskState::TaskKilled) {
+            if let Some(limit) = self.containerizer.limitation(&ex.container_id) {
+                status.state = TaskState::TaskFailed as i32;
+                status.reason = Some(limit.reason as i32);
+                status.source = Some(Source::Slave as i32);
+                status.message = Some(limit.message);
+            }
+        }
+        let agent = self.id.clone().map(|value| SlaveId { value });
+        status.slave_id = agent.clone();
+        status.executor_id = Some(ExecutorId {
+            value: ex_id.to_string(),
+        });
+        let update = StatusUpdate {
+            framework_id: FrameworkId {
+                value: fw_id.to_string(),
+            },
+            executor_id: status.executor_id.clone(),
+            slave_id: agent,
+            status,
+            timestamp: now_secs(),
+            uuid: Some(uuid),
+            latest_state: None,
+        };
+        self.status_update(update, Some(ex_id)).map_err(CallError::BadRequest)
+    }
+
+    fn executor_message(&mut self, fw_id: &str, ex_id: &str, data: Vec<u8>) -> Result<(), CallError> {
+        let Some(fw) = self.frameworks.get(fw_id) else {
+            return Err(CallError::BadRequest(format!("framework {fw_id} is not running on this agent")));
+        };
+        let Some(ex) = fw.executors.get(ex_id) else {
+            return Err(CallError::BadRequest(format!("executor {ex_id} of framework {fw_id} is not running on this agent")));
+        };
+        if ex.events.is_none() {
+            return Err(CallError::Forbidden(format!("executor {ex_id} has not subscribed")));
+        }
+        let msg = ExecutorToFrameworkMessage {
+            slave_id: SlaveId {
+                value: self.agent_id(),
+            },
+            framework_id: FrameworkId {
+                value: fw_id.to_string(),
+            },
+            executor_id: ExecutorId {
+                value: ex_id.to_string(),
+            },
+            data,
+        };
+        match &fw.pid {
+            Some(pid) => self.send_to(pid, &msg),
+            None => self.send_master(&msg),
+        }
+        Ok(())
+    }
+
+    /// Notices executors whose event stream was closed by the client.
+    pub fn check_subscriptions(&mut self) {
+        for fw in self.frameworks.values_mut() {
+            for ex in fw.executors.values_mut() {
+                if ex.events.as_ref().is_some_and(|e| e.is_closed()) {
+                    tracing::warn!(framework = fw.id, executor = ex.id, "executor disconnected; waiting for it to re-subscribe or exit");
+                    ex.events = None;
+                }
+            }
+        }
+    }
+}

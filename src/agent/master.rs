@@ -1,0 +1,310 @@
+//! The master link: registration with Mesos' randomized backoff,
+//! re-registration with everything the agent runs, pings, and the
+//! dispatch of the master's messages.
+
+use super::config::{MESOS_VERSION, REGISTRATION_BACKOFF_MAX};
+use super::core::{Agent, Link, Timer};
+use super::state::is_terminal;
+use super::messages::{decode, Incoming};
+use crate::proto::mesos::internal::{
+    PongSlaveMessage, RegisterSlaveMessage, ReregisterSlaveMessage, UpdateFrameworkMessage,
+};
+use crate::proto::mesos::slave_info::{capability, Capability};
+use crate::proto::mesos::{SlaveId, Task};
+use crate::wire::{Message, Upid};
+use std::time::Duration;
+
+/// Mesos' default: 5 missed pings of 15 s.
+pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(75);
+
+impl Agent {
+    /// Starts (or restarts) registering: the first attempt after a random
+    /// delay in [0, factor], as Mesos does to spread a cluster's agents.
+    pub fn start_registration(&mut self, first: bool) {
+        self.link = Link::Registering;
+        self.ping_generation += 1;
+        self.updates.pause();
+        self.backoff = self.config.registration_backoff_factor;
+        self.registration_generation += 1;
+        let delay = if first {
+            jitter(self.config.registration_backoff_factor)
+        } else {
+            Duration::ZERO
+        };
+        self.after(delay, Timer::Registration(self.registration_generation));
+    }
+
+    /// Sends a (re-)registration and arms the next retry: uniform in
+    /// [0, b], b doubling up to one minute.
+    pub fn retry_registration(&mut self) {
+        if self.link != Link::Registering || self.shutting_down {
+            return;
+        }
+        self.send_registration();
+        self.backoff = (self.backoff * 2).min(REGISTRATION_BACKOFF_MAX);
+        self.registration_generation += 1;
+        self.after(
+            jitter(self.backoff),
+            Timer::Registration(self.registration_generation),
+        );
+    }
+
+    fn send_registration(&self) {
+        let mut slave = self.info.clone();
+        let capabilities = capabilities();
+        match &self.id {
+            None => {
+                tracing::info!(master = %self.master, "registering");
+                self.send_master(&RegisterSlaveMessage {
+                    slave,
+                    version: Some(MESOS_VERSION.to_string()),
+                    agent_capabilities: capabilities,
+                    ..Default::default()
+                });
+            }
+            Some(id) => {
+                slave.id = Some(SlaveId { value: id.clone() });
+                let mut msg = ReregisterSlaveMessage {
+                    slave,
+                    version: Some(MESOS_VERSION.to_string()),
+                    agent_capabilities: capabilities,
+                    ..Default::default()
+                };
+                for fw in self.frameworks.values() {
+                    msg.frameworks.push(fw.info.clone());
+                    for ex in fw.executors.values() {
+                        if ex.kind != crate::containerizer::mesos::ExecutorKind::Command {
+                            msg.executor_infos.push(ex.info.clone());
+                        }
+                        msg.tasks.extend(self.reported_tasks(ex));
+                    }
+                }
+                tracing::info!(master = %self.master, id, tasks = msg.tasks.len(), "re-registering");
+                self.send_master(&msg);
+            }
+        }
+    }
+
+    /// The tasks of an executor as the master wants them in a
+    /// re-registration, with the state of their latest update.
+    fn reported_tasks(&self, ex: &super::state::Executor) -> Vec<Task> {
+        let mut tasks: Vec<Task> = ex
+            .launched
+            .values()
+            .chain(ex.terminated.values())
+            .cloned()
+            .collect();
+        for group in &ex.queued {
+            for t in group {
+                tasks.push(self.new_task(t, &ex.framework_id, ex));
+            }
+        }
+        for task in &mut tasks {
+            let task_id = task.task_id.value.clone();
+            if let Some(head) = self.updates.pending(&ex.framework_id, &task_id).first() {
+                task.status_update_state = Some(head.status.state);
+                task.status_update_uuid = head.uuid.clone();
+            }
+        }
+        tasks
+    }
+
+    pub fn handle_message(&mut self, m: Message) {
+        let name = m.name.as_str();
+        tracing::debug!(from = %m.from, name, bytes = m.body.len(), "message");
+        let msg = match decode(name, &m.body) {
+            Ok(msg) => msg,
+            Err(e) => {
+                tracing::warn!(from = %m.from, "dropping a message: {e}");
+                return;
+            }
+        };
+        match msg {
+            Incoming::Registered(r) => {
+                self.registered(&m.from, r.slave_id.value, r.connection, false)
+            }
+            Incoming::Reregistered(r) => {
+                self.registered(&m.from, r.slave_id.value, r.connection, true)
+            }
+            Incoming::Ping(p) => self.ping(&m.from, p.connected),
+            _ if !self.from_master(&m.from) => {
+                tracing::warn!(from = %m.from, name, "ignoring a message that is not from the master");
+            }
+            Incoming::RunTask(r) => self.run_task(*r),
+            Incoming::RunTaskGroup(r) => self.run_task_group(*r),
+            Incoming::KillTask(k) => self.kill_task(k),
+            Incoming::Acknowledgement(a) => self.acknowledged(a),
+            Incoming::ShutdownFramework(s) => self.shutdown_framework(&s.framework_id.value),
+            Incoming::ShutdownExecutor(s) => {
+                let fw = s.framework_id.map(|f| f.value).unwrap_or_default();
+                let ex = s.executor_id.map(|e| e.value).unwrap_or_default();
+                self.shutdown_executor(&fw, &ex, None);
+            }
+            Incoming::FrameworkToExecutor(f) => self.framework_message(f),
+            Incoming::UpdateFramework(u) => self.update_framework(*u),
+            Incoming::Shutdown(s) => {
+                let why = s.message.unwrap_or_default();
+                self.shutdown(&format!("the master asked: {why}"));
+            }
+        }
+    }
+
+    fn from_master(&self, from: &Upid) -> bool {
+        from.addr == self.master.addr
+    }
+
+    fn registered(
+        &mut self,
+        from: &Upid,
+        id: String,
+        connection: Option<crate::proto::mesos::internal::MasterSlaveConnection>,
+        reregistered: bool,
+    ) {
+        if *from != self.master {
+            tracing::warn!(%from, "ignoring a registration from a process that is not the current master");
+            return;
+        }
+        let Some(id) = Some(id).filter(|i| !i.is_empty()) else {
+            tracing::warn!(%from, "ignoring a registration without an agent id");
+            return;
+        };
+        if let Some(ours) = &self.id {
+            if *ours != id {
+                tracing::error!(master = %from, given = id, ours, "the master gave another agent id; shutting down");
+                self.shutdown("registered under another id");
+                return;
+            }
+        }
+        if self.link == Link::Running {
+            tracing::debug!("already registered");
+            return;
+        }
+        if self.id.is_none() {
+            self.id = Some(id.clone());
+            self.info.id = Some(SlaveId { value: id.clone() });
+            if let Err(e) = self.checkpoint_agent() {
+                tracing::error!("checkpoint the agent info: {e}");
+            }
+        }
+        self.link = Link::Running;
+        self.registration_generation += 1;
+        self.ping_timeout = connection
+            .and_then(|c| c.total_ping_timeout_seconds)
+            .filter(|s| s.is_finite() && *s > 0.0)
+            .map(Duration::from_secs_f64)
+            .unwrap_or(DEFAULT_PING_TIMEOUT);
+        tracing::info!(id, reregistered, "registered with the master");
+        self.arm_ping_timer();
+        let now = std::time::Instant::now();
+        for update in self.updates.resume(now) {
+            self.forward(update);
+        }
+    }
+
+    fn arm_ping_timer(&mut self) {
+        self.ping_generation += 1;
+        self.after(self.ping_timeout, Timer::PingTimeout(self.ping_generation));
+    }
+
+    fn ping(&mut self, from: &Upid, connected: bool) {
+        if from.addr != self.master.addr {
+            tracing::warn!(%from, "ignoring a ping from a process of another master");
+            return;
+        }
+        self.send_to(from, &PongSlaveMessage {});
+        if self.link != Link::Running {
+            return;
+        }
+        if !connected {
+            tracing::warn!("the master says this agent is not connected; re-registering");
+            self.start_registration(false);
+            return;
+        }
+        self.arm_ping_timer();
+    }
+
+    pub fn ping_timed_out(&mut self) {
+        if self.link == Link::Running {
+            tracing::warn!(timeout = ?self.ping_timeout, "no ping from the master; re-registering");
+            self.start_registration(false);
+        }
+    }
+
+    /// The link to a peer broke.
+    pub fn exited(&mut self, pid: &Upid) {
+        if pid.addr == self.master.addr && self.link == Link::Running {
+            tracing::warn!(master = %pid, "lost the connection to the master; re-registering");
+            self.start_registration(false);
+        }
+    }
+
+    fn update_framework(&mut self, msg: UpdateFrameworkMessage) {
+        let id = msg.framework_id.value;
+        let Some(fw) = self.frameworks.get_mut(&id) else {
+            tracing::warn!(framework = id, "ignoring an update of an unknown framework");
+            return;
+        };
+        fw.pid = msg.pid.as_deref().and_then(|p| p.parse().ok());
+        if let Some(info) = msg.framework_info {
+            fw.info = info;
+        }
+        if let Err(e) = self.checkpoint_framework(&id) {
+            tracing::error!(framework = id, "checkpoint: {e}");
+        }
+    }
+
+    /// Sends a status update to the master (when registered).
+    pub fn forward(&self, mut update: crate::proto::mesos::internal::StatusUpdate) {
+        if self.link != Link::Running {
+            return;
+        }
+        let fw = update.framework_id.value.clone();
+        let task = update.status.task_id.value.clone();
+        if let Some(state) = self.latest_state(&fw, &task) {
+            update.latest_state = Some(state as i32);
+        }
+        self.send_master(&crate::proto::mesos::internal::StatusUpdateMessage {
+            update,
+            pid: Some(self.self_pid.to_string()),
+        });
+    }
+
+    pub fn retry_updates(&mut self) {
+        if self.link != Link::Running {
+            return;
+        }
+        for update in self.updates.due(std::time::Instant::now()) {
+            self.forward(update);
+        }
+    }
+
+    fn latest_state(&self, fw: &str, task: &str) -> Option<crate::proto::mesos::TaskState> {
+        let ex = self.frameworks.get(fw)?.executor_of(task)?;
+        ex.launched
+            .get(task)
+            .or_else(|| ex.terminated.get(task))
+            .map(|t| t.state())
+            .filter(|s| !is_terminal(*s) || ex.terminated.contains_key(task))
+    }
+}
+
+/// What the agent tells the master it can do.
+fn capabilities() -> Vec<Capability> {
+    [
+        capability::Type::MultiRole,
+        capability::Type::HierarchicalRole,
+        capability::Type::ReservationRefinement,
+    ]
+    .into_iter()
+    .map(|t| Capability {
+        r#type: Some(t as i32),
+    })
+    .collect()
+}
+
+/// A uniformly random duration in [0, max].
+fn jitter(max: Duration) -> Duration {
+    let bytes = crate::support::random_uuid_bytes().unwrap_or([0x80; 16]);
+    let r = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
+    max.mul_f64(r as f64 / u64::MAX as f64)
+}

@@ -1,0 +1,74 @@
+//! The agent (L4): registers with a Mesos master over libprocess, runs the
+//! tasks it is given in executors launched by the containerizer, serves
+//! the v1 executor API, and delivers every status update reliably.
+//!
+//! One tokio task ([`core::Agent`]) owns all mutable state; the transport,
+//! the HTTP handlers, the containerizer's waits and the timers talk to it
+//! through one channel of [`core::Input`]s.
+
+mod config;
+mod core;
+mod executors;
+mod http;
+mod master;
+mod messages;
+mod recovery;
+mod resources;
+mod state;
+pub mod status;
+mod tasks;
+mod updates;
+
+pub use config::{AgentConfig, RecoverMode};
+
+use std::io;
+use std::path::PathBuf;
+
+/// Failures that stop the agent.
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("--{flag}: {message}")]
+    Flag {
+        flag: &'static str,
+        message: String,
+    },
+    #[error("resolve master {master}: {message}")]
+    Master { master: String, message: String },
+    #[error("listen on {addr}: {source}")]
+    Listen {
+        addr: std::net::SocketAddr,
+        #[source]
+        source: io::Error,
+    },
+    #[error("start the agent's runtime: {0}")]
+    Runtime(#[source] io::Error),
+        #[error("containerizer: {0}")]
+    Containerizer(#[from] crate::containerizer::mesos::ContainerizerError),
+    #[error("recover the checkpointed state under {path}: {source}")]
+    Recover {
+        path: PathBuf,
+        #[source]
+        source: crate::state::StateError,
+    },
+    #[error("checkpoint: {0}")]
+    Checkpoint(#[from] crate::state::StateError),
+    #[error("the master {master} registered this agent as {given}, but it is {ours}")]
+    WrongId {
+        master: String,
+        given: String,
+        ours: String,
+    },
+}
+
+/// Runs the agent until it is told to stop (SIGTERM: leave the executors
+/// running for the next start to reconnect to; SIGUSR1 or the master's
+/// ShutdownMessage: kill everything, unregister, exit).
+pub fn run(config: AgentConfig) -> Result<(), AgentError> {
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .enable_all()
+        .build()
+        .map_err(AgentError::Runtime)?;
+    runtime.block_on(core::Agent::start(config))
+}

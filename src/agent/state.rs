@@ -1,0 +1,132 @@
+//! The agent's view of its frameworks, executors and tasks.
+//!
+//! ```text
+//! executor:  Launching --launched--> Registering --SUBSCRIBE--> Running
+//!                |                        |                        |
+//!                |          registration timeout / exit     shutdown / exit
+//!                v                        v                        v
+//!            Terminated <------------- Terminating <---------------'
+//!
+//! task:  queued (sent to the executor once it subscribes) -> launched
+//!        (state from its updates) -> terminal (kept until the master
+//!        acknowledges the terminal update, then forgotten)
+//! ```
+
+use crate::containerizer::mesos::ExecutorKind;
+use crate::proto::mesos::{ExecutorInfo, FrameworkInfo, Task, TaskInfo, TaskState};
+use crate::proto::mesos::v1::executor::Event;
+use crate::wire::Upid;
+use std::collections::BTreeMap;
+use tokio::sync::mpsc::UnboundedSender;
+
+/// One framework with work on this agent.
+pub struct Framework {
+    pub id: String,
+    pub info: FrameworkInfo,
+    /// The scheduler's libprocess pid (absent for HTTP schedulers).
+    pub pid: Option<Upid>,
+    pub executors: BTreeMap<String, Executor>,
+}
+
+impl Framework {
+    pub fn checkpoint(&self) -> bool {
+        self.info.checkpoint()
+    }
+
+    /// Whether the framework understands TASK_DROPPED and friends.
+    pub fn partition_aware(&self) -> bool {
+        use crate::proto::mesos::framework_info::capability::Type;
+        self.info
+            .capabilities
+            .iter()
+            .any(|c| c.r#type() == Type::PartitionAware)
+    }
+
+    /// The executor running (or about to run) `task_id`.
+    pub fn executor_of(&self, task_id: &str) -> Option<&Executor> {
+        self.executors.values().find(|e| e.has_task(task_id))
+    }
+}
+
+/// The life of an executor; see the module doc.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ExecutorState {
+    Launching,
+    Registering,
+    Running,
+    Terminating,
+    Terminated,
+}
+
+/// One executor run (one container).
+pub struct Executor {
+    pub id: String,
+    pub framework_id: String,
+    pub info: ExecutorInfo,
+    pub kind: ExecutorKind,
+    pub container_id: String,
+    pub state: ExecutorState,
+    /// Tasks waiting for the executor to subscribe, as launched together
+    /// (a task group is one entry).
+    pub queued: Vec<Vec<TaskInfo>>,
+    /// Tasks given to the executor and not yet terminal.
+    pub launched: BTreeMap<String, Task>,
+    /// Terminal tasks whose terminal update the master has not yet
+    /// acknowledged.
+    pub terminated: BTreeMap<String, Task>,
+    /// Tasks a kill was asked for (their end is reported as TASK_KILLED
+    /// when the executor dies first).
+    pub killing: Vec<String>,
+    /// The SUBSCRIBE stream, while one is open.
+    pub events: Option<UnboundedSender<Event>>,
+    /// Why the agent is ending this executor, if it is.
+    pub termination_reason: Option<i32>,
+    /// Bumped on every state change that arms a timer, so stale timers
+    /// are recognised.
+    pub generation: u64,
+}
+
+impl Executor {
+    pub fn has_task(&self, task_id: &str) -> bool {
+        self.launched.contains_key(task_id)
+            || self.terminated.contains_key(task_id)
+            || self.queued_task(task_id).is_some()
+    }
+
+    pub fn queued_task(&self, task_id: &str) -> Option<&TaskInfo> {
+        self.queued
+            .iter()
+            .flatten()
+            .find(|t| t.task_id.value == task_id)
+    }
+
+    /// Whether nothing is left to report for this executor.
+    pub fn idle(&self) -> bool {
+        self.queued.is_empty() && self.launched.is_empty() && self.terminated.is_empty()
+    }
+
+    /// Every task not yet terminal, queued or launched.
+    pub fn live_task_ids(&self) -> Vec<String> {
+        let queued = self
+            .queued
+            .iter()
+            .flatten()
+            .map(|t| t.task_id.value.clone());
+        self.launched.keys().cloned().chain(queued).collect()
+    }
+}
+
+/// Whether a task state is terminal.
+pub fn is_terminal(state: TaskState) -> bool {
+    matches!(
+        state,
+        TaskState::TaskFinished
+            | TaskState::TaskFailed
+            | TaskState::TaskKilled
+            | TaskState::TaskError
+            | TaskState::TaskLost
+            | TaskState::TaskDropped
+            | TaskState::TaskGone
+            | TaskState::TaskGoneByOperator
+    )
+}

@@ -1,0 +1,705 @@
+//! Tasks and executors: launching, killing, shutting down, and what
+//! happens when an executor's container ends.
+
+use super::core::{Agent, Input, Timer};
+use super::state::{Executor, ExecutorState, Framework};
+use crate::containerizer::mesos::{
+    command_executor_info, ExecutorEnv, ExecutorKind, LaunchRequest, Termination,
+};
+use crate::proto::mesos::internal::{
+    ExitedExecutorMessage, KillTaskMessage, RunTaskGroupMessage, RunTaskMessage,
+    StatusUpdateAcknowledgementMessage, UnregisterSlaveMessage,
+};
+use crate::proto::mesos::task_status::Reason;
+use crate::proto::mesos::v1::executor::{event, Event};
+use crate::proto::mesos::{
+    executor_info, ExecutorInfo, FrameworkId, FrameworkInfo, SlaveId, Task, TaskInfo, TaskState,
+};
+use std::collections::BTreeMap;
+
+impl Agent {
+    pub fn run_task(&mut self, msg: RunTaskMessage) {
+        let framework = msg.framework;
+        let task = msg.task;
+        let fw_id = framework
+            .id
+            .clone()
+            .or(msg.framework_id)
+            .map(|f| f.value)
+            .unwrap_or_default();
+        let (executor, kind) = match &task.executor {
+            Some(e) => (e.clone(), kind_of(e)),
+            None => (
+                command_executor_info(&fw_id, &task, &self.config.runtime.helper),
+                ExecutorKind::Command,
+            ),
+        };
+        self.launch(
+            fw_id,
+            framework,
+            msg.pid,
+            executor,
+            kind,
+            vec![task],
+            msg.launch_executor,
+        );
+    }
+
+    pub fn run_task_group(&mut self, msg: RunTaskGroupMessage) {
+        let (framework, executor, group) = (msg.framework, msg.executor, msg.task_group);
+        let fw_id = framework.id.as_ref().map(|f| f.value.clone()).unwrap_or_default();
+        let kind = kind_of(&executor);
+        self.launch(
+            fw_id,
+            framework,
+            None,
+            executor,
+            kind,
+            group.tasks,
+            msg.launch_executor,
+        );
+    }
+
+    /// Launches `tasks` on their executor, starting the executor when it
+    /// is not running.
+    #[allow(clippy::too_many_arguments)]
+    fn launch(
+        &mut self,
+        fw_id: String,
+        framework: FrameworkInfo,
+        pid: Option<String>,
+        executor: ExecutorInfo,
+        kind: ExecutorKind,
+        tasks: Vec<TaskInfo>,
+        launch_executor: Option<bool>,
+    ) {
+        let ex_id = executor.executor_id.value.clone();
+        let ids: Vec<String> = tasks.iter().map(task_id).collect();
+        tracing::info!(framework = fw_id, executor = ex_id, tasks = ?ids, "launching");
+        if self.shutting_down {
+            return self.drop_tasks(&fw_id, &ex_id, &framework, &tasks, "the agent is shutting down", Reason::SlaveRestarted);
+        }
+        if fw_id.is_empty() || ex_id.is_empty() || ids.iter().any(String::is_empty) {
+            tracing::warn!("dropping a launch without framework, executor or task id");
+            return;
+        }
+        // A task id already in use on this agent is refused, never run twice.
+        if let Some(fw) = self.frameworks.get(&fw_id) {
+            if let Some(dup) = ids.iter().find(|t| fw.executor_of(t).is_some()) {
+                let message = format!("task {dup} is already known to this agent");
+                return self.drop_tasks(&fw_id, &ex_id, &framework, &tasks, &message, Reason::TaskInvalid);
+            }
+        }
+        let fw = self.frameworks.entry(fw_id.clone()).or_insert_with(|| Framework {
+            id: fw_id.clone(),
+            info: framework.clone(),
+            pid: None,
+            executors: BTreeMap::new(),
+        });
+        fw.info = framework.clone();
+        if let Some(p) = pid.as_deref().filter(|p| !p.is_empty()) {
+            fw.pid = p.parse().ok();
+        }
+        if let Err(e) = self.checkpoint_framework(&fw_id) {
+            tracing::error!(framework = fw_id, "checkpoint: {e}");
+        }
+        let fw = self.frameworks.get_mut(&fw_id).expect("inserted above");
+        if let Some(ex) = fw.executors.get_mut(&ex_id) {
+            match ex.state {
+                ExecutorState::Running => {
+                    let events = ex.events.clone();
+                    let new: Vec<Task> = tasks
+                        .iter()
+                        .map(|t| make_task(t, &fw_id, ex, self.id.as_deref()))
+                        .collect();
+                    for t in new {
+                        ex.launched.insert(task_id_of(&t), t);
+                    }
+                    if let Some(events) = events {
+                        for event in launch_events(kind, &tasks) {
+                            let _ = events.send(event);
+                        }
+                    }
+                    let container = ex.container_id.clone();
+                    for t in &tasks {
+                        self.checkpoint_task(&fw_id, &ex_id, &container, t);
+                    }
+                }
+                ExecutorState::Launching | ExecutorState::Registering => {
+                    ex.queued.push(tasks.clone());
+                    let container = ex.container_id.clone();
+                    for t in &tasks {
+                        self.checkpoint_task(&fw_id, &ex_id, &container, t);
+                    }
+                }
+                ExecutorState::Terminating | ExecutorState::Terminated => {
+                    let message = format!("executor {ex_id} is terminating");
+                    self.drop_tasks(&fw_id, &ex_id, &framework, &tasks, &message, Reason::ExecutorTerminated);
+                }
+            }
+            return;
+        }
+        if launch_executor == Some(false) {
+            let message = format!("executor {ex_id} is not running and the master asked not to launch it");
+            return self.drop_tasks(&fw_id, &ex_id, &framework, &tasks, &message, Reason::ExecutorTerminated);
+        }
+        self.start_executor(fw_id, executor, kind, tasks);
+    }
+
+    /// Answers tasks that cannot run with the update Mesos sends: TASK_DROPPED
+    /// to partition-aware frameworks, TASK_LOST to the others.
+    fn drop_tasks(
+        &mut self,
+        fw_id: &str,
+        ex_id: &str,
+        framework: &FrameworkInfo,
+        tasks: &[TaskInfo],
+        message: &str,
+        reason: Reason,
+    ) {
+        let partition_aware = Framework {
+            id: fw_id.to_string(),
+            info: framework.clone(),
+            pid: None,
+            executors: BTreeMap::new(),
+        }
+        .partition_aware();
+        let state = if partition_aware {
+            TaskState::TaskDropped
+        } else {
+            TaskState::TaskLost
+        };
+        for t in tasks {
+            tracing::warn!(framework = fw_id, task = task_id(t), "{message}");
+            let update = self.agent_update(fw_id, Some(ex_id), &task_id(t), state, reason, message);
+            self.report(update);
+        }
+    }
+
+    fn start_executor(&mut self, fw_id: String, info: ExecutorInfo, kind: ExecutorKind, tasks: Vec<TaskInfo>) {
+        let container_id = match crate::support::random_uuid() {
+            Ok(id) => id,
+            Err(e) => {
+                tracing::error!("generate a container id: {e}");
+                return;
+            }
+        };
+        let ex_id = info.executor_id.value.clone();
+        let agent_id = self.agent_id();
+        let fw = self.frameworks.get_mut(&fw_id).expect("framework exists");
+        let checkpoint = fw.checkpoint();
+        let framework = fw.info.clone();
+        fw.executors.insert(
+            ex_id.clone(),
+            Executor {
+                id: ex_id.clone(),
+                framework_id: fw_id.clone(),
+                info: info.clone(),
+                kind,
+                container_id: container_id.clone(),
+                state: ExecutorState::Launching,
+                queued: vec![tasks.clone()],
+                launched: BTreeMap::new(),
+                terminated: BTreeMap::new(),
+                killing: Vec::new(),
+                events: None,
+                termination_reason: None,
+                generation: 0,
+            },
+        );
+        self.checkpoint_executor(&fw_id, &ex_id);
+        for t in &tasks {
+            self.checkpoint_task(&fw_id, &ex_id, &container_id, t);
+        }
+        let request = LaunchRequest {
+            container_id: container_id.clone(),
+            agent_id,
+            framework,
+            executor: info,
+            kind,
+            tasks,
+            env: ExecutorEnv {
+                agent_endpoint: self.self_pid.addr,
+                agent_pid: self.self_pid.to_string(),
+                checkpoint,
+                recovery_timeout: self.config.recovery_timeout,
+                subscription_backoff_max: super::config::SUBSCRIPTION_BACKOFF_MAX,
+                shutdown_grace_period: self.config.executor_shutdown_grace_period,
+            },
+        };
+        let containerizer = self.containerizer.clone();
+        let tx = self.inputs.clone();
+        tokio::task::spawn_blocking(move || {
+            let result = containerizer
+                .launch(request)
+                .map(|l| l.pid)
+                .map_err(|e| e.to_string());
+            let _ = tx.send(Input::Launched {
+                framework_id: fw_id,
+                executor_id: ex_id,
+                container_id,
+                result,
+            });
+        });
+    }
+
+    pub fn launched(&mut self, fw_id: &str, ex_id: &str, container_id: &str, result: Result<i32, String>) {
+        let timeout = self.config.executor_registration_timeout;
+        let Some(ex) = self.executor_mut(fw_id, ex_id, container_id) else {
+            return;
+        };
+        match result {
+            Err(message) => {
+                tracing::error!(framework = fw_id, executor = ex_id, "launch failed: {message}");
+                ex.termination_reason = Some(Reason::ContainerLaunchFailed as i32);
+                let termination = Termination {
+                    status: None,
+                    limitation: None,
+                    message: format!("Failed to launch container: {message}"),
+                };
+                self.terminated(fw_id, ex_id, container_id, termination);
+            }
+            Ok(pid) => {
+                tracing::info!(framework = fw_id, executor = ex_id, pid, "executor started");
+                if ex.state == ExecutorState::Launching {
+                    ex.state = ExecutorState::Registering;
+                }
+                ex.generation += 1;
+                let generation = ex.generation;
+                let container = container_id.to_string();
+                self.checkpoint_run(fw_id, ex_id, &container, pid);
+                self.after(
+                    timeout,
+                    Timer::ExecutorRegistration {
+                        framework_id: fw_id.to_string(),
+                        executor_id: ex_id.to_string(),
+                        generation,
+                    },
+                );
+                self.watch(fw_id, ex_id, &container);
+            }
+        }
+    }
+
+    /// Waits for the container's end in the background.
+    pub fn watch(&self, fw_id: &str, ex_id: &str, container_id: &str) {
+        let containerizer = self.containerizer.clone();
+        let tx = self.inputs.clone();
+        let (framework_id, executor_id, container_id) =
+            (fw_id.to_string(), ex_id.to_string(), container_id.to_string());
+        tokio::spawn(async move {
+            let termination = match containerizer.wait(&container_id).await {
+                Ok(t) => t,
+                Err(e) => Termination {
+                    status: None,
+                    limitation: None,
+                    message: format!("Failed to wait for the container: {e}"),
+                },
+            };
+            let _ = tx.send(Input::Terminated {
+                framework_id,
+                executor_id,
+                container_id,
+                termination,
+            });
+        });
+    }
+
+    pub fn executor_mut(&mut self, fw_id: &str, ex_id: &str, container_id: &str) -> Option<&mut Executor> {
+        self.frameworks
+            .get_mut(fw_id)?
+            .executors
+            .get_mut(ex_id)
+            .filter(|e| e.container_id == container_id)
+    }
+
+    pub fn executor_registration_timeout(&mut self, fw_id: &str, ex_id: &str, generation: u64) {
+        let timeout = self.config.executor_registration_timeout;
+        let Some(ex) = self.frameworks.get_mut(fw_id).and_then(|f| f.executors.get_mut(ex_id)) else {
+            return;
+        };
+        if ex.generation != generation || ex.state != ExecutorState::Registering {
+            return;
+        }
+        tracing::warn!(framework = fw_id, executor = ex_id, ?timeout, "executor did not subscribe in time");
+        ex.termination_reason = Some(Reason::ExecutorRegistrationTimeout as i32);
+        ex.state = ExecutorState::Terminating;
+        self.destroy(fw_id, ex_id);
+    }
+
+    /// Kills the executor's container; its end arrives as `Terminated`.
+    pub fn destroy(&self, fw_id: &str, ex_id: &str) {
+        let Some(ex) = self.frameworks.get(fw_id).and_then(|f| f.executors.get(ex_id)) else {
+            return;
+        };
+        let containerizer = self.containerizer.clone();
+        let container = ex.container_id.clone();
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = containerizer.destroy(&container) {
+                tracing::error!(container, "destroy: {e}");
+            }
+        });
+    }
+
+    /// The container ended: every task not yet terminal gets the update
+    /// Mesos sends, and the executor is forgotten once nothing is left to
+    /// acknowledge.
+    pub fn terminated(&mut self, fw_id: &str, ex_id: &str, container_id: &str, termination: Termination) {
+        let agent_id = self.agent_id();
+        let Some(ex) = self.executor_mut(fw_id, ex_id, container_id) else {
+            return;
+        };
+        if ex.state == ExecutorState::Terminated {
+            return;
+        }
+        tracing::info!(framework = fw_id, executor = ex_id, status = ?termination.status, "executor terminated: {}", termination.message);
+        ex.state = ExecutorState::Terminated;
+        ex.events = None;
+        let kind = ex.kind;
+        let live = ex.live_task_ids();
+        let killing = ex.killing.clone();
+        let (reason, message) = match (&termination.limitation, ex.termination_reason) {
+            (Some(l), _) => (l.reason as i32, l.message.clone()),
+            (None, Some(r)) => (r, termination.message.clone()),
+            (None, None) => (Reason::ExecutorTerminated as i32, if termination.message.is_empty() {
+                "Executor terminated".to_string()
+            } else {
+                termination.message.clone()
+            }),
+        };
+        let reason = Reason::try_from(reason).unwrap_or(Reason::ExecutorTerminated);
+        for task in live {
+            let state = if killing.contains(&task) && termination.limitation.is_none() {
+                TaskState::TaskKilled
+            } else {
+                TaskState::TaskFailed
+            };
+            let update = self.agent_update(fw_id, Some(ex_id), &task, state, reason, &message);
+            let _ = self.report(update);
+        }
+        if kind != ExecutorKind::Command && !agent_id.is_empty() {
+            self.send_master(&ExitedExecutorMessage {
+                slave_id: SlaveId { value: agent_id },
+                framework_id: FrameworkId { value: fw_id.to_string() },
+                executor_id: crate::proto::mesos::ExecutorId { value: ex_id.to_string() },
+                status: termination.status.map(|s| s.code()).unwrap_or(-1),
+            });
+        }
+        // Clean up mounts, cgroups and leases even when the init exited on
+        // its own.
+        self.destroy(fw_id, ex_id);
+        self.forget_if_idle(fw_id, ex_id);
+    }
+
+    /// Removes an executor that has ended and has nothing left to report,
+    /// and a framework left without executors.
+    pub fn forget_if_idle(&mut self, fw_id: &str, ex_id: &str) {
+        let done = self
+            .frameworks
+            .get(fw_id)
+            .and_then(|f| f.executors.get(ex_id))
+            .filter(|e| e.state == ExecutorState::Terminated && e.idle())
+            .map(|e| e.container_id.clone());
+        if let Some(container) = &done {
+            // Every update of the run is acknowledged: recovery may skip it.
+            self.mark_run_completed(fw_id, ex_id, container);
+        }
+        let Some(fw) = self.frameworks.get_mut(fw_id) else {
+            return;
+        };
+        if done.is_some() {
+            fw.executors.remove(ex_id);
+        }
+        if fw.executors.is_empty() {
+            self.frameworks.remove(fw_id);
+            self.updates.cleanup_framework(fw_id);
+        }
+        if self.shutting_down && self.frameworks.values().all(|f| f.executors.values().all(|e| e.state == ExecutorState::Terminated)) {
+            self.finish_shutdown();
+        }
+    }
+
+    pub fn kill_task(&mut self, msg: KillTaskMessage) {
+        let fw_id = msg.framework_id.value;
+        let task = msg.task_id.value;
+        let Some(fw) = self.frameworks.get_mut(&fw_id) else {
+            tracing::warn!(framework = fw_id, task, "cannot kill a task of a framework that is not running here");
+            return;
+        };
+        let partition_aware = fw.partition_aware();
+        let Some(ex) = fw.executors.values_mut().find(|e| e.has_task(&task)) else {
+            // Never launched here: the master learns it is gone.
+            let state = if partition_aware { TaskState::TaskDropped } else { TaskState::TaskLost };
+            let update = self.agent_update(&fw_id, None, &task, state, Reason::TaskUnknown, "Cannot find the task on this agent");
+            self.report(update);
+            return;
+        };
+        let ex_id = ex.id.clone();
+        if !ex.killing.contains(&task) {
+            ex.killing.push(task.clone());
+        }
+        if ex.queued_task(&task).is_some() {
+            // Not yet given to the executor: it never starts.
+            for group in &mut ex.queued {
+                group.retain(|t| task_id(t) != task);
+            }
+            ex.queued.retain(|g| !g.is_empty());
+            let nothing_left = ex.queued.is_empty() && ex.launched.is_empty();
+            let update = self.agent_update(&fw_id, Some(&ex_id), &task, TaskState::TaskKilled, Reason::TaskKilledDuringLaunch, "Task killed before it was launched");
+            self.report(update);
+            if nothing_left {
+                self.shutdown_executor(&fw_id, &ex_id, None);
+            }
+            return;
+        }
+        if ex.launched.contains_key(&task) {
+            match &ex.events {
+                Some(events) => {
+                    let _ = events.send(Event {
+                        r#type: Some(event::Type::Kill as i32),
+                        kill: Some(event::Kill {
+                            task_id: crate::proto::mesos::v1::TaskId { value: task.clone() },
+                            kill_policy: msg.kill_policy.map(|k| crate::proto::evolve(&k)),
+                        }),
+                        ..Default::default()
+                    });
+                }
+                None => {
+                    // Not connected (recovering): end the executor.
+                    self.shutdown_executor(&fw_id, &ex_id, None);
+                }
+            }
+        }
+    }
+
+    pub fn shutdown_framework(&mut self, fw_id: &str) {
+        let Some(fw) = self.frameworks.get(fw_id) else {
+            return;
+        };
+        tracing::info!(framework = fw_id, "shutting down the framework");
+        let ids: Vec<String> = fw.executors.keys().cloned().collect();
+        for ex in ids {
+            self.shutdown_executor(fw_id, &ex, Some(Reason::FrameworkRemoved));
+        }
+    }
+
+    /// Asks an executor to stop (SHUTDOWN event) and kills its container
+    /// after the shutdown grace period.
+    pub fn shutdown_executor(&mut self, fw_id: &str, ex_id: &str, reason: Option<Reason>) {
+        let grace = self.config.executor_shutdown_grace_period;
+        let Some(ex) = self.frameworks.get_mut(fw_id).and_then(|f| f.executors.get_mut(ex_id)) else {
+            return;
+        };
+        if matches!(ex.state, ExecutorState::Terminating | ExecutorState::Terminated) {
+            return;
+        }
+        let live = ex.live_task_ids();
+        ex.killing.extend(live);
+        if let Some(r) = reason {
+            ex.termination_reason = Some(r as i32);
+        }
+        let was_launching = ex.state == ExecutorState::Launching;
+        ex.state = ExecutorState::Terminating;
+        ex.generation += 1;
+        let generation = ex.generation;
+        if let Some(events) = ex.events.take() {
+            let _ = events.send(Event {
+                r#type: Some(event::Type::Shutdown as i32),
+                ..Default::default()
+            });
+            // Keep the stream open: the executor still reports its tasks.
+            ex.events = Some(events);
+        }
+        if was_launching {
+            // The launch result decides; nothing to signal yet.
+            return;
+        }
+        self.after(
+            if self.frameworks[fw_id].executors[ex_id].events.is_some() { grace } else { std::time::Duration::ZERO },
+            Timer::ExecutorShutdown {
+                framework_id: fw_id.to_string(),
+                executor_id: ex_id.to_string(),
+                generation,
+            },
+        );
+    }
+
+    pub fn executor_shutdown_timeout(&mut self, fw_id: &str, ex_id: &str, generation: u64) {
+        let Some(ex) = self.frameworks.get(fw_id).and_then(|f| f.executors.get(ex_id)) else {
+            return;
+        };
+        if ex.generation != generation || ex.state != ExecutorState::Terminating {
+            return;
+        }
+        self.destroy(fw_id, ex_id);
+    }
+
+    pub fn acknowledged(&mut self, msg: StatusUpdateAcknowledgementMessage) {
+        let fw_id = msg.framework_id.value;
+        let task = msg.task_id.value;
+        let now = std::time::Instant::now();
+        let ack = match self.updates.acknowledge(&fw_id, &task, &msg.uuid, now) {
+            Ok(a) => a,
+            Err(e) => {
+                tracing::warn!(framework = fw_id, task, "ignoring acknowledgement: {e}");
+                return;
+            }
+        };
+        if let Some(next) = ack.next.clone() {
+            self.forward(next);
+        }
+        let Some(fw) = self.frameworks.get_mut(&fw_id) else {
+            return;
+        };
+        let Some(ex) = fw.executors.values_mut().find(|e| e.has_task(&task)) else {
+            return;
+        };
+        let ex_id = ex.id.clone();
+        if let Some(events) = &ex.events {
+            let _ = events.send(Event {
+                r#type: Some(event::Type::Acknowledged as i32),
+                acknowledged: Some(event::Acknowledged {
+                    task_id: crate::proto::mesos::v1::TaskId { value: task.clone() },
+                    uuid: msg.uuid.clone(),
+                }),
+                ..Default::default()
+            });
+        }
+        if ack.terminal {
+            ex.terminated.remove(&task);
+            self.forget_if_idle(&fw_id, &ex_id);
+        }
+    }
+
+    pub fn framework_message(&mut self, msg: crate::proto::mesos::internal::FrameworkToExecutorMessage) {
+        let fw_id = msg.framework_id.value;
+        let ex_id = msg.executor_id.value;
+        let Some(ex) = self.frameworks.get(&fw_id).and_then(|f| f.executors.get(&ex_id)) else {
+            tracing::warn!(framework = fw_id, executor = ex_id, "dropping a message for an unknown executor");
+            return;
+        };
+        match &ex.events {
+            Some(events) => {
+                let _ = events.send(Event {
+                    r#type: Some(event::Type::Message as i32),
+                    message: Some(event::Message { data: msg.data }),
+                    ..Default::default()
+                });
+            }
+            None => tracing::warn!(framework = fw_id, executor = ex_id, "dropping a message for an executor that is not subscribed"),
+        }
+    }
+
+    /// A full shutdown: every executor is asked to stop, then the agent
+    /// unregisters and exits.
+    pub fn shutdown(&mut self, why: &str) {
+        if self.shutting_down {
+            return;
+        }
+        tracing::info!("shutting down: {why}");
+        self.shutting_down = true;
+        let all: Vec<(String, String)> = self
+            .frameworks
+            .iter()
+            .flat_map(|(f, fw)| fw.executors.keys().map(move |e| (f.clone(), e.clone())))
+            .collect();
+        for (f, e) in &all {
+            self.shutdown_executor(f, e, Some(Reason::ExecutorTerminated));
+        }
+        let deadline = self.config.executor_shutdown_grace_period + std::time::Duration::from_secs(5);
+        self.after(deadline, Timer::ShutdownDeadline);
+        if all.is_empty() || self.frameworks.values().all(|f| f.executors.values().all(|e| e.state == ExecutorState::Terminated)) {
+            self.finish_shutdown();
+        }
+    }
+
+    pub fn finish_shutdown(&mut self) {
+        if !self.shutting_down || self.exit.is_some() {
+            return;
+        }
+        // Anything still alive at the deadline is killed synchronously.
+        for fw in self.frameworks.values() {
+            for ex in fw.executors.values() {
+                if ex.state != ExecutorState::Terminated {
+                    if let Err(e) = self.containerizer.destroy(&ex.container_id) {
+                        tracing::error!(container = ex.container_id, "destroy: {e}");
+                    }
+                }
+            }
+        }
+        if let Some(id) = &self.id {
+            self.send_master(&UnregisterSlaveMessage {
+                slave_id: SlaveId { value: id.clone() },
+            });
+        }
+        self.exit = Some(());
+    }
+
+    /// The Task record of a task given to an executor.
+    pub fn new_task(&self, t: &TaskInfo, fw_id: &str, ex: &Executor) -> Task {
+        make_task(t, fw_id, ex, self.id.as_deref())
+    }
+}
+
+/// The kind of executor an ExecutorInfo asks for.
+fn kind_of(e: &ExecutorInfo) -> ExecutorKind {
+    match e.r#type() {
+        executor_info::Type::Default => ExecutorKind::Default,
+        _ => ExecutorKind::Custom,
+    }
+}
+
+pub fn task_id(t: &TaskInfo) -> String {
+    t.task_id.value.clone()
+}
+
+fn task_id_of(t: &Task) -> String {
+    t.task_id.value.clone()
+}
+
+/// Mesos' `createTask`: the Task record the master keeps for a TaskInfo.
+pub(super) fn make_task(t: &TaskInfo, fw_id: &str, ex: &Executor, agent_id: Option<&str>) -> Task {
+    Task {
+        name: t.name.clone(),
+        task_id: t.task_id.clone(),
+        framework_id: FrameworkId { value: fw_id.to_string() },
+        executor_id: (ex.kind != ExecutorKind::Command).then(|| ex.info.executor_id.clone()),
+        slave_id: SlaveId { value: agent_id.unwrap_or_default().to_string() },
+        state: TaskState::TaskStaging as i32,
+        resources: t.resources.clone(),
+        labels: t.labels.clone(),
+        discovery: t.discovery.clone(),
+        container: t.container.clone(),
+        health_check: t.health_check.clone(),
+        kill_policy: t.kill_policy.clone(),
+        user: t.command.as_ref().and_then(|c| c.user.clone()),
+        ..Default::default()
+    }
+}
+
+/// The events that give `tasks` to an executor: one LAUNCH_GROUP for
+/// the default executor, a LAUNCH per task otherwise.
+pub fn launch_events(kind: ExecutorKind, tasks: &[TaskInfo]) -> Vec<Event> {
+    if kind == ExecutorKind::Default {
+        let group = crate::proto::mesos::TaskGroupInfo {
+            tasks: tasks.to_vec(),
+        };
+        return vec![Event {
+            r#type: Some(event::Type::LaunchGroup as i32),
+            launch_group: Some(event::LaunchGroup {
+                task_group: crate::proto::evolve(&group),
+            }),
+            ..Default::default()
+        }];
+    }
+    tasks
+        .iter()
+        .map(|t| Event {
+            r#type: Some(event::Type::Launch as i32),
+            launch: Some(event::Launch {
+                task: crate::proto::evolve(t),
+            }),
+            ..Default::default()
+        })
+        .collect()
+}

@@ -1,0 +1,130 @@
+//! Status updates as the agent handles them: made by the agent itself or
+//! received from an executor, applied to the task's state, made durable,
+//! and handed to the status update manager for delivery.
+
+use super::core::Agent;
+use super::state::is_terminal;
+use crate::proto::mesos::internal::StatusUpdate;
+use crate::proto::mesos::task_status::{Reason, Source};
+use crate::proto::mesos::{ExecutorId, FrameworkId, SlaveId, TaskId, TaskState, TaskStatus};
+use std::time::{Instant, SystemTime, UNIX_EPOCH};
+
+/// Seconds since the epoch, as Mesos stamps updates.
+pub fn now_secs() -> f64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64())
+}
+
+impl Agent {
+    /// An update the agent itself sends (source SOURCE_SLAVE).
+    pub fn agent_update(
+        &self,
+        fw_id: &str,
+        ex_id: Option<&str>,
+        task_id: &str,
+        state: TaskState,
+        reason: Reason,
+        message: &str,
+    ) -> StatusUpdate {
+        let uuid = crate::support::random_uuid_bytes()
+            .map(|b| b.to_vec())
+            .unwrap_or_default();
+        let now = now_secs();
+        let agent = self.id.clone().map(|value| SlaveId { value });
+        StatusUpdate {
+            framework_id: FrameworkId {
+                value: fw_id.to_string(),
+            },
+            executor_id: ex_id.map(|e| ExecutorId {
+                value: e.to_string(),
+            }),
+            slave_id: agent.clone(),
+            status: TaskStatus {
+                task_id: TaskId {
+                    value: task_id.to_string(),
+                },
+                state: state as i32,
+                message: Some(message.to_string()),
+                source: Some(Source::Slave as i32),
+                reason: Some(reason as i32),
+                slave_id: agent,
+                executor_id: ex_id.map(|e| ExecutorId {
+                    value: e.to_string(),
+                }),
+                timestamp: Some(now),
+                uuid: Some(uuid.clone()),
+                ..Default::default()
+            },
+            timestamp: now,
+            uuid: Some(uuid),
+            latest_state: None,
+        }
+    }
+
+    /// An update the agent generated; a refusal is only logged.
+    pub fn report(&mut self, update: StatusUpdate) {
+        let task = update.status.task_id.value.clone();
+        if let Err(e) = self.status_update(update, None) {
+            tracing::warn!(task, "status update refused: {e}");
+        }
+    }
+
+    /// Applies an update to its task, logs it durably (for checkpointing
+    /// frameworks) and queues it for the master. Returns an error text
+    /// when the update cannot be taken (the executor gets it as a 400).
+    pub fn status_update(&mut self, update: StatusUpdate, from_executor: Option<&str>) -> Result<(), String> {
+        let fw_id = update.framework_id.value.clone();
+        let task = update.status.task_id.value.clone();
+        let state = update.status.state();
+        let mut log = None;
+        if let Some(fw) = self.frameworks.get_mut(&fw_id) {
+            let checkpoint = fw.checkpoint();
+            if let Some(ex) = fw.executors.values_mut().find(|e| e.has_task(&task)) {
+                if let Some(from) = from_executor {
+                    if ex.id != from {
+                        return Err(format!("task {task} belongs to executor {}, not {from}", ex.id));
+                    }
+                }
+                if checkpoint {
+                    let agent = self.id.clone().unwrap_or_default();
+                    log = Some(self.work.task_updates(&agent, &fw_id, &ex.id, &ex.container_id, &task));
+                }
+                if let Some(t) = ex.launched.get_mut(&task) {
+                    t.state = state as i32;
+                    t.statuses.push(update.status.clone());
+                    if is_terminal(state) {
+                        if let Some(t) = ex.launched.remove(&task) {
+                            ex.terminated.insert(task.clone(), t);
+                        }
+                    }
+                } else if is_terminal(state) && ex.queued_task(&task).is_some() {
+                    // Ended before it reached the executor.
+                    let info = ex.queued_task(&task).cloned();
+                    for group in &mut ex.queued {
+                        group.retain(|t| t.task_id.value != task);
+                    }
+                    ex.queued.retain(|g| !g.is_empty());
+                    if let Some(info) = info {
+                        let mut t = super::tasks::make_task(&info, &fw_id, ex, self.id.as_deref());
+                        t.state = state as i32;
+                        t.statuses.push(update.status.clone());
+                        ex.terminated.insert(task.clone(), t);
+                    }
+                }
+            } else if let Some(from) = from_executor {
+                return Err(format!("task {task} is not a task of executor {from}"));
+            }
+        } else if from_executor.is_some() {
+            return Err(format!("unknown framework {fw_id}"));
+        }
+        let forward = self
+            .updates
+            .update(update, log.as_deref(), Instant::now())
+            .map_err(|e| e.to_string())?;
+        if let Some(u) = forward {
+            self.forward(u);
+        }
+        Ok(())
+    }
+}

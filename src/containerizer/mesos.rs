@@ -1,0 +1,242 @@
+//! The Mesos containerizer: runs the agent's executors, each in a
+//! container of its own, with the sandbox, environment, limits and
+//! limitations of Apache Mesos' Mesos containerizer (see `docs/agent.md`).
+//!
+//! ```text
+//!  launch() --> running --(exit)--> terminated --destroy()--> forgotten
+//!     |            |  \--(OOM kill seen: SIGKILL)--/             ^
+//!     |            \------------- destroy() ---------------------/
+//!     \-- error: leases, mounts, cgroup, runtime dir removed; sandbox kept
+//!  recover(pid) --> running (adopted) | terminated (pid gone)
+//! ```
+//!
+//! A launch (blocking; the agent runs it on a blocking thread) creates the
+//! sandbox `slaves/<agent>/frameworks/<fw>/executors/<ex>/runs/<container>`
+//! and `runs/latest`, fetches the URIs as the executor's user, provisions
+//! images, and starts the executor through the runtime: new pid and mount
+//! namespaces, the host's network and hostname, limits of the executor's
+//! and tasks' resources, `stdout`/`stderr` appended to files in the sandbox.
+//!
+//! - custom executor: `CommandInfo` as the Mesos launcher runs it; an image
+//!   in its `ContainerInfo` becomes its root filesystem, with the sandbox at
+//!   `/mnt/mesos/sandbox`;
+//! - command executor (one task) and default executor (a task group):
+//!   `butte executor [--default] --launch-info FILE` on the host
+//!   filesystem; each task's image is mounted in the executor's mount
+//!   namespace at `<runtime_dir>/containers/<id>/tasks/<task>/rootfs` and
+//!   named, with the image's config, in the `LaunchInfos` JSON `FILE`.
+//!
+//! The executor runs as `CommandInfo.user` or the framework's user (with
+//! `switch_user`; the user must exist on the host, and gets the sandbox
+//! and fetched files), except a built-in executor whose tasks have images:
+//! it stays root to mount and enter them, as Mesos' command executor does.
+//!
+//! [`MesosContainerizer::wait`] is async and needs no thread per container:
+//! it polls a duplicate of the executor's pidfd on the tokio reactor, and
+//! the cgroup's OOM counter once a second (an OOM kill anywhere in the
+//! container ends it, as Mesos' memory isolator does).
+//!
+//! An agent that exits (drops the containerizer) leaves its executors
+//! running; a new agent takes them over with [`MesosContainerizer::recover`]
+//! and the checkpointed pid.
+
+mod env;
+mod error;
+mod executor_info;
+mod format;
+mod handle;
+mod images;
+mod launch;
+mod lifecycle;
+mod limitation;
+mod plan;
+mod resources;
+mod sandbox;
+
+pub use env::ExecutorEnv;
+pub use error::ContainerizerError;
+pub use executor_info::{command_executor_info, COMMAND_EXECUTOR_CPUS, COMMAND_EXECUTOR_MEM_MB};
+pub use format::{mesos_bytes, mesos_duration};
+pub use limitation::{Limitation, Termination};
+pub use plan::LAUNCH_INFO;
+pub use resources::{MIN_CPUS, MIN_MEMORY};
+
+use crate::fetch::{FetchConfig, Fetcher};
+use crate::image::PullOptions;
+use crate::proto::mesos::{ExecutorInfo, FrameworkInfo, TaskInfo};
+use crate::runtime::{ResourceStats, Runtime, RuntimeConfig};
+use crate::state::paths::{RuntimeDir, WorkDir};
+use lifecycle::Entry;
+use std::collections::{HashMap, HashSet};
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, MutexGuard};
+
+/// How the containerizer is set up (the agent's flags).
+#[derive(Debug, Clone)]
+pub struct MesosConfig {
+    /// `--work_dir`: sandboxes, the image store, provisioned filesystems.
+    pub work_dir: PathBuf,
+    /// `--runtime_dir`: per-container mount points and launch-info files.
+    pub runtime_dir: PathBuf,
+    /// Where cgroups go (`cgroup_parent`) and the launch helper.
+    pub runtime: RuntimeConfig,
+    pub fetcher: FetchConfig,
+    pub pull: PullOptions,
+    /// The butte binary, run as `butte executor`.
+    pub butte: PathBuf,
+    /// `--docker_registry`: the registry of image names without one.
+    pub docker_registry: Option<String>,
+    /// `--switch_user` (Mesos' default: true): run executors as
+    /// `CommandInfo.user` or `FrameworkInfo.user`, which must then exist on
+    /// this host; otherwise as the agent's user.
+    pub switch_user: bool,
+    /// A pids limit for every container (`None`: unlimited, as in Mesos).
+    pub pids_limit: Option<u64>,
+    /// `--executor_environment_variables`: the base of every executor's
+    /// environment (below the `MESOS_*` variables).
+    pub executor_env: Vec<(String, String)>,
+}
+
+impl MesosConfig {
+    /// The defaults for a work and runtime directory, with `butte` as both
+    /// the launch helper and the executor.
+    pub fn new(
+        work_dir: PathBuf,
+        runtime_dir: PathBuf,
+        runtime: RuntimeConfig,
+        butte: PathBuf,
+    ) -> MesosConfig {
+        MesosConfig {
+            fetcher: FetchConfig::new(&work_dir),
+            work_dir,
+            runtime_dir,
+            runtime,
+            pull: PullOptions::default(),
+            butte,
+            docker_registry: None,
+            switch_user: true,
+            pids_limit: None,
+            executor_env: Vec::new(),
+        }
+    }
+}
+
+/// Which executor runs the tasks.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ExecutorKind {
+    /// butte's command executor, for one task given with a `CommandInfo`.
+    Command,
+    /// butte's default executor, for task groups.
+    Default,
+    /// The framework's own executor, run from its `CommandInfo`.
+    Custom,
+}
+
+/// One executor container to launch.
+#[derive(Debug, Clone)]
+pub struct LaunchRequest {
+    /// The new container's id (a UUID; it names the sandbox and cgroup).
+    pub container_id: String,
+    pub agent_id: String,
+    pub framework: FrameworkInfo,
+    /// For [`ExecutorKind::Command`], from [`command_executor_info`].
+    pub executor: ExecutorInfo,
+    pub kind: ExecutorKind,
+    /// Command: the one task; Default: the group; Custom: the first
+    /// task(s) (only their resources are used).
+    pub tasks: Vec<TaskInfo>,
+    pub env: ExecutorEnv,
+}
+
+/// A started executor.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Launched {
+    pub container_id: String,
+    /// The executor's pid on the host (to checkpoint as `forked.pid`).
+    pub pid: i32,
+    /// The sandbox on the host.
+    pub sandbox: PathBuf,
+}
+
+/// Runs executors. `Send + Sync`; share it in an `Arc`.
+pub struct MesosContainerizer {
+    inner: Arc<Inner>,
+}
+
+/// What the containerizer's operations share (also with the blocking
+/// tasks `wait` hands its reaping to).
+struct Inner {
+    config: MesosConfig,
+    runtime: Runtime,
+    fetcher: Fetcher,
+    work: WorkDir,
+    run_dirs: RuntimeDir,
+    /// This host's name, which executors keep (they share its network).
+    hostname: Option<String>,
+    /// Every container this process knows. A std `Mutex`: held only to
+    /// look up, insert or remove an entry, never across an await, a launch
+    /// or a kill (each entry has its own lock for that).
+    table: Mutex<Table>,
+}
+
+#[derive(Default)]
+struct Table {
+    containers: HashMap<String, Arc<Entry>>,
+    /// Ids whose launch is under way.
+    launching: HashSet<String>,
+}
+
+impl MesosContainerizer {
+    pub fn new(config: MesosConfig) -> Result<Self, ContainerizerError> {
+        let runtime = Runtime::new(&config.runtime).map_err(ContainerizerError::Setup)?;
+        let hostname = nix::unistd::gethostname()
+            .ok()
+            .and_then(|h| h.into_string().ok())
+            .filter(|h| !h.is_empty());
+        Ok(MesosContainerizer {
+            inner: Arc::new(Inner {
+                fetcher: Fetcher::new(config.fetcher.clone()),
+                work: WorkDir::new(&config.work_dir),
+                run_dirs: RuntimeDir::new(&config.runtime_dir),
+                runtime,
+                hostname,
+                config,
+                table: Mutex::new(Table::default()),
+            }),
+        })
+    }
+
+    /// The ids of the containers known (running or terminated and not yet
+    /// destroyed).
+    pub fn containers(&self) -> Vec<String> {
+        self.inner.table().containers.keys().cloned().collect()
+    }
+
+    /// Current resource usage of a running container (the final figures
+    /// once it has ended); `None` for an unknown one.
+    pub fn usage(&self, container_id: &str) -> Option<ResourceStats> {
+        self.inner.entry(container_id).map(|e| e.usage())
+    }
+}
+
+impl Inner {
+    fn table(&self) -> MutexGuard<'_, Table> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn entry(&self, id: &str) -> Option<Arc<Entry>> {
+        self.table().containers.get(id).cloned()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_containerizer_can_be_shared_between_threads() {
+        fn shared<T: Send + Sync>() {}
+        shared::<MesosContainerizer>();
+        shared::<LaunchRequest>();
+    }
+}

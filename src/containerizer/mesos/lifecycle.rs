@@ -1,0 +1,353 @@
+//! A launched container's life: waiting for its end (async, on the
+//! executor's pidfd), limitations, destroy, and taking over a container
+//! after an agent restart.
+
+use super::error::ContainerizerError;
+use super::handle::{Exit, Handle};
+use super::images;
+use super::limitation::{self, Limitation, Termination};
+use super::{Inner, MesosContainerizer};
+use crate::containerizer::provisioner;
+use crate::runtime::{self, Container, ExitStatus, ResourceStats, RuntimeError};
+use nix::sys::signal::Signal;
+use std::os::fd::OwnedFd;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+use tokio::io::unix::AsyncFd;
+use tokio::io::Interest;
+
+/// How often `wait` reads the cgroup's OOM counter.
+const LIMITATION_INTERVAL: Duration = Duration::from_secs(1);
+/// How often `wait` looks for the exit where there is no pidfd (Linux
+/// before 5.3).
+const EXIT_POLL_INTERVAL: Duration = Duration::from_millis(100);
+
+/// One container's bookkeeping.
+pub struct Entry {
+    id: String,
+    /// A std `Mutex`, never held across an await: `wait` takes it only
+    /// between polls, and reaps on a blocking thread.
+    state: Mutex<State>,
+}
+
+struct State {
+    /// `None` once the container has ended.
+    handle: Option<Handle>,
+    /// Store leases of the container's root filesystems.
+    leases: Vec<String>,
+    /// A limitation seen while running (the container was then killed).
+    limitation: Option<Limitation>,
+    termination: Option<Termination>,
+    /// The usage at the end.
+    last_stats: ResourceStats,
+}
+
+impl Entry {
+    pub fn launched(id: String, container: Container, leases: Vec<String>) -> Entry {
+        Entry::new(id, Some(Handle::Launched(container)), leases, None)
+    }
+
+    fn new(
+        id: String,
+        handle: Option<Handle>,
+        leases: Vec<String>,
+        termination: Option<Termination>,
+    ) -> Entry {
+        Entry {
+            id,
+            state: Mutex::new(State {
+                handle,
+                leases,
+                limitation: None,
+                termination,
+                last_stats: ResourceStats::default(),
+            }),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn usage(&self) -> ResourceStats {
+        let st = self.lock();
+        st.handle.as_ref().map_or(st.last_stats, Handle::stats)
+    }
+}
+
+impl MesosContainerizer {
+    /// Resolves when the container's executor has exited (everything in
+    /// the container then dies with its pid namespace) and its cgroup,
+    /// root filesystems and runtime directory are gone. Kills the
+    /// container when the cgroup reports an OOM kill, as Mesos does.
+    /// Resolves at once for a container that already ended. Several
+    /// waiters may wait for the same container.
+    pub async fn wait(&self, container_id: &str) -> Result<Termination, ContainerizerError> {
+        let entry = self
+            .inner
+            .entry(container_id)
+            .ok_or_else(|| ContainerizerError::Unknown(container_id.to_string()))?;
+        let wait_err = |source| ContainerizerError::Wait {
+            id: container_id.to_string(),
+            source,
+        };
+        let pidfd: Option<OwnedFd> = {
+            let st = entry.lock();
+            if let Some(t) = &st.termination {
+                return Ok(t.clone());
+            }
+            st.handle
+                .as_ref()
+                .and_then(Handle::pidfd)
+                .map(|fd| fd.try_clone_to_owned())
+                .transpose()
+                .map_err(wait_err)?
+        };
+        // `with_interest` is deprecated because it cannot know that the fd
+        // stays open while registered; an `OwnedFd` moved into the
+        // `AsyncFd` does, so this use is sound (and needs no `unsafe`).
+        #[allow(deprecated)]
+        let pidfd = pidfd
+            .map(|fd| AsyncFd::with_interest(fd, Interest::READABLE))
+            .transpose()
+            .map_err(wait_err)?;
+        let mut ticks = tokio::time::interval(match pidfd {
+            Some(_) => LIMITATION_INTERVAL,
+            None => EXIT_POLL_INTERVAL,
+        });
+        ticks.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+        loop {
+            let readable = tokio::select! {
+                r = readable(pidfd.as_ref()) => { r.map_err(wait_err)?; true }
+                _ = ticks.tick() => false,
+            };
+            if !readable {
+                entry.enforce_limits(self.inner.config.pids_limit);
+                if pidfd.is_some() {
+                    continue;
+                }
+            }
+            // Reaping removes the cgroup and the root filesystems: off the
+            // reactor.
+            let (inner, e) = (self.inner.clone(), entry.clone());
+            let reaped = tokio::task::spawn_blocking(move || inner.reap(&e))
+                .await
+                .map_err(|j| wait_err(std::io::Error::other(j.to_string())))??;
+            if let Some(t) = reaped {
+                return Ok(t);
+            }
+        }
+    }
+
+    /// The limitation the container has hit so far, if any, without
+    /// waiting: an OOM kill in its cgroup (REASON_CONTAINER_LIMITATION_MEMORY),
+    /// or forks refused at the pids limit (REASON_CONTAINER_LIMITATION).
+    pub fn limitation(&self, container_id: &str) -> Option<Limitation> {
+        let entry = self.inner.entry(container_id)?;
+        let st = entry.lock();
+        if let Some(t) = &st.termination {
+            return t.limitation.clone();
+        }
+        if let Some(l) = &st.limitation {
+            return Some(l.clone());
+        }
+        let stats = st.handle.as_ref()?.stats();
+        limitation::seen(&stats, self.inner.config.pids_limit, true)
+    }
+
+    /// Kills everything in the container (SIGKILL), waits for it, releases
+    /// its root filesystems, cgroup and runtime directory, keeps the
+    /// sandbox, and forgets the container. Returns how it ended; `None` for
+    /// an unknown (or already destroyed) container. Blocking.
+    pub fn destroy(&self, container_id: &str) -> Result<Option<Termination>, ContainerizerError> {
+        let Some(entry) = self.inner.table().containers.remove(container_id) else {
+            return Ok(None);
+        };
+        let mut st = entry.lock();
+        if let Some(t) = &st.termination {
+            return Ok(Some(t.clone()));
+        }
+        let Some(handle) = st.handle.as_mut() else {
+            return Ok(None);
+        };
+        let exit = match handle.kill() {
+            Ok(exit) => Ok(exit),
+            Err(e) => recorded_exit(&entry.id, handle, e),
+        };
+        match exit {
+            Ok(exit) => Ok(Some(self.inner.finish(&entry.id, &mut st, exit))),
+            Err(source) => {
+                drop(st);
+                self.inner
+                    .table()
+                    .containers
+                    .insert(container_id.to_string(), entry);
+                Err(ContainerizerError::Runtime {
+                    id: container_id.to_string(),
+                    step: "destroy",
+                    source,
+                })
+            }
+        }
+    }
+
+    /// After an agent restart: takes over container `container_id`, whose
+    /// executor was checkpointed with `pid`, so that `wait`, `limitation`,
+    /// `usage` and `destroy` work on it. If that process is gone (or the pid
+    /// now belongs to another process), the container's leftovers are
+    /// removed and it is known as terminated, with an unknown status.
+    pub fn recover(&self, container_id: &str, pid: i32) -> Result<(), ContainerizerError> {
+        let inner = &self.inner;
+        let id = container_id.to_string();
+        if id.is_empty() || id == "." || id == ".." || id.contains(['/', '\0']) {
+            return Err(ContainerizerError::Invalid {
+                id: id.clone(),
+                what: "container id".into(),
+                reason: format!("{id:?} is not usable as a path component"),
+            });
+        }
+        if inner.table().containers.contains_key(&id) {
+            return Err(ContainerizerError::Exists(id));
+        }
+        let leases = provisioner::provisioned(&inner.config.work_dir, &id);
+        let adopted = runtime::adopt(&inner.config.runtime, &id, pid).map_err(|source| {
+            ContainerizerError::Runtime {
+                id: id.clone(),
+                step: "take over the executor",
+                source,
+            }
+        })?;
+        let entry = match adopted {
+            Some(a) => {
+                tracing::info!(container = id, pid, "recovered a running executor");
+                Entry::new(id.clone(), Some(Handle::Adopted(a)), leases, None)
+            }
+            None => {
+                tracing::info!(
+                    container = id,
+                    pid,
+                    "executor gone while the agent was down"
+                );
+                images::release(&inner.config.work_dir, &leases);
+                inner.remove_run_dir(&id);
+                let mut t = Termination::new(None, None);
+                t.message = format!("executor (pid {pid}) was gone when the agent recovered");
+                Entry::new(id.clone(), None, Vec::new(), Some(t))
+            }
+        };
+        let mut table = inner.table();
+        if table.containers.contains_key(&id) || table.launching.contains(&id) {
+            return Err(ContainerizerError::Exists(id));
+        }
+        table.containers.insert(id, Arc::new(entry));
+        Ok(())
+    }
+}
+
+/// Resolves when the pidfd is readable (the process has exited); never
+/// without one.
+async fn readable(pidfd: Option<&AsyncFd<OwnedFd>>) -> std::io::Result<()> {
+    match pidfd {
+        Some(fd) => {
+            let mut guard = fd.readable().await?;
+            // A spurious wake-up then waits for the next edge.
+            guard.clear_ready();
+            Ok(())
+        }
+        None => std::future::pending().await,
+    }
+}
+
+impl Entry {
+    /// Reads the OOM counter of a running container; on an OOM kill,
+    /// records the limitation and kills the container (its exit then
+    /// arrives through the pidfd). Cheap: a few cgroup files.
+    fn enforce_limits(&self, pids_limit: Option<u64>) {
+        let mut st = self.lock();
+        if st.limitation.is_some() || st.termination.is_some() {
+            return;
+        }
+        let Some(handle) = st.handle.as_ref() else {
+            return;
+        };
+        let stats = handle.stats();
+        if stats.oom_kills == 0 {
+            return;
+        }
+        let limit = limitation::seen(&stats, pids_limit, false);
+        tracing::warn!(container = self.id, limitation = ?limit, "memory limit hit: killing the container");
+        if let Err(e) = handle.signal(Signal::SIGKILL) {
+            tracing::warn!(container = self.id, error = %e, "kill after the memory limit");
+        }
+        st.limitation = limit;
+    }
+}
+
+impl Inner {
+    /// Blocking: if the executor has exited, reaps it and cleans up.
+    fn reap(&self, entry: &Entry) -> Result<Option<Termination>, ContainerizerError> {
+        let mut st = entry.lock();
+        if let Some(t) = &st.termination {
+            return Ok(Some(t.clone()));
+        }
+        let Some(handle) = st.handle.as_mut() else {
+            return Ok(None);
+        };
+        let exit = match handle.try_wait() {
+            Ok(Some(exit)) => exit,
+            Ok(None) => return Ok(None),
+            Err(e) => recorded_exit(&entry.id, handle, e).map_err(|source| {
+                ContainerizerError::Runtime {
+                    id: entry.id.clone(),
+                    step: "reap the executor",
+                    source,
+                }
+            })?,
+        };
+        Ok(Some(self.finish(&entry.id, &mut st, exit)))
+    }
+
+    /// The container ended: releases what it held and records how.
+    fn finish(&self, id: &str, st: &mut State, exit: Exit) -> Termination {
+        st.handle = None;
+        images::release(&self.config.work_dir, &std::mem::take(&mut st.leases));
+        self.remove_run_dir(id);
+        let pids_matter = exit.status != Some(ExitStatus::Exited(0));
+        let limitation = st
+            .limitation
+            .take()
+            .or_else(|| limitation::seen(&exit.stats, self.config.pids_limit, pids_matter));
+        let t = Termination::new(exit.status, limitation);
+        st.last_stats = exit.stats;
+        st.termination = Some(t.clone());
+        tracing::info!(container = id, status = ?exit.status, "container ended: {}", t.message);
+        t
+    }
+}
+
+/// The runtime records the exit before it cleans up; when the cleanup (the
+/// cgroup's removal) failed, log that and take the recorded exit.
+fn recorded_exit(id: &str, handle: &mut Handle, e: RuntimeError) -> Result<Exit, RuntimeError> {
+    match handle.try_wait() {
+        Ok(Some(exit)) => {
+            tracing::warn!(container = id, error = %e, "container cleanup incomplete");
+            Ok(exit)
+        }
+        _ => Err(e),
+    }
+}
+
+impl Drop for Inner {
+    /// An agent that goes away leaves its executors running, for the next
+    /// one to recover, as Mesos does.
+    fn drop(&mut self) {
+        let table = std::mem::take(&mut *self.table());
+        for (id, entry) in table.containers {
+            let mut st = entry.lock();
+            if let Some(h) = st.handle.take() {
+                let pid = h.detach();
+                tracing::info!(container = id, pid, "leaving the executor running");
+            }
+        }
+    }
+}

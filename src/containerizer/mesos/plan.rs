@@ -1,0 +1,397 @@
+//! A launch as data: the executor's `SandboxSpec` and, for the built-in
+//! executors, the per-task launch values they read (`--launch-info`).
+//! Computed before anything is started, so it is tested without root.
+
+use super::env::{self, Paths};
+use super::error::ContainerizerError;
+use super::images::Images;
+use super::resources;
+use super::{ExecutorKind, LaunchRequest, MesosConfig};
+use crate::containerizer::provisioner;
+use crate::image::RunConfig;
+use crate::mount::Mount;
+use crate::proto::launch::{LaunchInfos, TaskLaunchInfo};
+use crate::proto::mesos::CommandInfo;
+use crate::runtime::{Network, SandboxSpec, User};
+use crate::state::paths::SANDBOX_MOUNT;
+use std::path::{Path, PathBuf};
+
+/// The name of the launch-info file in the container's runtime directory.
+pub const LAUNCH_INFO: &str = "launch-info.json";
+
+/// Where a task's root filesystem is mounted in the executor's mount
+/// namespace.
+pub fn task_rootfs(run_dir: &Path, task: &str) -> PathBuf {
+    run_dir.join("tasks").join(task).join("rootfs")
+}
+
+/// Everything about one launch that is decided before it starts.
+pub struct Inputs<'a> {
+    pub req: &'a LaunchRequest,
+    pub config: &'a MesosConfig,
+    /// The sandbox on the host.
+    pub sandbox: &'a Path,
+    /// `RuntimeDir::container(id)`.
+    pub run_dir: &'a Path,
+    /// The user to run as (`None`: the agent's).
+    pub user: Option<&'a str>,
+    /// The host's name (the executor shares the host's network).
+    pub hostname: Option<String>,
+    pub images: &'a Images,
+}
+
+pub struct Plan {
+    pub spec: SandboxSpec,
+    /// What `butte executor` reads from `--launch-info` (command and
+    /// default executors only).
+    pub launch_infos: Option<LaunchInfos>,
+}
+
+pub fn plan(i: &Inputs<'_>) -> Result<Plan, ContainerizerError> {
+    let req = i.req;
+    let id = req.container_id.as_str();
+    let framework_id = req
+        .framework
+        .id
+        .as_ref()
+        .map(|f| f.value.clone())
+        .or_else(|| req.executor.framework_id.as_ref().map(|f| f.value.clone()))
+        .unwrap_or_default();
+    let custom_image = match req.kind {
+        ExecutorKind::Custom => i.images.executor.as_ref(),
+        _ => None,
+    };
+    let config = custom_image.map(|p| p.config.clone()).unwrap_or_default();
+    let sandbox_inside = match custom_image {
+        Some(_) => PathBuf::from(SANDBOX_MOUNT),
+        None => i.sandbox.to_path_buf(),
+    };
+    let launch_info_path = i.run_dir.join(LAUNCH_INFO);
+    let argv = match req.kind {
+        ExecutorKind::Custom => custom_argv(id, req.executor.command.as_ref(), &config)?,
+        kind => {
+            let mut argv = vec![i.config.butte.display().to_string(), "executor".to_string()];
+            if kind == ExecutorKind::Default {
+                argv.push("--default".into());
+            }
+            argv.push("--launch-info".into());
+            argv.push(launch_info_path.display().to_string());
+            argv
+        }
+    };
+    let mut spec = SandboxSpec::new(id, argv);
+    spec.env = env::environment(
+        &req.env,
+        &req.executor,
+        &framework_id,
+        &req.agent_id,
+        &Paths {
+            directory: i.sandbox,
+            sandbox: &sandbox_inside,
+        },
+        &[provisioner::env(&config), i.config.executor_env.clone()].concat(),
+    )
+    .map_err(
+        |env::EnvError::Secret(name)| ContainerizerError::Unsupported {
+            id: id.to_string(),
+            what: format!("environment variable {name}"),
+            reason: "SECRET variables need a secret resolver, which butte lacks".into(),
+        },
+    )?;
+    spec.cwd = Some(sandbox_inside.clone());
+    spec.user = i.user.map(|u| User::Name(u.to_string()));
+    spec.hostname = i.hostname.clone();
+    spec.network = Network::Host;
+    spec.limits = resources::limits(
+        req.executor
+            .resources
+            .iter()
+            .chain(req.tasks.iter().flat_map(|t| &t.resources)),
+        i.config.pids_limit,
+    );
+    if let Some(p) = custom_image {
+        spec.rootfs = Some(p.rootfs.clone());
+        spec.mounts
+            .push(Mount::bind(i.sandbox, SANDBOX_MOUNT, false));
+    }
+    let launch_infos = match req.kind {
+        ExecutorKind::Custom => None,
+        _ => {
+            let mut infos = LaunchInfos::new();
+            for t in &req.tasks {
+                infos.insert(t.task_id.value.clone(), TaskLaunchInfo::default());
+            }
+            for (task, p) in &i.images.tasks {
+                let target = task_rootfs(i.run_dir, task);
+                let mut mount = match &p.rootfs.mount {
+                    Some(m) => m.clone(),
+                    None => Mount::bind(&p.rootfs.path, "/", false),
+                };
+                mount.target = target.clone();
+                spec.mounts.push(mount);
+                let c = &p.config;
+                let command = provisioner::command(&[], c);
+                infos.insert(
+                    task.clone(),
+                    TaskLaunchInfo {
+                        rootfs: Some(target),
+                        env: provisioner::env(c),
+                        working_dir: c.working_dir.clone().filter(|d| !d.is_empty()),
+                        user: c.user.clone().filter(|u| !u.is_empty()),
+                        command: (!command.is_empty()).then_some(command),
+                    },
+                );
+            }
+            Some(infos)
+        }
+    };
+    Ok(Plan { spec, launch_infos })
+}
+
+/// A custom executor's command, as the Mesos launcher runs it: `shell`
+/// (the default) runs `value` with `/bin/sh -c`; otherwise `value` is the
+/// program and `arguments[1..]` its arguments (`arguments[0]`, the name
+/// the program sees, is not kept); with no `value`, an image's entrypoint
+/// followed by `arguments`, or by its cmd.
+fn custom_argv(
+    id: &str,
+    command: Option<&CommandInfo>,
+    image: &RunConfig,
+) -> Result<Vec<String>, ContainerizerError> {
+    let invalid = |reason: &str| ContainerizerError::Invalid {
+        id: id.to_string(),
+        what: "executor command".into(),
+        reason: reason.into(),
+    };
+    let Some(c) = command else {
+        return Err(invalid("the executor has no command"));
+    };
+    let argv = match (c.shell(), c.value.as_deref()) {
+        (true, Some(v)) => vec!["/bin/sh".into(), "-c".into(), v.to_string()],
+        (true, None) => return Err(invalid("a shell command without a value")),
+        (false, Some(v)) => {
+            let mut argv = vec![v.to_string()];
+            argv.extend(c.arguments.iter().skip(1).cloned());
+            argv
+        }
+        (false, None) => provisioner::command(&c.arguments, image),
+    };
+    if argv.is_empty() {
+        return Err(invalid("no value, and no image command to fall back on"));
+    }
+    Ok(argv)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::containerizer::mesos::ExecutorEnv;
+    use crate::proto::mesos::{
+        value, ExecutorId, ExecutorInfo, FrameworkId, FrameworkInfo, Resource, TaskId, TaskInfo,
+    };
+    use crate::runtime::RuntimeConfig;
+    use std::time::Duration;
+
+    fn mem(mb: f64) -> Resource {
+        Resource {
+            name: "mem".into(),
+            r#type: value::Type::Scalar as i32,
+            scalar: Some(value::Scalar { value: mb }),
+            ..Resource::default()
+        }
+    }
+
+    fn request(kind: ExecutorKind, command: Option<CommandInfo>, tasks: &[&str]) -> LaunchRequest {
+        LaunchRequest {
+            container_id: "C1".into(),
+            agent_id: "S1".into(),
+            framework: FrameworkInfo {
+                user: "root".into(),
+                name: "fw".into(),
+                id: Some(FrameworkId { value: "F1".into() }),
+                ..FrameworkInfo::default()
+            },
+            executor: ExecutorInfo {
+                executor_id: ExecutorId { value: "E1".into() },
+                command,
+                resources: vec![mem(32.0)],
+                ..ExecutorInfo::default()
+            },
+            kind,
+            tasks: tasks
+                .iter()
+                .map(|t| TaskInfo {
+                    name: t.to_string(),
+                    task_id: TaskId {
+                        value: t.to_string(),
+                    },
+                    resources: vec![mem(64.0)],
+                    ..TaskInfo::default()
+                })
+                .collect(),
+            env: ExecutorEnv {
+                agent_endpoint: "127.0.0.1:5051".parse().unwrap(),
+                agent_pid: "slave(1)@127.0.0.1:5051".into(),
+                checkpoint: false,
+                recovery_timeout: Duration::from_secs(900),
+                subscription_backoff_max: Duration::from_secs(2),
+                shutdown_grace_period: Duration::from_secs(5),
+            },
+        }
+    }
+
+    fn config() -> MesosConfig {
+        let runtime = RuntimeConfig {
+            cgroup_root: "/x".into(),
+            cgroup_parent: "b".into(),
+            helper: "/usr/bin/butte".into(),
+        };
+        MesosConfig {
+            pids_limit: Some(500),
+            executor_env: vec![("LANG".into(), "C.UTF-8".into())],
+            ..MesosConfig::new(
+                "/w".into(),
+                "/run/b".into(),
+                runtime,
+                "/usr/bin/butte".into(),
+            )
+        }
+    }
+
+    fn inputs<'a>(
+        req: &'a LaunchRequest,
+        config: &'a MesosConfig,
+        images: &'a Images,
+    ) -> Inputs<'a> {
+        Inputs {
+            req,
+            config,
+            sandbox: Path::new("/w/slaves/S1/frameworks/F1/executors/E1/runs/C1"),
+            run_dir: Path::new("/run/b/containers/C1"),
+            user: Some("app"),
+            hostname: Some("node7".into()),
+            images,
+        }
+    }
+
+    #[test]
+    fn command_executor_runs_butte_on_the_host_with_launch_info() {
+        let (req, config, images) = (
+            request(ExecutorKind::Command, None, &["t1"]),
+            config(),
+            Images::default(),
+        );
+        let p = plan(&inputs(&req, &config, &images)).unwrap();
+        let s = &p.spec;
+        assert_eq!(
+            s.argv,
+            [
+                "/usr/bin/butte",
+                "executor",
+                "--launch-info",
+                "/run/b/containers/C1/launch-info.json"
+            ]
+        );
+        let sandbox = "/w/slaves/S1/frameworks/F1/executors/E1/runs/C1";
+        assert_eq!(s.cwd.as_deref(), Some(Path::new(sandbox)));
+        assert_eq!(s.env_var("MESOS_SANDBOX"), Some(sandbox));
+        assert_eq!(s.env_var("MESOS_DIRECTORY"), Some(sandbox));
+        assert_eq!(s.env_var("LANG"), Some("C.UTF-8"));
+        assert_eq!(s.user, Some(User::Name("app".into())));
+        assert_eq!(s.hostname.as_deref(), Some("node7"));
+        assert_eq!(s.network, Network::Host);
+        assert!(s.rootfs.is_none() && s.mounts.is_empty());
+        assert_eq!(s.limits.memory, Some(96 << 20));
+        assert_eq!(s.limits.pids, Some(500));
+        s.validate().unwrap();
+        let infos = p.launch_infos.unwrap();
+        assert_eq!(
+            serde_json::to_value(&infos).unwrap(),
+            serde_json::json!({"t1": {
+                "rootfs": null, "env": [], "working_dir": null, "user": null, "command": null
+            }})
+        );
+    }
+
+    #[test]
+    fn default_executor_gets_the_group_and_task_image_mounts() {
+        let dir = tempfile::tempdir().unwrap();
+        let prepared = provisioner::prepare(
+            dir.path().to_str().unwrap(),
+            dir.path(),
+            "C1.t2",
+            &Default::default(),
+            false,
+        )
+        .unwrap();
+        let images = Images {
+            tasks: vec![("t2".into(), prepared)],
+            ..Images::default()
+        };
+        let (req, config) = (
+            request(ExecutorKind::Default, None, &["t1", "t2"]),
+            config(),
+        );
+        let p = plan(&inputs(&req, &config, &images)).unwrap();
+        assert_eq!(p.spec.argv[1..3], ["executor", "--default"]);
+        assert_eq!(p.spec.limits.memory, Some(160 << 20));
+        let target = PathBuf::from("/run/b/containers/C1/tasks/t2/rootfs");
+        assert_eq!(
+            p.spec.mounts,
+            [Mount {
+                target: target.clone(),
+                ..Mount::bind(dir.path().canonicalize().unwrap(), "/", false)
+            }]
+        );
+        let infos = p.launch_infos.unwrap();
+        assert_eq!(infos.len(), 2);
+        assert_eq!(infos["t1"], TaskLaunchInfo::default());
+        assert_eq!(infos["t2"].rootfs.as_deref(), Some(target.as_path()));
+    }
+
+    #[test]
+    fn custom_executor_commands_as_mesos_runs_them() {
+        let config = config();
+        let images = Images::default();
+        let argv = |c: CommandInfo| {
+            let req = request(ExecutorKind::Custom, Some(c), &[]);
+            plan(&inputs(&req, &config, &images)).map(|p| p.spec.argv)
+        };
+        let sh = CommandInfo {
+            value: Some("echo $MESOS_FRAMEWORK_ID".into()),
+            ..CommandInfo::default()
+        };
+        assert_eq!(
+            argv(sh).unwrap(),
+            ["/bin/sh", "-c", "echo $MESOS_FRAMEWORK_ID"]
+        );
+        let exec = CommandInfo {
+            shell: Some(false),
+            value: Some("/opt/ex".into()),
+            arguments: vec!["ex".into(), "--flag".into()],
+            ..CommandInfo::default()
+        };
+        assert_eq!(argv(exec).unwrap(), ["/opt/ex", "--flag"]);
+        let nothing = CommandInfo {
+            shell: Some(false),
+            ..CommandInfo::default()
+        };
+        let e = argv(nothing).unwrap_err().to_string();
+        assert!(e.contains("executor command"), "{e}");
+        let req = request(ExecutorKind::Custom, None, &[]);
+        assert!(plan(&inputs(&req, &config, &images)).is_err());
+        // A custom executor gets no launch info.
+        let req = request(
+            ExecutorKind::Custom,
+            Some(CommandInfo {
+                value: Some("true".into()),
+                ..CommandInfo::default()
+            }),
+            &["t1"],
+        );
+        assert!(plan(&inputs(&req, &config, &images))
+            .unwrap()
+            .launch_infos
+            .is_none());
+    }
+}

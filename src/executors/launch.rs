@@ -1,0 +1,498 @@
+//! How a task's process is started, planned as data from its `CommandInfo`
+//! and what the containerizer prepared (`TaskLaunchInfo`), then turned into
+//! a `std::process::Command`.
+//!
+//! - argv: `shell` (the default) runs `/bin/sh -c VALUE`; otherwise `VALUE`
+//!   is the program and `arguments` its argv (`[VALUE]` when empty). With
+//!   an image and no `VALUE`, the image's entrypoint and cmd are the
+//!   command, and `arguments`, if any, replace it, as Docker does.
+//! - environment, later entries winning: the executor's own, then
+//!   `MESOS_SANDBOX` as the task sees it, the image's, the `CommandInfo`'s
+//!   (`VALUE` variables; secrets are refused), `MESOS_ALLOCATION_ROLE`.
+//! - a task with a root filesystem runs through `butte enter`, which pivots
+//!   into it with the sandbox at `/mnt/mesos/sandbox`; working directory
+//!   the image's or that sandbox.
+//! - without one it runs in its sandbox directory on the host, as the
+//!   `CommandInfo`'s user when that differs from ours (we must be root).
+
+use crate::proto::launch::TaskLaunchInfo;
+use crate::proto::mesos::v1::environment::variable::Type as VariableType;
+use crate::proto::mesos::v1::{CommandInfo, Environment, TaskInfo};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::Command;
+
+/// Where the sandbox appears inside a task's root filesystem.
+pub const SANDBOX_IN_ROOTFS: &str = "/mnt/mesos/sandbox";
+
+/// Why a task's process cannot be planned or started.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum LaunchError {
+    #[error("task has no command")]
+    NoCommand,
+    #[error("shell command is not specified")]
+    NoShellValue,
+    #[error("executable is not specified, and the image has no entrypoint or cmd")]
+    NoExecutable,
+    #[error("environment variable {0:?} is a secret: secrets are not supported")]
+    Secret(String),
+    #[error("user {0:?} does not exist on this host")]
+    UnknownUser(String),
+    #[error("cannot run as user {user:?}: the executor runs as uid {uid}, not as root")]
+    NotRoot { user: String, uid: u32 },
+    #[error("task id {0:?} cannot name a sandbox directory")]
+    BadTaskId(String),
+}
+
+/// A task with a root filesystem: what `butte enter` is told.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Rootfs {
+    pub path: PathBuf,
+    /// The host directory bound at [`SANDBOX_IN_ROOTFS`].
+    pub sandbox: PathBuf,
+    /// Working directory inside the root filesystem.
+    pub cwd: String,
+}
+
+/// One process to start, as data.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Plan {
+    /// The program (looked up in `PATH` when it holds no `/`).
+    pub program: String,
+    /// The argv, `argv[0]` included.
+    pub argv: Vec<String>,
+    /// The complete environment.
+    pub env: Vec<(String, String)>,
+    /// The host working directory (host tasks).
+    pub cwd: PathBuf,
+    /// Run as this user (a name, or `uid[:gid]`).
+    pub user: Option<String>,
+    pub rootfs: Option<Rootfs>,
+}
+
+/// Where a task runs: the executor's environment and the task's sandbox.
+#[derive(Debug, Clone)]
+pub struct Place<'a> {
+    /// The executor's environment (inherited by its tasks).
+    pub env: &'a [(String, String)],
+    /// The task's sandbox on the host.
+    pub sandbox: &'a Path,
+    /// Set `MESOS_SANDBOX` to the task's own sandbox (the default
+    /// executor's tasks each have one); the command executor's task shares
+    /// the executor's, already in its environment.
+    pub own_sandbox: bool,
+}
+
+/// The program and argv of a command.
+pub fn command_line(
+    command: &CommandInfo,
+    image_command: Option<&[String]>,
+) -> Result<(String, Vec<String>), LaunchError> {
+    let value = command.value.as_deref().filter(|v| !v.is_empty());
+    if command.shell.unwrap_or(true) {
+        let value = value.ok_or(LaunchError::NoShellValue)?;
+        let argv = vec!["sh".to_string(), "-c".to_string(), value.to_string()];
+        return Ok(("/bin/sh".to_string(), argv));
+    }
+    if let Some(value) = value {
+        let argv = if command.arguments.is_empty() {
+            vec![value.to_string()]
+        } else {
+            command.arguments.clone()
+        };
+        return Ok((value.to_string(), argv));
+    }
+    let argv = if command.arguments.is_empty() {
+        image_command.map(<[String]>::to_vec).unwrap_or_default()
+    } else {
+        command.arguments.clone()
+    };
+    match argv.first() {
+        Some(program) if !program.is_empty() => Ok((program.clone(), argv)),
+        _ => Err(LaunchError::NoExecutable),
+    }
+}
+
+/// Sets `key` in an ordered environment, replacing an earlier value.
+pub fn set_var(env: &mut Vec<(String, String)>, key: &str, value: &str) {
+    match env.iter_mut().find(|(k, _)| k == key) {
+        Some((_, v)) => *v = value.to_string(),
+        None => env.push((key.to_string(), value.to_string())),
+    }
+}
+
+/// Applies a `CommandInfo`'s variables: values only, secrets refused.
+pub fn apply_environment(
+    env: &mut Vec<(String, String)>,
+    vars: Option<&Environment>,
+) -> Result<(), LaunchError> {
+    for v in vars.map(|e| e.variables.as_slice()).unwrap_or_default() {
+        match v.r#type.map(VariableType::try_from) {
+            Some(Ok(VariableType::Secret)) => return Err(LaunchError::Secret(v.name.clone())),
+            _ => set_var(env, &v.name, v.value.as_deref().unwrap_or_default()),
+        }
+    }
+    Ok(())
+}
+
+/// Plans the process of `task`.
+pub fn plan(task: &TaskInfo, info: &TaskLaunchInfo, place: &Place) -> Result<Plan, LaunchError> {
+    let command = task.command.as_ref().ok_or(LaunchError::NoCommand)?;
+    let (program, argv) = command_line(command, info.command.as_deref())?;
+    let mut env = place.env.to_vec();
+    let rootfs = info.rootfs.as_ref().map(|path| Rootfs {
+        path: path.clone(),
+        sandbox: place.sandbox.to_path_buf(),
+        cwd: info
+            .working_dir
+            .clone()
+            .filter(|d| !d.is_empty())
+            .unwrap_or_else(|| SANDBOX_IN_ROOTFS.to_string()),
+    });
+    if rootfs.is_some() {
+        set_var(&mut env, "MESOS_SANDBOX", SANDBOX_IN_ROOTFS);
+    } else if place.own_sandbox {
+        set_var(&mut env, "MESOS_SANDBOX", &place.sandbox.to_string_lossy());
+    }
+    for (k, v) in &info.env {
+        set_var(&mut env, k, v);
+    }
+    apply_environment(&mut env, command.environment.as_ref())?;
+    let role = task
+        .resources
+        .first()
+        .and_then(|r| r.allocation_info.as_ref())
+        .and_then(|a| a.role.as_deref());
+    if let Some(role) = role {
+        set_var(&mut env, "MESOS_ALLOCATION_ROLE", role);
+    }
+    let user = command
+        .user
+        .clone()
+        .filter(|u| !u.is_empty())
+        .or_else(|| info.user.clone().filter(|u| !u.is_empty()));
+    Ok(Plan {
+        program,
+        argv,
+        env,
+        cwd: place.sandbox.to_path_buf(),
+        user,
+        rootfs,
+    })
+}
+
+/// A host user's ids, from `/etc/passwd` text: a name, a uid or `uid:gid`.
+pub fn lookup_user(passwd: &str, user: &str) -> Option<(u32, u32)> {
+    let numeric = match user.split_once(':') {
+        Some((u, g)) => u.parse().ok().zip(g.parse().ok()),
+        None => user.parse::<u32>().ok().map(|u| (u, u32::MAX)),
+    };
+    let entry = |matches: &dyn Fn(&[&str]) -> bool| {
+        passwd.lines().find_map(|line| {
+            let f: Vec<&str> = line.split(':').collect();
+            (f.len() >= 4 && matches(&f))
+                .then(|| f[2].parse().ok().zip(f[3].parse().ok()))
+                .flatten()
+        })
+    };
+    match numeric {
+        Some((uid, gid)) if gid != u32::MAX => Some((uid, gid)),
+        Some((uid, _)) => Some(
+            entry(&|f| f[2].parse() == Ok(uid))
+                .map(|(_, g)| (uid, g))
+                .unwrap_or((uid, uid)),
+        ),
+        None => entry(&|f| f[0] == user),
+    }
+}
+
+/// A task id as a sandbox directory name: no separators, not `.`/`..`.
+pub fn task_dir_name(task_id: &str) -> Result<&str, LaunchError> {
+    let bad = task_id.is_empty()
+        || task_id == "."
+        || task_id == ".."
+        || task_id.contains('/')
+        || task_id.chars().any(char::is_control);
+    if bad {
+        return Err(LaunchError::BadTaskId(task_id.to_string()));
+    }
+    Ok(task_id)
+}
+
+/// The `std::process::Command` for a plan: `butte enter` for a task with a
+/// root filesystem, the program itself otherwise. The process leads its own
+/// process group, so that signals reach everything it starts.
+pub fn command(plan: &Plan, self_exe: &Path) -> Result<Command, LaunchError> {
+    let mut cmd = match &plan.rootfs {
+        Some(r) => {
+            let mut cmd = Command::new(self_exe);
+            cmd.arg0("butte")
+                .arg("enter")
+                .arg("--rootfs")
+                .arg(&r.path)
+                .arg("--sandbox")
+                .arg(&r.sandbox)
+                .arg("--cwd")
+                .arg(&r.cwd);
+            if let Some(u) = &plan.user {
+                cmd.arg("--user").arg(u);
+            }
+            // `enter` execs argv[0] itself: the program goes first.
+            cmd.arg("--")
+                .arg(&plan.program)
+                .args(plan.argv.iter().skip(1));
+            cmd.current_dir(&r.sandbox);
+            cmd
+        }
+        None => {
+            let mut cmd = Command::new(&plan.program);
+            if let Some(arg0) = plan.argv.first() {
+                cmd.arg0(arg0);
+            }
+            cmd.args(plan.argv.iter().skip(1)).current_dir(&plan.cwd);
+            if let Some(user) = &plan.user {
+                switch_user(&mut cmd, user)?;
+            }
+            cmd
+        }
+    };
+    cmd.env_clear()
+        .envs(plan.env.iter().map(|(k, v)| (k, v)))
+        .process_group(0);
+    Ok(cmd)
+}
+
+/// Runs a host task as `user` unless that is who we are already.
+fn switch_user(cmd: &mut Command, user: &str) -> Result<(), LaunchError> {
+    let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
+    let (uid, gid) =
+        lookup_user(&passwd, user).ok_or_else(|| LaunchError::UnknownUser(user.to_string()))?;
+    let me = nix::unistd::geteuid().as_raw();
+    if uid == me {
+        return Ok(());
+    }
+    if me != 0 {
+        return Err(LaunchError::NotRoot {
+            user: user.to_string(),
+            uid: me,
+        });
+    }
+    cmd.uid(uid).gid(gid);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proto::mesos::v1::environment::Variable;
+    use crate::proto::mesos::v1::resource::AllocationInfo;
+    use crate::proto::mesos::v1::{Resource, TaskId};
+
+    fn cmd(shell: Option<bool>, value: Option<&str>, args: &[&str]) -> CommandInfo {
+        CommandInfo {
+            shell,
+            value: value.map(Into::into),
+            arguments: args.iter().map(|a| a.to_string()).collect(),
+            ..Default::default()
+        }
+    }
+
+    fn strings(v: &[&str]) -> Vec<String> {
+        v.iter().map(|s| s.to_string()).collect()
+    }
+
+    #[test]
+    fn shell_commands_run_under_sh() {
+        let (program, argv) = command_line(&cmd(None, Some("exit 3"), &["ignored"]), None).unwrap();
+        assert_eq!(program, "/bin/sh");
+        assert_eq!(argv, strings(&["sh", "-c", "exit 3"]));
+        assert_eq!(
+            command_line(&cmd(Some(true), None, &[]), None).unwrap_err(),
+            LaunchError::NoShellValue
+        );
+    }
+
+    #[test]
+    fn argv_commands_use_value_as_the_program() {
+        let (program, argv) =
+            command_line(&cmd(Some(false), Some("/bin/ls"), &["ls", "-l"]), None).unwrap();
+        assert_eq!((program.as_str(), argv), ("/bin/ls", strings(&["ls", "-l"])));
+        let (program, argv) = command_line(&cmd(Some(false), Some("/bin/true"), &[]), None).unwrap();
+        assert_eq!((program.as_str(), argv), ("/bin/true", strings(&["/bin/true"])));
+    }
+
+    #[test]
+    fn image_command_is_used_without_a_value() {
+        let image = strings(&["/entry.sh", "serve", "--port=80"]);
+        let (program, argv) = command_line(&cmd(Some(false), None, &[]), Some(&image)).unwrap();
+        assert_eq!((program.as_str(), argv), ("/entry.sh", image.clone()));
+        let (program, argv) =
+            command_line(&cmd(Some(false), None, &["/bin/echo", "hi"]), Some(&image)).unwrap();
+        assert_eq!((program.as_str(), argv), ("/bin/echo", strings(&["/bin/echo", "hi"])));
+        assert_eq!(
+            command_line(&cmd(Some(false), None, &[]), None).unwrap_err(),
+            LaunchError::NoExecutable
+        );
+        // A shell command ignores the image's.
+        let (program, _) = command_line(&cmd(None, Some("echo"), &[]), Some(&image)).unwrap();
+        assert_eq!(program, "/bin/sh");
+    }
+
+    fn var(name: &str, value: &str, secret: bool) -> Variable {
+        Variable {
+            name: name.into(),
+            r#type: Some(if secret {
+                VariableType::Secret as i32
+            } else {
+                VariableType::Value as i32
+            }),
+            value: Some(value.into()),
+            secret: None,
+        }
+    }
+
+    fn task(command: CommandInfo) -> TaskInfo {
+        TaskInfo {
+            task_id: TaskId { value: "t1".into() },
+            command: Some(command),
+            resources: vec![Resource {
+                allocation_info: Some(AllocationInfo {
+                    role: Some("web".into()),
+                }),
+                ..Default::default()
+            }],
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn environment_layers_executor_image_then_command() {
+        let mut c = cmd(None, Some("env"), &[]);
+        c.environment = Some(Environment {
+            variables: vec![var("B", "command", false), var("C", "command", false)],
+        });
+        let info = TaskLaunchInfo {
+            env: vec![("A".into(), "image".into()), ("B".into(), "image".into())],
+            ..Default::default()
+        };
+        let base = vec![
+            ("PATH".to_string(), "/bin".to_string()),
+            ("A".to_string(), "executor".to_string()),
+            ("MESOS_SANDBOX".to_string(), "/sb".to_string()),
+        ];
+        let place = Place {
+            env: &base,
+            sandbox: Path::new("/sb"),
+            own_sandbox: false,
+        };
+        let p = plan(&task(c), &info, &place).unwrap();
+        let get = |k: &str| p.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
+        assert_eq!(get("PATH"), Some("/bin"));
+        assert_eq!(get("A"), Some("image"));
+        assert_eq!(get("B"), Some("command"));
+        assert_eq!(get("C"), Some("command"));
+        assert_eq!(get("MESOS_SANDBOX"), Some("/sb"));
+        assert_eq!(get("MESOS_ALLOCATION_ROLE"), Some("web"));
+        assert_eq!(p.cwd, PathBuf::from("/sb"));
+        assert_eq!(p.rootfs, None);
+    }
+
+    #[test]
+    fn secrets_are_refused() {
+        let mut c = cmd(None, Some("env"), &[]);
+        c.environment = Some(Environment {
+            variables: vec![var("TOKEN", "", true)],
+        });
+        let place = Place {
+            env: &[],
+            sandbox: Path::new("/sb"),
+            own_sandbox: false,
+        };
+        let e = plan(&task(c), &TaskLaunchInfo::default(), &place).unwrap_err();
+        assert_eq!(e, LaunchError::Secret("TOKEN".into()));
+        assert!(e.to_string().contains("secret"));
+    }
+
+    #[test]
+    fn rootfs_tasks_go_through_enter() {
+        let mut c = cmd(Some(false), None, &[]);
+        c.user = Some("nobody".into());
+        let info = TaskLaunchInfo {
+            rootfs: Some("/run/butte/rootfs/t1".into()),
+            env: vec![("PATH".into(), "/usr/bin".into())],
+            working_dir: Some("/app".into()),
+            user: Some("app".into()),
+            command: Some(strings(&["python3", "-m", "http.server"])),
+        };
+        let base = vec![("PATH".to_string(), "/host/bin".to_string())];
+        let place = Place {
+            env: &base,
+            sandbox: Path::new("/var/sb/tasks/t1"),
+            own_sandbox: true,
+        };
+        let p = plan(&task(c), &info, &place).unwrap();
+        assert_eq!(p.user.as_deref(), Some("nobody"));
+        let r = p.rootfs.clone().unwrap();
+        assert_eq!(r.cwd, "/app");
+        assert_eq!(r.sandbox, PathBuf::from("/var/sb/tasks/t1"));
+        let get = |k: &str| p.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+        assert_eq!(get("MESOS_SANDBOX").as_deref(), Some(SANDBOX_IN_ROOTFS));
+        assert_eq!(get("PATH").as_deref(), Some("/usr/bin"));
+        let c = command(&p, Path::new("/proc/self/exe")).unwrap();
+        let args: Vec<String> = c
+            .get_args()
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(
+            args,
+            strings(&[
+                "enter",
+                "--rootfs",
+                "/run/butte/rootfs/t1",
+                "--sandbox",
+                "/var/sb/tasks/t1",
+                "--cwd",
+                "/app",
+                "--user",
+                "nobody",
+                "--",
+                "python3",
+                "-m",
+                "http.server"
+            ])
+        );
+        assert_eq!(c.get_program(), "/proc/self/exe");
+    }
+
+    #[test]
+    fn own_sandbox_is_announced_to_host_tasks() {
+        let place = Place {
+            env: &[],
+            sandbox: Path::new("/var/sb/tasks/t1"),
+            own_sandbox: true,
+        };
+        let p = plan(&task(cmd(None, Some("true"), &[])), &TaskLaunchInfo::default(), &place)
+            .unwrap();
+        assert!(p
+            .env
+            .contains(&("MESOS_SANDBOX".to_string(), "/var/sb/tasks/t1".to_string())));
+    }
+
+    #[test]
+    fn users_are_looked_up_by_name_or_id() {
+        let passwd = "root:x:0:0::/root:/bin/sh\nnobody:x:65534:65534::/:/bin/false\nbad\n";
+        assert_eq!(lookup_user(passwd, "nobody"), Some((65534, 65534)));
+        assert_eq!(lookup_user(passwd, "0"), Some((0, 0)));
+        assert_eq!(lookup_user(passwd, "1234"), Some((1234, 1234)));
+        assert_eq!(lookup_user(passwd, "1234:5"), Some((1234, 5)));
+        assert_eq!(lookup_user(passwd, "ghost"), None);
+    }
+
+    #[test]
+    fn task_ids_must_name_a_directory() {
+        assert_eq!(task_dir_name("web-1").unwrap(), "web-1");
+        for bad in ["", ".", "..", "a/b", "a\nb"] {
+            assert!(task_dir_name(bad).is_err(), "{bad:?}");
+        }
+    }
+}

@@ -1,0 +1,106 @@
+//! The built-in command and default executors (`butte executor`).
+//!
+//! A separate program at heart: it uses `proto`, `api::recordio` and
+//! `support` only, speaks the v1 executor API to `MESOS_AGENT_ENDPOINT` with
+//! blocking std I/O and a few threads (no async runtime: an idle executor
+//! stays small), and starts its tasks as child processes (through
+//! `butte enter` for tasks with a container image).
+//!
+//! Files: `session` (subscription, updates, event loop), `link` (the two
+//! HTTP connections), `http` (the HTTP/1.1 client), `command` and `group`
+//! (the two executors), `launch` (argv, environment, user of a task),
+//! `process` (signals and kill escalation), `reaper` (child exits),
+//! `checks`, `probe` and `health` (checks and health checks), `config`
+//! (the `MESOS_*` environment), `exit` (status message texts).
+
+mod checks;
+mod command;
+mod config;
+mod exit;
+mod group;
+mod health;
+mod http;
+mod launch;
+mod link;
+mod probe;
+mod process;
+mod reaper;
+mod session;
+#[cfg(test)]
+mod tests;
+
+pub use config::{Config, ConfigError};
+
+use std::path::PathBuf;
+use std::sync::mpsc;
+
+/// `butte executor`: started by the agent inside the executor's container;
+/// everything else comes from the `MESOS_*` environment.
+#[derive(clap::Args, Debug, Clone)]
+pub struct ExecutorArgs {
+    /// Run the default executor (task groups) instead of the command executor.
+    #[arg(long)]
+    pub default: bool,
+    /// A JSON file mapping task ids to what the agent prepared for them
+    /// (`proto::launch::LaunchInfos`).
+    #[arg(long, value_name = "FILE")]
+    pub launch_info: Option<PathBuf>,
+}
+
+/// Runs the executor; returns the process exit code.
+pub fn main(args: ExecutorArgs) -> i32 {
+    let env: Vec<(String, String)> = std::env::vars_os()
+        .map(|(k, v)| {
+            (
+                k.to_string_lossy().into_owned(),
+                v.to_string_lossy().into_owned(),
+            )
+        })
+        .collect();
+    let config = match Config::from_env(env.iter().cloned()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("butte executor: {e}");
+            return 1;
+        }
+    };
+    let options = Options {
+        default: args.default,
+        launch_info: args.launch_info,
+        self_exe: PathBuf::from("/proc/self/exe"),
+        reap_all: std::process::id() == 1,
+    };
+    run(config, env, options)
+}
+
+/// How to run an executor (what `main` derives from its process).
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// The default executor instead of the command executor.
+    pub default: bool,
+    pub launch_info: Option<PathBuf>,
+    /// The butte binary, for `butte enter`.
+    pub self_exe: PathBuf,
+    /// Reap every child (pid 1 of a pid namespace).
+    pub reap_all: bool,
+}
+
+/// Runs an executor with explicit settings and environment (the tasks'
+/// base environment); returns its exit code.
+pub fn run(config: Config, env: Vec<(String, String)>, options: Options) -> i32 {
+    let (tx, rx) = mpsc::channel();
+    let reaper = reaper::Reaper::new(options.reap_all);
+    let s = session::Session::new(
+        config,
+        env,
+        options.self_exe,
+        options.launch_info,
+        reaper,
+        tx,
+    );
+    if options.default {
+        session::run(s, &mut group::DefaultExecutor::new(), &rx)
+    } else {
+        session::run(s, &mut command::CommandExecutor::new(), &rx)
+    }
+}

@@ -1,0 +1,548 @@
+//! End to end, without root: an executor on a thread against a fake agent
+//! on 127.0.0.1 that speaks the protobuf form of the executor API.
+
+use super::config::Config;
+use super::{run, Options};
+use crate::api::recordio;
+use crate::proto::mesos::v1::executor::{call, event, Call, Event};
+use crate::proto::mesos::v1::{
+    framework_info, health_check, task_status, AgentId, AgentInfo, CommandInfo, DurationInfo,
+    ExecutorId, ExecutorInfo, FrameworkInfo, HealthCheck, KillPolicy, TaskGroupInfo,
+    TaskId, TaskInfo, TaskState, TaskStatus,
+};
+use prost::Message;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::Path;
+use std::sync::mpsc::{self, Receiver, Sender};
+use std::sync::{Arc, Mutex};
+use std::thread::JoinHandle;
+use std::time::Duration;
+
+const WAIT: Duration = Duration::from_secs(20);
+
+/// A fake agent: accepts SUBSCRIBE (answering SUBSCRIBED, then streaming
+/// what the test pushes) and UPDATE calls (202, handed to the test).
+struct FakeAgent {
+    addr: String,
+    /// `None` closes the current event stream.
+    events: Sender<Option<Event>>,
+    calls: Receiver<Call>,
+}
+
+fn read_request(r: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
+    let mut len = 0usize;
+    let mut first = true;
+    loop {
+        let mut line = String::new();
+        if r.read_line(&mut line).ok()? == 0 {
+            return None;
+        }
+        if first {
+            assert!(line.starts_with("POST /api/v1/executor HTTP/1.1"), "{line}");
+            first = false;
+        }
+        let l = line.to_ascii_lowercase();
+        if let Some(v) = l.strip_prefix("content-length:") {
+            len = v.trim().parse().ok()?;
+        }
+        if let Some(v) = l.strip_prefix("content-type:") {
+            assert_eq!(v.trim(), "application/x-protobuf");
+        }
+        if line == "\r\n" {
+            break;
+        }
+    }
+    let mut body = vec![0; len];
+    r.read_exact(&mut body).ok()?;
+    Some(body)
+}
+
+fn chunk(event: &Event) -> Vec<u8> {
+    let record = recordio::encode(&event.encode_to_vec());
+    let mut out = format!("{:x}\r\n", record.len()).into_bytes();
+    out.extend_from_slice(&record);
+    out.extend_from_slice(b"\r\n");
+    out
+}
+
+fn subscribed(killing_capable: bool) -> Event {
+    let mut framework = FrameworkInfo {
+        user: "root".into(),
+        name: "test".into(),
+        ..Default::default()
+    };
+    if killing_capable {
+        framework.capabilities.push(framework_info::Capability {
+            r#type: Some(framework_info::capability::Type::TaskKillingState as i32),
+        });
+    }
+    Event {
+        r#type: Some(event::Type::Subscribed as i32),
+        subscribed: Some(event::Subscribed {
+            executor_info: ExecutorInfo {
+                executor_id: ExecutorId { value: "ex".into() },
+                ..Default::default()
+            },
+            framework_info: framework,
+            agent_info: AgentInfo {
+                hostname: "localhost".into(),
+                id: Some(AgentId {
+                    value: "agent-1".into(),
+                }),
+                ..Default::default()
+            },
+            container_id: None,
+        }),
+        ..Default::default()
+    }
+}
+
+impl FakeAgent {
+    fn start(killing_capable: bool) -> FakeAgent {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        let (events, events_rx) = mpsc::channel::<Option<Event>>();
+        let events_rx = Arc::new(Mutex::new(events_rx));
+        let (calls_tx, calls) = mpsc::channel::<Call>();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(conn) = conn else { return };
+                let (events_rx, calls_tx) = (events_rx.clone(), calls_tx.clone());
+                std::thread::spawn(move || {
+                    let mut r = BufReader::new(conn);
+                    while let Some(body) = read_request(&mut r) {
+                        let call = Call::decode(body.as_slice()).unwrap();
+                        let subscribe = call.r#type == Some(call::Type::Subscribe as i32);
+                        let _ = calls_tx.send(call);
+                        let w = r.get_mut();
+                        if !subscribe {
+                            let _ = w.write_all(b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n");
+                            continue;
+                        }
+                        let _ = w.write_all(
+                            b"HTTP/1.1 200 OK\r\nContent-Type: application/x-protobuf\r\nTransfer-Encoding: chunked\r\n\r\n",
+                        );
+                        let _ = w.write_all(&chunk(&subscribed(killing_capable)));
+                        let rx = events_rx.lock().unwrap();
+                        while let Ok(Some(e)) = rx.recv() {
+                            if w.write_all(&chunk(&e)).is_err() {
+                                return;
+                            }
+                        }
+                        let _ = w.shutdown(std::net::Shutdown::Both);
+                        return;
+                    }
+                });
+            }
+        });
+        FakeAgent {
+            addr,
+            events,
+            calls,
+        }
+    }
+
+    fn push(&self, event: Event) {
+        self.events.send(Some(event)).unwrap();
+    }
+
+    /// Ends the current subscription, as an agent restart does.
+    fn disconnect(&self) {
+        self.events.send(None).unwrap();
+    }
+
+    /// The next UPDATE, not acknowledged.
+    fn next_unacked_update(&self) -> TaskStatus {
+        loop {
+            if let Some(u) = self.next_call().update {
+                return u.status;
+            }
+        }
+    }
+
+    fn next_call(&self) -> Call {
+        self.calls.recv_timeout(WAIT).expect("a call from the executor")
+    }
+
+    /// The next UPDATE, acknowledged.
+    fn next_update(&self) -> TaskStatus {
+        loop {
+            let call = self.next_call();
+            if let Some(u) = call.update {
+                assert_eq!(call.executor_id.value, "ex");
+                assert_eq!(call.framework_id.value, "fw");
+                self.push(Event {
+                    r#type: Some(event::Type::Acknowledged as i32),
+                    acknowledged: Some(event::Acknowledged {
+                        task_id: u.status.task_id.clone(),
+                        uuid: u.status.uuid.clone().unwrap_or_default(),
+                    }),
+                    ..Default::default()
+                });
+                return u.status;
+            }
+        }
+    }
+}
+
+fn config(agent: &FakeAgent, dir: &Path) -> Config {
+    Config {
+        framework_id: "fw".into(),
+        executor_id: "ex".into(),
+        agent_endpoint: agent.addr.clone(),
+        directory: dir.to_path_buf(),
+        sandbox: dir.to_path_buf(),
+        checkpoint: false,
+        recovery_timeout: Duration::from_secs(5),
+        subscription_backoff_max: Duration::from_millis(100),
+        shutdown_grace_period: Duration::from_secs(5),
+        auth_token: None,
+    }
+}
+
+fn start_executor(agent: &FakeAgent, dir: &Path, default: bool) -> JoinHandle<i32> {
+    start_with(agent, config(agent, dir), default)
+}
+
+fn start_with(agent: &FakeAgent, config: Config, default: bool) -> JoinHandle<i32> {
+    let dir = config.directory.clone();
+    let env = vec![
+        ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+        ("MESOS_SANDBOX".to_string(), dir.to_string_lossy().into_owned()),
+    ];
+    let options = Options {
+        default,
+        launch_info: None,
+        self_exe: "/proc/self/exe".into(),
+        reap_all: false,
+    };
+    let h = std::thread::spawn(move || run(config, env, options));
+    let sub = agent.next_call();
+    assert_eq!(sub.r#type, Some(call::Type::Subscribe as i32));
+    h
+}
+
+fn task(id: &str, shell: &str) -> TaskInfo {
+    TaskInfo {
+        name: id.into(),
+        task_id: TaskId { value: id.into() },
+        agent_id: AgentId {
+            value: "agent-1".into(),
+        },
+        command: Some(CommandInfo {
+            value: Some(shell.into()),
+            ..Default::default()
+        }),
+        ..Default::default()
+    }
+}
+
+fn launch(t: TaskInfo) -> Event {
+    Event {
+        r#type: Some(event::Type::Launch as i32),
+        launch: Some(event::Launch { task: t }),
+        ..Default::default()
+    }
+}
+
+fn kill(id: &str, grace: Option<Duration>) -> Event {
+    Event {
+        r#type: Some(event::Type::Kill as i32),
+        kill: Some(event::Kill {
+            task_id: TaskId { value: id.into() },
+            kill_policy: grace.map(|g| KillPolicy {
+                grace_period: Some(DurationInfo {
+                    nanoseconds: g.as_nanos() as i64,
+                }),
+            }),
+        }),
+        ..Default::default()
+    }
+}
+
+fn join(h: JoinHandle<i32>) -> i32 {
+    for _ in 0..200 {
+        if h.is_finished() {
+            return h.join().unwrap();
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("the executor did not exit");
+}
+
+fn state(s: &TaskStatus) -> TaskState {
+    TaskState::try_from(s.state).unwrap()
+}
+
+#[test]
+fn command_task_fails_with_its_exit_status() {
+    let agent = FakeAgent::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_executor(&agent, dir.path(), false);
+    agent.push(launch(task("t1", "echo hi > out; exit 3")));
+    let starting = agent.next_update();
+    assert_eq!(state(&starting), TaskState::TaskStarting);
+    assert_eq!(starting.task_id.value, "t1");
+    assert_eq!(starting.source, Some(task_status::Source::Executor as i32));
+    assert_eq!(starting.executor_id.as_ref().unwrap().value, "ex");
+    assert_eq!(starting.agent_id.as_ref().unwrap().value, "agent-1");
+    assert_eq!(starting.uuid.as_ref().map(Vec::len), Some(16));
+    assert!(starting.timestamp.unwrap() > 1e9);
+    let running = agent.next_update();
+    assert_eq!(state(&running), TaskState::TaskRunning);
+    assert_ne!(running.uuid, starting.uuid);
+    let failed = agent.next_update();
+    assert_eq!(state(&failed), TaskState::TaskFailed);
+    assert_eq!(failed.message.as_deref(), Some("Command exited with status 3"));
+    assert_eq!(join(h), 0);
+    // The task ran in the sandbox.
+    assert_eq!(std::fs::read_to_string(dir.path().join("out")).unwrap(), "hi\n");
+}
+
+#[test]
+fn killed_task_escalates_to_sigkill_and_reports_killed() {
+    let agent = FakeAgent::start(true);
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_executor(&agent, dir.path(), false);
+    let mut t = task("t2", "trap '' TERM; touch ready; while :; do sleep 0.05; done");
+    t.kill_policy = Some(KillPolicy {
+        grace_period: Some(DurationInfo {
+            nanoseconds: 60_000_000_000,
+        }),
+    });
+    agent.push(launch(t));
+    assert_eq!(state(&agent.next_update()), TaskState::TaskStarting);
+    assert_eq!(state(&agent.next_update()), TaskState::TaskRunning);
+    // Only once SIGTERM is ignored: it must take the SIGKILL.
+    let ready = dir.path().join("ready");
+    for _ in 0..400 {
+        if ready.exists() {
+            break;
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    // The KILL's policy overrides the task's 60s.
+    agent.push(kill("t2", Some(Duration::from_millis(300))));
+    assert_eq!(state(&agent.next_update()), TaskState::TaskKilling);
+    let killed = agent.next_update();
+    assert_eq!(state(&killed), TaskState::TaskKilled);
+    assert_eq!(
+        killed.message.as_deref(),
+        Some("Command terminated with signal Killed")
+    );
+    assert_eq!(join(h), 0);
+}
+
+#[test]
+fn failing_health_check_kills_the_task() {
+    let agent = FakeAgent::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_executor(&agent, dir.path(), false);
+    // Port 1 (tcpmux): nothing listens on it here.
+    let port = 1u16;
+    let mut t = task("t3", "sleep 30");
+    t.health_check = Some(HealthCheck {
+        r#type: Some(health_check::Type::Tcp as i32),
+        tcp: Some(health_check::TcpCheckInfo {
+            port: u32::from(port),
+            protocol: None,
+        }),
+        delay_seconds: Some(0.0),
+        interval_seconds: Some(0.05),
+        timeout_seconds: Some(1.0),
+        grace_period_seconds: Some(0.0),
+        consecutive_failures: Some(2),
+        ..Default::default()
+    });
+    agent.push(launch(t));
+    assert_eq!(state(&agent.next_update()), TaskState::TaskStarting);
+    assert_eq!(state(&agent.next_update()), TaskState::TaskRunning);
+    for _ in 0..2 {
+        let u = agent.next_update();
+        assert_eq!(state(&u), TaskState::TaskRunning);
+        assert_eq!(u.healthy, Some(false));
+        assert_eq!(
+            u.reason,
+            Some(task_status::Reason::TaskHealthCheckStatusUpdated as i32)
+        );
+    }
+    let killed = agent.next_update();
+    assert_eq!(state(&killed), TaskState::TaskKilled);
+    assert_eq!(killed.healthy, Some(false));
+    assert_eq!(
+        killed.message.as_deref(),
+        Some("Command terminated with signal Terminated")
+    );
+    assert_eq!(join(h), 0);
+}
+
+#[test]
+fn shutdown_before_launch_exits_at_once() {
+    let agent = FakeAgent::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_executor(&agent, dir.path(), false);
+    agent.push(Event {
+        r#type: Some(event::Type::Shutdown as i32),
+        ..Default::default()
+    });
+    assert_eq!(join(h), 0);
+}
+
+#[test]
+fn default_executor_kills_the_group_when_a_task_fails() {
+    let agent = FakeAgent::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_executor(&agent, dir.path(), true);
+    let group = TaskGroupInfo {
+        tasks: vec![
+            task("long", "echo $MESOS_SANDBOX > where; exec sleep 30"),
+            task("short", "sleep 0.3; exit 2"),
+        ],
+    };
+    agent.push(Event {
+        r#type: Some(event::Type::LaunchGroup as i32),
+        launch_group: Some(event::LaunchGroup { task_group: group }),
+        ..Default::default()
+    });
+    let mut seen: Vec<(String, TaskState, Option<String>)> = Vec::new();
+    while seen.iter().filter(|(_, s, _)| *s != TaskState::TaskStarting && *s != TaskState::TaskRunning).count() < 2 {
+        let u = agent.next_update();
+        seen.push((u.task_id.value.clone(), state(&u), u.message.clone()));
+    }
+    let of = |id: &str| -> Vec<TaskState> {
+        seen.iter().filter(|(t, ..)| t == id).map(|(_, s, _)| *s).collect()
+    };
+    assert_eq!(
+        of("short"),
+        vec![TaskState::TaskStarting, TaskState::TaskRunning, TaskState::TaskFailed]
+    );
+    assert_eq!(
+        of("long"),
+        vec![TaskState::TaskStarting, TaskState::TaskRunning, TaskState::TaskKilled]
+    );
+    let message = |id: &str, s: TaskState| {
+        seen.iter()
+            .find(|(t, st, _)| t == id && *st == s)
+            .and_then(|(.., m)| m.clone())
+    };
+    assert_eq!(
+        message("short", TaskState::TaskFailed).as_deref(),
+        Some("Command exited with status 2")
+    );
+    assert_eq!(
+        message("long", TaskState::TaskKilled).as_deref(),
+        Some("Command terminated with signal Terminated")
+    );
+    assert_eq!(join(h), 0);
+    let task_dir = dir.path().join("tasks/long");
+    assert_eq!(
+        std::fs::read_to_string(task_dir.join("where")).unwrap().trim(),
+        task_dir.to_string_lossy()
+    );
+}
+
+#[test]
+fn checkpointed_executor_resubscribes_with_what_was_not_acknowledged() {
+    let agent = FakeAgent::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&agent, dir.path());
+    config.checkpoint = true;
+    let h = start_with(&agent, config, false);
+    agent.push(launch(task("t4", "sleep 30")));
+    let starting = agent.next_unacked_update();
+    let running = agent.next_unacked_update();
+    assert_eq!(state(&running), TaskState::TaskRunning);
+    agent.disconnect();
+    let sub = agent.next_call();
+    assert_eq!(sub.r#type, Some(call::Type::Subscribe as i32));
+    let sub = sub.subscribe.unwrap();
+    let uuids: Vec<_> = sub
+        .unacknowledged_updates
+        .iter()
+        .map(|u| u.status.uuid.clone())
+        .collect();
+    assert_eq!(uuids, vec![starting.uuid.clone(), running.uuid.clone()]);
+    assert_eq!(sub.unacknowledged_tasks.len(), 1);
+    assert_eq!(sub.unacknowledged_tasks[0].task_id.value, "t4");
+    // Still running, still answering.
+    agent.push(kill("t4", Some(Duration::from_millis(100))));
+    loop {
+        let u = agent.next_update();
+        if state(&u) == TaskState::TaskKilled {
+            break;
+        }
+    }
+    assert_eq!(join(h), 0);
+}
+
+#[test]
+fn without_checkpointing_a_lost_agent_ends_the_executor() {
+    let agent = FakeAgent::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_executor(&agent, dir.path(), false);
+    agent.push(launch(task("t5", "echo $$ > pid; exec sleep 30")));
+    assert_eq!(state(&agent.next_update()), TaskState::TaskStarting);
+    assert_eq!(state(&agent.next_update()), TaskState::TaskRunning);
+    agent.disconnect();
+    assert_eq!(join(h), 1);
+    // The task was killed on the way out.
+    let pid: i32 = std::fs::read_to_string(dir.path().join("pid"))
+        .unwrap()
+        .trim()
+        .parse()
+        .unwrap();
+    let gone = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_err();
+    assert!(gone, "task {pid} still runs");
+}
+
+/// VmRSS of a process, in KiB.
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap()
+}
+
+/// Measures a real `butte executor` (BUTTE_BIN, default the debug build)
+/// idle after SUBSCRIBED and with a running task: prints VmRSS, and holds a
+/// release build to the 5 MB budget.
+/// `BUTTE_BIN=target/release/butte cargo test --lib idle_rss -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn idle_rss() {
+    let bin = std::env::var("BUTTE_BIN")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/debug/butte").into());
+    let agent = FakeAgent::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let mut child = std::process::Command::new(&bin)
+        .arg("executor")
+        .env_clear()
+        .env("PATH", "/usr/bin:/bin")
+        .env("MESOS_FRAMEWORK_ID", "fw")
+        .env("MESOS_EXECUTOR_ID", "ex")
+        .env("MESOS_AGENT_ENDPOINT", &agent.addr)
+        .env("MESOS_DIRECTORY", dir.path())
+        .env("MESOS_SANDBOX", dir.path())
+        .current_dir(dir.path())
+        .spawn()
+        .unwrap();
+    let sub = agent.next_call();
+    assert_eq!(sub.r#type, Some(call::Type::Subscribe as i32));
+    std::thread::sleep(Duration::from_millis(500));
+    let idle = rss_kib(child.id());
+    agent.push(launch(task("rss", "exec sleep 30")));
+    assert_eq!(state(&agent.next_update()), TaskState::TaskStarting);
+    assert_eq!(state(&agent.next_update()), TaskState::TaskRunning);
+    std::thread::sleep(Duration::from_millis(500));
+    let running = rss_kib(child.id());
+    eprintln!("{bin}: VmRSS idle after SUBSCRIBED {idle} KiB, with a running task {running} KiB");
+    agent.push(kill("rss", Some(Duration::from_millis(100))));
+    while state(&agent.next_update()) != TaskState::TaskKilled {}
+    assert!(child.wait().unwrap().success());
+    if bin.contains("release") {
+        assert!(running < 5 * 1024, "{running} KiB");
+    }
+}

@@ -1,0 +1,170 @@
+//! Mesos' JSON mapping of protocol messages (what its HTTP APIs accept and
+//! produce): proto field names (`agent_id`, not `agentId`), enum values by
+//! name, `bytes` as base64, 64-bit integers as JSON numbers, unset fields
+//! left out.
+
+use prost_reflect::{DeserializeOptions, DynamicMessage, ReflectMessage, SerializeOptions};
+
+use super::required::first_missing;
+use super::ProtoError;
+
+const SERIALIZE: SerializeOptions = SerializeOptions::new()
+    .stringify_64_bit_integers(false)
+    .use_enum_numbers(false)
+    .use_proto_field_name(true)
+    .skip_default_fields(true);
+
+/// The JSON form of `message`.
+pub fn to_json<M: ReflectMessage>(message: &M) -> serde_json::Value {
+    let dynamic = message.transcode_to_dynamic();
+    dynamic
+        .serialize_with_options(serde_json::value::Serializer, &SERIALIZE)
+        // Writing into a `serde_json::Value` cannot fail: every key is a
+        // string and every float is written as a number or a string.
+        .unwrap_or(serde_json::Value::Null)
+}
+
+/// Parses the JSON form of an `M`. Accepts proto or camelCase field names,
+/// enums by name or number and numbers as strings; rejects unknown fields
+/// (naming the field) and missing proto2 `required` fields.
+pub fn from_json<M: ReflectMessage + Default>(bytes: &[u8]) -> Result<M, ProtoError> {
+    let descriptor = M::default().descriptor();
+    let name = || descriptor.full_name().to_string();
+    let json_error = |source| ProtoError::Json {
+        message: name(),
+        source,
+    };
+    let mut deserializer = serde_json::Deserializer::from_slice(bytes);
+    let options = DeserializeOptions::new().deny_unknown_fields(true);
+    let dynamic =
+        DynamicMessage::deserialize_with_options(descriptor.clone(), &mut deserializer, &options)
+            .map_err(json_error)?;
+    deserializer.end().map_err(json_error)?;
+    if let Some(field) = first_missing(&dynamic) {
+        return Err(ProtoError::MissingRequired {
+            message: name(),
+            field,
+        });
+    }
+    dynamic
+        .transcode_to::<M>()
+        .map_err(|source| ProtoError::Decode {
+            message: name(),
+            source,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    use serde_json::json;
+
+    use super::{from_json, to_json};
+    use crate::proto::mesos::v1::{self, executor};
+    use crate::proto::ProtoError;
+
+    fn running(task: &str) -> v1::TaskStatus {
+        v1::TaskStatus {
+            task_id: v1::TaskId { value: task.into() },
+            state: v1::TaskState::TaskRunning as i32,
+            source: Some(v1::task_status::Source::Executor as i32),
+            agent_id: Some(v1::AgentId {
+                value: "agent-1".into(),
+            }),
+            data: Some(b"hi".to_vec()),
+            uuid: Some(vec![0xff; 4]),
+            timestamp: Some(1.5),
+            healthy: Some(false),
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn task_status_json_uses_mesos_names_and_base64() {
+        assert_eq!(
+            to_json(&running("t")),
+            json!({
+                "task_id": {"value": "t"},
+                "state": "TASK_RUNNING",
+                "source": "SOURCE_EXECUTOR",
+                "data": "aGk=",
+                "agent_id": {"value": "agent-1"},
+                "timestamp": 1.5,
+                "uuid": "/////w==",
+                "healthy": false,
+            })
+        );
+    }
+
+    #[test]
+    fn sixty_four_bit_integers_are_json_numbers() {
+        let time = v1::TimeInfo {
+            nanoseconds: 1_700_000_000_123_456_789,
+        };
+        assert_eq!(
+            to_json(&time),
+            json!({"nanoseconds": 1_700_000_000_123_456_789_i64})
+        );
+        let range = v1::value::Range {
+            begin: 31000,
+            end: u64::MAX,
+        };
+        assert_eq!(to_json(&range), json!({"begin": 31000, "end": u64::MAX}));
+    }
+
+    #[test]
+    fn json_round_trips_an_executor_call() {
+        let call = executor::Call {
+            executor_id: v1::ExecutorId { value: "e".into() },
+            framework_id: v1::FrameworkId { value: "f".into() },
+            r#type: Some(executor::call::Type::Update as i32),
+            update: Some(executor::call::Update {
+                status: running("t"),
+            }),
+            ..Default::default()
+        };
+        let text = serde_json::to_vec(&to_json(&call)).expect("serializes");
+        let parsed: executor::Call = from_json(&text).expect("parses");
+        assert_eq!(parsed, call);
+    }
+
+    #[test]
+    fn from_json_accepts_numbers_as_strings_and_enum_numbers() {
+        let time: v1::TimeInfo = from_json(br#"{"nanoseconds": "42"}"#).expect("parses");
+        assert_eq!(time.nanoseconds, 42);
+        let status: v1::TaskStatus =
+            from_json(br#"{"task_id": {"value": "t"}, "state": 2}"#).expect("parses");
+        assert_eq!(status.state(), v1::TaskState::TaskFinished);
+    }
+
+    #[test]
+    fn from_json_rejects_unknown_fields_by_name() {
+        let err = from_json::<v1::TaskId>(br#"{"value": "t", "bogus_field": 1}"#)
+            .expect_err("unknown field");
+        assert!(matches!(err, ProtoError::Json { .. }), "{err}");
+        assert!(err.to_string().contains("bogus_field"), "{err}");
+        assert!(err.to_string().contains("mesos.v1.TaskID"), "{err}");
+    }
+
+    #[test]
+    fn from_json_rejects_missing_required_fields() {
+        let err = from_json::<v1::TaskStatus>(br#"{"state": "TASK_RUNNING"}"#)
+            .expect_err("task_id is required");
+        assert_eq!(
+            err.to_string(),
+            "cannot accept mesos.v1.TaskStatus: required field `task_id` is missing"
+        );
+        let err = from_json::<executor::Call>(
+            br#"{"executor_id": {"value": "e"}, "framework_id": {}, "type": "SUBSCRIBE"}"#,
+        )
+        .expect_err("framework_id.value is required");
+        assert!(
+            matches!(&err, ProtoError::MissingRequired { field, .. } if field == "framework_id.value"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn from_json_rejects_trailing_garbage() {
+        assert!(from_json::<v1::TaskId>(br#"{"value": "t"} x"#).is_err());
+    }
+}

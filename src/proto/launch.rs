@@ -1,0 +1,60 @@
+//! What the containerizer hands the executors about each task it launches.
+
+use std::collections::BTreeMap;
+use std::path::PathBuf;
+
+use serde::{Deserialize, Serialize};
+
+/// What the containerizer computed for one task from its container image.
+///
+/// The executor runs the task with these values: `rootfs` is the image's
+/// root filesystem, already mounted in the executor's mount namespace;
+/// `env` is the image's environment (applied before the task's own);
+/// `working_dir` and `user` come from the image config; `command` is the
+/// image's entrypoint followed by its cmd, used when the task's
+/// `CommandInfo` gives no `value`. A task without an image has the default
+/// (all empty) value.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq)]
+pub struct TaskLaunchInfo {
+    /// Root filesystem of the task's image, if it has one.
+    pub rootfs: Option<PathBuf>,
+    /// The image's environment, in the image's order.
+    pub env: Vec<(String, String)>,
+    /// The image's working directory inside `rootfs`.
+    pub working_dir: Option<String>,
+    /// The image's user (a name or uid, optionally `:group`).
+    pub user: Option<String>,
+    /// The image's entrypoint followed by its cmd.
+    pub command: Option<Vec<String>>,
+}
+
+/// Launch values for the tasks of one executor, by task id.
+pub type LaunchInfos = BTreeMap<String, TaskLaunchInfo>;
+
+#[cfg(test)]
+mod tests {
+    use super::{LaunchInfos, TaskLaunchInfo};
+
+    #[test]
+    fn launch_infos_round_trip_through_json() {
+        let mut infos = LaunchInfos::new();
+        infos.insert(
+            "task-1".into(),
+            TaskLaunchInfo {
+                rootfs: Some("/var/lib/butte/rootfs/abc".into()),
+                env: vec![("PATH".into(), "/usr/bin:/bin".into())],
+                working_dir: Some("/app".into()),
+                user: Some("nobody".into()),
+                command: Some(vec!["/bin/sh".into(), "-c".into(), "echo hi".into()]),
+            },
+        );
+        infos.insert("task-2".into(), TaskLaunchInfo::default());
+        let text = serde_json::to_string(&infos).expect("serializes");
+        assert!(
+            text.contains(r#""env":[["PATH","/usr/bin:/bin"]]"#),
+            "{text}"
+        );
+        let back: LaunchInfos = serde_json::from_str(&text).expect("parses");
+        assert_eq!(back, infos);
+    }
+}
