@@ -9,7 +9,7 @@ use crate::support::master::{
     self, command_task, describe, executor, framework, status, task_and_state, vm_rss_kib,
     AgentProcess, FakeMaster, WAIT,
 };
-use crate::support::{enabled, Fixture};
+use crate::support::{enabled, processes_in_cgroup, Fixture};
 use butte::proto::mesos::internal::{
     MasterSlaveConnection, PingSlaveMessage, PongSlaveMessage, RegisterSlaveMessage,
     ReregisterSlaveMessage, RunTaskMessage, SlaveRegisteredMessage, SlaveReregisteredMessage,
@@ -642,6 +642,18 @@ fn status_update_pending_at_an_agent_sigkill_is_delivered_after_restart() {
     master.expect_ack("survivor", TaskState::TaskKilled);
     master.settle(Duration::from_secs(3));
     check_update_streams(&master);
+    // Both executors, reconnected after the restarts, end on their own once
+    // their task's terminal update is acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    while !processes_in_cgroup(&fx.parent).is_empty() {
+        assert!(
+            Instant::now() < deadline,
+            "executors still running after their tasks ended: {:?}; {}",
+            processes_in_cgroup(&fx.parent),
+            agent.log_tail(60)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
     master::finish(fx, master, agent);
 }
 
@@ -743,39 +755,44 @@ fn tasks_that_cannot_launch_get_a_terminal_update() {
     master::finish(fx, master, agent);
 }
 
-/// The driver of bench/status.sh: BUTTE_BENCH_TASKS (1000) `true` command
-/// tasks, at most 50 in flight, every update acknowledged. Prints one line
-/// `BENCH_STATUS {json}`: RunTaskMessage -> TASK_RUNNING latency (median,
-/// p99), tasks per second, the agent's idle VmRSS and an idle command
-/// executor's.
-#[test]
-#[ignore]
-fn bench_status() {
-    assert!(
-        enabled(),
-        "bench_status needs BUTTE_RUNTIME_TESTS=1 and root"
-    );
-    let n: usize = std::env::var("BUTTE_BENCH_TASKS")
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(1000);
-    const WINDOW: usize = 50;
-    let (fx, master, agent) = start(&[]);
-    std::thread::sleep(Duration::from_secs(1));
-    let agent_rss = vm_rss_kib(agent.pid()).expect("agent VmRSS");
+/// What one batch of `true` command tasks measured.
+struct Batch {
+    /// RunTaskMessage sent -> TASK_RUNNING received, sorted.
+    latencies_ms: Vec<f64>,
+    wall_s: f64,
+    failed: usize,
+}
 
-    let fw = framework("bench");
-    launch_running(&master, &fw, &command_task("idle", "sleep 60"));
-    std::thread::sleep(Duration::from_secs(1));
-    let executors = master::executor_pids(&fx.parent);
-    let executor_rss = executors
-        .iter()
-        .filter_map(|p| vm_rss_kib(*p))
-        .max()
-        .expect("no butte executor process found");
-    master.kill_task(&fw, "idle", None);
-    master.expect_ack("idle", TaskState::TaskKilled);
+impl Batch {
+    /// The nearest-rank percentile P (0..=1) of the latencies.
+    fn pct(&self, p: f64) -> f64 {
+        let n = self.latencies_ms.len();
+        let rank = ((n as f64 * p).ceil() as usize).clamp(1, n.max(1));
+        self.latencies_ms.get(rank - 1).copied().unwrap_or(f64::NAN)
+    }
 
+    fn json(&self, tasks: usize, window: usize) -> serde_json::Value {
+        serde_json::json!({
+            "tasks": tasks,
+            "in_flight": window,
+            "failed": self.failed,
+            "run_to_running_ms": {"median": self.pct(0.5), "p99": self.pct(0.99), "max": self.pct(1.0)},
+            "wall_s": self.wall_s,
+            "tasks_per_s": tasks as f64 / self.wall_s,
+        })
+    }
+}
+
+/// Runs N `true` command tasks named PREFIX-i, at most WINDOW in flight (a
+/// task is in flight until its terminal update), acknowledging every update.
+fn batch(
+    master: &FakeMaster,
+    agent: &AgentProcess,
+    fw: &butte::proto::mesos::FrameworkInfo,
+    prefix: &str,
+    n: usize,
+    window: usize,
+) -> Batch {
     let update_name = StatusUpdateMessage::full_name();
     let mut sent: HashMap<String, Instant> = HashMap::new();
     let mut in_flight = std::collections::HashSet::new();
@@ -783,10 +800,10 @@ fn bench_status() {
     let (mut next, mut done, mut failed) = (0, 0, 0);
     let begin = Instant::now();
     while done < n {
-        while next < n && in_flight.len() < WINDOW {
-            let id = format!("bench-{next}");
+        while next < n && in_flight.len() < window {
+            let id = format!("{prefix}-{next}");
             sent.insert(id.clone(), Instant::now());
-            master.run_task(&fw, &command_task(&id, "true"));
+            master.run_task(fw, &command_task(&id, "true"));
             in_flight.insert(id);
             next += 1;
         }
@@ -814,26 +831,63 @@ fn bench_status() {
             }
         }
     }
-    let wall = begin.elapsed().as_secs_f64();
+    let wall_s = begin.elapsed().as_secs_f64();
     latencies_ms.sort_by(|a, b| a.total_cmp(b));
-    let pct = |p: f64| {
-        let i = ((latencies_ms.len() as f64 * p).ceil() as usize)
-            .clamp(1, latencies_ms.len().max(1))
-            - 1;
-        latencies_ms.get(i).copied().unwrap_or(f64::NAN)
+    Batch {
+        latencies_ms,
+        wall_s,
+        failed,
+    }
+}
+
+/// The driver of bench/status.sh. Prints one line `BENCH_STATUS {json}`:
+/// the agent's VmRSS once registered and idle; an idle command executor's
+/// (a `sleep 60` task); BUTTE_BENCH_SEQUENTIAL (100) `true` tasks one at a
+/// time (launch latency of an idle agent); BUTTE_BENCH_TASKS (1000) `true`
+/// tasks with at most 50 in flight (throughput, and latency under that
+/// load). Every update is acknowledged.
+#[test]
+#[ignore]
+fn bench_status() {
+    assert!(
+        enabled(),
+        "bench_status needs BUTTE_RUNTIME_TESTS=1 and root"
+    );
+    let env = |name: &str, default: usize| {
+        std::env::var(name)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
     };
+    let (n, sequential) = (
+        env("BUTTE_BENCH_TASKS", 1000),
+        env("BUTTE_BENCH_SEQUENTIAL", 100),
+    );
+    const WINDOW: usize = 50;
+    let (fx, master, agent) = start(&[]);
+    std::thread::sleep(Duration::from_secs(1));
+    let agent_rss = vm_rss_kib(agent.pid()).expect("agent VmRSS");
+
+    let fw = framework("bench");
+    launch_running(&master, &fw, &command_task("idle", "sleep 60"));
+    std::thread::sleep(Duration::from_secs(1));
+    let executor_rss = master::executor_pids(&fx.parent)
+        .iter()
+        .filter_map(|p| vm_rss_kib(*p))
+        .max()
+        .expect("no butte executor process found");
+    master.kill_task(&fw, "idle", None);
+    master.expect_ack("idle", TaskState::TaskKilled);
+
+    let one = batch(&master, &agent, &fw, "seq", sequential, 1);
+    let many = batch(&master, &agent, &fw, "bench", n, WINDOW);
     let json = serde_json::json!({
-        "tasks": n,
-        "failed": failed,
-        "in_flight": WINDOW,
-        "running_samples": latencies_ms.len(),
-        "run_to_running_ms": {"median": pct(0.5), "p99": pct(0.99), "max": pct(1.0)},
-        "wall_s": wall,
-        "tasks_per_s": n as f64 / wall,
+        "sequential": one.json(sequential, 1),
+        "windowed": many.json(n, WINDOW),
         "agent_idle_rss_kib": agent_rss,
         "executor_idle_rss_kib": executor_rss,
     });
     println!("BENCH_STATUS {json}");
     master::finish(fx, master, agent);
-    assert_eq!(failed, 0, "{failed} tasks did not finish");
+    assert_eq!(one.failed + many.failed, 0, "tasks did not finish");
 }

@@ -10,8 +10,8 @@
 //!   connection and POSTs `/master/<message name>`; the master reads each
 //!   request, checks the request line, the `Libprocess-From` header and
 //!   the `User-Agent: libprocess/...` one when sent, and records anything
-//!   off as a violation ([`FakeMaster::violations`]). Like libprocess it answers
-//!   `202 Accepted` only to senders that are not libprocess (no
+//!   off as a violation ([`FakeMaster::violations`]). Like libprocess it
+//!   answers `202 Accepted` only to senders that are not libprocess (no
 //!   `libprocess/` User-Agent), and it never closes those connections.
 //! - It sends by opening its own connection to the address in the agent's
 //!   `Libprocess-From` and writing exactly what `MessageEncoder` writes
@@ -23,6 +23,12 @@
 //! Received messages wait in a queue; `expect*` take the first that matches
 //! and leave the others, and [`FakeMaster::history`] keeps everything in
 //! arrival order (to count duplicates).
+//!
+//! [`AgentProcess`] runs `butte agent` with the test flags: work and
+//! runtime dirs in the fixture's work dir, cgroups under the fixture's
+//! parent (`--cgroups_root`), a fixed port kept across restarts; its log
+//! is shown when a test fails. [`finish`] ends a test (SIGUSR1, unregister,
+//! `Fixture::finish`).
 
 use super::{processes_in_cgroup, Fixture, BUTTE};
 use butte::proto::mesos::internal::{

@@ -111,8 +111,30 @@ impl Agent {
         // Updates the executor sent while the agent was away (duplicates are
         // recognised by their uuid).
         for update in sub.unacknowledged_updates {
-            if let Err(e) = self.executor_update(fw_id, ex_id, devolve(&update.status)) {
-                tracing::warn!(framework = fw_id, executor = ex_id, "unacknowledged update refused: {e}");
+            let status: TaskStatus = devolve(&update.status);
+            let task = status.task_id.value.clone();
+            let uuid = status.uuid.clone().unwrap_or_default();
+            let known = self
+                .frameworks
+                .get(fw_id)
+                .and_then(|f| f.executors.get(ex_id))
+                .is_some_and(|e| e.has_task(&task));
+            if known {
+                if let Err(e) = self.executor_update(fw_id, ex_id, status) {
+                    tracing::warn!(framework = fw_id, executor = ex_id, "unacknowledged update refused: {e}");
+                    continue;
+                }
+            }
+            // An update the master already acknowledged (its task may even
+            // be forgotten): the executor learns it now, or it would wait
+            // for that acknowledgement forever.
+            let pending = self
+                .updates
+                .pending(fw_id, &task)
+                .iter()
+                .any(|u| u.uuid.as_deref() == Some(uuid.as_slice()));
+            if !pending {
+                self.acknowledge_executor(fw_id, ex_id, &task, uuid);
             }
         }
         Ok(rx)
@@ -188,6 +210,28 @@ impl Agent {
             None => self.send_master(&msg),
         }
         Ok(())
+    }
+
+    /// Sends ACKNOWLEDGED for one update to a subscribed executor.
+    pub fn acknowledge_executor(&self, fw_id: &str, ex_id: &str, task: &str, uuid: Vec<u8>) {
+        let Some(events) = self
+            .frameworks
+            .get(fw_id)
+            .and_then(|f| f.executors.get(ex_id))
+            .and_then(|e| e.events.as_ref())
+        else {
+            return;
+        };
+        let _ = events.send(Event {
+            r#type: Some(event::Type::Acknowledged as i32),
+            acknowledged: Some(event::Acknowledged {
+                task_id: crate::proto::mesos::v1::TaskId {
+                    value: task.to_string(),
+                },
+                uuid,
+            }),
+            ..Default::default()
+        });
     }
 
     /// Notices executors whose event stream was closed by the client.

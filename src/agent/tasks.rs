@@ -555,16 +555,14 @@ impl Agent {
             return;
         };
         let ex_id = ex.id.clone();
-        if let Some(events) = &ex.events {
-            let _ = events.send(Event {
-                r#type: Some(event::Type::Acknowledged as i32),
-                acknowledged: Some(event::Acknowledged {
-                    task_id: crate::proto::mesos::v1::TaskId { value: task.clone() },
-                    uuid: msg.uuid.clone(),
-                }),
-                ..Default::default()
-            });
-        }
+        self.acknowledge_executor(&fw_id, &ex_id, &task, msg.uuid.clone());
+        let Some(ex) = self
+            .frameworks
+            .get_mut(&fw_id)
+            .and_then(|f| f.executors.get_mut(&ex_id))
+        else {
+            return;
+        };
         if ack.terminal {
             ex.terminated.remove(&task);
             self.forget_if_idle(&fw_id, &ex_id);

@@ -43,7 +43,6 @@
 mod env;
 mod error;
 mod executor_info;
-mod format;
 mod handle;
 mod images;
 mod launch;
@@ -56,7 +55,6 @@ mod sandbox;
 pub use env::ExecutorEnv;
 pub use error::ContainerizerError;
 pub use executor_info::{command_executor_info, COMMAND_EXECUTOR_CPUS, COMMAND_EXECUTOR_MEM_MB};
-pub use format::{mesos_bytes, mesos_duration};
 pub use limitation::{Limitation, Termination};
 pub use plan::LAUNCH_INFO;
 pub use resources::{MIN_CPUS, MIN_MEMORY};

@@ -533,11 +533,17 @@ fn idle_rss() {
     assert_eq!(sub.r#type, Some(call::Type::Subscribe as i32));
     std::thread::sleep(Duration::from_millis(500));
     let idle = rss_kib(child.id());
+    if std::env::var("RSS_DUMP").is_ok() {
+        let _ = std::fs::copy(format!("/proc/{}/smaps", child.id()), "/tmp/smaps.idle");
+    }
     agent.push(launch(task("rss", "exec sleep 30")));
     assert_eq!(state(&agent.next_update()), TaskState::TaskStarting);
     assert_eq!(state(&agent.next_update()), TaskState::TaskRunning);
     std::thread::sleep(Duration::from_millis(500));
     let running = rss_kib(child.id());
+    if std::env::var("RSS_DUMP").is_ok() {
+        let _ = std::fs::copy(format!("/proc/{}/smaps", child.id()), "/tmp/smaps.running");
+    }
     eprintln!("{bin}: VmRSS idle after SUBSCRIBED {idle} KiB, with a running task {running} KiB");
     agent.push(kill("rss", Some(Duration::from_millis(100))));
     while state(&agent.next_update()) != TaskState::TaskKilled {}

@@ -4,17 +4,23 @@
 //! Order: new mount namespace, `/` private, the runtime's rootfs plan
 //! (rootfs bound onto itself, sandbox tree cloned, `pivot_root`, `/proc`,
 //! `/dev`, `/sys`, the sandbox at `/mnt/mesos/sandbox`), user looked up in
-//! the image's `/etc/passwd`, working directory, user switch, exec. The
-//! executor's environment is passed on as is (plus `HOME` when missing).
+//! the image's `/etc/passwd`, working directory, capability bounding set
+//! reduced to the default (Docker's) set, user switch, permitted and
+//! effective sets (empty for a non-root user), exec. The executor may hold
+//! more capabilities than its tasks get (it needs `CAP_SYS_ADMIN` to do
+//! this). The executor's environment is passed on as is (plus `HOME` when
+//! missing).
 //!
 //! Exit codes when the task could not be started: 125 for a failed setup
 //! step, 126 for a command that cannot be executed, 127 for a command that
 //! is not found; the step is named on stderr.
 
+use super::caps;
 use super::mounts;
 use super::spec::{Rootfs, SandboxSpec, User, DEFAULT_PATH};
 use super::user;
 use crate::mount::Mount;
+use ::caps::{CapSet, CapsHashSet};
 use nix::mount::MsFlags;
 use std::ffi::{CString, OsString};
 use std::fs;
@@ -125,9 +131,7 @@ fn enter(args: &EnterArgs) -> Result<Never, EnterError> {
     let who = resolve_user(user.as_ref())?;
     let cwd = args.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
     nix::unistd::chdir(&cwd).map_err(|e| setup(format!("chdir {}", cwd.display()))(errno(e)))?;
-    if let Some(who) = &who {
-        switch_user(who)?;
-    }
+    drop_capabilities(who.as_ref())?;
 
     let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
     if !env.iter().any(|(k, _)| k == "HOME") {
@@ -211,6 +215,47 @@ fn resolve_user(u: Option<&User>) -> Result<Option<user::Resolved>, EnterError> 
                 name.unwrap_or("?")
             ),
         })
+}
+
+/// Reduces the capabilities to the default set (those of them we hold),
+/// switching user on the way: a non-root user ends with none.
+fn drop_capabilities(who: Option<&user::Resolved>) -> Result<(), EnterError> {
+    let cap_err = |step: &'static str| {
+        move |e: ::caps::errors::CapsError| EnterError::Setup {
+            step: step.into(),
+            message: e.to_string(),
+        }
+    };
+    let held = ::caps::read(None, CapSet::Permitted).map_err(cap_err("read capabilities"))?;
+    let keep: CapsHashSet = caps::DEFAULT
+        .iter()
+        .copied()
+        .filter(|c| held.contains(c))
+        .collect();
+    for cap in ::caps::all() {
+        if keep.contains(&cap) {
+            continue;
+        }
+        // Capabilities the kernel does not know cannot be dropped: skip.
+        if let Err(e) = ::caps::drop(None, CapSet::Bounding, cap) {
+            if ::caps::has_cap(None, CapSet::Bounding, cap).unwrap_or(false) {
+                return Err(cap_err("drop bounding capabilities")(e));
+            }
+        }
+    }
+    ::caps::clear(None, CapSet::Ambient).map_err(cap_err("clear ambient capabilities"))?;
+    let root = who.is_none_or(|w| w.uid == 0);
+    let inheritable = if root { keep.clone() } else { CapsHashSet::new() };
+    ::caps::set(None, CapSet::Inheritable, &inheritable)
+        .map_err(cap_err("set inheritable capabilities"))?;
+    if let Some(who) = who {
+        switch_user(who)?;
+    }
+    if root {
+        ::caps::set(None, CapSet::Effective, &keep).map_err(cap_err("set effective capabilities"))?;
+        ::caps::set(None, CapSet::Permitted, &keep).map_err(cap_err("set permitted capabilities"))?;
+    }
+    Ok(())
 }
 
 fn switch_user(who: &user::Resolved) -> Result<(), EnterError> {

@@ -41,6 +41,11 @@ pub fn default_capability_mask() -> u64 {
     caps::mask(caps::DEFAULT)
 }
 
+/// The names of the default set (`CAP_CHOWN`, ...), Docker's.
+pub fn default_capabilities() -> Vec<String> {
+    caps::DEFAULT.iter().map(|c| c.to_string()).collect()
+}
+
 use channel::{Frame, FromHelper, ToHelper};
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use std::ffi::CString;

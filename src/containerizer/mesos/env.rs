@@ -5,7 +5,7 @@
 //! wins). Durations are written as Mesos writes them (`5secs`), because
 //! executors parse them with Mesos' parser.
 
-use super::format::mesos_duration;
+use crate::support::format_duration;
 use crate::proto::mesos::environment::variable::Type as VariableType;
 use crate::proto::mesos::{Environment, ExecutorInfo};
 use crate::runtime::DEFAULT_PATH;
@@ -92,7 +92,7 @@ pub fn environment(
         ("MESOS_HTTP_COMMAND_EXECUTOR", "1".to_string()),
         (
             "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD",
-            mesos_duration(grace),
+            format_duration(grace),
         ),
     ];
     for (k, v) in mesos {
@@ -102,12 +102,12 @@ pub fn environment(
         set(
             &mut env,
             "MESOS_RECOVERY_TIMEOUT",
-            mesos_duration(agent.recovery_timeout),
+            format_duration(agent.recovery_timeout),
         );
         set(
             &mut env,
             "MESOS_SUBSCRIPTION_BACKOFF_MAX",
-            mesos_duration(agent.subscription_backoff_max),
+            format_duration(agent.subscription_backoff_max),
         );
     }
     if let Some(vars) = executor

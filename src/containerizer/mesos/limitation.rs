@@ -4,7 +4,7 @@
 //! 64MB Maximum Used: 64MB"); forks refused at the pids limit are
 //! `REASON_CONTAINER_LIMITATION`.
 
-use super::format::mesos_bytes;
+use crate::support::format_bytes;
 use crate::proto::mesos::task_status::Reason;
 use crate::runtime::{ExitStatus, ResourceStats};
 use nix::sys::signal::Signal;
@@ -73,12 +73,12 @@ pub(super) fn seen(
 fn memory(stats: &ResourceStats) -> Limitation {
     let mut message = "Memory limit exceeded:".to_string();
     if stats.memory_limit > 0 {
-        message.push_str(&format!(" Requested: {}", mesos_bytes(stats.memory_limit)));
+        message.push_str(&format!(" Requested: {}", format_bytes(stats.memory_limit)));
     }
     if stats.memory_peak > 0 {
         message.push_str(&format!(
             " Maximum Used: {}",
-            mesos_bytes(stats.memory_peak)
+            format_bytes(stats.memory_peak)
         ));
     }
     Limitation {

@@ -121,6 +121,13 @@ pub fn plan(i: &Inputs<'_>) -> Result<Plan, ContainerizerError> {
             for t in &req.tasks {
                 infos.insert(t.task_id.value.clone(), TaskLaunchInfo::default());
             }
+            if !i.images.tasks.is_empty() {
+                // The executor mounts and pivots into its tasks' images
+                // (`butte enter`, which drops back to the default set).
+                let mut caps = crate::runtime::default_capabilities();
+                caps.push("CAP_SYS_ADMIN".to_string());
+                spec.capabilities = Some(caps);
+            }
             for (task, p) in &i.images.tasks {
                 let target = task_rootfs(i.run_dir, task);
                 let mut mount = match &p.rootfs.mount {

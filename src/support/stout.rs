@@ -18,7 +18,7 @@ const WEEKS: u128 = 7 * DAYS;
 /// that one gives a whole number and the bucket's does not (`90secs`, not
 /// `1.5mins`; `1500ms`); otherwise a fraction of the bucket's unit with up
 /// to 15 significant digits (`1.0000005secs`).
-pub fn mesos_duration(d: Duration) -> String {
+pub fn format_duration(d: Duration) -> String {
     let ns = d.as_nanos();
     // (bucket upper bound, bucket unit, one unit smaller).
     type Unit = (u128, &'static str);
@@ -64,7 +64,7 @@ fn significant(v: f64) -> String {
 
 /// A byte count as stout's `Bytes` prints it: the largest unit that loses
 /// nothing (`64MB`, `1536KB`, `1000B`).
-pub fn mesos_bytes(bytes: u64) -> String {
+pub fn format_bytes(bytes: u64) -> String {
     let mut value = bytes;
     for unit in ["B", "KB", "MB", "GB"] {
         if value == 0 || value % 1024 != 0 {
@@ -100,19 +100,19 @@ mod tests {
             (Duration::from_nanos(2_500_000_001), "2.500000001secs"),
         ];
         for (d, want) in cases {
-            assert_eq!(mesos_duration(d), want, "{d:?}");
+            assert_eq!(format_duration(d), want, "{d:?}");
         }
     }
 
     #[test]
     fn bytes_print_as_mesos_prints_them() {
-        assert_eq!(mesos_bytes(0), "0B");
-        assert_eq!(mesos_bytes(1000), "1000B");
-        assert_eq!(mesos_bytes(64 << 20), "64MB");
-        assert_eq!(mesos_bytes(1536 << 10), "1536KB");
-        assert_eq!(mesos_bytes(32 << 20), "32MB");
-        assert_eq!(mesos_bytes(2 << 30), "2GB");
-        assert_eq!(mesos_bytes(3 << 40), "3TB");
-        assert_eq!(mesos_bytes((32 << 20) + 4096), "32772KB");
+        assert_eq!(format_bytes(0), "0B");
+        assert_eq!(format_bytes(1000), "1000B");
+        assert_eq!(format_bytes(64 << 20), "64MB");
+        assert_eq!(format_bytes(1536 << 10), "1536KB");
+        assert_eq!(format_bytes(32 << 20), "32MB");
+        assert_eq!(format_bytes(2 << 30), "2GB");
+        assert_eq!(format_bytes(3 << 40), "3TB");
+        assert_eq!(format_bytes((32 << 20) + 4096), "32772KB");
     }
 }
