@@ -610,10 +610,18 @@ mod agent_cli {
         #[arg(long, env = "MESOS_PORT", default_value_t = 5051)]
         port: u16,
         /// IP address advertised to the master.
-        #[arg(long = "advertise_ip", alias = "advertise-ip", env = "MESOS_ADVERTISE_IP")]
+        #[arg(
+            long = "advertise_ip",
+            alias = "advertise-ip",
+            env = "MESOS_ADVERTISE_IP"
+        )]
         advertise_ip: Option<IpAddr>,
         /// Port advertised to the master.
-        #[arg(long = "advertise_port", alias = "advertise-port", env = "MESOS_ADVERTISE_PORT")]
+        #[arg(
+            long = "advertise_port",
+            alias = "advertise-port",
+            env = "MESOS_ADVERTISE_PORT"
+        )]
         advertise_port: Option<u16>,
         /// Hostname reported to the master (default: the system's).
         #[arg(long, env = "MESOS_HOSTNAME")]
@@ -632,11 +640,20 @@ mod agent_cli {
         #[arg(long = "runtime_dir", alias = "runtime-dir", env = "MESOS_RUNTIME_DIR", default_value = DEFAULT_RUNTIME_DIR)]
         runtime_dir: PathBuf,
         /// The cgroup every container is nested under.
-        #[arg(long = "cgroups_root", alias = "cgroups-root", env = "MESOS_CGROUPS_ROOT", default_value = "butte")]
+        #[arg(
+            long = "cgroups_root",
+            alias = "cgroups-root",
+            env = "MESOS_CGROUPS_ROOT",
+            default_value = "butte"
+        )]
         cgroups_root: String,
         /// Accepted for compatibility: namespaces and cgroups (cpu, memory,
         /// pids) are always used.
-        #[arg(long, env = "MESOS_ISOLATION", default_value = "filesystem/linux,cgroups/cpu,cgroups/mem,cgroups/pids,namespaces/pid")]
+        #[arg(
+            long,
+            env = "MESOS_ISOLATION",
+            default_value = "filesystem/linux,cgroups/cpu,cgroups/mem,cgroups/pids,namespaces/pid"
+        )]
         isolation: String,
         /// How long an executor may take from its start to subscribing.
         #[arg(long = "executor_registration_timeout", alias = "executor-registration-timeout", env = "MESOS_EXECUTOR_REGISTRATION_TIMEOUT", default_value = "1mins", value_parser = parse_duration_arg)]
@@ -664,13 +681,26 @@ mod agent_cli {
         executor_heartbeat_interval: Duration,
         /// Default registry for image names without one; an `http://` URL
         /// makes it a plain-http registry.
-        #[arg(long = "docker_registry", alias = "docker-registry", env = "MESOS_DOCKER_REGISTRY")]
+        #[arg(
+            long = "docker_registry",
+            alias = "docker-registry",
+            env = "MESOS_DOCKER_REGISTRY"
+        )]
         docker_registry: Option<String>,
         /// Docker config.json with registry credentials.
-        #[arg(long = "docker_config", alias = "docker-config", env = "MESOS_DOCKER_CONFIG")]
+        #[arg(
+            long = "docker_config",
+            alias = "docker-config",
+            env = "MESOS_DOCKER_CONFIG"
+        )]
         docker_config: Option<PathBuf>,
         /// Registries (HOST[:PORT]) spoken to over plain http.
-        #[arg(long = "insecure_registries", alias = "insecure-registries", env = "MESOS_INSECURE_REGISTRIES", value_delimiter = ',')]
+        #[arg(
+            long = "insecure_registries",
+            alias = "insecure-registries",
+            env = "MESOS_INSECURE_REGISTRIES",
+            value_delimiter = ','
+        )]
         insecure_registries: Vec<String>,
         /// Limit of the fetcher cache; 0 disables it.
         #[arg(long = "fetcher_cache_size", alias = "fetcher-cache-size", env = "MESOS_FETCHER_CACHE_SIZE", default_value = "2G", value_parser = parse_size_arg)]
@@ -750,6 +780,13 @@ fn main() -> ExitCode {
     // and touch nothing else.
     if std::env::args_os().nth(1).is_some_and(|a| a == "launch") {
         return ExitCode::from(runtime::helper_main().clamp(0, 255) as u8);
+    }
+    // The executor stays small (its idle RSS is a promise): it skips
+    // building the whole command line when its own arguments parse.
+    if std::env::args_os().nth(1).is_some_and(|a| a == "executor") {
+        if let Some(args) = butte::executors::ExecutorArgs::from_args(std::env::args_os().skip(2)) {
+            return exit(butte::executors::main(args));
+        }
     }
     let cli = Cli::parse();
     init_logging(match cli.command {

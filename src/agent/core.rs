@@ -65,13 +65,13 @@ pub enum ApiCall {
     Subscribe {
         framework_id: V1FrameworkId,
         executor_id: V1ExecutorId,
-        subscribe: Subscribe,
+        subscribe: Box<Subscribe>,
         reply: oneshot::Sender<Result<crate::api::executor::EventStream, CallError>>,
     },
     Update {
         framework_id: V1FrameworkId,
         executor_id: V1ExecutorId,
-        status: crate::proto::mesos::v1::TaskStatus,
+        status: Box<crate::proto::mesos::v1::TaskStatus>,
         reply: oneshot::Sender<Result<(), CallError>>,
     },
     Message {
@@ -299,7 +299,8 @@ impl Agent {
 
     /// Sends a message to any libprocess peer.
     pub fn send_to<M: prost::Message + prost::Name>(&self, to: &Upid, msg: &M) {
-        self.transport.send(to, &M::full_name(), msg.encode_to_vec());
+        self.transport
+            .send(to, &M::full_name(), msg.encode_to_vec());
     }
 
     /// The agent id, or "" before the first registration.

@@ -24,7 +24,7 @@ impl Agent {
                 subscribe,
                 reply,
             } => {
-                let r = self.subscribe(&framework_id.value, &executor_id.value, subscribe);
+                let r = self.subscribe(&framework_id.value, &executor_id.value, *subscribe);
                 let _ = reply.send(r);
             }
             ApiCall::Update {
@@ -33,7 +33,11 @@ impl Agent {
                 status,
                 reply,
             } => {
-                let r = self.executor_update(&framework_id.value, &executor_id.value, devolve(&status));
+                let r = self.executor_update(
+                    &framework_id.value,
+                    &executor_id.value,
+                    devolve(status.as_ref()),
+                );
                 let _ = reply.send(r);
             }
             ApiCall::Message {
@@ -51,19 +55,35 @@ impl Agent {
         }
     }
 
-    fn subscribe(&mut self, fw_id: &str, ex_id: &str, sub: Subscribe) -> Result<EventStream, CallError> {
+    fn subscribe(
+        &mut self,
+        fw_id: &str,
+        ex_id: &str,
+        sub: Subscribe,
+    ) -> Result<EventStream, CallError> {
         let agent_info = self.info.clone();
         let Some(fw) = self.frameworks.get_mut(fw_id) else {
-            return Err(CallError::BadRequest(format!("framework {fw_id} is not running on this agent")));
+            return Err(CallError::BadRequest(format!(
+                "framework {fw_id} is not running on this agent"
+            )));
         };
         let framework_info = fw.info.clone();
         let Some(ex) = fw.executors.get_mut(ex_id) else {
-            return Err(CallError::BadRequest(format!("executor {ex_id} of framework {fw_id} is not running on this agent")));
+            return Err(CallError::BadRequest(format!(
+                "executor {ex_id} of framework {fw_id} is not running on this agent"
+            )));
         };
         if ex.state == ExecutorState::Terminated {
-            return Err(CallError::Forbidden(format!("executor {ex_id} has terminated")));
+            return Err(CallError::Forbidden(format!(
+                "executor {ex_id} has terminated"
+            )));
         }
-        tracing::info!(framework = fw_id, executor = ex_id, resubscribe = ex.events.is_some(), "executor subscribed");
+        tracing::info!(
+            framework = fw_id,
+            executor = ex_id,
+            resubscribe = ex.events.is_some(),
+            "executor subscribed"
+        );
         let (tx, rx) = mpsc::unbounded_channel();
         let _ = tx.send(Event {
             r#type: Some(event::Type::Subscribed as i32),
@@ -79,11 +99,16 @@ impl Agent {
             ..Default::default()
         });
         // Tasks the executor already has are not launched again.
-        let known: Vec<String> = sub.unacknowledged_tasks.iter().map(|t| t.task_id.value.clone()).collect();
+        let known: Vec<String> = sub
+            .unacknowledged_tasks
+            .iter()
+            .map(|t| t.task_id.value.clone())
+            .collect();
         let agent_id = self.id.clone();
         let mut launch = Vec::new();
         for group in std::mem::take(&mut ex.queued) {
-            let (had, new): (Vec<_>, Vec<_>) = group.into_iter().partition(|t| known.contains(&task_id(t)));
+            let (had, new): (Vec<_>, Vec<_>) =
+                group.into_iter().partition(|t| known.contains(&task_id(t)));
             for t in had.iter().chain(new.iter()) {
                 let record = super::tasks::make_task(t, fw_id, ex, agent_id.as_deref());
                 ex.launched.insert(task_id(t), record);
@@ -121,7 +146,11 @@ impl Agent {
                 .is_some_and(|e| e.has_task(&task));
             if known {
                 if let Err(e) = self.executor_update(fw_id, ex_id, status) {
-                    tracing::warn!(framework = fw_id, executor = ex_id, "unacknowledged update refused: {e}");
+                    tracing::warn!(
+                        framework = fw_id,
+                        executor = ex_id,
+                        "unacknowledged update refused: {e}"
+                    );
                     continue;
                 }
             }
@@ -142,21 +171,39 @@ impl Agent {
 
     /// An UPDATE: becomes a StatusUpdate; a terminal one of a container
     /// that hit a limit reports the limit, as Mesos' containerizer does.
-    fn executor_update(&mut self, fw_id: &str, ex_id: &str, mut status: TaskStatus) -> Result<(), CallError> {
-        let Some(ex) = self.frameworks.get(fw_id).and_then(|f| f.executors.get(ex_id)) else {
-            return Err(CallError::BadRequest(format!("executor {ex_id} of framework {fw_id} is not running on this agent")));
+    fn executor_update(
+        &mut self,
+        fw_id: &str,
+        ex_id: &str,
+        mut status: TaskStatus,
+    ) -> Result<(), CallError> {
+        let Some(ex) = self
+            .frameworks
+            .get(fw_id)
+            .and_then(|f| f.executors.get(ex_id))
+        else {
+            return Err(CallError::BadRequest(format!(
+                "executor {ex_id} of framework {fw_id} is not running on this agent"
+            )));
         };
         if ex.events.is_none() {
-            return Err(CallError::Forbidden(format!("executor {ex_id} has not subscribed")));
+            return Err(CallError::Forbidden(format!(
+                "executor {ex_id} has not subscribed"
+            )));
         }
         let task = status.task_id.value.clone();
         if !ex.has_task(&task) {
-            return Err(CallError::BadRequest(format!("task {task} is not a task of executor {ex_id}")));
+            return Err(CallError::BadRequest(format!(
+                "task {task} is not a task of executor {ex_id}"
+            )));
         }
         let Some(uuid) = status.uuid.clone() else {
             return Err(CallError::BadRequest("the status has no uuid".into()));
         };
-        if matches!(status.state(), TaskState::TaskFailed | TaskState::TaskKilled) {
+        if matches!(
+            status.state(),
+            TaskState::TaskFailed | TaskState::TaskKilled
+        ) {
             if let Some(limit) = self.containerizer.limitation(&ex.container_id) {
                 status.state = TaskState::TaskFailed as i32;
                 status.reason = Some(limit.reason as i32);
@@ -180,18 +227,30 @@ impl Agent {
             uuid: Some(uuid),
             latest_state: None,
         };
-        self.status_update(update, Some(ex_id)).map_err(CallError::BadRequest)
+        self.status_update(update, Some(ex_id))
+            .map_err(CallError::BadRequest)
     }
 
-    fn executor_message(&mut self, fw_id: &str, ex_id: &str, data: Vec<u8>) -> Result<(), CallError> {
+    fn executor_message(
+        &mut self,
+        fw_id: &str,
+        ex_id: &str,
+        data: Vec<u8>,
+    ) -> Result<(), CallError> {
         let Some(fw) = self.frameworks.get(fw_id) else {
-            return Err(CallError::BadRequest(format!("framework {fw_id} is not running on this agent")));
+            return Err(CallError::BadRequest(format!(
+                "framework {fw_id} is not running on this agent"
+            )));
         };
         let Some(ex) = fw.executors.get(ex_id) else {
-            return Err(CallError::BadRequest(format!("executor {ex_id} of framework {fw_id} is not running on this agent")));
+            return Err(CallError::BadRequest(format!(
+                "executor {ex_id} of framework {fw_id} is not running on this agent"
+            )));
         };
         if ex.events.is_none() {
-            return Err(CallError::Forbidden(format!("executor {ex_id} has not subscribed")));
+            return Err(CallError::Forbidden(format!(
+                "executor {ex_id} has not subscribed"
+            )));
         }
         let msg = ExecutorToFrameworkMessage {
             slave_id: SlaveId {
@@ -239,7 +298,11 @@ impl Agent {
         for fw in self.frameworks.values_mut() {
             for ex in fw.executors.values_mut() {
                 if ex.events.as_ref().is_some_and(|e| e.is_closed()) {
-                    tracing::warn!(framework = fw.id, executor = ex.id, "executor disconnected; waiting for it to re-subscribe or exit");
+                    tracing::warn!(
+                        framework = fw.id,
+                        executor = ex.id,
+                        "executor disconnected; waiting for it to re-subscribe or exit"
+                    );
                     ex.events = None;
                 }
             }

@@ -80,7 +80,7 @@ impl ExecutorApi for Bridge {
         Box::pin(self.ask(|reply| ApiCall::Subscribe {
             framework_id,
             executor_id,
-            subscribe,
+            subscribe: Box::new(subscribe),
             reply,
         }))
     }
@@ -94,7 +94,7 @@ impl ExecutorApi for Bridge {
         Box::pin(self.ask(|reply| ApiCall::Update {
             framework_id,
             executor_id,
-            status,
+            status: Box::new(status),
             reply,
         }))
     }

@@ -4,8 +4,8 @@
 
 use super::config::{MESOS_VERSION, REGISTRATION_BACKOFF_MAX};
 use super::core::{Agent, Link, Timer};
-use super::state::is_terminal;
 use super::messages::{decode, Incoming};
+use super::state::is_terminal;
 use crate::proto::mesos::internal::{
     PongSlaveMessage, RegisterSlaveMessage, ReregisterSlaveMessage, UpdateFrameworkMessage,
 };
@@ -127,7 +127,7 @@ impl Agent {
                 self.registered(&m.from, r.slave_id.value, r.connection, true)
             }
             Incoming::Ping(p) => self.ping(&m.from, p.connected),
-            _ if !self.from_master(&m.from) => {
+            _ if !self.is_master(&m.from) => {
                 tracing::warn!(from = %m.from, name, "ignoring a message that is not from the master");
             }
             Incoming::RunTask(r) => self.run_task(*r),
@@ -149,7 +149,7 @@ impl Agent {
         }
     }
 
-    fn from_master(&self, from: &Upid) -> bool {
+    fn is_master(&self, from: &Upid) -> bool {
         from.addr == self.master.addr
     }
 

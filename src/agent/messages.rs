@@ -73,8 +73,8 @@ pub fn decode(name: &str, body: &[u8]) -> Result<Incoming, DecodeError> {
 mod tests {
     use super::*;
     use crate::proto::mesos::{FrameworkId, TaskId};
-    use prost::Message;
     use proptest::prelude::*;
+    use prost::Message;
 
     const NAMES: &[&str] = &[
         "mesos.internal.SlaveRegisteredMessage",

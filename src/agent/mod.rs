@@ -28,10 +28,7 @@ use std::path::PathBuf;
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("--{flag}: {message}")]
-    Flag {
-        flag: &'static str,
-        message: String,
-    },
+    Flag { flag: &'static str, message: String },
     #[error("resolve master {master}: {message}")]
     Master { master: String, message: String },
     #[error("listen on {addr}: {source}")]
@@ -42,7 +39,7 @@ pub enum AgentError {
     },
     #[error("start the agent's runtime: {0}")]
     Runtime(#[source] io::Error),
-        #[error("containerizer: {0}")]
+    #[error("containerizer: {0}")]
     Containerizer(#[from] crate::containerizer::mesos::ContainerizerError),
     #[error("recover the checkpointed state under {path}: {source}")]
     Recover {

@@ -45,11 +45,18 @@ impl Agent {
         let Some(ex) = fw.executors.get(ex_id) else {
             return;
         };
-        let result = meta::checkpoint_executor(&self.work, agent, fw_id, ex_id, &ex.info).and_then(
-            |()| {
-                meta::checkpoint_run(&self.work, agent, fw_id, ex_id, &ex.container_id, None, false)
-            },
-        );
+        let result =
+            meta::checkpoint_executor(&self.work, agent, fw_id, ex_id, &ex.info).and_then(|()| {
+                meta::checkpoint_run(
+                    &self.work,
+                    agent,
+                    fw_id,
+                    ex_id,
+                    &ex.container_id,
+                    None,
+                    false,
+                )
+            });
         if let Err(e) = result {
             tracing::error!(framework = fw_id, executor = ex_id, "checkpoint: {e}");
         }
@@ -72,7 +79,9 @@ impl Agent {
         let Some((agent, _)) = self.checkpointing(fw_id) else {
             return;
         };
-        if let Err(e) = meta::checkpoint_run(&self.work, agent, fw_id, ex_id, container, Some(pid), false) {
+        if let Err(e) =
+            meta::checkpoint_run(&self.work, agent, fw_id, ex_id, container, Some(pid), false)
+        {
             tracing::error!(framework = fw_id, executor = ex_id, "checkpoint: {e}");
         }
     }
@@ -81,7 +90,8 @@ impl Agent {
         let Some((agent, _)) = self.checkpointing(fw_id) else {
             return;
         };
-        if let Err(e) = meta::checkpoint_run(&self.work, agent, fw_id, ex_id, container, None, true) {
+        if let Err(e) = meta::checkpoint_run(&self.work, agent, fw_id, ex_id, container, None, true)
+        {
             tracing::error!(framework = fw_id, executor = ex_id, "checkpoint: {e}");
         }
     }
@@ -109,7 +119,12 @@ impl Agent {
         if state.info.is_none() {
             return Ok(());
         }
-        tracing::info!(id = state.id, frameworks = state.frameworks.len(), rebooted = state.rebooted, "recovering");
+        tracing::info!(
+            id = state.id,
+            frameworks = state.frameworks.len(),
+            rebooted = state.rebooted,
+            "recovering"
+        );
         self.id = Some(state.id.clone());
         self.info.id = Some(SlaveId {
             value: state.id.clone(),
@@ -139,9 +154,22 @@ impl Agent {
                     if task.updates.is_empty() {
                         continue;
                     }
-                    let log = self.work.task_updates(&state.id, &fw.id, &ex.id, &run.container_id, &task.id);
-                    if let Err(e) = self.updates.recover(&fw.id, &task.id, log, &task.updates, &task.acks) {
-                        tracing::warn!(framework = fw.id, task = task.id, "cannot recover its updates: {e}");
+                    let log = self.work.task_updates(
+                        &state.id,
+                        &fw.id,
+                        &ex.id,
+                        &run.container_id,
+                        &task.id,
+                    );
+                    if let Err(e) =
+                        self.updates
+                            .recover(&fw.id, &task.id, log, &task.updates, &task.acks)
+                    {
+                        tracing::warn!(
+                            framework = fw.id,
+                            task = task.id,
+                            "cannot recover its updates: {e}"
+                        );
                     }
                 }
                 let mut executor = Executor {
@@ -160,8 +188,13 @@ impl Agent {
                     generation: 1,
                 };
                 for task in &run.tasks {
-                    let Some(mut record) = task.info.clone() else { continue };
-                    let acked_all = task.updates.iter().all(|u| u.uuid.as_ref().is_some_and(|id| task.acks.contains(id)));
+                    let Some(mut record) = task.info.clone() else {
+                        continue;
+                    };
+                    let acked_all = task
+                        .updates
+                        .iter()
+                        .all(|u| u.uuid.as_ref().is_some_and(|id| task.acks.contains(id)));
                     if let Some(last) = task.updates.last() {
                         record.state = last.status.state;
                         record.statuses = task.updates.iter().map(|u| u.status.clone()).collect();
@@ -179,13 +212,17 @@ impl Agent {
                     && run.forked_pid.is_some_and(|pid| {
                         self.containerizer
                             .recover(&run.container_id, pid)
-                            .map_err(|e| tracing::warn!(container = run.container_id, "cannot adopt: {e}"))
+                            .map_err(|e| {
+                                tracing::warn!(container = run.container_id, "cannot adopt: {e}")
+                            })
                             .is_ok()
                     });
                 if !alive && executor.idle() {
                     continue;
                 }
-                gone.extend((!alive).then(|| (fw.id.clone(), ex.id.clone(), run.container_id.clone())));
+                gone.extend(
+                    (!alive).then(|| (fw.id.clone(), ex.id.clone(), run.container_id.clone())),
+                );
                 framework.executors.insert(ex.id.clone(), executor);
             }
             if !framework.executors.is_empty() {
@@ -196,11 +233,20 @@ impl Agent {
         let adopted: Vec<(String, String, String)> = self
             .frameworks
             .values()
-            .flat_map(|f| f.executors.values().map(|e| (f.id.clone(), e.id.clone(), e.container_id.clone())))
+            .flat_map(|f| {
+                f.executors
+                    .values()
+                    .map(|e| (f.id.clone(), e.id.clone(), e.container_id.clone()))
+            })
             .filter(|k| !gone.contains(k))
             .collect();
         for (fw, ex, container) in adopted {
-            tracing::info!(framework = fw, executor = ex, container, "waiting for the executor to re-subscribe");
+            tracing::info!(
+                framework = fw,
+                executor = ex,
+                container,
+                "waiting for the executor to re-subscribe"
+            );
             self.watch(&fw, &ex, &container);
             self.after(
                 timeout,

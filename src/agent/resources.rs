@@ -141,8 +141,14 @@ fn parse_value(raw: &str) -> Result<Value, String> {
         let mut list = value::Ranges::default();
         for part in inner.split(',').map(str::trim).filter(|s| !s.is_empty()) {
             let (b, e) = part.split_once('-').ok_or("a range needs BEGIN-END")?;
-            let begin: u64 = b.trim().parse().map_err(|_| format!("bad range {part:?}"))?;
-            let end: u64 = e.trim().parse().map_err(|_| format!("bad range {part:?}"))?;
+            let begin: u64 = b
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad range {part:?}"))?;
+            let end: u64 = e
+                .trim()
+                .parse()
+                .map_err(|_| format!("bad range {part:?}"))?;
             if begin > end {
                 return Err(format!("empty range {part:?}"));
             }

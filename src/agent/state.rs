@@ -13,8 +13,8 @@
 //! ```
 
 use crate::containerizer::mesos::ExecutorKind;
-use crate::proto::mesos::{ExecutorInfo, FrameworkInfo, Task, TaskInfo, TaskState};
 use crate::proto::mesos::v1::executor::Event;
+use crate::proto::mesos::{ExecutorInfo, FrameworkInfo, Task, TaskInfo, TaskState};
 use crate::wire::Upid;
 use std::collections::BTreeMap;
 use tokio::sync::mpsc::UnboundedSender;

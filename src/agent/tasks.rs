@@ -47,7 +47,11 @@ impl Agent {
 
     pub fn run_task_group(&mut self, msg: RunTaskGroupMessage) {
         let (framework, executor, group) = (msg.framework, msg.executor, msg.task_group);
-        let fw_id = framework.id.as_ref().map(|f| f.value.clone()).unwrap_or_default();
+        let fw_id = framework
+            .id
+            .as_ref()
+            .map(|f| f.value.clone())
+            .unwrap_or_default();
         let kind = kind_of(&executor);
         self.launch(
             fw_id,
@@ -77,7 +81,14 @@ impl Agent {
         let ids: Vec<String> = tasks.iter().map(task_id).collect();
         tracing::info!(framework = fw_id, executor = ex_id, tasks = ?ids, "launching");
         if self.shutting_down {
-            return self.drop_tasks(&fw_id, &ex_id, &framework, &tasks, "the agent is shutting down", Reason::SlaveRestarted);
+            return self.drop_tasks(
+                &fw_id,
+                &ex_id,
+                &framework,
+                &tasks,
+                "the agent is shutting down",
+                Reason::SlaveRestarted,
+            );
         }
         if fw_id.is_empty() || ex_id.is_empty() || ids.iter().any(String::is_empty) {
             tracing::warn!("dropping a launch without framework, executor or task id");
@@ -87,15 +98,25 @@ impl Agent {
         if let Some(fw) = self.frameworks.get(&fw_id) {
             if let Some(dup) = ids.iter().find(|t| fw.executor_of(t).is_some()) {
                 let message = format!("task {dup} is already known to this agent");
-                return self.drop_tasks(&fw_id, &ex_id, &framework, &tasks, &message, Reason::TaskInvalid);
+                return self.drop_tasks(
+                    &fw_id,
+                    &ex_id,
+                    &framework,
+                    &tasks,
+                    &message,
+                    Reason::TaskInvalid,
+                );
             }
         }
-        let fw = self.frameworks.entry(fw_id.clone()).or_insert_with(|| Framework {
-            id: fw_id.clone(),
-            info: framework.clone(),
-            pid: None,
-            executors: BTreeMap::new(),
-        });
+        let fw = self
+            .frameworks
+            .entry(fw_id.clone())
+            .or_insert_with(|| Framework {
+                id: fw_id.clone(),
+                info: framework.clone(),
+                pid: None,
+                executors: BTreeMap::new(),
+            });
         fw.info = framework.clone();
         if let Some(p) = pid.as_deref().filter(|p| !p.is_empty()) {
             fw.pid = p.parse().ok();
@@ -134,14 +155,29 @@ impl Agent {
                 }
                 ExecutorState::Terminating | ExecutorState::Terminated => {
                     let message = format!("executor {ex_id} is terminating");
-                    self.drop_tasks(&fw_id, &ex_id, &framework, &tasks, &message, Reason::ExecutorTerminated);
+                    self.drop_tasks(
+                        &fw_id,
+                        &ex_id,
+                        &framework,
+                        &tasks,
+                        &message,
+                        Reason::ExecutorTerminated,
+                    );
                 }
             }
             return;
         }
         if launch_executor == Some(false) {
-            let message = format!("executor {ex_id} is not running and the master asked not to launch it");
-            return self.drop_tasks(&fw_id, &ex_id, &framework, &tasks, &message, Reason::ExecutorTerminated);
+            let message =
+                format!("executor {ex_id} is not running and the master asked not to launch it");
+            return self.drop_tasks(
+                &fw_id,
+                &ex_id,
+                &framework,
+                &tasks,
+                &message,
+                Reason::ExecutorTerminated,
+            );
         }
         self.start_executor(fw_id, executor, kind, tasks);
     }
@@ -176,7 +212,13 @@ impl Agent {
         }
     }
 
-    fn start_executor(&mut self, fw_id: String, info: ExecutorInfo, kind: ExecutorKind, tasks: Vec<TaskInfo>) {
+    fn start_executor(
+        &mut self,
+        fw_id: String,
+        info: ExecutorInfo,
+        kind: ExecutorKind,
+        tasks: Vec<TaskInfo>,
+    ) {
         let container_id = match crate::support::random_uuid() {
             Ok(id) => id,
             Err(e) => {
@@ -243,14 +285,24 @@ impl Agent {
         });
     }
 
-    pub fn launched(&mut self, fw_id: &str, ex_id: &str, container_id: &str, result: Result<i32, String>) {
+    pub fn launched(
+        &mut self,
+        fw_id: &str,
+        ex_id: &str,
+        container_id: &str,
+        result: Result<i32, String>,
+    ) {
         let timeout = self.config.executor_registration_timeout;
         let Some(ex) = self.executor_mut(fw_id, ex_id, container_id) else {
             return;
         };
         match result {
             Err(message) => {
-                tracing::error!(framework = fw_id, executor = ex_id, "launch failed: {message}");
+                tracing::error!(
+                    framework = fw_id,
+                    executor = ex_id,
+                    "launch failed: {message}"
+                );
                 ex.termination_reason = Some(Reason::ContainerLaunchFailed as i32);
                 let termination = Termination {
                     status: None,
@@ -285,8 +337,11 @@ impl Agent {
     pub fn watch(&self, fw_id: &str, ex_id: &str, container_id: &str) {
         let containerizer = self.containerizer.clone();
         let tx = self.inputs.clone();
-        let (framework_id, executor_id, container_id) =
-            (fw_id.to_string(), ex_id.to_string(), container_id.to_string());
+        let (framework_id, executor_id, container_id) = (
+            fw_id.to_string(),
+            ex_id.to_string(),
+            container_id.to_string(),
+        );
         tokio::spawn(async move {
             let termination = match containerizer.wait(&container_id).await {
                 Ok(t) => t,
@@ -305,7 +360,12 @@ impl Agent {
         });
     }
 
-    pub fn executor_mut(&mut self, fw_id: &str, ex_id: &str, container_id: &str) -> Option<&mut Executor> {
+    pub fn executor_mut(
+        &mut self,
+        fw_id: &str,
+        ex_id: &str,
+        container_id: &str,
+    ) -> Option<&mut Executor> {
         self.frameworks
             .get_mut(fw_id)?
             .executors
@@ -315,13 +375,22 @@ impl Agent {
 
     pub fn executor_registration_timeout(&mut self, fw_id: &str, ex_id: &str, generation: u64) {
         let timeout = self.config.executor_registration_timeout;
-        let Some(ex) = self.frameworks.get_mut(fw_id).and_then(|f| f.executors.get_mut(ex_id)) else {
+        let Some(ex) = self
+            .frameworks
+            .get_mut(fw_id)
+            .and_then(|f| f.executors.get_mut(ex_id))
+        else {
             return;
         };
         if ex.generation != generation || ex.state != ExecutorState::Registering {
             return;
         }
-        tracing::warn!(framework = fw_id, executor = ex_id, ?timeout, "executor did not subscribe in time");
+        tracing::warn!(
+            framework = fw_id,
+            executor = ex_id,
+            ?timeout,
+            "executor did not subscribe in time"
+        );
         ex.termination_reason = Some(Reason::ExecutorRegistrationTimeout as i32);
         ex.state = ExecutorState::Terminating;
         self.destroy(fw_id, ex_id);
@@ -329,7 +398,11 @@ impl Agent {
 
     /// Kills the executor's container; its end arrives as `Terminated`.
     pub fn destroy(&self, fw_id: &str, ex_id: &str) {
-        let Some(ex) = self.frameworks.get(fw_id).and_then(|f| f.executors.get(ex_id)) else {
+        let Some(ex) = self
+            .frameworks
+            .get(fw_id)
+            .and_then(|f| f.executors.get(ex_id))
+        else {
             return;
         };
         let containerizer = self.containerizer.clone();
@@ -344,7 +417,13 @@ impl Agent {
     /// The container ended: every task not yet terminal gets the update
     /// Mesos sends, and the executor is forgotten once nothing is left to
     /// acknowledge.
-    pub fn terminated(&mut self, fw_id: &str, ex_id: &str, container_id: &str, termination: Termination) {
+    pub fn terminated(
+        &mut self,
+        fw_id: &str,
+        ex_id: &str,
+        container_id: &str,
+        termination: Termination,
+    ) {
         let agent_id = self.agent_id();
         let Some(ex) = self.executor_mut(fw_id, ex_id, container_id) else {
             return;
@@ -361,11 +440,14 @@ impl Agent {
         let (reason, message) = match (&termination.limitation, ex.termination_reason) {
             (Some(l), _) => (l.reason as i32, l.message.clone()),
             (None, Some(r)) => (r, termination.message.clone()),
-            (None, None) => (Reason::ExecutorTerminated as i32, if termination.message.is_empty() {
-                "Executor terminated".to_string()
-            } else {
-                termination.message.clone()
-            }),
+            (None, None) => (
+                Reason::ExecutorTerminated as i32,
+                if termination.message.is_empty() {
+                    "Executor terminated".to_string()
+                } else {
+                    termination.message.clone()
+                },
+            ),
         };
         let reason = Reason::try_from(reason).unwrap_or(Reason::ExecutorTerminated);
         for task in live {
@@ -375,13 +457,17 @@ impl Agent {
                 TaskState::TaskFailed
             };
             let update = self.agent_update(fw_id, Some(ex_id), &task, state, reason, &message);
-            let _ = self.report(update);
+            self.report(update);
         }
         if kind != ExecutorKind::Command && !agent_id.is_empty() {
             self.send_master(&ExitedExecutorMessage {
                 slave_id: SlaveId { value: agent_id },
-                framework_id: FrameworkId { value: fw_id.to_string() },
-                executor_id: crate::proto::mesos::ExecutorId { value: ex_id.to_string() },
+                framework_id: FrameworkId {
+                    value: fw_id.to_string(),
+                },
+                executor_id: crate::proto::mesos::ExecutorId {
+                    value: ex_id.to_string(),
+                },
                 status: termination.status.map(|s| s.code()).unwrap_or(-1),
             });
         }
@@ -414,7 +500,13 @@ impl Agent {
             self.frameworks.remove(fw_id);
             self.updates.cleanup_framework(fw_id);
         }
-        if self.shutting_down && self.frameworks.values().all(|f| f.executors.values().all(|e| e.state == ExecutorState::Terminated)) {
+        if self.shutting_down
+            && self.frameworks.values().all(|f| {
+                f.executors
+                    .values()
+                    .all(|e| e.state == ExecutorState::Terminated)
+            })
+        {
             self.finish_shutdown();
         }
     }
@@ -423,14 +515,29 @@ impl Agent {
         let fw_id = msg.framework_id.value;
         let task = msg.task_id.value;
         let Some(fw) = self.frameworks.get_mut(&fw_id) else {
-            tracing::warn!(framework = fw_id, task, "cannot kill a task of a framework that is not running here");
+            tracing::warn!(
+                framework = fw_id,
+                task,
+                "cannot kill a task of a framework that is not running here"
+            );
             return;
         };
         let partition_aware = fw.partition_aware();
         let Some(ex) = fw.executors.values_mut().find(|e| e.has_task(&task)) else {
             // Never launched here: the master learns it is gone.
-            let state = if partition_aware { TaskState::TaskDropped } else { TaskState::TaskLost };
-            let update = self.agent_update(&fw_id, None, &task, state, Reason::TaskUnknown, "Cannot find the task on this agent");
+            let state = if partition_aware {
+                TaskState::TaskDropped
+            } else {
+                TaskState::TaskLost
+            };
+            let update = self.agent_update(
+                &fw_id,
+                None,
+                &task,
+                state,
+                Reason::TaskUnknown,
+                "Cannot find the task on this agent",
+            );
             self.report(update);
             return;
         };
@@ -445,7 +552,14 @@ impl Agent {
             }
             ex.queued.retain(|g| !g.is_empty());
             let nothing_left = ex.queued.is_empty() && ex.launched.is_empty();
-            let update = self.agent_update(&fw_id, Some(&ex_id), &task, TaskState::TaskKilled, Reason::TaskKilledDuringLaunch, "Task killed before it was launched");
+            let update = self.agent_update(
+                &fw_id,
+                Some(&ex_id),
+                &task,
+                TaskState::TaskKilled,
+                Reason::TaskKilledDuringLaunch,
+                "Task killed before it was launched",
+            );
             self.report(update);
             if nothing_left {
                 self.shutdown_executor(&fw_id, &ex_id, None);
@@ -458,7 +572,9 @@ impl Agent {
                     let _ = events.send(Event {
                         r#type: Some(event::Type::Kill as i32),
                         kill: Some(event::Kill {
-                            task_id: crate::proto::mesos::v1::TaskId { value: task.clone() },
+                            task_id: crate::proto::mesos::v1::TaskId {
+                                value: task.clone(),
+                            },
                             kill_policy: msg.kill_policy.map(|k| crate::proto::evolve(&k)),
                         }),
                         ..Default::default()
@@ -487,10 +603,17 @@ impl Agent {
     /// after the shutdown grace period.
     pub fn shutdown_executor(&mut self, fw_id: &str, ex_id: &str, reason: Option<Reason>) {
         let grace = self.config.executor_shutdown_grace_period;
-        let Some(ex) = self.frameworks.get_mut(fw_id).and_then(|f| f.executors.get_mut(ex_id)) else {
+        let Some(ex) = self
+            .frameworks
+            .get_mut(fw_id)
+            .and_then(|f| f.executors.get_mut(ex_id))
+        else {
             return;
         };
-        if matches!(ex.state, ExecutorState::Terminating | ExecutorState::Terminated) {
+        if matches!(
+            ex.state,
+            ExecutorState::Terminating | ExecutorState::Terminated
+        ) {
             return;
         }
         let live = ex.live_task_ids();
@@ -515,7 +638,11 @@ impl Agent {
             return;
         }
         self.after(
-            if self.frameworks[fw_id].executors[ex_id].events.is_some() { grace } else { std::time::Duration::ZERO },
+            if self.frameworks[fw_id].executors[ex_id].events.is_some() {
+                grace
+            } else {
+                std::time::Duration::ZERO
+            },
             Timer::ExecutorShutdown {
                 framework_id: fw_id.to_string(),
                 executor_id: ex_id.to_string(),
@@ -525,7 +652,11 @@ impl Agent {
     }
 
     pub fn executor_shutdown_timeout(&mut self, fw_id: &str, ex_id: &str, generation: u64) {
-        let Some(ex) = self.frameworks.get(fw_id).and_then(|f| f.executors.get(ex_id)) else {
+        let Some(ex) = self
+            .frameworks
+            .get(fw_id)
+            .and_then(|f| f.executors.get(ex_id))
+        else {
             return;
         };
         if ex.generation != generation || ex.state != ExecutorState::Terminating {
@@ -569,11 +700,22 @@ impl Agent {
         }
     }
 
-    pub fn framework_message(&mut self, msg: crate::proto::mesos::internal::FrameworkToExecutorMessage) {
+    pub fn framework_message(
+        &mut self,
+        msg: crate::proto::mesos::internal::FrameworkToExecutorMessage,
+    ) {
         let fw_id = msg.framework_id.value;
         let ex_id = msg.executor_id.value;
-        let Some(ex) = self.frameworks.get(&fw_id).and_then(|f| f.executors.get(&ex_id)) else {
-            tracing::warn!(framework = fw_id, executor = ex_id, "dropping a message for an unknown executor");
+        let Some(ex) = self
+            .frameworks
+            .get(&fw_id)
+            .and_then(|f| f.executors.get(&ex_id))
+        else {
+            tracing::warn!(
+                framework = fw_id,
+                executor = ex_id,
+                "dropping a message for an unknown executor"
+            );
             return;
         };
         match &ex.events {
@@ -584,7 +726,11 @@ impl Agent {
                     ..Default::default()
                 });
             }
-            None => tracing::warn!(framework = fw_id, executor = ex_id, "dropping a message for an executor that is not subscribed"),
+            None => tracing::warn!(
+                framework = fw_id,
+                executor = ex_id,
+                "dropping a message for an executor that is not subscribed"
+            ),
         }
     }
 
@@ -604,9 +750,16 @@ impl Agent {
         for (f, e) in &all {
             self.shutdown_executor(f, e, Some(Reason::ExecutorTerminated));
         }
-        let deadline = self.config.executor_shutdown_grace_period + std::time::Duration::from_secs(5);
+        let deadline =
+            self.config.executor_shutdown_grace_period + std::time::Duration::from_secs(5);
         self.after(deadline, Timer::ShutdownDeadline);
-        if all.is_empty() || self.frameworks.values().all(|f| f.executors.values().all(|e| e.state == ExecutorState::Terminated)) {
+        if all.is_empty()
+            || self.frameworks.values().all(|f| {
+                f.executors
+                    .values()
+                    .all(|e| e.state == ExecutorState::Terminated)
+            })
+        {
             self.finish_shutdown();
         }
     }
@@ -660,16 +813,20 @@ pub(super) fn make_task(t: &TaskInfo, fw_id: &str, ex: &Executor, agent_id: Opti
     Task {
         name: t.name.clone(),
         task_id: t.task_id.clone(),
-        framework_id: FrameworkId { value: fw_id.to_string() },
+        framework_id: FrameworkId {
+            value: fw_id.to_string(),
+        },
         executor_id: (ex.kind != ExecutorKind::Command).then(|| ex.info.executor_id.clone()),
-        slave_id: SlaveId { value: agent_id.unwrap_or_default().to_string() },
+        slave_id: SlaveId {
+            value: agent_id.unwrap_or_default().to_string(),
+        },
         state: TaskState::TaskStaging as i32,
         resources: t.resources.clone(),
         labels: t.labels.clone(),
         discovery: t.discovery.clone(),
         container: t.container.clone(),
         health_check: t.health_check.clone(),
-        kill_policy: t.kill_policy.clone(),
+        kill_policy: t.kill_policy,
         user: t.command.as_ref().and_then(|c| c.user.clone()),
         ..Default::default()
     }

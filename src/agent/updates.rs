@@ -73,7 +73,11 @@ impl Agent {
     /// Applies an update to its task, logs it durably (for checkpointing
     /// frameworks) and queues it for the master. Returns an error text
     /// when the update cannot be taken (the executor gets it as a 400).
-    pub fn status_update(&mut self, update: StatusUpdate, from_executor: Option<&str>) -> Result<(), String> {
+    pub fn status_update(
+        &mut self,
+        update: StatusUpdate,
+        from_executor: Option<&str>,
+    ) -> Result<(), String> {
         let fw_id = update.framework_id.value.clone();
         let task = update.status.task_id.value.clone();
         let state = update.status.state();
@@ -83,12 +87,21 @@ impl Agent {
             if let Some(ex) = fw.executors.values_mut().find(|e| e.has_task(&task)) {
                 if let Some(from) = from_executor {
                     if ex.id != from {
-                        return Err(format!("task {task} belongs to executor {}, not {from}", ex.id));
+                        return Err(format!(
+                            "task {task} belongs to executor {}, not {from}",
+                            ex.id
+                        ));
                     }
                 }
                 if checkpoint {
                     let agent = self.id.clone().unwrap_or_default();
-                    log = Some(self.work.task_updates(&agent, &fw_id, &ex.id, &ex.container_id, &task));
+                    log = Some(self.work.task_updates(
+                        &agent,
+                        &fw_id,
+                        &ex.id,
+                        &ex.container_id,
+                        &task,
+                    ));
                 }
                 if let Some(t) = ex.launched.get_mut(&task) {
                     t.state = state as i32;

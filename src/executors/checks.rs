@@ -24,7 +24,10 @@ pub enum CheckError {
     #[error("{0} check has no type")]
     NoType(&'static str),
     #[error("{what} check of type {kind} has no {kind} settings")]
-    Missing { what: &'static str, kind: &'static str },
+    Missing {
+        what: &'static str,
+        kind: &'static str,
+    },
     #[error("{0} check: invalid {1}: must be a non-negative number of seconds")]
     Seconds(&'static str, &'static str),
     #[error("{0} check: the scheme {1:?} is not supported (only http)")]
@@ -90,8 +93,8 @@ fn command_probe(
     command: &CommandInfo,
     ctx: &ProbeContext,
 ) -> Result<Probe, CheckError> {
-    let (program, argv) =
-        launch::command_line(command, None).map_err(|e| CheckError::Command(what, e.to_string()))?;
+    let (program, argv) = launch::command_line(command, None)
+        .map_err(|e| CheckError::Command(what, e.to_string()))?;
     let mut env = ctx.task.env.clone();
     launch::apply_environment(&mut env, command.environment.as_ref())
         .map_err(|e| CheckError::Command(what, e.to_string()))?;
@@ -246,7 +249,11 @@ pub fn check_status(check: &CheckInfo, outcome: &Outcome) -> CheckStatusInfo {
                 status_code: Some(u32::from(*code)),
             })
         }
-        Outcome::Tcp(ok) => s.tcp = Some(check_status_info::Tcp { succeeded: Some(*ok) }),
+        Outcome::Tcp(ok) => {
+            s.tcp = Some(check_status_info::Tcp {
+                succeeded: Some(*ok),
+            })
+        }
         Outcome::Error(_) => {}
     }
     s
@@ -323,7 +330,9 @@ impl TaskChecks {
                         inputs.clone(),
                     );
                 }
-                Err(e) => eprintln!("butte executor: task {task_id}: failed to create checker: {e}"),
+                Err(e) => {
+                    eprintln!("butte executor: task {task_id}: failed to create checker: {e}")
+                }
             }
         }
         if let Some(h) = health {
@@ -442,7 +451,10 @@ mod tests {
         ));
         let mut h = http(None, None);
         h.delay_seconds = Some(-1.0);
-        assert!(matches!(health_probe(&h, &ctx()), Err(CheckError::Seconds(..))));
+        assert!(matches!(
+            health_probe(&h, &ctx()),
+            Err(CheckError::Seconds(..))
+        ));
         assert!(matches!(
             health_probe(&HealthCheck::default(), &ctx()),
             Err(CheckError::NoType(_))

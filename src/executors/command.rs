@@ -14,8 +14,8 @@ use super::checks::{empty_check_status, ProbeContext, TaskChecks};
 use super::exit::{command_message, Exit};
 use super::launch::{self, Place};
 use super::probe::Outcome;
-use super::session::{Behavior, ProbeKind, Session};
 use super::process::Group;
+use super::session::{Behavior, ProbeKind, Session};
 use crate::proto::mesos::v1::executor::{event, Event};
 use crate::proto::mesos::v1::{task_status, KillPolicy, TaskInfo, TaskState, TaskStatus};
 use std::time::{Duration, Instant};
@@ -32,7 +32,11 @@ pub fn policy_grace(policy: Option<&KillPolicy>) -> Option<Duration> {
 }
 
 /// The terminal state of a task's process, as both executors decide it.
-pub fn terminal_state(exit: Exit, killed: bool, max_completion: bool) -> (TaskState, Option<task_status::Reason>) {
+pub fn terminal_state(
+    exit: Exit,
+    killed: bool,
+    max_completion: bool,
+) -> (TaskState, Option<task_status::Reason>) {
     if max_completion {
         (
             TaskState::TaskFailed,
@@ -92,7 +96,13 @@ impl CommandExecutor {
     }
 
     /// A status from scratch (no health or check result attached yet).
-    fn status(&self, s: &Session, state: TaskState, reason: Option<task_status::Reason>, message: Option<String>) -> Option<TaskStatus> {
+    fn status(
+        &self,
+        s: &Session,
+        state: TaskState,
+        reason: Option<task_status::Reason>,
+        message: Option<String>,
+    ) -> Option<TaskStatus> {
         let task = self.task.as_ref()?;
         let mut status = s.status(&task.task_id, state);
         status.reason = reason.map(|r| r as i32);
@@ -113,7 +123,10 @@ impl CommandExecutor {
     }
 
     fn fail(&mut self, s: &mut Session, message: String) {
-        eprintln!("butte executor: task {}: {message}", self.task_id().unwrap_or("?"));
+        eprintln!(
+            "butte executor: task {}: {message}",
+            self.task_id().unwrap_or("?")
+        );
         self.terminated = true;
         if let Some(st) = self.status(s, TaskState::TaskFailed, None, Some(message)) {
             self.forward(s, st);
@@ -123,7 +136,8 @@ impl CommandExecutor {
     fn launch(&mut self, s: &mut Session, task: TaskInfo) {
         if self.task.is_some() {
             let mut st = s.status(&task.task_id, TaskState::TaskFailed);
-            st.message = Some("Attempted to run multiple tasks using a \"command\" executor".into());
+            st.message =
+                Some("Attempted to run multiple tasks using a \"command\" executor".into());
             s.forward(st);
             return;
         }
@@ -151,12 +165,7 @@ impl CommandExecutor {
         };
         let pid = match s.spawn_task(&task_id, &mut cmd) {
             Ok(pid) => pid,
-            Err(e) => {
-                return self.fail(
-                    s,
-                    format!("Failed to launch task: {}: {e}", plan.program),
-                )
-            }
+            Err(e) => return self.fail(s, format!("Failed to launch task: {}: {e}", plan.program)),
         };
         eprintln!("butte executor: started task {task_id} as pid {pid}");
         self.group = Some(Group::new(pid));
@@ -172,7 +181,11 @@ impl CommandExecutor {
             &s.reaper,
             &s.inputs,
         );
-        if let Some(d) = task.max_completion_time.as_ref().filter(|d| d.nanoseconds > 0) {
+        if let Some(d) = task
+            .max_completion_time
+            .as_ref()
+            .filter(|d| d.nanoseconds > 0)
+        {
             self.max_completion_at =
                 Some(Instant::now() + Duration::from_nanos(d.nanoseconds as u64));
         }
@@ -264,7 +277,9 @@ impl Behavior for CommandExecutor {
                 self.kill_with_policy(s, &kill.task_id.value, kill.kill_policy.as_ref());
             }
             Some(Ok(Type::Acknowledged)) => {
-                let Some(ack) = event.acknowledged else { return };
+                let Some(ack) = event.acknowledged else {
+                    return;
+                };
                 match s.acknowledge(&ack.uuid) {
                     Some(status) => {
                         self.acknowledged = true;
@@ -310,7 +325,9 @@ impl Behavior for CommandExecutor {
         if self.killed || self.terminated {
             return;
         }
-        let Some(last) = self.last_status.clone() else { return };
+        let Some(last) = self.last_status.clone() else {
+            return;
+        };
         match kind {
             ProbeKind::Health => {
                 let Some(report) = self.checks.health_result(&outcome, Instant::now()) else {
@@ -355,7 +372,9 @@ impl Behavior for CommandExecutor {
             .is_some_and(|t| now >= t + TERMINAL_ACK_TIMEOUT)
             && self.exit.is_none()
         {
-            eprintln!("butte executor: did not receive ACK for the terminal status update from the agent");
+            eprintln!(
+                "butte executor: did not receive ACK for the terminal status update from the agent"
+            );
             self.exit = Some(1);
         }
     }

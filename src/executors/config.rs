@@ -54,10 +54,14 @@ impl Config {
         };
         let duration = |name: &'static str, default: Duration| match env.get(name) {
             None => Ok(default),
-            Some(v) => parse_duration(v).ok_or_else(|| ConfigError::Duration {
-                name,
-                value: v.clone(),
-            }),
+            Some(v) => {
+                crate::support::parse_duration(v)
+                    .ok()
+                    .ok_or_else(|| ConfigError::Duration {
+                        name,
+                        value: v.clone(),
+                    })
+            }
         };
         let directory = env
             .get("MESOS_DIRECTORY")
@@ -68,7 +72,11 @@ impl Config {
         Ok(Config {
             framework_id: required("MESOS_FRAMEWORK_ID")?,
             executor_id: required("MESOS_EXECUTOR_ID")?,
-            agent_endpoint: required("MESOS_AGENT_ENDPOINT")?,
+            agent_endpoint: required("MESOS_AGENT_ENDPOINT").map(|e| {
+                e.trim_start_matches("http://")
+                    .trim_end_matches('/')
+                    .to_string()
+            })?,
             sandbox: env
                 .get("MESOS_SANDBOX")
                 .map(PathBuf::from)
@@ -94,49 +102,6 @@ impl Config {
     }
 }
 
-/// Parses a Mesos duration (`5secs`, `100ms`, `15mins`, `1hrs`, `2days`,
-/// `1weeks`, also `3s`, `2m`).
-pub fn parse_duration(text: &str) -> Option<Duration> {
-    if let Ok(d) = crate::support::parse_duration(text) {
-        return Some(d);
-    }
-    let t = text.trim();
-    let split = t.find(|c: char| !(c.is_ascii_digit() || c == '.'))?;
-    let (num, unit) = t.split_at(split);
-    let value: f64 = num.parse().ok()?;
-    let secs = match unit.trim() {
-        "sec" => value,
-        "min" => value * 60.0,
-        "hr" => value * 3600.0,
-        "d" | "day" | "days" => value * 86400.0,
-        "w" | "week" | "weeks" => value * 7.0 * 86400.0,
-        _ => return None,
-    };
-    Duration::try_from_secs_f64(secs).ok()
-}
-
-/// Formats a duration the way Mesos prints them (`3secs`, `500ms`).
-pub fn format_duration(d: Duration) -> String {
-    let ns = d.as_nanos();
-    let trim = |v: f64| {
-        let s = format!("{v:.6}");
-        s.trim_end_matches('0').trim_end_matches('.').to_string()
-    };
-    if ns < 1_000 {
-        format!("{ns}ns")
-    } else if ns < 1_000_000 {
-        format!("{}us", trim(ns as f64 / 1e3))
-    } else if ns < 1_000_000_000 {
-        format!("{}ms", trim(ns as f64 / 1e6))
-    } else if ns < 60_000_000_000 {
-        format!("{}secs", trim(d.as_secs_f64()))
-    } else if ns < 3_600_000_000_000 {
-        format!("{}mins", trim(d.as_secs_f64() / 60.0))
-    } else {
-        format!("{}hrs", trim(d.as_secs_f64() / 3600.0))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -152,7 +117,7 @@ mod tests {
         let c = Config::from_env(vars(&[
             ("MESOS_FRAMEWORK_ID", "fw"),
             ("MESOS_EXECUTOR_ID", "ex"),
-            ("MESOS_AGENT_ENDPOINT", "127.0.0.1:5051"),
+            ("MESOS_AGENT_ENDPOINT", "http://127.0.0.1:5051/"),
             ("MESOS_DIRECTORY", "/var/sb"),
             ("MESOS_SANDBOX", "/mnt/mesos/sandbox"),
             ("MESOS_CHECKPOINT", "1"),
@@ -184,20 +149,8 @@ mod tests {
             ("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", "soon"),
         ]))
         .unwrap_err();
-        assert!(e.to_string().contains("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD"));
-    }
-
-    #[test]
-    fn durations_in_mesos_units() {
-        assert_eq!(parse_duration("5secs"), Some(Duration::from_secs(5)));
-        assert_eq!(parse_duration("100ms"), Some(Duration::from_millis(100)));
-        assert_eq!(parse_duration("15mins"), Some(Duration::from_secs(900)));
-        assert_eq!(parse_duration("2days"), Some(Duration::from_secs(172800)));
-        assert_eq!(parse_duration("1weeks"), Some(Duration::from_secs(604800)));
-        assert_eq!(parse_duration("fast"), None);
-        assert_eq!(format_duration(Duration::from_secs(3)), "3secs");
-        assert_eq!(format_duration(Duration::from_millis(1500)), "1.5secs");
-        assert_eq!(format_duration(Duration::from_millis(20)), "20ms");
-        assert_eq!(format_duration(Duration::from_secs(120)), "2mins");
+        assert!(e
+            .to_string()
+            .contains("MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD"));
     }
 }

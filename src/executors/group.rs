@@ -18,7 +18,9 @@ use super::probe::Outcome;
 use super::process::Group;
 use super::session::{Behavior, ProbeKind, Session};
 use crate::proto::mesos::v1::executor::{event, Event};
-use crate::proto::mesos::v1::{task_status, KillPolicy, TaskGroupInfo, TaskInfo, TaskState, TaskStatus};
+use crate::proto::mesos::v1::{
+    task_status, KillPolicy, TaskGroupInfo, TaskInfo, TaskState, TaskStatus,
+};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
@@ -133,7 +135,11 @@ impl DefaultExecutor {
             eprintln!("butte executor: ignoring a task group: shutting down");
             return;
         }
-        let ids: Vec<String> = group.tasks.iter().map(|t| t.task_id.value.clone()).collect();
+        let ids: Vec<String> = group
+            .tasks
+            .iter()
+            .map(|t| t.task_id.value.clone())
+            .collect();
         let mut failed = Vec::new();
         for task in &group.tasks {
             let id = task.task_id.value.clone();
@@ -307,7 +313,9 @@ impl Behavior for DefaultExecutor {
                 }
             }
             Some(Ok(Type::Acknowledged)) => {
-                let Some(ack) = event.acknowledged else { return };
+                let Some(ack) = event.acknowledged else {
+                    return;
+                };
                 if s.acknowledge(&ack.uuid).is_none() {
                     eprintln!(
                         "butte executor: acknowledgement for an unknown status update of task {}",
@@ -348,7 +356,9 @@ impl Behavior for DefaultExecutor {
         if c.killing {
             return;
         }
-        let Some(last) = c.last_status.clone() else { return };
+        let Some(last) = c.last_status.clone() else {
+            return;
+        };
         match kind {
             ProbeKind::Health => {
                 let Some(report) = c.checks.health_result(&outcome, Instant::now()) else {
@@ -364,7 +374,9 @@ impl Behavior for DefaultExecutor {
                 }
             }
             ProbeKind::Check => {
-                let Some(check) = c.checks.check_result(&outcome) else { return };
+                let Some(check) = c.checks.check_result(&outcome) else {
+                    return;
+                };
                 let mut st = s.refresh(&last);
                 st.reason = Some(task_status::Reason::TaskCheckStatusUpdated as i32);
                 st.check_status = Some(check);
@@ -428,4 +440,3 @@ impl Behavior for DefaultExecutor {
         self.exit
     }
 }
-

@@ -123,7 +123,10 @@ mod tests {
         assert_eq!(h.failure(at(t0, 1)), None);
         assert_eq!(h.failure(at(t0, 10)), None);
         let r = h.failure(at(t0, 11)).unwrap();
-        assert_eq!((r.healthy, r.kill_task, r.consecutive_failures), (false, false, 1));
+        assert_eq!(
+            (r.healthy, r.kill_task, r.consecutive_failures),
+            (false, false, 1)
+        );
 
         let (mut h, t0) = state(3, 10);
         assert!(h.success().unwrap().healthy);

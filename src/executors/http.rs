@@ -319,7 +319,11 @@ pub fn write_request(
 /// Reads a whole (non-streamed) body: Content-Length, chunked, or until the
 /// connection closes. Returns the body and whether the connection may be
 /// reused.
-pub fn read_body(r: &mut impl BufRead, head: &Head, addr: &str) -> Result<(Vec<u8>, bool), HttpError> {
+pub fn read_body(
+    r: &mut impl BufRead,
+    head: &Head,
+    addr: &str,
+) -> Result<(Vec<u8>, bool), HttpError> {
     let io_err = |source| HttpError::Io {
         op: "read response from",
         addr: addr.to_string(),
@@ -507,8 +511,7 @@ impl BodyStream {
     pub fn next_bytes(&mut self, out: &mut Vec<u8>) -> Result<bool, HttpError> {
         let addr = &self.addr;
         loop {
-            if self.chunked.as_ref().is_some_and(ChunkedDecoder::is_done) || self.left == Some(0)
-            {
+            if self.chunked.as_ref().is_some_and(ChunkedDecoder::is_done) || self.left == Some(0) {
                 return Ok(false);
             }
             let buf = self.conn.fill_buf().map_err(|source| HttpError::Io {
@@ -588,7 +591,11 @@ mod tests {
         assert_eq!(decode_all(&[wire]).unwrap(), (want.clone(), true));
         for split in 1..wire.len() {
             let (a, b) = wire.split_at(split);
-            assert_eq!(decode_all(&[a, b]).unwrap(), (want.clone(), true), "split {split}");
+            assert_eq!(
+                decode_all(&[a, b]).unwrap(),
+                (want.clone(), true),
+                "split {split}"
+            );
         }
         let bytes: Vec<&[u8]> = wire.chunks(1).collect();
         assert_eq!(decode_all(&bytes).unwrap(), (want, true));
@@ -619,7 +626,9 @@ mod tests {
     fn feed_stops_at_the_end_of_the_body() {
         let mut d = ChunkedDecoder::default();
         let mut out = Vec::new();
-        let used = d.feed(b"1\r\na\r\n0\r\n\r\nHTTP/1.1 200", &mut out).unwrap();
+        let used = d
+            .feed(b"1\r\na\r\n0\r\n\r\nHTTP/1.1 200", &mut out)
+            .unwrap();
         assert_eq!(used, 11);
         assert!(d.is_done());
         assert_eq!(out, b"a");
@@ -627,8 +636,7 @@ mod tests {
 
     #[test]
     fn heads_are_parsed() {
-        let mut r: &[u8] =
-            b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nX-A:  b \r\n\r\nrest";
+        let mut r: &[u8] = b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\nX-A:  b \r\n\r\nrest";
         let head = read_head(&mut r, "x").unwrap();
         assert_eq!(head.status, 202);
         assert_eq!(head.reason, "Accepted");

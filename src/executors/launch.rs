@@ -316,9 +316,16 @@ mod tests {
     fn argv_commands_use_value_as_the_program() {
         let (program, argv) =
             command_line(&cmd(Some(false), Some("/bin/ls"), &["ls", "-l"]), None).unwrap();
-        assert_eq!((program.as_str(), argv), ("/bin/ls", strings(&["ls", "-l"])));
-        let (program, argv) = command_line(&cmd(Some(false), Some("/bin/true"), &[]), None).unwrap();
-        assert_eq!((program.as_str(), argv), ("/bin/true", strings(&["/bin/true"])));
+        assert_eq!(
+            (program.as_str(), argv),
+            ("/bin/ls", strings(&["ls", "-l"]))
+        );
+        let (program, argv) =
+            command_line(&cmd(Some(false), Some("/bin/true"), &[]), None).unwrap();
+        assert_eq!(
+            (program.as_str(), argv),
+            ("/bin/true", strings(&["/bin/true"]))
+        );
     }
 
     #[test]
@@ -328,7 +335,10 @@ mod tests {
         assert_eq!((program.as_str(), argv), ("/entry.sh", image.clone()));
         let (program, argv) =
             command_line(&cmd(Some(false), None, &["/bin/echo", "hi"]), Some(&image)).unwrap();
-        assert_eq!((program.as_str(), argv), ("/bin/echo", strings(&["/bin/echo", "hi"])));
+        assert_eq!(
+            (program.as_str(), argv),
+            ("/bin/echo", strings(&["/bin/echo", "hi"]))
+        );
         assert_eq!(
             command_line(&cmd(Some(false), None, &[]), None).unwrap_err(),
             LaunchError::NoExecutable
@@ -471,8 +481,12 @@ mod tests {
             sandbox: Path::new("/var/sb/tasks/t1"),
             own_sandbox: true,
         };
-        let p = plan(&task(cmd(None, Some("true"), &[])), &TaskLaunchInfo::default(), &place)
-            .unwrap();
+        let p = plan(
+            &task(cmd(None, Some("true"), &[])),
+            &TaskLaunchInfo::default(),
+            &place,
+        )
+        .unwrap();
         assert!(p
             .env
             .contains(&("MESOS_SANDBOX".to_string(), "/var/sb/tasks/t1".to_string())));

@@ -75,7 +75,12 @@ fn headers(auth: Option<&str>) -> Vec<(&str, &str)> {
     h
 }
 
-fn subscriber(endpoint: &str, auth: Option<&str>, requests: &Receiver<Vec<u8>>, inputs: &Sender<Input>) {
+fn subscriber(
+    endpoint: &str,
+    auth: Option<&str>,
+    requests: &Receiver<Vec<u8>>,
+    inputs: &Sender<Input>,
+) {
     while let Ok(body) = requests.recv() {
         let input = match subscribe_once(endpoint, auth, &body, inputs) {
             Ok(reason) => Input::Disconnected(reason),

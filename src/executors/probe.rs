@@ -2,11 +2,11 @@
 //! one), an HTTP GET or a TCP connect to the task on 127.0.0.1, bounded by
 //! the check's timeout.
 
-use super::config::format_duration;
 use super::exit::Exit;
 use super::http;
 use super::launch::{self, Plan};
 use super::reaper::Reaper;
+use crate::support::format_duration;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
 use std::path::PathBuf;
@@ -54,7 +54,12 @@ impl Probe {
     }
 }
 
-fn run_command(plan: &Plan, self_exe: &std::path::Path, limit: Duration, reaper: &Reaper) -> Outcome {
+fn run_command(
+    plan: &Plan,
+    self_exe: &std::path::Path,
+    limit: Duration,
+    reaper: &Reaper,
+) -> Outcome {
     let mut cmd = match launch::command(plan, self_exe) {
         Ok(c) => c,
         Err(e) => return Outcome::Error(e.to_string()),
@@ -86,7 +91,10 @@ fn run_command(plan: &Plan, self_exe: &std::path::Path, limit: Duration, reaper:
             let _ = nix::sys::signal::killpg(pid, nix::sys::signal::SIGKILL);
             let _ = nix::sys::signal::kill(pid, nix::sys::signal::SIGKILL);
             let _ = rx.recv();
-            Outcome::Error(format!("Command timed out after {}", format_duration(limit)))
+            Outcome::Error(format!(
+                "Command timed out after {}",
+                format_duration(limit)
+            ))
         }
     }
 }
@@ -141,8 +149,14 @@ mod tests {
             addr: addr.to_string(),
             path: "/health".into(),
         };
-        assert_eq!(probe.run(Duration::from_secs(5), &reaper), Outcome::Http(503));
-        assert!(server.join().unwrap().starts_with("GET /health HTTP/1.1\r\n"));
+        assert_eq!(
+            probe.run(Duration::from_secs(5), &reaper),
+            Outcome::Http(503)
+        );
+        assert!(server
+            .join()
+            .unwrap()
+            .starts_with("GET /health HTTP/1.1\r\n"));
         // Port 1 (tcpmux) has no listener here; a port freed by this test
         // could be taken again by a test running beside it.
         let closed: SocketAddr = "127.0.0.1:1".parse().unwrap();
@@ -154,7 +168,10 @@ mod tests {
         let probe = Probe::Tcp {
             addr: l.local_addr().unwrap(),
         };
-        assert_eq!(probe.run(Duration::from_secs(5), &reaper), Outcome::Tcp(true));
+        assert_eq!(
+            probe.run(Duration::from_secs(5), &reaper),
+            Outcome::Tcp(true)
+        );
         let probe = Probe::Http {
             addr: closed.to_string(),
             path: "/".into(),

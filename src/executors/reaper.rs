@@ -61,12 +61,8 @@ impl Reaper {
         Reaper { shared }
     }
 
-
     fn lock(&self) -> MutexGuard<'_, Registry> {
-        self.shared
-            .state
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
+        self.shared.state.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     /// Starts `cmd`; `on_exit` runs (on a reaper thread) when it ends.
@@ -88,7 +84,8 @@ impl Reaper {
                 .stack_size(64 << 10)
                 .spawn(move || on_exit(wait_for(pid as i32)));
             if let Err(e) = spawned {
-                let _ = nix::sys::signal::kill(Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL);
+                let _ =
+                    nix::sys::signal::kill(Pid::from_raw(pid as i32), nix::sys::signal::SIGKILL);
                 let _ = waitpid(Pid::from_raw(pid as i32), None);
                 return Err(e);
             }
@@ -182,11 +179,7 @@ mod tests {
         got.sort_by_key(|(c, _)| *c);
         assert_eq!(
             got,
-            vec![
-                (0, Exit::Code(0)),
-                (3, Exit::Code(3)),
-                (9, Exit::Signal(9))
-            ]
+            vec![(0, Exit::Code(0)), (3, Exit::Code(3)), (9, Exit::Signal(9))]
         );
     }
 

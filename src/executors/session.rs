@@ -20,8 +20,8 @@ use super::reaper::Reaper;
 use crate::proto::launch::{LaunchInfos, TaskLaunchInfo};
 use crate::proto::mesos::v1::executor::{call, event, Call, Event};
 use crate::proto::mesos::v1::{
-    framework_info, task_status, AgentId, ExecutorId, FrameworkId, FrameworkInfo, TaskId,
-    TaskInfo, TaskState, TaskStatus,
+    framework_info, task_status, AgentId, ExecutorId, FrameworkId, FrameworkInfo, TaskId, TaskInfo,
+    TaskState, TaskStatus,
 };
 use std::io;
 use std::path::PathBuf;
@@ -95,6 +95,8 @@ pub struct Session {
     launch_info: Option<PathBuf>,
     link: Link,
     unacked: Vec<(Vec<u8>, call::Update)>,
+    /// The updates the last SUBSCRIBE carried.
+    in_subscribe: Vec<Vec<u8>>,
     framework: Option<FrameworkInfo>,
     agent_id: Option<AgentId>,
     conn: Conn,
@@ -139,6 +141,7 @@ impl Session {
             launch_info,
             link,
             unacked: Vec::new(),
+            in_subscribe: Vec::new(),
             framework: None,
             agent_id: None,
             conn: Conn::Subscribing,
@@ -161,9 +164,9 @@ impl Session {
     /// True when the framework understands TASK_KILLING.
     pub fn task_killing_state(&self) -> bool {
         self.framework.as_ref().is_some_and(|f| {
-            f.capabilities
-                .iter()
-                .any(|c| c.r#type == Some(framework_info::capability::Type::TaskKillingState as i32))
+            f.capabilities.iter().any(|c| {
+                c.r#type == Some(framework_info::capability::Type::TaskKillingState as i32)
+            })
         })
     }
 
@@ -237,14 +240,17 @@ impl Session {
         }
     }
 
-    /// Sends a status update and keeps it until acknowledged.
+    /// Sends a status update (when subscribed: otherwise it goes with the
+    /// next SUBSCRIBE) and keeps it until acknowledged.
     pub fn forward(&mut self, status: TaskStatus) {
         let update = call::Update { status };
         let uuid = update.status.uuid.clone().unwrap_or_default();
-        let mut call = self.call(call::Type::Update);
-        call.update = Some(update.clone());
+        if self.subscribed() {
+            let mut call = self.call(call::Type::Update);
+            call.update = Some(update.clone());
+            self.link.send(&call);
+        }
         self.unacked.push((uuid, update));
-        self.link.send(&call);
     }
 
     /// Records an acknowledgement; returns the acknowledged status.
@@ -264,6 +270,7 @@ impl Session {
             unacknowledged_tasks: tasks,
             unacknowledged_updates: self.unacked.iter().map(|(_, u)| u.clone()).collect(),
         });
+        self.in_subscribe = self.unacked.iter().map(|(u, _)| u.clone()).collect();
         self.conn = Conn::Subscribing;
         self.link.subscribe(&call);
     }
@@ -276,6 +283,18 @@ impl Session {
         self.conn = Conn::Subscribed;
         self.lost_at = None;
         self.ever_subscribed = true;
+        // Updates made while the SUBSCRIBE was on its way go now.
+        let late: Vec<call::Update> = self
+            .unacked
+            .iter()
+            .filter(|(u, _)| !self.in_subscribe.contains(u))
+            .map(|(_, update)| update.clone())
+            .collect();
+        for update in late {
+            let mut call = self.call(call::Type::Update);
+            call.update = Some(update);
+            self.link.send(&call);
+        }
     }
 
     /// A subscription failed or ended: back off and retry, or give up.
@@ -345,7 +364,9 @@ pub fn new_uuid() -> Vec<u8> {
             let t = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map_or(0, |d| d.as_nanos());
-            (t ^ (u128::from(std::process::id()) << 96)).to_be_bytes().to_vec()
+            (t ^ (u128::from(std::process::id()) << 96))
+                .to_be_bytes()
+                .to_vec()
         })
 }
 

@@ -306,7 +306,10 @@ pub fn adopt(
 }
 
 /// The existing cgroup of sandbox `id`, to read and remove.
-fn leftover_cgroup(config: &super::RuntimeConfig, id: &str) -> Result<Option<Cgroup>, RuntimeError> {
+fn leftover_cgroup(
+    config: &super::RuntimeConfig,
+    id: &str,
+) -> Result<Option<Cgroup>, RuntimeError> {
     Ok(Hierarchy::detect(&config.cgroup_root, &config.cgroup_parent)?.open(id))
 }
 

@@ -122,11 +122,9 @@ fn enter(args: &EnterArgs) -> Result<Never, EnterError> {
     let none: Option<&str> = None;
     nix::mount::mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .map_err(|e| setup("make / private")(errno(e)))?;
-    mounts::execute(&mounts::plan(&plan_spec(args, &sandbox))).map_err(|e| {
-        EnterError::Setup {
-            step: e.step,
-            message: phrase(&e.source),
-        }
+    mounts::execute(&mounts::plan(&plan_spec(args, &sandbox))).map_err(|e| EnterError::Setup {
+        step: e.step,
+        message: phrase(&e.source),
     })?;
     let who = resolve_user(user.as_ref())?;
     let cwd = args.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
@@ -244,16 +242,22 @@ fn drop_capabilities(who: Option<&user::Resolved>) -> Result<(), EnterError> {
         }
     }
     ::caps::clear(None, CapSet::Ambient).map_err(cap_err("clear ambient capabilities"))?;
-    let root = who.is_none_or(|w| w.uid == 0);
-    let inheritable = if root { keep.clone() } else { CapsHashSet::new() };
+    let root = who.map_or(true, |w| w.uid == 0);
+    let inheritable = if root {
+        keep.clone()
+    } else {
+        CapsHashSet::new()
+    };
     ::caps::set(None, CapSet::Inheritable, &inheritable)
         .map_err(cap_err("set inheritable capabilities"))?;
     if let Some(who) = who {
         switch_user(who)?;
     }
     if root {
-        ::caps::set(None, CapSet::Effective, &keep).map_err(cap_err("set effective capabilities"))?;
-        ::caps::set(None, CapSet::Permitted, &keep).map_err(cap_err("set permitted capabilities"))?;
+        ::caps::set(None, CapSet::Effective, &keep)
+            .map_err(cap_err("set effective capabilities"))?;
+        ::caps::set(None, CapSet::Permitted, &keep)
+            .map_err(cap_err("set permitted capabilities"))?;
     }
     Ok(())
 }
@@ -357,7 +361,9 @@ mod tests {
             .unwrap();
         let open = steps
             .iter()
-            .position(|s| matches!(s, Step::OpenSource { path, .. } if path == Path::new("/var/sandbox")))
+            .position(
+                |s| matches!(s, Step::OpenSource { path, .. } if path == Path::new("/var/sandbox")),
+            )
             .unwrap();
         let bind = steps
             .iter()

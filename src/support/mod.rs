@@ -62,11 +62,11 @@ pub fn parse_duration(text: &str) -> Result<Duration, ParseError> {
         "ns" => value / 1e9,
         "us" => value / 1e6,
         "ms" => value / 1e3,
-        "s" | "secs" => value,
-        "m" | "mins" => value * 60.0,
-        "h" | "hrs" => value * 3600.0,
-        "d" | "days" => value * 86400.0,
-        "w" | "weeks" => value * 604800.0,
+        "s" | "sec" | "secs" => value,
+        "m" | "min" | "mins" => value * 60.0,
+        "h" | "hr" | "hrs" => value * 3600.0,
+        "d" | "day" | "days" => value * 86400.0,
+        "w" | "week" | "weeks" => value * 604800.0,
         _ => return Err(err()),
     };
     Duration::try_from_secs_f64(secs).map_err(|_| err())

@@ -5,10 +5,10 @@
 //! wins). Durations are written as Mesos writes them (`5secs`), because
 //! executors parse them with Mesos' parser.
 
-use crate::support::format_duration;
 use crate::proto::mesos::environment::variable::Type as VariableType;
 use crate::proto::mesos::{Environment, ExecutorInfo};
 use crate::runtime::DEFAULT_PATH;
+use crate::support::format_duration;
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;

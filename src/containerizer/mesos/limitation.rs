@@ -4,9 +4,9 @@
 //! 64MB Maximum Used: 64MB"); forks refused at the pids limit are
 //! `REASON_CONTAINER_LIMITATION`.
 
-use crate::support::format_bytes;
 use crate::proto::mesos::task_status::Reason;
 use crate::runtime::{ExitStatus, ResourceStats};
+use crate::support::format_bytes;
 use nix::sys::signal::Signal;
 
 /// A resource limit the container hit.
