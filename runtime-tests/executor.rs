@@ -145,7 +145,7 @@ fn task_with_an_image_runs_inside_it() {
     let fw = framework("image");
     let mut task = command_task(
         "boxed",
-        "cat /etc/os-release || ls /bin/busybox; test -e /etc/debian_version && echo on-the-host || echo in-the-image",
+        "cat /etc/os-release || ls /bin/busybox; test -e /etc/debian_version && echo on-the-host || echo in-the-image; grep CapEff /proc/self/status",
     );
     task.container = Some(image_container("library/busybox:1"));
     master.run_task(&fw, &task);
@@ -156,6 +156,9 @@ fn task_with_an_image_runs_inside_it() {
         "{out}"
     );
     assert!(!out.contains("on-the-host"), "{out}");
+    // The executor may mount (it enters the image); the task may not.
+    let want = format!("{:016x}", butte::runtime::default_capability_mask());
+    assert!(out.contains(&format!("CapEff:\t{want}")), "{out}");
     master::finish(fx, master, agent);
 }
 

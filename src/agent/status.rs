@@ -175,7 +175,7 @@ impl StatusUpdateManager {
                     return Err(StatusError::AfterTerminal {
                         framework: key.0,
                         task: key.1,
-                        uuid: show_uuid(&uuid),
+                        uuid: crate::support::uuid_text(&uuid),
                     })
                 }
             },
@@ -197,7 +197,7 @@ impl StatusUpdateManager {
         }
         if stream.received.contains(&uuid) || stream.acked.contains(&uuid) {
             tracing::warn!(
-                framework = %key.0, task = %key.1, uuid = %show_uuid(&uuid),
+                framework = %key.0, task = %key.1, uuid = %crate::support::uuid_text(&uuid),
                 "ignoring a duplicate status update"
             );
             return Ok(None);
@@ -206,7 +206,7 @@ impl StatusUpdateManager {
             return Err(StatusError::AfterTerminal {
                 framework: key.0,
                 task: key.1,
-                uuid: show_uuid(&uuid),
+                uuid: crate::support::uuid_text(&uuid),
             });
         }
         if let Some(log) = &mut stream.log {
@@ -249,18 +249,18 @@ impl StatusUpdateManager {
             return Err(StatusError::DuplicateAck {
                 framework: key.0,
                 task: key.1,
-                uuid: show_uuid(uuid),
+                uuid: crate::support::uuid_text(uuid),
             });
         }
         let head_uuid = stream.pending.front().and_then(|u| u.uuid.as_deref());
         if head_uuid != Some(uuid) {
             return Err(StatusError::UnexpectedAck {
                 expected: head_uuid.map_or("no update pending".to_string(), |h| {
-                    format!("{} first", show_uuid(h))
+                    format!("{} first", crate::support::uuid_text(h))
                 }),
                 framework: key.0,
                 task: key.1,
-                uuid: show_uuid(uuid),
+                uuid: crate::support::uuid_text(uuid),
             });
         }
         if let Some(log) = &mut stream.log {
@@ -562,22 +562,6 @@ pub fn is_terminal(state: i32) -> bool {
     )
 }
 
-/// A uuid as Mesos prints it: the canonical form for 16 bytes, hex
-/// otherwise.
-fn show_uuid(uuid: &[u8]) -> String {
-    if uuid.len() != 16 {
-        return hex::encode(uuid);
-    }
-    let h = hex::encode(uuid);
-    format!(
-        "{}-{}-{}-{}-{}",
-        &h[0..8],
-        &h[8..12],
-        &h[12..16],
-        &h[16..20],
-        &h[20..32]
-    )
-}
 
 #[cfg(test)]
 mod tests;

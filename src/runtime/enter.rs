@@ -263,19 +263,7 @@ fn drop_capabilities(who: Option<&user::Resolved>) -> Result<(), EnterError> {
 }
 
 fn switch_user(who: &user::Resolved) -> Result<(), EnterError> {
-    let groups: Vec<nix::unistd::Gid> = who
-        .groups
-        .iter()
-        .map(|g| nix::unistd::Gid::from_raw(*g))
-        .collect();
-    nix::unistd::setgroups(&groups).map_err(|e| setup("setgroups")(errno(e)))?;
-    let gid = nix::unistd::Gid::from_raw(who.gid);
-    nix::unistd::setresgid(gid, gid, gid)
-        .map_err(|e| setup(format!("setgid {}", who.gid))(errno(e)))?;
-    let uid = nix::unistd::Uid::from_raw(who.uid);
-    nix::unistd::setresuid(uid, uid, uid)
-        .map_err(|e| setup(format!("setuid {}", who.uid))(errno(e)))?;
-    Ok(())
+    user::switch_ids(who).map_err(|(step, e)| setup(step)(errno(e)))
 }
 
 /// Finds the program as `execvp` would, telling a missing command from one

@@ -267,18 +267,7 @@ fn drop_capabilities(
     };
     ::caps::set(None, CapSet::Inheritable, &inheritable)
         .map_err(cap_err("set inheritable capabilities"))?;
-    let groups: Vec<nix::unistd::Gid> = who
-        .groups
-        .iter()
-        .map(|g| nix::unistd::Gid::from_raw(*g))
-        .collect();
-    nix::unistd::setgroups(&groups).map_err(|e| setup_err("setgroups")(errno(e)))?;
-    let gid = nix::unistd::Gid::from_raw(who.gid);
-    nix::unistd::setresgid(gid, gid, gid)
-        .map_err(|e| setup_err(format!("setgid {}", who.gid))(errno(e)))?;
-    let uid = nix::unistd::Uid::from_raw(who.uid);
-    nix::unistd::setresuid(uid, uid, uid)
-        .map_err(|e| setup_err(format!("setuid {}", who.uid))(errno(e)))?;
+    user::switch_ids(who).map_err(|(step, e)| setup_err(step)(errno(e)))?;
     if who.uid == 0 {
         ::caps::set(None, CapSet::Effective, &keep_set)
             .map_err(cap_err("set effective capabilities"))?;

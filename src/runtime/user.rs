@@ -67,6 +67,22 @@ pub fn resolve(
     })
 }
 
+/// Takes `who`'s supplementary groups, gid and uid, in that order; on
+/// failure, the step that failed and why.
+pub fn switch_ids(who: &Resolved) -> Result<(), (String, nix::Error)> {
+    let groups: Vec<nix::unistd::Gid> = who
+        .groups
+        .iter()
+        .map(|g| nix::unistd::Gid::from_raw(*g))
+        .collect();
+    nix::unistd::setgroups(&groups).map_err(|e| ("setgroups".to_string(), e))?;
+    let gid = nix::unistd::Gid::from_raw(who.gid);
+    nix::unistd::setresgid(gid, gid, gid).map_err(|e| (format!("setgid {}", who.gid), e))?;
+    let uid = nix::unistd::Uid::from_raw(who.uid);
+    nix::unistd::setresuid(uid, uid, uid).map_err(|e| (format!("setuid {}", who.uid), e))?;
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -101,16 +101,24 @@ pub fn random_uuid_bytes() -> io::Result<[u8; 16]> {
 /// A random 128-bit identifier in the canonical UUID v4 text form, as Mesos
 /// uses for container ids.
 pub fn random_uuid() -> io::Result<String> {
-    let b = random_uuid_bytes()?;
-    let h: String = b.iter().map(|x| format!("{x:02x}")).collect();
-    Ok(format!(
+    Ok(uuid_text(&random_uuid_bytes()?))
+}
+
+/// A uuid as Mesos prints it: the canonical `8-4-4-4-12` form for 16
+/// bytes, plain hex otherwise.
+pub fn uuid_text(bytes: &[u8]) -> String {
+    let h: String = bytes.iter().map(|x| format!("{x:02x}")).collect();
+    if bytes.len() != 16 {
+        return h;
+    }
+    format!(
         "{}-{}-{}-{}-{}",
         &h[0..8],
         &h[8..12],
         &h[12..16],
         &h[16..20],
         &h[20..32]
-    ))
+    )
 }
 
 /// Writes `data` to `path` atomically: a temporary file in the same

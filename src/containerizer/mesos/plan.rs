@@ -70,7 +70,7 @@ pub fn plan(i: &Inputs<'_>) -> Result<Plan, ContainerizerError> {
     let argv = match req.kind {
         ExecutorKind::Custom => custom_argv(id, req.executor.command.as_ref(), &config)?,
         kind => {
-            let mut argv = vec![i.config.butte.display().to_string(), "executor".to_string()];
+            let mut argv = executor_program(&i.config.butte);
             if kind == ExecutorKind::Default {
                 argv.push("--default".into());
             }
@@ -153,6 +153,18 @@ pub fn plan(i: &Inputs<'_>) -> Result<Plan, ContainerizerError> {
         }
     };
     Ok(Plan { spec, launch_infos })
+}
+
+/// The built-in executors' program: `butte-executor` where it sits next
+/// to `butte` (a small binary, for the executor's memory), `butte
+/// executor` otherwise.
+fn executor_program(butte: &Path) -> Vec<String> {
+    let small = butte.with_file_name("butte-executor");
+    if small.is_file() {
+        vec![small.display().to_string()]
+    } else {
+        vec![butte.display().to_string(), "executor".to_string()]
+    }
 }
 
 /// A custom executor's command, as the Mesos launcher runs it: `shell`
