@@ -1234,9 +1234,10 @@ pub fn executor_pids(parent: &str) -> Vec<i32> {
         .filter(|pid| {
             let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
             let args: Vec<&[u8]> = cmdline.split(|b| *b == 0).collect();
-            args.len() > 1
-                && Path::new(std::str::from_utf8(args[0]).unwrap_or("")).ends_with("butte")
-                && args[1] == b"executor"
+            let program = Path::new(std::str::from_utf8(args[0]).unwrap_or(""));
+            // `butte-executor`, or `butte executor` where it is missing.
+            program.ends_with("butte-executor")
+                || (args.len() > 1 && program.ends_with("butte") && args[1] == b"executor")
         })
         .collect()
 }

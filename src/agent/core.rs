@@ -303,6 +303,19 @@ impl Agent {
             .send(to, &M::full_name(), msg.encode_to_vec());
     }
 
+    /// An executor of a framework.
+    pub fn executor_of(&self, fw_id: &str, ex_id: &str) -> Option<&super::state::Executor> {
+        self.frameworks.get(fw_id)?.executors.get(ex_id)
+    }
+
+    pub fn executor_mut_of(
+        &mut self,
+        fw_id: &str,
+        ex_id: &str,
+    ) -> Option<&mut super::state::Executor> {
+        self.frameworks.get_mut(fw_id)?.executors.get_mut(ex_id)
+    }
+
     /// The agent id, or "" before the first registration.
     pub fn agent_id(&self) -> String {
         self.id.clone().unwrap_or_default()

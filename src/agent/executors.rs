@@ -140,9 +140,7 @@ impl Agent {
             let task = status.task_id.value.clone();
             let uuid = status.uuid.clone().unwrap_or_default();
             let known = self
-                .frameworks
-                .get(fw_id)
-                .and_then(|f| f.executors.get(ex_id))
+                .executor_of(fw_id, ex_id)
                 .is_some_and(|e| e.has_task(&task));
             if known {
                 if let Err(e) = self.executor_update(fw_id, ex_id, status) {
@@ -177,11 +175,7 @@ impl Agent {
         ex_id: &str,
         mut status: TaskStatus,
     ) -> Result<(), CallError> {
-        let Some(ex) = self
-            .frameworks
-            .get(fw_id)
-            .and_then(|f| f.executors.get(ex_id))
-        else {
+        let Some(ex) = self.executor_of(fw_id, ex_id) else {
             return Err(CallError::BadRequest(format!(
                 "executor {ex_id} of framework {fw_id} is not running on this agent"
             )));
@@ -274,9 +268,7 @@ impl Agent {
     /// Sends ACKNOWLEDGED for one update to a subscribed executor.
     pub fn acknowledge_executor(&self, fw_id: &str, ex_id: &str, task: &str, uuid: Vec<u8>) {
         let Some(events) = self
-            .frameworks
-            .get(fw_id)
-            .and_then(|f| f.executors.get(ex_id))
+            .executor_of(fw_id, ex_id)
             .and_then(|e| e.events.as_ref())
         else {
             return;

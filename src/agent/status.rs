@@ -562,6 +562,5 @@ pub fn is_terminal(state: i32) -> bool {
     )
 }
 
-
 #[cfg(test)]
 mod tests;

@@ -375,11 +375,7 @@ impl Agent {
 
     pub fn executor_registration_timeout(&mut self, fw_id: &str, ex_id: &str, generation: u64) {
         let timeout = self.config.executor_registration_timeout;
-        let Some(ex) = self
-            .frameworks
-            .get_mut(fw_id)
-            .and_then(|f| f.executors.get_mut(ex_id))
-        else {
+        let Some(ex) = self.executor_mut_of(fw_id, ex_id) else {
             return;
         };
         if ex.generation != generation || ex.state != ExecutorState::Registering {
@@ -398,11 +394,7 @@ impl Agent {
 
     /// Kills the executor's container; its end arrives as `Terminated`.
     pub fn destroy(&self, fw_id: &str, ex_id: &str) {
-        let Some(ex) = self
-            .frameworks
-            .get(fw_id)
-            .and_then(|f| f.executors.get(ex_id))
-        else {
+        let Some(ex) = self.executor_of(fw_id, ex_id) else {
             return;
         };
         let containerizer = self.containerizer.clone();
@@ -481,9 +473,7 @@ impl Agent {
     /// and a framework left without executors.
     pub fn forget_if_idle(&mut self, fw_id: &str, ex_id: &str) {
         let done = self
-            .frameworks
-            .get(fw_id)
-            .and_then(|f| f.executors.get(ex_id))
+            .executor_of(fw_id, ex_id)
             .filter(|e| e.state == ExecutorState::Terminated && e.idle())
             .map(|e| e.container_id.clone());
         if let Some(container) = &done {
@@ -603,11 +593,7 @@ impl Agent {
     /// after the shutdown grace period.
     pub fn shutdown_executor(&mut self, fw_id: &str, ex_id: &str, reason: Option<Reason>) {
         let grace = self.config.executor_shutdown_grace_period;
-        let Some(ex) = self
-            .frameworks
-            .get_mut(fw_id)
-            .and_then(|f| f.executors.get_mut(ex_id))
-        else {
+        let Some(ex) = self.executor_mut_of(fw_id, ex_id) else {
             return;
         };
         if matches!(
@@ -652,11 +638,7 @@ impl Agent {
     }
 
     pub fn executor_shutdown_timeout(&mut self, fw_id: &str, ex_id: &str, generation: u64) {
-        let Some(ex) = self
-            .frameworks
-            .get(fw_id)
-            .and_then(|f| f.executors.get(ex_id))
-        else {
+        let Some(ex) = self.executor_of(fw_id, ex_id) else {
             return;
         };
         if ex.generation != generation || ex.state != ExecutorState::Terminating {
@@ -687,11 +669,7 @@ impl Agent {
         };
         let ex_id = ex.id.clone();
         self.acknowledge_executor(&fw_id, &ex_id, &task, msg.uuid.clone());
-        let Some(ex) = self
-            .frameworks
-            .get_mut(&fw_id)
-            .and_then(|f| f.executors.get_mut(&ex_id))
-        else {
+        let Some(ex) = self.executor_mut_of(&fw_id, &ex_id) else {
             return;
         };
         if ack.terminal {
@@ -706,11 +684,7 @@ impl Agent {
     ) {
         let fw_id = msg.framework_id.value;
         let ex_id = msg.executor_id.value;
-        let Some(ex) = self
-            .frameworks
-            .get(&fw_id)
-            .and_then(|f| f.executors.get(&ex_id))
-        else {
+        let Some(ex) = self.executor_of(&fw_id, &ex_id) else {
             tracing::warn!(
                 framework = fw_id,
                 executor = ex_id,
