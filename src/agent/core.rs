@@ -116,7 +116,8 @@ pub struct Agent {
     pub inputs: mpsc::UnboundedSender<Input>,
     /// Set once a full shutdown (SIGUSR1, ShutdownMessage) began.
     pub shutting_down: bool,
-    pub exit: Option<()>,
+    /// Set when the shutdown is complete: the loop returns.
+    pub exit: bool,
 }
 
 impl Agent {
@@ -187,7 +188,7 @@ impl Agent {
             frameworks: BTreeMap::new(),
             inputs,
             shutting_down: false,
-            exit: None,
+            exit: false,
         };
         agent.recover().await?;
 
@@ -231,7 +232,7 @@ impl Agent {
                 }
                 _ = sigusr1.recv() => agent.shutdown("received SIGUSR1"),
             }
-            if agent.exit.is_some() {
+            if agent.exit {
                 // Let the transport flush the last messages.
                 tokio::time::sleep(Duration::from_millis(200)).await;
                 return Ok(());

@@ -739,7 +739,7 @@ impl Agent {
     }
 
     pub fn finish_shutdown(&mut self) {
-        if !self.shutting_down || self.exit.is_some() {
+        if !self.shutting_down || self.exit {
             return;
         }
         // Anything still alive at the deadline is killed synchronously.
@@ -757,7 +757,7 @@ impl Agent {
                 slave_id: SlaveId { value: id.clone() },
             });
         }
-        self.exit = Some(());
+        self.exit = true;
     }
 
     /// The Task record of a task given to an executor.
