@@ -861,6 +861,23 @@ impl FakeMaster {
     }
 
     /// `expect_status` then `ack`.
+    /// Acknowledges every update of `task_id` until one in `state`
+    /// arrives (a Mesos master acknowledges whatever it is sent, resends
+    /// of updates whose acknowledgement was lost included).
+    pub fn ack_until(&self, task_id: &str, state: TaskState) -> StatusUpdate {
+        loop {
+            let u = self.expect_update(
+                &format!("{} of {task_id}", state.as_str_name()),
+                WAIT,
+                |u| task_and_state(u).0 == task_id,
+            );
+            self.ack(&u);
+            if task_and_state(&u).1 == state {
+                return u;
+            }
+        }
+    }
+
     pub fn expect_ack(&self, task_id: &str, state: TaskState) -> StatusUpdate {
         let u = self.expect_status(task_id, state, WAIT);
         self.ack(&u);
