@@ -743,6 +743,24 @@ fn tasks_that_cannot_launch_get_a_terminal_update() {
         describe(&u)
     );
 
+    // An id that would name a path outside the sandboxes.
+    master.run_task(&fw, &command_task("../../escape", "true"));
+    let u = master.expect_update("for '../../escape'", WAIT, |u| {
+        task_and_state(u).0 == "../../escape"
+    });
+    master.ack(&u);
+    assert!(
+        [TaskState::TaskDropped, TaskState::TaskLost].contains(&task_and_state(&u).1)
+            && status(&u).reason == Some(task_status::Reason::TaskInvalid as i32),
+        "{}",
+        describe(&u)
+    );
+    assert!(
+        !fx.work.path().join("slaves").join("escape").exists()
+            && !fx.work.path().join("escape").exists(),
+        "a sandbox was made outside the tree"
+    );
+
     let mut anonymous = framework("anonymous");
     anonymous.id = None;
     master.run_task(&anonymous, &command_task("anonymous", "sleep 30"));

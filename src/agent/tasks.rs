@@ -90,9 +90,25 @@ impl Agent {
                 Reason::SlaveRestarted,
             );
         }
-        if fw_id.is_empty() || ex_id.is_empty() || ids.iter().any(String::is_empty) {
-            tracing::warn!("dropping a launch without framework, executor or task id");
+        if fw_id.is_empty() {
+            tracing::warn!("dropping a launch without a framework id");
             return;
+        }
+        // Ids name directories (sandboxes, checkpoints): the master refuses
+        // ids with '/' and the like, and so does the agent.
+        let mut named: Vec<(&'static str, &str)> =
+            vec![("framework", &fw_id), ("executor", &ex_id)];
+        named.extend(ids.iter().map(|t| ("task", t.as_str())));
+        if let Err(e) = crate::state::meta::valid_ids(&named) {
+            let message = format!("cannot launch: {e}");
+            return self.drop_tasks(
+                &fw_id,
+                &ex_id,
+                &framework,
+                &tasks,
+                &message,
+                Reason::TaskInvalid,
+            );
         }
         // A task id already in use on this agent is refused, never run twice.
         if let Some(fw) = self.frameworks.get(&fw_id) {
