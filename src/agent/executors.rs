@@ -68,6 +68,11 @@ impl Agent {
             )));
         };
         let framework_info = fw.info.clone();
+        let lost_state = if fw.partition_aware() {
+            TaskState::TaskDropped
+        } else {
+            TaskState::TaskLost
+        };
         let Some(ex) = fw.executors.get_mut(ex_id) else {
             return Err(CallError::BadRequest(format!(
                 "executor {ex_id} of framework {fw_id} is not running on this agent"
@@ -103,6 +108,12 @@ impl Agent {
             .unacknowledged_tasks
             .iter()
             .map(|t| t.task_id.value.clone())
+            .collect();
+        let stale: Vec<String> = ex
+            .launched
+            .iter()
+            .filter(|(id, t)| t.state() == TaskState::TaskStaging && !known.contains(id))
+            .map(|(id, _)| id.clone())
             .collect();
         let agent_id = self.id.clone();
         let mut launch = Vec::new();
@@ -142,27 +153,30 @@ impl Agent {
             let known = self
                 .executor_of(fw_id, ex_id)
                 .is_some_and(|e| e.has_task(&task));
-            if known {
-                if let Err(e) = self.executor_update(fw_id, ex_id, status) {
-                    tracing::warn!(
-                        framework = fw_id,
-                        executor = ex_id,
-                        "unacknowledged update refused: {e}"
-                    );
-                    continue;
-                }
-            }
-            // An update the master already acknowledged (its task may even
-            // be forgotten): the executor learns it now, or it would wait
-            // for that acknowledgement forever.
-            let pending = self
-                .updates
-                .pending(fw_id, &task)
-                .iter()
-                .any(|u| u.uuid.as_deref() == Some(uuid.as_slice()));
-            if !pending {
+            if !known {
+                // Its terminal update was acknowledged and the task
+                // forgotten: the executor may forget it too.
                 self.acknowledge_executor(fw_id, ex_id, &task, uuid);
+            } else if let Err(e) = self.executor_update(fw_id, ex_id, status) {
+                tracing::warn!(
+                    framework = fw_id,
+                    executor = ex_id,
+                    "unacknowledged update refused: {e}"
+                );
             }
+        }
+        // STAGING tasks the executor does not know never reached it (the
+        // agent stopped before it sent their LAUNCH): they are gone.
+        for task in stale {
+            let update = self.agent_update(
+                fw_id,
+                Some(ex_id),
+                &task,
+                lost_state,
+                crate::proto::mesos::task_status::Reason::SlaveRestarted,
+                "Task was not received by the executor before the agent restarted",
+            );
+            self.report(update);
         }
         Ok(rx)
     }
@@ -221,8 +235,14 @@ impl Agent {
             uuid: Some(uuid),
             latest_state: None,
         };
+        let task = update.status.task_id.value.clone();
+        let uuid = update.uuid.clone().unwrap_or_default();
         self.status_update(update, Some(ex_id))
-            .map_err(CallError::BadRequest)
+            .map_err(CallError::BadRequest)?;
+        // The update is the agent's now (on disk for checkpointing
+        // frameworks): the executor may forget it, as with Mesos.
+        self.acknowledge_executor(fw_id, ex_id, &task, uuid);
+        Ok(()).map_err(CallError::BadRequest)
     }
 
     fn executor_message(

@@ -73,7 +73,11 @@ impl Agent {
                 for fw in self.frameworks.values() {
                     msg.frameworks.push(fw.info.clone());
                     for ex in fw.executors.values() {
-                        if ex.kind != crate::containerizer::mesos::ExecutorKind::Command {
+                        // Command executors are the agent's own, and ended
+                        // executors use nothing: the master keeps neither.
+                        if ex.kind != crate::containerizer::mesos::ExecutorKind::Command
+                            && ex.state != super::state::ExecutorState::Terminated
+                        {
                             msg.executor_infos.push(ex.info.clone());
                         }
                         msg.tasks.extend(self.reported_tasks(ex));
@@ -127,6 +131,8 @@ impl Agent {
                 self.registered(&m.from, r.slave_id.value, r.connection, true)
             }
             Incoming::Ping(p) => self.ping(&m.from, p.connected),
+            // Scheduler drivers send these straight to the agent.
+            Incoming::FrameworkToExecutor(f) => self.framework_message(f),
             _ if !self.is_master(&m.from) => {
                 tracing::warn!(from = %m.from, name, "ignoring a message that is not from the master");
             }
@@ -140,7 +146,6 @@ impl Agent {
                 let ex = s.executor_id.map(|e| e.value).unwrap_or_default();
                 self.shutdown_executor(&fw, &ex, None);
             }
-            Incoming::FrameworkToExecutor(f) => self.framework_message(f),
             Incoming::UpdateFramework(u) => self.update_framework(*u),
             Incoming::Shutdown(s) => {
                 let why = s.message.unwrap_or_default();

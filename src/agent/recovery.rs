@@ -137,6 +137,7 @@ impl Agent {
                 info,
                 pid: fw.pid.as_deref().and_then(|p| p.parse().ok()),
                 executors: BTreeMap::new(),
+                terminating: false,
             };
             for ex in fw.executors {
                 let Some(ex_info) = ex.info else { continue };
@@ -207,8 +208,8 @@ impl Agent {
                         executor.launched.insert(task.id.clone(), record);
                     }
                 }
-                let alive = !state.rebooted
-                    && self.config.recover == RecoverMode::Reconnect
+                // Adopted even in cleanup mode, so that it can be killed.
+                let adopted = !state.rebooted
                     && run.forked_pid.is_some_and(|pid| {
                         self.containerizer
                             .recover(&run.container_id, pid)
@@ -217,7 +218,8 @@ impl Agent {
                             })
                             .is_ok()
                     });
-                if !alive && executor.idle() {
+                let alive = adopted && self.config.recover == RecoverMode::Reconnect;
+                if !alive && !adopted && executor.idle() {
                     continue;
                 }
                 gone.extend(

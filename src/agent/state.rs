@@ -26,6 +26,9 @@ pub struct Framework {
     /// The scheduler's libprocess pid (absent for HTTP schedulers).
     pub pid: Option<Upid>,
     pub executors: BTreeMap<String, Executor>,
+    /// Shut down by the master: its updates are no longer sent, and its
+    /// executors are forgotten as soon as they end.
+    pub terminating: bool,
 }
 
 impl Framework {

@@ -110,6 +110,17 @@ impl Agent {
                 Reason::TaskInvalid,
             );
         }
+        if self.frameworks.get(&fw_id).is_some_and(|f| f.terminating) {
+            let message = format!("framework {fw_id} is shutting down");
+            return self.drop_tasks(
+                &fw_id,
+                &ex_id,
+                &framework,
+                &tasks,
+                &message,
+                Reason::FrameworkRemoved,
+            );
+        }
         // A task id already in use on this agent is refused, never run twice.
         if let Some(fw) = self.frameworks.get(&fw_id) {
             if let Some(dup) = ids.iter().find(|t| fw.executor_of(t).is_some()) {
@@ -132,6 +143,7 @@ impl Agent {
                 info: framework.clone(),
                 pid: None,
                 executors: BTreeMap::new(),
+                terminating: false,
             });
         fw.info = framework.clone();
         if let Some(p) = pid.as_deref().filter(|p| !p.is_empty()) {
@@ -214,6 +226,7 @@ impl Agent {
             info: framework.clone(),
             pid: None,
             executors: BTreeMap::new(),
+            terminating: false,
         }
         .partition_aware();
         let state = if partition_aware {
@@ -329,6 +342,7 @@ impl Agent {
             }
             Ok(pid) => {
                 tracing::info!(framework = fw_id, executor = ex_id, pid, "executor started");
+                let terminating = ex.state == ExecutorState::Terminating;
                 if ex.state == ExecutorState::Launching {
                     ex.state = ExecutorState::Registering;
                 }
@@ -344,6 +358,19 @@ impl Agent {
                         generation,
                     },
                 );
+                if terminating {
+                    // Shut down while it was starting: it gets the grace
+                    // period from now, like any other.
+                    let grace = self.config.executor_shutdown_grace_period;
+                    self.after(
+                        grace,
+                        Timer::ExecutorShutdown {
+                            framework_id: fw_id.to_string(),
+                            executor_id: ex_id.to_string(),
+                            generation,
+                        },
+                    );
+                }
                 self.watch(fw_id, ex_id, &container);
             }
         }
@@ -490,7 +517,8 @@ impl Agent {
     pub fn forget_if_idle(&mut self, fw_id: &str, ex_id: &str) {
         let done = self
             .executor_of(fw_id, ex_id)
-            .filter(|e| e.state == ExecutorState::Terminated && e.idle())
+            .filter(|e| e.state == ExecutorState::Terminated)
+            .filter(|e| e.idle() || self.frameworks.get(fw_id).is_some_and(|f| f.terminating))
             .map(|e| e.container_id.clone());
         if let Some(container) = &done {
             // Every update of the run is acknowledged: recovery may skip it.
@@ -552,21 +580,29 @@ impl Agent {
             ex.killing.push(task.clone());
         }
         if ex.queued_task(&task).is_some() {
-            // Not yet given to the executor: it never starts.
-            for group in &mut ex.queued {
-                group.retain(|t| task_id(t) != task);
+            // Not yet given to the executor: it never starts, and neither
+            // does the rest of its group. Each update moves its task from
+            // the queue to the terminated ones (and into the log).
+            let group: Vec<String> = ex
+                .queued
+                .iter()
+                .find(|g| g.iter().any(|t| task_id(t) == task))
+                .map(|g| g.iter().map(task_id).collect())
+                .unwrap_or_default();
+            for id in group {
+                let update = self.agent_update(
+                    &fw_id,
+                    Some(&ex_id),
+                    &id,
+                    TaskState::TaskKilled,
+                    Reason::TaskKilledDuringLaunch,
+                    "Task killed before it was launched",
+                );
+                self.report(update);
             }
-            ex.queued.retain(|g| !g.is_empty());
-            let nothing_left = ex.queued.is_empty() && ex.launched.is_empty();
-            let update = self.agent_update(
-                &fw_id,
-                Some(&ex_id),
-                &task,
-                TaskState::TaskKilled,
-                Reason::TaskKilledDuringLaunch,
-                "Task killed before it was launched",
-            );
-            self.report(update);
+            let nothing_left = self
+                .executor_of(&fw_id, &ex_id)
+                .is_some_and(|e| e.queued.is_empty() && e.launched.is_empty());
             if nothing_left {
                 self.shutdown_executor(&fw_id, &ex_id, None);
             }
@@ -600,8 +636,16 @@ impl Agent {
         };
         tracing::info!(framework = fw_id, "shutting down the framework");
         let ids: Vec<String> = fw.executors.keys().cloned().collect();
-        for ex in ids {
-            self.shutdown_executor(fw_id, &ex, Some(Reason::FrameworkRemoved));
+        if let Some(fw) = self.frameworks.get_mut(fw_id) {
+            fw.terminating = true;
+        }
+        // The master has forgotten the framework: nothing of it is sent.
+        self.updates.cleanup_framework(fw_id);
+        for ex in &ids {
+            self.shutdown_executor(fw_id, ex, Some(Reason::FrameworkRemoved));
+        }
+        for ex in &ids {
+            self.forget_if_idle(fw_id, ex);
         }
     }
 
@@ -683,11 +727,8 @@ impl Agent {
         let Some(ex) = fw.executors.values_mut().find(|e| e.has_task(&task)) else {
             return;
         };
+        // (The executor had its ACKNOWLEDGED when the agent took the update.)
         let ex_id = ex.id.clone();
-        self.acknowledge_executor(&fw_id, &ex_id, &task, msg.uuid.clone());
-        let Some(ex) = self.executor_mut_of(&fw_id, &ex_id) else {
-            return;
-        };
         if ack.terminal {
             ex.terminated.remove(&task);
             self.forget_if_idle(&fw_id, &ex_id);

@@ -80,64 +80,92 @@ impl Agent {
     ) -> Result<(), String> {
         let fw_id = update.framework_id.value.clone();
         let task = update.status.task_id.value.clone();
-        let state = update.status.state();
+        // Where the task is, and where its updates are logged.
+        let mut holder = None;
         let mut log = None;
-        if let Some(fw) = self.frameworks.get_mut(&fw_id) {
-            let checkpoint = fw.checkpoint();
-            if let Some(ex) = fw.executors.values_mut().find(|e| e.has_task(&task)) {
-                if let Some(from) = from_executor {
-                    if ex.id != from {
+        let mut terminating = false;
+        if let Some(fw) = self.frameworks.get(&fw_id) {
+            terminating = fw.terminating;
+            match fw.executors.values().find(|e| e.has_task(&task)) {
+                Some(ex) => {
+                    if let Some(from) = from_executor.filter(|f| *f != ex.id) {
                         return Err(format!(
                             "task {task} belongs to executor {}, not {from}",
                             ex.id
                         ));
                     }
-                }
-                if checkpoint {
-                    let agent = self.id.clone().unwrap_or_default();
-                    log = Some(self.work.task_updates(
-                        &agent,
-                        &fw_id,
-                        &ex.id,
-                        &ex.container_id,
-                        &task,
-                    ));
-                }
-                if let Some(t) = ex.launched.get_mut(&task) {
-                    t.state = state as i32;
-                    t.statuses.push(update.status.clone());
-                    if is_terminal(state) {
-                        if let Some(t) = ex.launched.remove(&task) {
-                            ex.terminated.insert(task.clone(), t);
-                        }
+                    if fw.checkpoint() {
+                        let agent = self.id.clone().unwrap_or_default();
+                        log = Some(self.work.task_updates(
+                            &agent,
+                            &fw_id,
+                            &ex.id,
+                            &ex.container_id,
+                            &task,
+                        ));
                     }
-                } else if is_terminal(state) && ex.queued_task(&task).is_some() {
-                    // Ended before it reached the executor.
-                    let info = ex.queued_task(&task).cloned();
-                    for group in &mut ex.queued {
-                        group.retain(|t| t.task_id.value != task);
-                    }
-                    ex.queued.retain(|g| !g.is_empty());
-                    if let Some(info) = info {
-                        let mut t = super::tasks::make_task(&info, &fw_id, ex, self.id.as_deref());
-                        t.state = state as i32;
-                        t.statuses.push(update.status.clone());
-                        ex.terminated.insert(task.clone(), t);
+                    holder = Some(ex.id.clone());
+                }
+                None => {
+                    if let Some(from) = from_executor {
+                        return Err(format!("task {task} is not a task of executor {from}"));
                     }
                 }
-            } else if let Some(from) = from_executor {
-                return Err(format!("task {task} is not a task of executor {from}"));
             }
         } else if from_executor.is_some() {
             return Err(format!("unknown framework {fw_id}"));
         }
-        let forward = self
-            .updates
-            .update(update, log.as_deref(), Instant::now())
-            .map_err(|e| e.to_string())?;
+        // The manager first: the task's state moves only for an update it
+        // took (durably). A framework being shut down sends nothing more.
+        let forward = if terminating {
+            None
+        } else {
+            self.updates
+                .update(update.clone(), log.as_deref(), Instant::now())
+                .map_err(|e| e.to_string())?
+        };
+        if let Some(ex_id) = holder {
+            self.apply(&fw_id, &ex_id, &task, &update.status);
+        }
         if let Some(u) = forward {
             self.forward(u);
         }
         Ok(())
+    }
+
+    /// Moves a task of an executor to the state an update reports.
+    fn apply(
+        &mut self,
+        fw_id: &str,
+        ex_id: &str,
+        task: &str,
+        status: &crate::proto::mesos::TaskStatus,
+    ) {
+        let agent_id = self.id.clone();
+        let Some(ex) = self.executor_mut_of(fw_id, ex_id) else {
+            return;
+        };
+        let state = status.state();
+        if let Some(t) = ex.launched.get_mut(task) {
+            t.state = state as i32;
+            t.statuses.push(status.clone());
+            if is_terminal(state) {
+                if let Some(t) = ex.launched.remove(task) {
+                    ex.terminated.insert(task.to_string(), t);
+                }
+            }
+        } else if is_terminal(state) {
+            if let Some(info) = ex.queued_task(task).cloned() {
+                // Ended before it reached the executor.
+                for group in &mut ex.queued {
+                    group.retain(|t| t.task_id.value != task);
+                }
+                ex.queued.retain(|g| !g.is_empty());
+                let mut t = super::tasks::make_task(&info, fw_id, ex, agent_id.as_deref());
+                t.state = state as i32;
+                t.statuses.push(status.clone());
+                ex.terminated.insert(task.to_string(), t);
+            }
+        }
     }
 }

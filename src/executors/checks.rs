@@ -104,8 +104,8 @@ fn command_probe(
             argv,
             env,
             cwd: ctx.task.cwd.clone(),
-            // Checks run as the executor, in the task's filesystem.
-            user: None,
+            // Checks run as the task's user, in the task's filesystem.
+            user: ctx.task.user.clone(),
             rootfs: ctx.task.rootfs.clone(),
         }),
         self_exe: ctx.self_exe.clone(),
@@ -462,7 +462,7 @@ mod tests {
     }
 
     #[test]
-    fn command_checks_run_as_the_executor_with_the_task_environment() {
+    fn command_checks_run_as_the_task_user_with_the_task_environment() {
         let h = HealthCheck {
             r#type: Some(health_check::Type::Command as i32),
             command: Some(CommandInfo {
@@ -476,7 +476,7 @@ mod tests {
             panic!("not a command probe")
         };
         assert_eq!(plan.argv, vec!["sh", "-c", "test -f ready"]);
-        assert_eq!(plan.user, None);
+        assert_eq!(plan.user.as_deref(), Some("nobody"));
         assert_eq!(plan.cwd, PathBuf::from("/sb"));
         assert!(plan.env.contains(&("PATH".into(), "/bin".into())));
     }

@@ -82,9 +82,27 @@ impl DefaultExecutor {
     /// The host directory of a task's sandbox.
     fn sandbox(s: &Session, task_id: &str) -> Result<PathBuf, String> {
         let name = launch::task_dir_name(task_id).map_err(|e| e.to_string())?;
-        let dir = s.config.directory.join("tasks").join(name);
-        std::fs::create_dir_all(&dir)
-            .map_err(|e| format!("cannot create the task sandbox {}: {e}", dir.display()))?;
+        let tasks = s.config.directory.join("tasks");
+        let dir = tasks.join(name);
+        let fail =
+            |e: std::io::Error| format!("cannot create the task sandbox {}: {e}", dir.display());
+        // Tasks of the group may write in the executor's sandbox: never
+        // follow a link someone planted in place of a directory.
+        match std::fs::symlink_metadata(&tasks) {
+            Ok(m) if !m.is_dir() => return Err(fail(std::io::ErrorKind::AlreadyExists.into())),
+            Ok(_) => {}
+            Err(_) => std::fs::create_dir(&tasks).map_err(fail)?,
+        }
+        match std::fs::create_dir(&dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                let m = std::fs::symlink_metadata(&dir).map_err(fail)?;
+                if !m.is_dir() {
+                    return Err(fail(e));
+                }
+            }
+            Err(e) => return Err(fail(e)),
+        }
         Ok(dir)
     }
 
@@ -103,11 +121,8 @@ impl DefaultExecutor {
             // The task's sandbox belongs to the user it runs as.
             let passwd = std::fs::read_to_string("/etc/passwd").unwrap_or_default();
             if let Some((uid, gid)) = launch::lookup_user(&passwd, user) {
-                let _ = nix::unistd::chown(
-                    &sandbox,
-                    Some(nix::unistd::Uid::from_raw(uid)),
-                    Some(nix::unistd::Gid::from_raw(gid)),
-                );
+                // lchown: the directory was checked not to be a link.
+                let _ = std::os::unix::fs::lchown(&sandbox, Some(uid), Some(gid));
             }
         }
         let mut cmd = launch::command(&plan, &s.self_exe).map_err(|e| e.to_string())?;
@@ -206,7 +221,11 @@ impl DefaultExecutor {
             self.forward(s, st);
         }
         if let Some(p) = self.get(task_id).and_then(|c| c.process.as_mut()) {
-            p.kill(Instant::now(), grace.unwrap_or(DEFAULT_KILL_GRACE));
+            // The task's own kill policy when no grace was given.
+            let grace = grace
+                .or_else(|| super::command::policy_grace(task.kill_policy.as_ref()))
+                .unwrap_or(DEFAULT_KILL_GRACE);
+            p.kill(Instant::now(), grace);
         }
     }
 

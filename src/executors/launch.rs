@@ -42,6 +42,8 @@ pub enum LaunchError {
     NotRoot { user: String, uid: u32 },
     #[error("task id {0:?} cannot name a sandbox directory")]
     BadTaskId(String),
+    #[error("the task names a container image, but the agent prepared none for it")]
+    ImageNotPrepared,
 }
 
 /// A task with a root filesystem: what `butte enter` is told.
@@ -138,6 +140,15 @@ pub fn apply_environment(
 /// Plans the process of `task`.
 pub fn plan(task: &TaskInfo, info: &TaskLaunchInfo, place: &Place) -> Result<Plan, LaunchError> {
     let command = task.command.as_ref().ok_or(LaunchError::NoCommand)?;
+    // Never run a task that asked for an image on the host instead.
+    let wants_image = task
+        .container
+        .as_ref()
+        .and_then(|c| c.mesos.as_ref())
+        .is_some_and(|m| m.image.is_some());
+    if wants_image && info.rootfs.is_none() {
+        return Err(LaunchError::ImageNotPrepared);
+    }
     let (program, argv) = command_line(command, info.command.as_deref())?;
     let mut env = place.env.to_vec();
     let rootfs = info.rootfs.as_ref().map(|path| Rootfs {

@@ -227,12 +227,18 @@ impl Inner {
             _ if images.tasks.is_empty() => user,
             _ => None,
         };
+        // ...and then each task runs as the user the executor would have.
+        let task_user = match (process_user, user) {
+            (None, Some(u)) => Some(u.name.as_str()),
+            _ => None,
+        };
         let plan = plan::plan(&Inputs {
             req,
             config: &self.config,
             sandbox,
             run_dir: &run_dir,
             user: process_user.map(|u| u.name.as_str()),
+            task_user,
             hostname: self.hostname.clone(),
             images,
         })?;

@@ -35,6 +35,10 @@ pub struct Inputs<'a> {
     pub run_dir: &'a Path,
     /// The user to run as (`None`: the agent's).
     pub user: Option<&'a str>,
+    /// The user the tasks of a built-in executor that stays root run as
+    /// when their `CommandInfo` names none (the framework's); it comes
+    /// before an image's own user.
+    pub task_user: Option<&'a str>,
     /// The host's name (the executor shares the host's network).
     pub hostname: Option<String>,
     pub images: &'a Images,
@@ -119,7 +123,13 @@ pub fn plan(i: &Inputs<'_>) -> Result<Plan, ContainerizerError> {
         _ => {
             let mut infos = LaunchInfos::new();
             for t in &req.tasks {
-                infos.insert(t.task_id.value.clone(), TaskLaunchInfo::default());
+                infos.insert(
+                    t.task_id.value.clone(),
+                    TaskLaunchInfo {
+                        user: i.task_user.map(str::to_string),
+                        ..TaskLaunchInfo::default()
+                    },
+                );
             }
             if !i.images.tasks.is_empty() {
                 // The executor mounts and pivots into its tasks' images
@@ -144,7 +154,10 @@ pub fn plan(i: &Inputs<'_>) -> Result<Plan, ContainerizerError> {
                         rootfs: Some(target),
                         env: provisioner::env(c),
                         working_dir: c.working_dir.clone().filter(|d| !d.is_empty()),
-                        user: c.user.clone().filter(|u| !u.is_empty()),
+                        user: i
+                            .task_user
+                            .map(str::to_string)
+                            .or_else(|| c.user.clone().filter(|u| !u.is_empty())),
                         command: (!command.is_empty()).then_some(command),
                     },
                 );
@@ -288,6 +301,7 @@ mod tests {
             sandbox: Path::new("/w/slaves/S1/frameworks/F1/executors/E1/runs/C1"),
             run_dir: Path::new("/run/b/containers/C1"),
             user: Some("app"),
+            task_user: None,
             hostname: Some("node7".into()),
             images,
         }

@@ -35,7 +35,7 @@ pub fn limits<'a>(resources: impl IntoIterator<Item = &'a Resource>, pids: Optio
     Limits {
         cpus: cpus.map(|c| c.max(MIN_CPUS)),
         // Whole megabytes, as Mesos reads `mem`.
-        memory: mem_mb.map(|m| ((m as u64) << 20).max(MIN_MEMORY)),
+        memory: mem_mb.map(|m| (m as u64).saturating_mul(1 << 20).max(MIN_MEMORY)),
         pids,
     }
 }
