@@ -68,11 +68,7 @@ impl Agent {
             )));
         };
         let framework_info = fw.info.clone();
-        let lost_state = if fw.partition_aware() {
-            TaskState::TaskDropped
-        } else {
-            TaskState::TaskLost
-        };
+        let lost_state = fw.lost_state();
         let Some(ex) = fw.executors.get_mut(ex_id) else {
             return Err(CallError::BadRequest(format!(
                 "executor {ex_id} of framework {fw_id} is not running on this agent"

@@ -5,7 +5,6 @@
 use super::config::{MESOS_VERSION, REGISTRATION_BACKOFF_MAX};
 use super::core::{Agent, Link, Timer};
 use super::messages::{decode, Incoming};
-use super::state::is_terminal;
 use crate::proto::mesos::internal::{
     PongSlaveMessage, RegisterSlaveMessage, ReregisterSlaveMessage, UpdateFrameworkMessage,
 };
@@ -259,14 +258,10 @@ impl Agent {
     }
 
     /// Sends a status update to the master (when registered).
-    pub fn forward(&self, mut update: crate::proto::mesos::internal::StatusUpdate) {
+    /// (The status update manager has set its `latest_state`.)
+    pub fn forward(&self, update: crate::proto::mesos::internal::StatusUpdate) {
         if self.link != Link::Running {
             return;
-        }
-        let fw = update.framework_id.value.clone();
-        let task = update.status.task_id.value.clone();
-        if let Some(state) = self.latest_state(&fw, &task) {
-            update.latest_state = Some(state as i32);
         }
         self.send_master(&crate::proto::mesos::internal::StatusUpdateMessage {
             update,
@@ -281,15 +276,6 @@ impl Agent {
         for update in self.updates.due(std::time::Instant::now()) {
             self.forward(update);
         }
-    }
-
-    fn latest_state(&self, fw: &str, task: &str) -> Option<crate::proto::mesos::TaskState> {
-        let ex = self.frameworks.get(fw)?.executor_of(task)?;
-        ex.launched
-            .get(task)
-            .or_else(|| ex.terminated.get(task))
-            .map(|t| t.state())
-            .filter(|s| !is_terminal(*s) || ex.terminated.contains_key(task))
     }
 }
 

@@ -5,7 +5,8 @@
 
 use super::config::RecoverMode;
 use super::core::{Agent, Timer};
-use super::state::{is_terminal, Executor, ExecutorState, Framework};
+use super::state::{Executor, ExecutorState, Framework};
+use super::status::is_terminal;
 use super::AgentError;
 use crate::containerizer::mesos::{ExecutorKind, Termination};
 use crate::proto::mesos::{executor_info, ExecutorInfo, SlaveId, TaskInfo};
@@ -200,7 +201,7 @@ impl Agent {
                         record.state = last.status.state;
                         record.statuses = task.updates.iter().map(|u| u.status.clone()).collect();
                     }
-                    if is_terminal(record.state()) {
+                    if is_terminal(record.state) {
                         if !acked_all {
                             executor.terminated.insert(task.id.clone(), record);
                         }

@@ -36,13 +36,9 @@ impl Framework {
         self.info.checkpoint()
     }
 
-    /// Whether the framework understands TASK_DROPPED and friends.
-    pub fn partition_aware(&self) -> bool {
-        use crate::proto::mesos::framework_info::capability::Type;
-        self.info
-            .capabilities
-            .iter()
-            .any(|c| c.r#type() == Type::PartitionAware)
+    /// The state of a task the agent does not have, for this framework.
+    pub fn lost_state(&self) -> TaskState {
+        lost_state(&self.info)
     }
 
     /// The executor running (or about to run) `task_id`.
@@ -119,17 +115,18 @@ impl Executor {
     }
 }
 
-/// Whether a task state is terminal.
-pub fn is_terminal(state: TaskState) -> bool {
-    matches!(
-        state,
-        TaskState::TaskFinished
-            | TaskState::TaskFailed
-            | TaskState::TaskKilled
-            | TaskState::TaskError
-            | TaskState::TaskLost
-            | TaskState::TaskDropped
-            | TaskState::TaskGone
-            | TaskState::TaskGoneByOperator
-    )
+/// The state of a task the agent does not have (never launched, or lost
+/// in a restart): TASK_DROPPED for frameworks that understand it
+/// (PARTITION_AWARE), TASK_LOST for the others, as Mesos chooses.
+pub fn lost_state(info: &FrameworkInfo) -> TaskState {
+    use crate::proto::mesos::framework_info::capability::Type;
+    if info
+        .capabilities
+        .iter()
+        .any(|c| c.r#type() == Type::PartitionAware)
+    {
+        TaskState::TaskDropped
+    } else {
+        TaskState::TaskLost
+    }
 }

@@ -80,60 +80,12 @@ impl Agent {
         let ex_id = executor.executor_id.value.clone();
         let ids: Vec<String> = tasks.iter().map(task_id).collect();
         tracing::info!(framework = fw_id, executor = ex_id, tasks = ?ids, "launching");
-        if self.shutting_down {
-            return self.drop_tasks(
-                &fw_id,
-                &ex_id,
-                &framework,
-                &tasks,
-                "the agent is shutting down",
-                Reason::SlaveRestarted,
-            );
-        }
-        if fw_id.is_empty() {
+        if fw_id.is_empty() && !self.shutting_down {
             tracing::warn!("dropping a launch without a framework id");
             return;
         }
-        // Ids name directories (sandboxes, checkpoints): the master refuses
-        // ids with '/' and the like, and so does the agent.
-        let mut named: Vec<(&'static str, &str)> =
-            vec![("framework", &fw_id), ("executor", &ex_id)];
-        named.extend(ids.iter().map(|t| ("task", t.as_str())));
-        if let Err(e) = crate::state::meta::valid_ids(&named) {
-            let message = format!("cannot launch: {e}");
-            return self.drop_tasks(
-                &fw_id,
-                &ex_id,
-                &framework,
-                &tasks,
-                &message,
-                Reason::TaskInvalid,
-            );
-        }
-        if self.frameworks.get(&fw_id).is_some_and(|f| f.terminating) {
-            let message = format!("framework {fw_id} is shutting down");
-            return self.drop_tasks(
-                &fw_id,
-                &ex_id,
-                &framework,
-                &tasks,
-                &message,
-                Reason::FrameworkRemoved,
-            );
-        }
-        // A task id already in use on this agent is refused, never run twice.
-        if let Some(fw) = self.frameworks.get(&fw_id) {
-            if let Some(dup) = ids.iter().find(|t| fw.executor_of(t).is_some()) {
-                let message = format!("task {dup} is already known to this agent");
-                return self.drop_tasks(
-                    &fw_id,
-                    &ex_id,
-                    &framework,
-                    &tasks,
-                    &message,
-                    Reason::TaskInvalid,
-                );
-            }
+        if let Some((message, reason)) = self.launch_refusal(&fw_id, &ex_id, &ids) {
+            return self.drop_tasks(&fw_id, &ex_id, &framework, &tasks, &message, reason);
         }
         let fw = self
             .frameworks
@@ -210,6 +162,33 @@ impl Agent {
         self.start_executor(fw_id, executor, kind, tasks);
     }
 
+    /// Why tasks may not be launched now, if they may not.
+    fn launch_refusal(&self, fw_id: &str, ex_id: &str, ids: &[String]) -> Option<(String, Reason)> {
+        if self.shutting_down {
+            return Some(("the agent is shutting down".into(), Reason::SlaveRestarted));
+        }
+        // Ids name directories (sandboxes, checkpoints): the master refuses
+        // ids with '/' and the like, and so does the agent.
+        let mut named: Vec<(&'static str, &str)> = vec![("framework", fw_id), ("executor", ex_id)];
+        named.extend(ids.iter().map(|t| ("task", t.as_str())));
+        if let Err(e) = crate::state::meta::valid_ids(&named) {
+            return Some((format!("cannot launch: {e}"), Reason::TaskInvalid));
+        }
+        let fw = self.frameworks.get(fw_id)?;
+        if fw.terminating {
+            return Some((
+                format!("framework {fw_id} is shutting down"),
+                Reason::FrameworkRemoved,
+            ));
+        }
+        // A task id already in use on this agent is refused, never run twice.
+        let dup = ids.iter().find(|t| fw.executor_of(t).is_some())?;
+        Some((
+            format!("task {dup} is already known to this agent"),
+            Reason::TaskInvalid,
+        ))
+    }
+
     /// Answers tasks that cannot run with the update Mesos sends: TASK_DROPPED
     /// to partition-aware frameworks, TASK_LOST to the others.
     fn drop_tasks(
@@ -221,19 +200,7 @@ impl Agent {
         message: &str,
         reason: Reason,
     ) {
-        let partition_aware = Framework {
-            id: fw_id.to_string(),
-            info: framework.clone(),
-            pid: None,
-            executors: BTreeMap::new(),
-            terminating: false,
-        }
-        .partition_aware();
-        let state = if partition_aware {
-            TaskState::TaskDropped
-        } else {
-            TaskState::TaskLost
-        };
+        let state = super::state::lost_state(framework);
         for t in tasks {
             tracing::warn!(framework = fw_id, task = task_id(t), "{message}");
             let update = self.agent_update(fw_id, Some(ex_id), &task_id(t), state, reason, message);
@@ -556,19 +523,14 @@ impl Agent {
             );
             return;
         };
-        let partition_aware = fw.partition_aware();
+        let lost = fw.lost_state();
         let Some(ex) = fw.executors.values_mut().find(|e| e.has_task(&task)) else {
             // Never launched here: the master learns it is gone.
-            let state = if partition_aware {
-                TaskState::TaskDropped
-            } else {
-                TaskState::TaskLost
-            };
             let update = self.agent_update(
                 &fw_id,
                 None,
                 &task,
-                state,
+                lost,
                 Reason::TaskUnknown,
                 "Cannot find the task on this agent",
             );

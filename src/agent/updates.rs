@@ -3,7 +3,7 @@
 //! and handed to the status update manager for delivery.
 
 use super::core::Agent;
-use super::state::is_terminal;
+use super::status::is_terminal;
 use crate::proto::mesos::internal::StatusUpdate;
 use crate::proto::mesos::task_status::{Reason, Source};
 use crate::proto::mesos::{ExecutorId, FrameworkId, SlaveId, TaskId, TaskState, TaskStatus};
@@ -149,12 +149,12 @@ impl Agent {
         if let Some(t) = ex.launched.get_mut(task) {
             t.state = state as i32;
             t.statuses.push(status.clone());
-            if is_terminal(state) {
+            if is_terminal(state as i32) {
                 if let Some(t) = ex.launched.remove(task) {
                     ex.terminated.insert(task.to_string(), t);
                 }
             }
-        } else if is_terminal(state) {
+        } else if is_terminal(state as i32) {
             if let Some(info) = ex.queued_task(task).cloned() {
                 // Ended before it reached the executor.
                 for group in &mut ex.queued {
