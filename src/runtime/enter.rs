@@ -17,6 +17,7 @@
 
 use super::caps;
 use super::mounts;
+use super::program::{self, errno, phrase};
 use super::spec::{Rootfs, SandboxSpec, User, DEFAULT_PATH};
 use super::user;
 use crate::mount::Mount;
@@ -26,7 +27,6 @@ use std::ffi::{CString, OsString};
 use std::fs;
 use std::io;
 use std::os::unix::ffi::OsStrExt;
-use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
 /// Where the sandbox appears inside the task's root filesystem, as Mesos
@@ -79,19 +79,6 @@ fn setup(step: impl Into<String>) -> impl FnOnce(io::Error) -> EnterError {
     move |e| EnterError::Setup {
         step,
         message: phrase(&e),
-    }
-}
-
-fn errno(e: nix::Error) -> io::Error {
-    io::Error::from(e)
-}
-
-/// An I/O error as a lower-case phrase, without std's "(os error N)".
-fn phrase(e: &io::Error) -> String {
-    let text = e.to_string().to_lowercase();
-    match text.find(" (os error") {
-        Some(i) => text[..i].to_string(),
-        None => text,
     }
 }
 
@@ -269,69 +256,33 @@ fn switch_user(who: &user::Resolved) -> Result<(), EnterError> {
 /// Finds the program as `execvp` would, telling a missing command from one
 /// that cannot be executed.
 fn find_program(arg0: &str, path_var: &str) -> Result<PathBuf, EnterError> {
-    let check = |p: &Path| -> Result<(), EnterError> {
-        let meta = fs::metadata(p).map_err(|e| {
-            let message = if p == Path::new(arg0) {
-                phrase(&e)
-            } else {
-                format!("{}: {}", p.display(), phrase(&e))
-            };
-            if e.kind() == io::ErrorKind::NotFound {
-                EnterError::NotFound {
-                    program: arg0.to_string(),
-                    message,
-                }
-            } else {
-                EnterError::NotExecutable {
-                    program: arg0.to_string(),
-                    message,
-                }
-            }
-        })?;
-        if meta.is_dir() || meta.permissions().mode() & 0o111 == 0 {
-            return Err(EnterError::NotExecutable {
-                program: arg0.to_string(),
-                message: if meta.is_dir() {
-                    "is a directory".into()
-                } else {
-                    "no execute permission".into()
-                },
-            });
-        }
-        Ok(())
-    };
     if arg0.is_empty() {
         return Err(EnterError::NotFound {
             program: arg0.to_string(),
             message: "empty command".into(),
         });
     }
-    if arg0.contains('/') {
-        let p = PathBuf::from(arg0);
-        check(&p)?;
-        return Ok(p);
-    }
-    let mut first_error = None;
-    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
-        let p = Path::new(dir).join(arg0);
-        match check(&p) {
-            Ok(()) => return Ok(p),
-            Err(EnterError::NotFound { .. }) => {}
-            Err(e) => {
-                first_error.get_or_insert(e);
+    program::find_program(arg0, path_var, "root filesystem").map_err(|e| {
+        let program = arg0.to_string();
+        if e.missing {
+            EnterError::NotFound {
+                program,
+                message: e.message,
+            }
+        } else {
+            EnterError::NotExecutable {
+                program,
+                message: e.message,
             }
         }
-    }
-    Err(first_error.unwrap_or_else(|| EnterError::NotFound {
-        program: arg0.to_string(),
-        message: format!("command not found in the root filesystem (PATH={path_var})"),
-    }))
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::runtime::mounts::Step;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn plan_pivots_into_the_rootfs_with_the_sandbox_mounted() {

@@ -11,6 +11,7 @@ use super::caps;
 use super::cgroups;
 use super::channel::{self, FailureKind, Frame, FromHelper, HelperFailure, ToHelper};
 use super::mounts;
+use super::program::{errno, find_program, phrase as message};
 use super::spec::{RlimitResource, SandboxSpec, User, DEFAULT_PATH};
 use super::sys;
 use super::user;
@@ -20,9 +21,8 @@ use nix::sys::signal::{sigprocmask, SigSet, SigmaskHow};
 use std::ffi::CString;
 use std::fs;
 use std::io;
-use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::UnixStream;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 
 /// Entry point of `butte launch`. Returns the process exit code on failure
 /// (on success it never returns: the task replaces it).
@@ -62,19 +62,6 @@ fn setup_err(step: impl Into<String>) -> impl FnOnce(io::Error) -> HelperFailure
         message: message(&e),
         kind: FailureKind::Setup,
     }
-}
-
-/// An I/O error as a lower-case phrase, without std's "(os error N)".
-fn message(e: &io::Error) -> String {
-    let text = e.to_string().to_lowercase();
-    match text.find(" (os error") {
-        Some(i) => text[..i].to_string(),
-        None => text,
-    }
-}
-
-fn errno(e: nix::Error) -> io::Error {
-    io::Error::from(e)
 }
 
 enum Never {}
@@ -178,61 +165,15 @@ fn resolve_user(u: Option<&User>) -> Result<user::Resolved, HelperFailure> {
 /// Finds the program as `execvp` would, with clear errors for a missing
 /// command, a directory and a file without execute permission.
 fn resolve_command(arg0: &str, path_var: &str) -> Result<PathBuf, HelperFailure> {
-    let fail = |message: String, kind| HelperFailure {
+    find_program(arg0, path_var, "sandbox").map_err(|e| HelperFailure {
         step: format!("exec {arg0}"),
-        message,
-        kind,
-    };
-    let check = |p: &Path| -> Result<(), HelperFailure> {
-        let meta = fs::metadata(p).map_err(|e| {
-            let kind = if e.kind() == io::ErrorKind::NotFound {
-                FailureKind::NotFound
-            } else {
-                FailureKind::NotExecutable
-            };
-            let text = message(&e);
-            fail(
-                if p == Path::new(arg0) {
-                    text
-                } else {
-                    format!("{}: {text}", p.display())
-                },
-                kind,
-            )
-        })?;
-        if meta.is_dir() {
-            return Err(fail("is a directory".into(), FailureKind::NotExecutable));
-        }
-        if meta.permissions().mode() & 0o111 == 0 {
-            return Err(fail(
-                "not executable: no execute permission".into(),
-                FailureKind::NotExecutable,
-            ));
-        }
-        Ok(())
-    };
-    if arg0.contains('/') {
-        let p = PathBuf::from(arg0);
-        check(&p)?;
-        return Ok(p);
-    }
-    let mut first_error = None;
-    for dir in path_var.split(':').filter(|d| !d.is_empty()) {
-        let p = Path::new(dir).join(arg0);
-        match check(&p) {
-            Ok(()) => return Ok(p),
-            Err(e) if e.kind == FailureKind::NotFound => {}
-            Err(e) => {
-                first_error.get_or_insert(e);
-            }
-        }
-    }
-    Err(first_error.unwrap_or_else(|| {
-        fail(
-            format!("command not found in the sandbox (PATH={path_var})"),
-            FailureKind::NotFound,
-        )
-    }))
+        message: e.message,
+        kind: if e.missing {
+            FailureKind::NotFound
+        } else {
+            FailureKind::NotExecutable
+        },
+    })
 }
 
 /// Reduces the bounding set to `keep`, switches user, then sets the
@@ -280,6 +221,7 @@ fn drop_capabilities(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn resolves_commands_like_execvp() {

@@ -17,6 +17,7 @@ mod container;
 mod enter;
 mod helper;
 mod mounts;
+mod program;
 mod spec;
 #[allow(unsafe_code)]
 mod sys;
