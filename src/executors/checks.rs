@@ -10,7 +10,9 @@ use super::probe::{Outcome, Probe};
 use super::reaper::Reaper;
 use super::session::{Input, ProbeKind};
 use crate::proto::mesos::v1::{check_info, check_status_info, health_check, network_info};
-use crate::proto::mesos::v1::{CheckInfo, CheckStatusInfo, CommandInfo, HealthCheck};
+use crate::proto::mesos::v1::{
+    task_status, CheckInfo, CheckStatusInfo, CommandInfo, HealthCheck, TaskStatus,
+};
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -380,6 +382,34 @@ impl TaskChecks {
     pub fn check_result(&mut self, outcome: &Outcome) -> Option<CheckStatusInfo> {
         let (info, state) = self.check.as_mut()?;
         state.update(check_status(info, outcome))
+    }
+
+    /// What a probe's outcome changes for the task, as Mesos reports it:
+    /// a TASK_RUNNING-like refresh of `last` (from `refresh`, which makes
+    /// a new update) carrying `healthy` or `check_status`, and whether the
+    /// health policy now wants the task killed. `None`: nothing to say.
+    pub fn probe_update(
+        &mut self,
+        kind: ProbeKind,
+        outcome: &Outcome,
+        refresh: impl FnOnce() -> TaskStatus,
+    ) -> Option<(TaskStatus, bool)> {
+        match kind {
+            ProbeKind::Health => {
+                let report = self.health_result(outcome, Instant::now())?;
+                let mut st = refresh();
+                st.reason = Some(task_status::Reason::TaskHealthCheckStatusUpdated as i32);
+                st.healthy = Some(report.healthy);
+                Some((st, report.kill_task))
+            }
+            ProbeKind::Check => {
+                let check = self.check_result(outcome)?;
+                let mut st = refresh();
+                st.reason = Some(task_status::Reason::TaskCheckStatusUpdated as i32);
+                st.check_status = Some(check);
+                Some((st, false))
+            }
+        }
     }
 }
 

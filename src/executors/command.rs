@@ -328,30 +328,17 @@ impl Behavior for CommandExecutor {
         let Some(last) = self.last_status.clone() else {
             return;
         };
-        match kind {
-            ProbeKind::Health => {
-                let Some(report) = self.checks.health_result(&outcome, Instant::now()) else {
-                    return;
-                };
-                let mut st = s.refresh(&last);
-                st.reason = Some(task_status::Reason::TaskHealthCheckStatusUpdated as i32);
-                st.healthy = Some(report.healthy);
-                self.forward(s, st);
-                if report.kill_task {
-                    self.killed_by_health_check = true;
-                    let task_id = self.task_id().unwrap_or_default().to_string();
-                    self.kill_with_policy(s, &task_id, None);
-                }
-            }
-            ProbeKind::Check => {
-                let Some(check) = self.checks.check_result(&outcome) else {
-                    return;
-                };
-                let mut st = s.refresh(&last);
-                st.reason = Some(task_status::Reason::TaskCheckStatusUpdated as i32);
-                st.check_status = Some(check);
-                self.forward(s, st);
-            }
+        let Some((st, kill)) = self
+            .checks
+            .probe_update(kind, &outcome, || s.refresh(&last))
+        else {
+            return;
+        };
+        self.forward(s, st);
+        if kill {
+            self.killed_by_health_check = true;
+            let task_id = self.task_id().unwrap_or_default().to_string();
+            self.kill_with_policy(s, &task_id, None);
         }
     }
 

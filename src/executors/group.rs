@@ -378,29 +378,13 @@ impl Behavior for DefaultExecutor {
         let Some(last) = c.last_status.clone() else {
             return;
         };
-        match kind {
-            ProbeKind::Health => {
-                let Some(report) = c.checks.health_result(&outcome, Instant::now()) else {
-                    return;
-                };
-                let mut st = s.refresh(&last);
-                st.reason = Some(task_status::Reason::TaskHealthCheckStatusUpdated as i32);
-                st.healthy = Some(report.healthy);
-                self.forward(s, st);
-                if report.kill_task {
-                    self.unhealthy = true;
-                    self.kill_task(s, task_id, None);
-                }
-            }
-            ProbeKind::Check => {
-                let Some(check) = c.checks.check_result(&outcome) else {
-                    return;
-                };
-                let mut st = s.refresh(&last);
-                st.reason = Some(task_status::Reason::TaskCheckStatusUpdated as i32);
-                st.check_status = Some(check);
-                self.forward(s, st);
-            }
+        let Some((st, kill)) = c.checks.probe_update(kind, &outcome, || s.refresh(&last)) else {
+            return;
+        };
+        self.forward(s, st);
+        if kill {
+            self.unhealthy = true;
+            self.kill_task(s, task_id, None);
         }
     }
 
