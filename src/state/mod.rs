@@ -44,3 +44,29 @@ impl StateError {
         }
     }
 }
+
+/// A minimal status update for tests: `task` of framework `fw` in
+/// `state`, with a uuid of 16 `uuid` bytes.
+#[cfg(test)]
+pub(crate) fn test_update(
+    fw: &str,
+    task: &str,
+    state: crate::proto::mesos::TaskState,
+    uuid: u8,
+) -> crate::proto::mesos::internal::StatusUpdate {
+    use crate::proto::mesos::{FrameworkId, TaskId, TaskStatus};
+    crate::proto::mesos::internal::StatusUpdate {
+        framework_id: FrameworkId {
+            value: fw.to_string(),
+        },
+        status: TaskStatus {
+            task_id: TaskId {
+                value: task.to_string(),
+            },
+            state: state as i32,
+            ..Default::default()
+        },
+        uuid: Some(vec![uuid; 16]),
+        ..Default::default()
+    }
+}

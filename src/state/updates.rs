@@ -235,21 +235,11 @@ fn decode(body: &[u8]) -> Result<Record, String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::proto::mesos::{TaskId, TaskState, TaskStatus};
+    use crate::proto::mesos::TaskState;
     use std::io::Write;
 
     fn update(task: &str, state: TaskState, uuid: u8) -> StatusUpdate {
-        StatusUpdate {
-            status: TaskStatus {
-                task_id: TaskId {
-                    value: task.to_string(),
-                },
-                state: state as i32,
-                ..Default::default()
-            },
-            uuid: Some(vec![uuid; 16]),
-            ..Default::default()
-        }
+        crate::state::test_update("", task, state, uuid)
     }
 
     #[test]

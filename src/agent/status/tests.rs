@@ -1,26 +1,9 @@
 use super::*;
-use crate::proto::mesos::{FrameworkId, TaskId, TaskStatus};
 
 const MIN: Duration = Duration::from_secs(10);
 const MAX: Duration = Duration::from_secs(600);
 
-fn update(fw: &str, task: &str, state: TaskState, uuid: u8) -> StatusUpdate {
-    StatusUpdate {
-        framework_id: FrameworkId {
-            value: fw.to_string(),
-        },
-        status: TaskStatus {
-            task_id: TaskId {
-                value: task.to_string(),
-            },
-            state: state as i32,
-            ..Default::default()
-        },
-        uuid: Some(vec![uuid; 16]),
-        ..Default::default()
-    }
-}
-
+use crate::state::test_update as update;
 fn running(task: &str, uuid: u8) -> StatusUpdate {
     update("F", task, TaskState::TaskRunning, uuid)
 }

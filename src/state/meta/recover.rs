@@ -270,7 +270,7 @@ mod tests {
     use super::*;
     use crate::proto::mesos::internal::status_update_record::Type as RecordType;
     use crate::proto::mesos::internal::StatusUpdateRecord;
-    use crate::proto::mesos::{FrameworkId, TaskId, TaskStatus};
+    use crate::proto::mesos::TaskId;
     use prost::Message;
 
     /// A record framed as Mesos frames it, built here rather than by the
@@ -288,20 +288,7 @@ mod tests {
     }
 
     fn update(task: &str, state: crate::proto::mesos::TaskState, uuid: u8) -> StatusUpdate {
-        StatusUpdate {
-            framework_id: FrameworkId {
-                value: "F1".to_string(),
-            },
-            status: TaskStatus {
-                task_id: TaskId {
-                    value: task.to_string(),
-                },
-                state: state as i32,
-                ..Default::default()
-            },
-            uuid: Some(vec![uuid; 16]),
-            ..Default::default()
-        }
+        crate::state::test_update("F1", task, state, uuid)
     }
 
     fn task(id: &str) -> Task {
