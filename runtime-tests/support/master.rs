@@ -668,28 +668,44 @@ impl FakeMaster {
     }
 
     /// Expects a ReregisterSlaveMessage (version >= 1.0.0, with the agent's
-    /// id) and accepts it; returns the message.
+    /// id) and accepts it; returns the message. A re-registration the
+    /// agent retried before the previous answer reached it may still be
+    /// queued from an agent process that is gone: as with libprocess, the
+    /// answer to it cannot be delivered, and the live agent's next attempt
+    /// is taken instead.
     pub fn reregister(&self) -> ReregisterSlaveMessage {
-        let (from, msg) = self.expect::<ReregisterSlaveMessage>(WAIT);
-        check_version(msg.version.as_deref());
-        let id = msg
-            .slave
-            .id
-            .clone()
-            .expect("ReregisterSlaveMessage without the agent's id");
-        *lock(&self.agent) = Some((from.clone(), id.clone()));
-        self.send(
-            &from,
-            "master",
-            &SlaveReregisteredMessage {
-                slave_id: id,
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let (from, msg) = self.expect::<ReregisterSlaveMessage>(left);
+            check_version(msg.version.as_deref());
+            let id = msg
+                .slave
+                .id
+                .clone()
+                .expect("ReregisterSlaveMessage without the agent's id");
+            let reply = SlaveReregisteredMessage {
+                slave_id: id.clone(),
                 reconciliations: Vec::new(),
                 connection: Some(MasterSlaveConnection {
                     total_ping_timeout_seconds: Some(PING_TIMEOUT_SECONDS),
                 }),
-            },
-        );
-        msg
+            };
+            let sent = self.send_raw(
+                &from,
+                "master",
+                &SlaveReregisteredMessage::full_name(),
+                &reply.encode_to_vec(),
+            );
+            match sent {
+                Ok(()) => {
+                    *lock(&self.agent) = Some((from, id));
+                    return msg;
+                }
+                Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
+                Err(e) => panic!("fake master: answer the re-registration of {from}: {e}"),
+            }
+        }
     }
 
     /// The registered agent's UPID.
