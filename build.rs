@@ -19,6 +19,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("cargo:rerun-if-changed=build.rs");
 
     let out_dir = PathBuf::from(std::env::var("OUT_DIR")?);
+    link_libseccomp(&out_dir)?;
     let mut compiler = protox::Compiler::new(["proto"])?;
     compiler.include_source_info(false).include_imports(true);
     compiler.open_files(PROTOS)?;
@@ -72,4 +73,43 @@ fn add_reflect_impls(path: &std::path::Path) -> std::io::Result<()> {
         out.push('\n');
     }
     std::fs::write(path, out)
+}
+
+/// The `libseccomp` crate links `-lseccomp`, which needs the development
+/// symlink `libseccomp.so` (Debian's libseccomp-dev). A machine with only
+/// the runtime library (`libseccomp.so.2`, present wherever systemd or apt
+/// is) still builds: a private symlink to it is put on the link path.
+fn link_libseccomp(out_dir: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
+    const DIRS: &[&str] = &[
+        "/usr/lib/x86_64-linux-gnu",
+        "/usr/lib/aarch64-linux-gnu",
+        "/usr/lib64",
+        "/usr/lib",
+        "/lib/x86_64-linux-gnu",
+        "/lib/aarch64-linux-gnu",
+    ];
+    if std::env::var_os("LIBSECCOMP_LIB_PATH").is_some()
+        || DIRS
+            .iter()
+            .any(|d| std::path::Path::new(d).join("libseccomp.so").exists())
+    {
+        return Ok(());
+    }
+    let Some(lib) = DIRS
+        .iter()
+        .map(|d| std::path::Path::new(d).join("libseccomp.so.2"))
+        .find(|p| p.exists())
+    else {
+        return Err(
+            "libseccomp not found: install libseccomp2 (Debian: apt-get install libseccomp-dev)"
+                .into(),
+        );
+    };
+    let dir = out_dir.join("libseccomp");
+    std::fs::create_dir_all(&dir)?;
+    let link = dir.join("libseccomp.so");
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(lib, &link)?;
+    println!("cargo:rustc-link-search=native={}", dir.display());
+    Ok(())
 }

@@ -5,6 +5,7 @@
 
 mod agent;
 mod containerizer;
+mod devices;
 mod executor;
 mod fetch;
 mod image;

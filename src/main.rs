@@ -2,6 +2,7 @@
 //! place that maps errors to exit codes.
 
 use anyhow::{bail, Context};
+use butte::containerizer::security::SeccompChoice;
 use butte::containerizer::standalone::{self, RunOptions, StandaloneError};
 use butte::fetch::{FetchConfig, FetchUser, Fetcher, UriSpec};
 use butte::image::PullOptions;
@@ -82,6 +83,14 @@ struct RunArgs {
     /// Mount the root filesystem read-only.
     #[arg(long)]
     read_only: bool,
+    /// Give the task every device and capability, with no seccomp filter
+    /// and no masked paths (as Docker's --privileged).
+    #[arg(long)]
+    privileged: bool,
+    /// Seccomp profile (Docker's JSON format) instead of the built-in
+    /// default (Docker's), or `unconfined`.
+    #[arg(long, value_name = "FILE|unconfined")]
+    seccomp_profile: Option<String>,
     /// Time between SIGTERM and SIGKILL when the task is stopped.
     #[arg(long, default_value = "3s", value_parser = parse_duration_arg)]
     grace_period: std::time::Duration,
@@ -285,6 +294,12 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         mounts: args.mounts,
         rlimits: args.ulimits,
         readonly_rootfs: args.read_only,
+        privileged: args.privileged,
+        seccomp: match args.seccomp_profile.as_deref() {
+            None => SeccompChoice::Default,
+            Some("unconfined") => SeccompChoice::Unconfined,
+            Some(file) => SeccompChoice::File(file.into()),
+        },
         work_dir: args.work_dir,
         grace: args.grace_period,
         remove: args.rm,
@@ -708,6 +723,23 @@ mod agent_cli {
         /// Fail a download when the server sends nothing for this long.
         #[arg(long = "fetcher_stall_timeout", alias = "fetcher-stall-timeout", env = "MESOS_FETCHER_STALL_TIMEOUT", default_value = "60secs", value_parser = parse_duration_arg)]
         fetcher_stall_timeout: Duration,
+        /// Directory of seccomp profiles (Docker's JSON format) that
+        /// `--seccomp_profile_name` and tasks' `SeccompInfo.profile_name` name.
+        #[arg(
+            long = "seccomp_config_dir",
+            alias = "seccomp-config-dir",
+            env = "MESOS_SECCOMP_CONFIG_DIR"
+        )]
+        seccomp_config_dir: Option<PathBuf>,
+        /// The default seccomp profile, a file in `--seccomp_config_dir`
+        /// (default: the built-in profile, Docker's default).
+        #[arg(
+            long = "seccomp_profile_name",
+            alias = "seccomp-profile-name",
+            env = "MESOS_SECCOMP_PROFILE_NAME",
+            requires = "seccomp_config_dir"
+        )]
+        seccomp_profile_name: Option<String>,
     }
 
     impl AgentArgs {
@@ -764,6 +796,10 @@ mod agent_cli {
                     RecoverMode::Reconnect
                 },
                 isolation: self.isolation,
+                seccomp: std::sync::Arc::new(butte::containerizer::security::SeccompProfiles::new(
+                    self.seccomp_config_dir,
+                    self.seccomp_profile_name,
+                )?),
             })
         }
     }

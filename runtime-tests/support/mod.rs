@@ -17,7 +17,9 @@ use std::process::{Command, Output};
 use std::sync::{Mutex, MutexGuard, OnceLock};
 
 pub const BUTTE: &str = env!("CARGO_BIN_EXE_butte");
-const CONTROLLERS: [&str; 4] = ["cpu", "cpuacct", "memory", "pids"];
+/// Every hierarchy a test may create groups in; `unified` is the (hybrid)
+/// host's cgroup2 mount, which the v2 device-filter test uses.
+const CONTROLLERS: [&str; 6] = ["cpu", "cpuacct", "memory", "pids", "devices", "unified"];
 
 /// True when the privileged tests are enabled; panics if enabled without root.
 pub fn enabled() -> bool {
@@ -235,4 +237,53 @@ pub fn processes_in_cgroup(parent: &str) -> Vec<i32> {
 
 pub fn text(b: &[u8]) -> String {
     String::from_utf8_lossy(b).into_owned()
+}
+
+/// A loop device over a file with known content, detached on drop. Root
+/// cannot open this machine's own disk, so a loop device stands in for a
+/// host block device in device-access tests.
+pub struct LoopDevice {
+    pub path: PathBuf,
+    pub major: u64,
+    pub minor: u64,
+    /// The bytes the device starts with.
+    pub secret: &'static str,
+    file: tempfile::NamedTempFile,
+}
+
+impl LoopDevice {
+    pub fn new() -> Self {
+        use std::io::Write;
+        use std::os::unix::fs::FileTypeExt;
+        let secret = "BUTTE-HOST-DISK-SECRET";
+        let mut file = tempfile::NamedTempFile::new().unwrap();
+        file.write_all(secret.as_bytes()).unwrap();
+        file.write_all(&vec![0u8; (1 << 20) - secret.len()])
+            .unwrap();
+        file.flush().unwrap();
+        let out = Command::new("losetup")
+            .args(["-f", "--show"])
+            .arg(file.path())
+            .output()
+            .expect("run losetup");
+        assert!(out.status.success(), "losetup: {out:?}");
+        let path = PathBuf::from(text(&out.stdout).trim());
+        let meta = fs::metadata(&path).unwrap();
+        assert!(meta.file_type().is_block_device(), "{path:?}");
+        let rdev = std::os::unix::fs::MetadataExt::rdev(&meta);
+        LoopDevice {
+            path,
+            major: nix::sys::stat::major(rdev),
+            minor: nix::sys::stat::minor(rdev),
+            secret,
+            file,
+        }
+    }
+}
+
+impl Drop for LoopDevice {
+    fn drop(&mut self) {
+        let _ = Command::new("losetup").arg("-d").arg(&self.path).status();
+        let _ = self.file.path();
+    }
 }

@@ -45,6 +45,8 @@ pub struct AgentConfig {
     pub recover: RecoverMode,
     /// `--isolation`, kept for compatibility and reported in /flags.
     pub isolation: String,
+    /// `--seccomp_config_dir`, `--seccomp_profile_name`: compiled profiles.
+    pub seccomp: std::sync::Arc<crate::containerizer::security::SeccompProfiles>,
 }
 
 /// What to do with the checkpointed state at start-up.

@@ -158,6 +158,7 @@ impl Agent {
             switch_user: true,
             pids_limit: None,
             executor_env: Vec::new(),
+            seccomp: config.seccomp.clone(),
         })?);
         let info = SlaveInfo {
             hostname: config.hostname.clone(),

@@ -59,6 +59,7 @@ pub use limitation::{Limitation, Termination};
 pub use plan::LAUNCH_INFO;
 pub use resources::{MIN_CPUS, MIN_MEMORY};
 
+use crate::containerizer::security::SeccompProfiles;
 use crate::fetch::{FetchConfig, Fetcher};
 use crate::image::PullOptions;
 use crate::proto::mesos::{ExecutorInfo, FrameworkInfo, TaskInfo};
@@ -93,6 +94,8 @@ pub struct MesosConfig {
     /// `--executor_environment_variables`: the base of every executor's
     /// environment (below the `MESOS_*` variables).
     pub executor_env: Vec<(String, String)>,
+    /// `--seccomp_config_dir` and `--seccomp_profile_name`, compiled once.
+    pub seccomp: Arc<SeccompProfiles>,
 }
 
 impl MesosConfig {
@@ -115,6 +118,7 @@ impl MesosConfig {
             switch_user: true,
             pids_limit: None,
             executor_env: Vec::new(),
+            seccomp: Arc::default(),
         }
     }
 }

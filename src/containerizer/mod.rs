@@ -5,4 +5,5 @@
 
 pub mod mesos;
 pub mod provisioner;
+pub mod security;
 pub mod standalone;

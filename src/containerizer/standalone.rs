@@ -9,6 +9,7 @@
 //! (OOM killer, pids limit).
 
 use super::provisioner::{self, Prepared, ProvisionError};
+use super::security::{SeccompChoice, SeccompProfiles, SecurityError};
 use crate::fetch::{FetchConfig, FetchError, FetchUser, Fetcher, UriSpec};
 use crate::image::PullOptions;
 use crate::mount::Mount;
@@ -46,6 +47,10 @@ pub struct RunOptions {
     pub mounts: Vec<Mount>,
     pub rlimits: Vec<Rlimit>,
     pub readonly_rootfs: bool,
+    /// Every device, every capability, no seccomp, no masked paths.
+    pub privileged: bool,
+    /// The seccomp profile (ignored when privileged).
+    pub seccomp: SeccompChoice,
     pub work_dir: PathBuf,
     /// Time between SIGTERM and SIGKILL when stopping the task.
     pub grace: Duration,
@@ -86,6 +91,8 @@ pub enum StandaloneError {
     Runtime(#[from] RuntimeError),
     #[error(transparent)]
     Fetch(#[from] FetchError),
+    #[error(transparent)]
+    Security(#[from] SecurityError),
     #[error("{op}: {source}")]
     Io {
         op: &'static str,
@@ -207,6 +214,11 @@ pub fn build_spec(
             .or(image_cwd)
             .unwrap_or_else(|| sandbox_in_task.clone()),
     );
+    if opts.privileged {
+        spec.make_privileged();
+    } else {
+        SeccompProfiles::default().apply(&mut spec, &opts.seccomp)?;
+    }
     spec.env = vec![("PATH".into(), DEFAULT_PATH.into())];
     let sandbox_var = (
         "MESOS_SANDBOX".to_string(),
@@ -477,6 +489,8 @@ mod tests {
             mounts: vec![],
             rlimits: vec![],
             readonly_rootfs: false,
+            privileged: false,
+            seccomp: SeccompChoice::Default,
             work_dir: "/w".into(),
             grace: Duration::from_secs(3),
             remove: false,

@@ -5,13 +5,16 @@
 //! Order: signal mask cleared, spec received, cgroup joined, new session, hostname,
 //! mounts (see `mounts`), user looked up, working directory, rlimits,
 //! command resolved, capability bounding set, user switch, capability
-//! sets, no_new_privs, `FromHelper::Exec`, execve.
+//! sets, no_new_privs, seccomp filter, `FromHelper::Exec`, execve. The
+//! device allowlist is the cgroup's (made by the parent), masked and
+//! read-only paths are the last steps of the mount plan.
 
 use super::caps;
 use super::cgroups;
 use super::channel::{self, FailureKind, Frame, FromHelper, HelperFailure, ToHelper};
 use super::mounts;
 use super::program::{errno, find_program, phrase as message};
+use super::seccomp;
 use super::spec::{RlimitResource, SandboxSpec, User, DEFAULT_PATH};
 use super::sys;
 use super::user;
@@ -118,6 +121,10 @@ fn launch(spec: &SandboxSpec, chan: &mut UnixStream) -> Result<Never, HelperFail
         env.push(c(&format!("HOME={}", who.home), "the environment")?);
     }
     let path = c(&program.to_string_lossy(), "the command")?;
+    // Last: from here on only the calls the task itself may make are left.
+    if let Some(prog) = &spec.seccomp {
+        seccomp::install(prog).map_err(setup_err("install the seccomp filter"))?;
+    }
     let _ = channel::send(chan, &FromHelper::Exec);
     let e = nix::unistd::execve(&path, &argv, &env).unwrap_err();
     Err(HelperFailure {

@@ -18,6 +18,7 @@ mod enter;
 mod helper;
 mod mounts;
 mod program;
+pub mod seccomp;
 mod spec;
 #[allow(unsafe_code)]
 mod sys;
@@ -28,7 +29,8 @@ pub use channel::{FailureKind, HelperFailure};
 pub use container::{adopt, Adopted, AdoptedExit, Container, ExitRecord, ExitStatus};
 pub use enter::{enter_main, EnterArgs};
 pub use spec::{
-    Limits, Network, Rlimit, RlimitResource, Rootfs, SandboxSpec, SpecError, User, DEFAULT_PATH,
+    default_device_rules, DeviceKind, DeviceRule, Devices, Limits, Network, Rlimit, RlimitResource,
+    Rootfs, SandboxSpec, SpecError, User, DEFAULT_PATH,
 };
 
 /// Runs the launch helper (`butte launch`); returns its exit code on
@@ -192,7 +194,9 @@ impl Runtime {
     /// nothing is left behind.
     pub fn launch(&self, spec: &SandboxSpec, stdio: Stdio) -> Result<Container, RuntimeError> {
         spec.validate()?;
-        let mut cgroup = self.hierarchy.create(&spec.id, &spec.limits)?;
+        let mut cgroup = self
+            .hierarchy
+            .create(&spec.id, &spec.limits, &spec.devices)?;
         let spawned = match self.spawn(spec, &stdio, &cgroup) {
             Ok(s) => s,
             Err(e) => {

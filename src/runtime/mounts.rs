@@ -67,6 +67,12 @@ pub enum Step {
         target: PathBuf,
         link: PathBuf,
     },
+    /// Hide a path: an empty read-only tmpfs over a directory, `/dev/null`
+    /// over anything else; a path that does not exist is skipped.
+    Mask(PathBuf),
+    /// Make a path read-only (bound onto itself, remounted read-only); a
+    /// path that does not exist is skipped.
+    Readonly(PathBuf),
     /// Remount `/` read-only.
     RootReadonly,
 }
@@ -238,6 +244,8 @@ pub fn plan(spec: &SandboxSpec) -> Vec<Step> {
             });
         }
     }
+    steps.extend(spec.masked_paths.iter().cloned().map(Step::Mask));
+    steps.extend(spec.readonly_paths.iter().cloned().map(Step::Readonly));
     if spec.rootfs.as_ref().is_some_and(|r| r.readonly) {
         steps.push(Step::RootReadonly);
     }
@@ -261,6 +269,8 @@ fn describe(step: &Step) -> String {
         Step::BindSource { target, .. } => format!("bind mount on {}", target.display()),
         Step::CharDevice { path, .. } => format!("create device {}", path.display()),
         Step::Symlink { link, .. } => format!("create symlink {}", link.display()),
+        Step::Mask(p) => format!("mask {}", p.display()),
+        Step::Readonly(p) => format!("make {} read-only", p.display()),
         Step::RootReadonly => "remount / read-only".into(),
     }
 }
@@ -356,6 +366,43 @@ fn run(step: &Step, sources: &mut Vec<Option<OwnedFd>>) -> std::io::Result<()> {
             )?;
         }
         Step::Symlink { target, link } => symlink(target, link)?,
+        Step::Mask(p) => match fs::symlink_metadata(p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(std::io::Error::other("masked path is a symlink"))
+            }
+            Ok(m) if m.is_dir() => mount(
+                Some("tmpfs"),
+                p,
+                Some("tmpfs"),
+                MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC,
+                Some("size=0,mode=0555"),
+            )?,
+            Ok(_) => mount(Some("/dev/null"), p, none, MsFlags::MS_BIND, none)?,
+        },
+        Step::Readonly(p) => match fs::symlink_metadata(p) {
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(e),
+            Ok(m) if m.file_type().is_symlink() => {
+                return Err(std::io::Error::other("read-only path is a symlink"))
+            }
+            Ok(_) => {
+                mount(Some(p), p, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)?;
+                mount(
+                    none,
+                    p,
+                    none,
+                    MsFlags::MS_BIND
+                        | MsFlags::MS_REMOUNT
+                        | MsFlags::MS_RDONLY
+                        | MsFlags::MS_NOSUID
+                        | MsFlags::MS_NODEV
+                        | MsFlags::MS_NOEXEC,
+                    none,
+                )?;
+            }
+        },
         Step::RootReadonly => mount(
             none,
             "/",
@@ -434,6 +481,10 @@ mod tests {
         assert!(pos("mount tmpfs on /dev") < pos("mount devpts on /dev/pts"));
         assert!(pos("mount sysfs on /sys") < pos("bind mount on /mnt/mesos/sandbox"));
         assert_eq!(n.last().unwrap(), "remount / read-only");
+        assert!(pos("mount proc on /proc") < pos("mask /proc/kcore"));
+        assert!(pos("mount sysfs on /sys") < pos("mask /sys/firmware"));
+        assert!(pos("bind mount on /etc/hosts") < pos("make /proc/sys read-only"));
+        assert!(pos("make /proc/sysrq-trigger read-only") < pos("remount / read-only"));
         let ro_bind = steps.iter().find_map(|s| match s {
             Step::BindSource {
                 target,
@@ -453,16 +504,20 @@ mod tests {
 
     #[test]
     fn host_plan_gets_private_proc_and_shm_and_no_pivot() {
-        let spec = SandboxSpec::new("c", vec!["/bin/true".into()]);
+        let mut spec = SandboxSpec::new("c", vec!["/bin/true".into()]);
         let n = names(&plan(&spec));
         assert_eq!(
-            n,
+            n[..3],
             [
                 "make / rslave",
                 "mount proc on /proc",
                 "mount shm on /dev/shm"
             ]
         );
+        assert!(n.contains(&"mask /proc/kcore".to_string()), "{n:?}");
+        assert!(n.contains(&"make /proc/sys read-only".to_string()), "{n:?}");
+        spec.make_privileged();
+        assert_eq!(names(&plan(&spec)).len(), 3);
     }
 
     #[test]

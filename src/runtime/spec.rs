@@ -42,6 +42,132 @@ pub struct SandboxSpec {
     /// Capabilities kept (names such as `CAP_CHOWN`); `None` means the
     /// default set, the one Docker grants.
     pub capabilities: Option<Vec<String>>,
+    /// Which device nodes the sandbox may create, read and write.
+    #[serde(default)]
+    pub devices: Devices,
+    /// Paths hidden from the sandbox (a read-only empty tmpfs over a
+    /// directory, `/dev/null` over a file); only with a fresh `/proc`.
+    #[serde(default = "default_masked_paths")]
+    pub masked_paths: Vec<PathBuf>,
+    /// Paths made read-only inside the sandbox.
+    #[serde(default = "default_readonly_paths")]
+    pub readonly_paths: Vec<PathBuf>,
+    /// A compiled seccomp program installed right before exec (raw
+    /// `struct sock_filter` array); `None` runs unconfined.
+    #[serde(default, with = "seccomp_bytes")]
+    pub seccomp: Option<Vec<u8>>,
+}
+
+/// Device access of a sandbox: an allowlist (everything else denied), or
+/// every device (privileged).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Devices {
+    Allow(Vec<DeviceRule>),
+    All,
+}
+
+impl Default for Devices {
+    fn default() -> Self {
+        Devices::Allow(default_device_rules())
+    }
+}
+
+/// The kind of device node a rule matches.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DeviceKind {
+    Char,
+    Block,
+}
+
+/// One allowed device: kind, major and minor (`None` matches any), and
+/// the access granted (`r`ead, `w`rite, `m`knod).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeviceRule {
+    pub kind: DeviceKind,
+    pub major: Option<u32>,
+    pub minor: Option<u32>,
+    pub access: String,
+}
+
+/// runc's default allowlist: any node may be created (`m`), but only the
+/// nodes of the sandbox's own `/dev` may be opened: null, zero, full,
+/// random, urandom, tty, console, ptmx and the devpts terminals.
+pub fn default_device_rules() -> Vec<DeviceRule> {
+    let rule = |kind, major, minor, access: &str| DeviceRule {
+        kind,
+        major,
+        minor,
+        access: access.to_string(),
+    };
+    use DeviceKind::{Block, Char};
+    vec![
+        rule(Char, None, None, "m"),
+        rule(Block, None, None, "m"),
+        rule(Char, Some(1), Some(3), "rwm"),
+        rule(Char, Some(1), Some(5), "rwm"),
+        rule(Char, Some(1), Some(7), "rwm"),
+        rule(Char, Some(1), Some(8), "rwm"),
+        rule(Char, Some(1), Some(9), "rwm"),
+        rule(Char, Some(5), Some(0), "rwm"),
+        rule(Char, Some(5), Some(1), "rwm"),
+        rule(Char, Some(5), Some(2), "rwm"),
+        rule(Char, Some(136), None, "rwm"),
+    ]
+}
+
+/// runc's default masked paths.
+pub fn default_masked_paths() -> Vec<PathBuf> {
+    [
+        "/proc/acpi",
+        "/proc/kcore",
+        "/proc/keys",
+        "/proc/latency_stats",
+        "/proc/timer_list",
+        "/proc/timer_stats",
+        "/proc/sched_debug",
+        "/proc/scsi",
+        "/sys/firmware",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect()
+}
+
+/// runc's default read-only paths.
+pub fn default_readonly_paths() -> Vec<PathBuf> {
+    [
+        "/proc/bus",
+        "/proc/fs",
+        "/proc/irq",
+        "/proc/sys",
+        "/proc/sysrq-trigger",
+    ]
+    .iter()
+    .map(PathBuf::from)
+    .collect()
+}
+
+/// The seccomp program travels to the helper as base64 text.
+mod seccomp_bytes {
+    use base64::Engine;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(v: &Option<Vec<u8>>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            Some(b) => s.serialize_some(&base64::engine::general_purpose::STANDARD.encode(b)),
+            None => s.serialize_none(),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<Vec<u8>>, D::Error> {
+        match Option::<String>::deserialize(d)? {
+            Some(t) => base64::engine::general_purpose::STANDARD
+                .decode(t)
+                .map(Some)
+                .map_err(serde::de::Error::custom),
+            None => Ok(None),
+        }
+    }
 }
 
 /// Where the sandbox's root filesystem comes from.
@@ -128,6 +254,10 @@ pub enum SpecError {
     Capability(String),
     #[error("rlimit {0:?}: soft limit above hard limit")]
     Rlimit(RlimitResource),
+    #[error("device rule access {0:?}: expected letters of \"rwm\"")]
+    DeviceAccess(String),
+    #[error("seccomp program of {0} bytes: not a whole number of 8-byte instructions, or over 4096 of them")]
+    Seccomp(usize),
 }
 
 impl SandboxSpec {
@@ -146,7 +276,21 @@ impl SandboxSpec {
             limits: Limits::default(),
             rlimits: Vec::new(),
             capabilities: None,
+            devices: Devices::default(),
+            masked_paths: default_masked_paths(),
+            readonly_paths: default_readonly_paths(),
+            seccomp: None,
         }
+    }
+
+    /// Turns off the device allowlist, masked and read-only paths and
+    /// seccomp, and keeps every capability, as Docker's `--privileged`.
+    pub fn make_privileged(&mut self) {
+        self.devices = Devices::All;
+        self.masked_paths.clear();
+        self.readonly_paths.clear();
+        self.seccomp = None;
+        self.capabilities = Some(::caps::all().into_iter().map(|c| c.to_string()).collect());
     }
 
     /// Checks everything that can be checked before anything is created.
@@ -196,6 +340,23 @@ impl SandboxSpec {
         for r in &self.rlimits {
             if r.soft > r.hard {
                 return Err(SpecError::Rlimit(r.resource));
+            }
+        }
+        if let Devices::Allow(rules) = &self.devices {
+            for r in rules {
+                if r.access.is_empty() || !r.access.chars().all(|c| "rwm".contains(c)) {
+                    return Err(SpecError::DeviceAccess(r.access.clone()));
+                }
+            }
+        }
+        for p in self.masked_paths.iter().chain(&self.readonly_paths) {
+            if !is_clean_absolute(p) {
+                return Err(SpecError::MountTarget(p.clone()));
+            }
+        }
+        if let Some(prog) = &self.seccomp {
+            if prog.is_empty() || prog.len() % 8 != 0 || prog.len() / 8 > 4096 {
+                return Err(SpecError::Seccomp(prog.len()));
             }
         }
         Ok(())

@@ -8,10 +8,11 @@ use super::images::Images;
 use super::resources;
 use super::{ExecutorKind, LaunchRequest, MesosConfig};
 use crate::containerizer::provisioner;
+use crate::containerizer::security::SeccompChoice;
 use crate::image::RunConfig;
 use crate::mount::Mount;
 use crate::proto::launch::{LaunchInfos, TaskLaunchInfo};
-use crate::proto::mesos::CommandInfo;
+use crate::proto::mesos::{CommandInfo, ContainerInfo};
 use crate::runtime::{Network, SandboxSpec, User};
 use crate::state::paths::SANDBOX_MOUNT;
 use std::path::{Path, PathBuf};
@@ -165,7 +166,50 @@ pub fn plan(i: &Inputs<'_>) -> Result<Plan, ContainerizerError> {
             Some(infos)
         }
     };
+    let choice = seccomp_choice(id, container_info(req))?;
+    i.config
+        .seccomp
+        .apply(&mut spec, &choice)
+        .map_err(|e| ContainerizerError::Invalid {
+            id: id.to_string(),
+            what: "seccomp profile".into(),
+            reason: e.to_string(),
+        })?;
     Ok(Plan { spec, launch_infos })
+}
+
+/// The `ContainerInfo` that describes the executor's container: the
+/// executor's, or for the command executor its task's.
+fn container_info(req: &LaunchRequest) -> Option<&ContainerInfo> {
+    match req.kind {
+        ExecutorKind::Command => req.tasks.first().and_then(|t| t.container.as_ref()),
+        _ => req.executor.container.as_ref(),
+    }
+}
+
+/// The seccomp profile a container asks for in `linux_info.seccomp`, as
+/// Mesos reads it: `unconfined`, or a `profile_name` in the agent's
+/// `--seccomp_config_dir`, never both; nothing means the agent's default.
+fn seccomp_choice(
+    id: &str,
+    container: Option<&ContainerInfo>,
+) -> Result<SeccompChoice, ContainerizerError> {
+    let Some(s) = container
+        .and_then(|c| c.linux_info.as_ref())
+        .and_then(|l| l.seccomp.as_ref())
+    else {
+        return Ok(SeccompChoice::Default);
+    };
+    match (s.unconfined(), s.profile_name.as_deref()) {
+        (true, Some(_)) => Err(ContainerizerError::Invalid {
+            id: id.to_string(),
+            what: "seccomp".into(),
+            reason: "profile_name must not be set when unconfined is true".into(),
+        }),
+        (true, None) => Ok(SeccompChoice::Unconfined),
+        (false, Some(name)) => Ok(SeccompChoice::Named(name.to_string())),
+        (false, None) => Ok(SeccompChoice::Default),
+    }
 }
 
 /// The built-in executors' program: `butte-executor` where it sits next
@@ -344,6 +388,56 @@ mod tests {
                 "rootfs": null, "env": [], "working_dir": null, "user": null, "command": null
             }})
         );
+    }
+
+    #[test]
+    fn containers_get_the_default_seccomp_program_unless_unconfined() {
+        use crate::proto::mesos::{ContainerInfo, LinuxInfo, SeccompInfo};
+        let config = config();
+        let images = Images::default();
+        let with = |s: Option<SeccompInfo>| {
+            let mut req = request(ExecutorKind::Command, None, &["t1"]);
+            req.tasks[0].container = Some(ContainerInfo {
+                linux_info: Some(LinuxInfo {
+                    seccomp: s,
+                    ..LinuxInfo::default()
+                }),
+                ..ContainerInfo::default()
+            });
+            plan(&inputs(&req, &config, &images))
+        };
+        let default = with(None).unwrap().spec;
+        let expected = config
+            .seccomp
+            .program(
+                &SeccompChoice::Default,
+                &crate::runtime::default_capabilities(),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(default.seccomp.as_deref(), Some(expected.as_slice()));
+        let unconfined = with(Some(SeccompInfo {
+            unconfined: Some(true),
+            profile_name: None,
+        }))
+        .unwrap()
+        .spec;
+        assert!(unconfined.seccomp.is_none());
+        let both = with(Some(SeccompInfo {
+            unconfined: Some(true),
+            profile_name: Some("x.json".into()),
+        }));
+        let e = both.err().unwrap().to_string();
+        assert!(e.contains("profile_name must not be set"), "{e}");
+        // A named profile needs --seccomp_config_dir.
+        let e = with(Some(SeccompInfo {
+            unconfined: None,
+            profile_name: Some("x.json".into()),
+        }))
+        .err()
+        .unwrap()
+        .to_string();
+        assert!(e.contains("--seccomp_config_dir"), "{e}");
     }
 
     #[test]

@@ -10,11 +10,12 @@
 //! turned into a list of file writes ([`limit_writes`]) before anything is
 //! touched, so the translation is tested without root.
 
+mod devices;
 mod stats;
 
 pub use stats::ResourceStats;
 
-use super::spec::Limits;
+use super::spec::{Devices, Limits};
 use std::fs;
 use std::io;
 use std::path::{Path, PathBuf};
@@ -49,6 +50,12 @@ pub enum CgroupError {
         #[source]
         source: io::Error,
     },
+    #[error("attach the device filter to cgroup {path}: {source}")]
+    DeviceFilter {
+        path: PathBuf,
+        #[source]
+        source: io::Error,
+    },
     #[error("remove cgroup {path}: {source}")]
     Remove {
         path: PathBuf,
@@ -64,14 +71,17 @@ pub enum Controller {
     Cpuacct,
     Memory,
     Pids,
+    /// v1 only: v2 filters devices with a BPF program instead.
+    Devices,
 }
 
 impl Controller {
-    pub const ALL: [Controller; 4] = [
+    pub const ALL: [Controller; 5] = [
         Controller::Cpu,
         Controller::Cpuacct,
         Controller::Memory,
         Controller::Pids,
+        Controller::Devices,
     ];
 
     pub fn name(self) -> &'static str {
@@ -80,6 +90,7 @@ impl Controller {
             Controller::Cpuacct => "cpuacct",
             Controller::Memory => "memory",
             Controller::Pids => "pids",
+            Controller::Devices => "devices",
         }
     }
 }
@@ -246,6 +257,8 @@ impl Hierarchy {
     fn has(&self, c: Controller) -> bool {
         match self.version {
             Version::V1 => self.roots.iter().any(|(x, _)| *x == c),
+            // v2 filters devices with a BPF program, no controller.
+            Version::V2 if c == Controller::Devices => true,
             Version::V2 => {
                 // v2 has no cpuacct: cpu.stat holds the usage.
                 let name = if c == Controller::Cpuacct {
@@ -306,10 +319,18 @@ impl Hierarchy {
         })
     }
 
-    /// Creates the cgroup of sandbox `id` with `limits` applied. On error
-    /// nothing is left behind.
-    pub fn create(&self, id: &str, limits: &Limits) -> Result<Cgroup, CgroupError> {
-        let writes = limit_writes(self.version, limits);
+    /// Creates the cgroup of sandbox `id` with `limits` and the device
+    /// allowlist applied. On error nothing is left behind.
+    pub fn create(
+        &self,
+        id: &str,
+        limits: &Limits,
+        devices: &Devices,
+    ) -> Result<Cgroup, CgroupError> {
+        let mut writes = limit_writes(self.version, limits);
+        if self.version == Version::V1 {
+            writes.extend(devices::v1_writes(devices));
+        }
         for w in &writes {
             if !w.optional && !self.has(w.controller) {
                 return Err(CgroupError::MissingController {
@@ -359,8 +380,25 @@ impl Hierarchy {
                 });
             }
         }
+        if let (Version::V2, Devices::Allow(rules)) = (self.version, devices) {
+            let dir = cgroup.dirs[0].1.clone();
+            if let Err(source) = attach_device_filter(&dir, rules) {
+                let _ = cgroup.remove();
+                return Err(CgroupError::DeviceFilter { path: dir, source });
+            }
+        }
         Ok(cgroup)
     }
+}
+
+/// Loads the device program for `rules` and attaches it to the cgroup v2
+/// directory `dir` (alongside any program of an ancestor: every one must
+/// allow an access). The attachment lives as long as the cgroup.
+pub fn attach_device_filter(dir: &Path, rules: &[super::spec::DeviceRule]) -> io::Result<()> {
+    use std::os::fd::AsFd;
+    let cgroup = fs::File::open(dir)?;
+    let prog = super::sys::bpf_load_device_program(&devices::bpf_program(rules))?;
+    super::sys::bpf_attach_device_program(cgroup.as_fd(), prog.as_fd())
 }
 
 /// Writes to a kernel file that must already exist (never creates one,
@@ -574,7 +612,7 @@ mod tests {
         let t = fake_v1();
         let h = Hierarchy::detect(t.path(), "/butte/").unwrap();
         assert_eq!(h.version(), Version::V1);
-        let mut cg = h.create("c1", &limits()).unwrap();
+        let mut cg = h.create("c1", &limits(), &Devices::All).unwrap();
         let mem = t.path().join("memory/butte/c1");
         assert_eq!(
             fs::read_to_string(mem.join("memory.limit_in_bytes")).unwrap(),
@@ -610,7 +648,7 @@ mod tests {
         fs::write(t.path().join("cgroup.subtree_control"), "memory").unwrap();
         let h = Hierarchy::detect(t.path(), "butte").unwrap();
         assert_eq!(h.version(), Version::V2);
-        let mut cg = h.create("c1", &limits()).unwrap();
+        let mut cg = h.create("c1", &limits(), &Devices::All).unwrap();
         assert_eq!(cg.join_files(), [t.path().join("butte/c1/cgroup.procs")]);
         // A plain directory keeps only what was last written.
         assert_eq!(
@@ -633,7 +671,10 @@ mod tests {
             fs::write(t.path().join(c).join("cgroup.procs"), "").unwrap();
         }
         let h = Hierarchy::detect(t.path(), "butte").unwrap();
-        let e = h.create("c1", &limits()).unwrap_err().to_string();
+        let e = h
+            .create("c1", &limits(), &Devices::All)
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("pids"), "{e}");
         assert!(!t.path().join("memory/butte/c1").exists());
     }
@@ -645,5 +686,41 @@ mod tests {
             Hierarchy::detect(t.path(), "butte"),
             Err(CgroupError::NoHierarchy(_))
         ));
+    }
+}
+
+#[cfg(test)]
+mod device_tests {
+    use super::*;
+
+    #[test]
+    fn v1_groups_get_the_device_allowlist() {
+        let t = tempfile::tempdir().unwrap();
+        for c in ["cpu", "cpuacct", "memory", "pids", "devices"] {
+            fs::create_dir(t.path().join(c)).unwrap();
+            fs::write(t.path().join(c).join("cgroup.procs"), "").unwrap();
+        }
+        let h = Hierarchy::detect(t.path(), "butte").unwrap();
+        let mut cg = h
+            .create("c1", &Limits::default(), &Devices::default())
+            .unwrap();
+        let dir = cg.dir(Controller::Devices).unwrap().to_path_buf();
+        assert_eq!(dir, t.path().join("devices/butte/c1"));
+        // A test root keeps only the last write of each file.
+        assert_eq!(fs::read_to_string(dir.join("devices.deny")).unwrap(), "a");
+        assert_eq!(
+            fs::read_to_string(dir.join("devices.allow")).unwrap(),
+            "c 136:* rwm"
+        );
+        assert!(cg.join_files().contains(&dir.join("tasks")));
+        cg.remove().unwrap();
+        // Without a devices hierarchy an allowlist cannot be enforced: refused.
+        fs::remove_dir_all(t.path().join("devices")).unwrap();
+        let h = Hierarchy::detect(t.path(), "butte").unwrap();
+        let e = h
+            .create("c2", &Limits::default(), &Devices::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("devices"), "{e}");
+        assert!(!t.path().join("cpu/butte/c2").exists());
     }
 }

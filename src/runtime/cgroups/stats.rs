@@ -104,7 +104,7 @@ mod tests {
         }
         let mut cg = Hierarchy::detect(t.path(), "b")
             .unwrap()
-            .create("x", &Limits::default())
+            .create("x", &Limits::default(), &crate::runtime::spec::Devices::All)
             .unwrap();
         let d = |c: &str| t.path().join(c).join("b/x");
         fs::write(d("cpuacct").join("cpuacct.usage"), "1500000000\n").unwrap();
@@ -141,7 +141,7 @@ mod tests {
         fs::write(t.path().join("cgroup.controllers"), "cpu memory pids").unwrap();
         let mut cg = Hierarchy::detect(t.path(), "b")
             .unwrap()
-            .create("x", &Limits::default())
+            .create("x", &Limits::default(), &crate::runtime::spec::Devices::All)
             .unwrap();
         let d = t.path().join("b/x");
         fs::write(

@@ -389,3 +389,145 @@ pub fn move_mount(tree: BorrowedFd, target: &std::path::Path) -> io::Result<()> 
         Ok(())
     }
 }
+
+const BPF_PROG_LOAD: libc::c_long = 5;
+const BPF_PROG_ATTACH: libc::c_long = 8;
+const BPF_PROG_TYPE_CGROUP_DEVICE: u32 = 15;
+const BPF_CGROUP_DEVICE: u32 = 6;
+const BPF_F_ALLOW_MULTI: u32 = 2;
+
+/// The leading fields of `union bpf_attr` for `BPF_PROG_LOAD`.
+#[repr(C)]
+#[derive(Default)]
+struct BpfProgLoad {
+    prog_type: u32,
+    insn_cnt: u32,
+    insns: u64,
+    license: u64,
+    log_level: u32,
+    log_size: u32,
+    log_buf: u64,
+    kern_version: u32,
+    prog_flags: u32,
+    prog_name: [u8; 16],
+    prog_ifindex: u32,
+    expected_attach_type: u32,
+}
+
+/// The fields of `union bpf_attr` for `BPF_PROG_ATTACH`.
+#[repr(C)]
+#[derive(Default)]
+struct BpfProgAttach {
+    target_fd: u32,
+    attach_bpf_fd: u32,
+    attach_type: u32,
+    attach_flags: u32,
+    replace_bpf_fd: u32,
+}
+
+/// Loads a `BPF_PROG_TYPE_CGROUP_DEVICE` program (eBPF instructions as the
+/// kernel lays them out). A program the verifier refuses comes back as
+/// `EINVAL` with the verifier's log in the message.
+pub fn bpf_load_device_program(insns: &[u64]) -> io::Result<OwnedFd> {
+    let license = c"Apache-2.0";
+    let mut log = vec![0u8; 8192];
+    let mut name = [0u8; 16];
+    name[..12].copy_from_slice(b"butte_device");
+    let attr = BpfProgLoad {
+        prog_type: BPF_PROG_TYPE_CGROUP_DEVICE,
+        insn_cnt: insns.len() as u32,
+        insns: insns.as_ptr() as u64,
+        license: license.as_ptr() as u64,
+        log_level: 1,
+        log_size: log.len() as u32,
+        log_buf: log.as_mut_ptr() as u64,
+        prog_name: name,
+        ..BpfProgLoad::default()
+    };
+    // SAFETY: `attr` is a valid bpf_attr prefix of the size passed; the
+    // instruction, license and log buffers outlive the call.
+    let fd = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_LOAD,
+            &attr as *const BpfProgLoad,
+            std::mem::size_of::<BpfProgLoad>(),
+        )
+    };
+    if fd < 0 {
+        let e = io::Error::last_os_error();
+        let text = String::from_utf8_lossy(&log[..log.iter().position(|&b| b == 0).unwrap_or(0)])
+            .trim()
+            .to_string();
+        return Err(if text.is_empty() {
+            e
+        } else {
+            io::Error::new(e.kind(), format!("{e}: verifier: {text}"))
+        });
+    }
+    // SAFETY: the kernel returned a new fd that we now own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Attaches a device program to a cgroup v2 directory, allowing programs
+/// of descendants and ancestors to apply too (`BPF_F_ALLOW_MULTI`).
+pub fn bpf_attach_device_program(cgroup: BorrowedFd, prog: BorrowedFd) -> io::Result<()> {
+    let attr = BpfProgAttach {
+        target_fd: cgroup.as_raw_fd() as u32,
+        attach_bpf_fd: prog.as_raw_fd() as u32,
+        attach_type: BPF_CGROUP_DEVICE,
+        attach_flags: BPF_F_ALLOW_MULTI,
+        replace_bpf_fd: 0,
+    };
+    // SAFETY: `attr` is a valid bpf_attr prefix of the size passed; both
+    // fds are open for the call's duration.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_bpf,
+            BPF_PROG_ATTACH,
+            &attr as *const BpfProgAttach,
+            std::mem::size_of::<BpfProgAttach>(),
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// `struct sock_fprog`: a classic BPF program for seccomp.
+#[repr(C)]
+struct SockFprog {
+    len: u16,
+    filter: *const u8,
+}
+
+/// Installs a seccomp filter (`SECCOMP_SET_MODE_FILTER`) on the calling
+/// thread: `prog` is an array of 8-byte `struct sock_filter`. The caller
+/// has set `no_new_privs` or holds `CAP_SYS_ADMIN`.
+pub fn seccomp_install(prog: &[u8]) -> io::Result<()> {
+    const SECCOMP_SET_MODE_FILTER: libc::c_ulong = 1;
+    if prog.is_empty() || prog.len() % 8 != 0 || prog.len() / 8 > usize::from(u16::MAX) {
+        return Err(io::Error::from_raw_os_error(libc::EINVAL));
+    }
+    let fprog = SockFprog {
+        len: (prog.len() / 8) as u16,
+        filter: prog.as_ptr(),
+    };
+    // SAFETY: `fprog` points at `len` complete instructions in `prog`,
+    // which outlives the call; the kernel copies the program.
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_seccomp,
+            SECCOMP_SET_MODE_FILTER,
+            0 as libc::c_ulong,
+            &fprog as *const SockFprog,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}

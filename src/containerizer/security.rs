@@ -1,0 +1,233 @@
+//! The security settings every container gets unless told otherwise: the
+//! runtime's defaults (device allowlist, masked and read-only paths) plus a
+//! seccomp program, chosen here and compiled once per profile and
+//! capability set for the life of the process.
+//!
+//! Profiles follow Mesos' `linux/seccomp` isolator: Docker-format JSON
+//! files in `--seccomp_config_dir`; `--seccomp_profile_name` names the
+//! default; a task's `ContainerInfo.linux_info.seccomp` picks another file
+//! (`profile_name`) or none (`unconfined`). Unlike Mesos, butte applies
+//! its built-in profile (Docker's default) when no default is configured.
+
+use crate::runtime::seccomp::{self, SeccompError, Target};
+use crate::runtime::SandboxSpec;
+use std::collections::HashMap;
+use std::path::{Component, Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+/// Why a container's security settings cannot be made.
+#[derive(Debug, thiserror::Error)]
+pub enum SecurityError {
+    #[error("seccomp profile {name:?}: {why}")]
+    ProfileName { name: String, why: &'static str },
+    #[error("seccomp profile {path}: {source}")]
+    Read {
+        path: PathBuf,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Compile(#[from] SeccompError),
+}
+
+/// The seccomp profile a container asks for.
+#[derive(Debug, Clone, PartialEq, Eq, Default)]
+pub enum SeccompChoice {
+    /// The agent's default: `--seccomp_profile_name`, else the built-in.
+    #[default]
+    Default,
+    /// No filter.
+    Unconfined,
+    /// A file relative to the profile directory.
+    Named(String),
+    /// A file given by path (`butte run --seccomp-profile FILE`).
+    File(PathBuf),
+}
+
+/// Chooses and compiles seccomp programs; cheap to share.
+#[derive(Debug, Default)]
+pub struct SeccompProfiles {
+    /// `--seccomp_config_dir`.
+    config_dir: Option<PathBuf>,
+    /// `--seccomp_profile_name`, relative to `config_dir`.
+    default_name: Option<String>,
+    /// Compiled programs by (profile file or "" for the built-in, the
+    /// sorted capabilities). A std Mutex: nothing awaits under it.
+    cache: Mutex<HashMap<ProgramKey, Arc<Vec<u8>>>>,
+}
+
+/// A profile file ("" for the built-in) and the sorted capabilities.
+type ProgramKey = (PathBuf, Vec<String>);
+
+impl SeccompProfiles {
+    /// Profiles from `config_dir`, the default one named `default_name`.
+    /// The default is read and compiled now, so a bad flag fails at start.
+    pub fn new(
+        config_dir: Option<PathBuf>,
+        default_name: Option<String>,
+    ) -> Result<Self, SecurityError> {
+        let this = SeccompProfiles {
+            config_dir,
+            default_name,
+            cache: Mutex::default(),
+        };
+        this.program(
+            &SeccompChoice::Default,
+            &crate::runtime::default_capabilities(),
+        )?;
+        Ok(this)
+    }
+
+    /// The file of a profile name, which must stay inside the directory.
+    fn named(&self, name: &str) -> Result<PathBuf, SecurityError> {
+        let bad = |why| SecurityError::ProfileName {
+            name: name.to_string(),
+            why,
+        };
+        let Some(dir) = &self.config_dir else {
+            return Err(bad("no --seccomp_config_dir is configured"));
+        };
+        let rel = Path::new(name);
+        if name.is_empty() || !rel.components().all(|c| matches!(c, Component::Normal(_))) {
+            return Err(bad("must be a relative path inside --seccomp_config_dir"));
+        }
+        Ok(dir.join(rel))
+    }
+
+    /// The compiled program for `choice` and a container keeping
+    /// `capabilities`; `None` for an unconfined one.
+    pub fn program(
+        &self,
+        choice: &SeccompChoice,
+        capabilities: &[String],
+    ) -> Result<Option<Arc<Vec<u8>>>, SecurityError> {
+        let file = match choice {
+            SeccompChoice::Unconfined => return Ok(None),
+            SeccompChoice::Default => match &self.default_name {
+                Some(n) => self.named(n)?,
+                None => PathBuf::new(),
+            },
+            SeccompChoice::Named(n) => self.named(n)?,
+            SeccompChoice::File(p) => p.clone(),
+        };
+        let mut caps = capabilities.to_vec();
+        caps.sort();
+        caps.dedup();
+        let key = (file, caps);
+        if let Some(p) = self
+            .cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .get(&key)
+        {
+            return Ok(Some(p.clone()));
+        }
+        let (file, caps) = &key;
+        let prog = if file.as_os_str().is_empty() {
+            seccomp::compile(
+                "default",
+                seccomp::DEFAULT_PROFILE,
+                &Target::host(caps.clone()),
+            )?
+        } else {
+            let json = std::fs::read_to_string(file).map_err(|source| SecurityError::Read {
+                path: file.clone(),
+                source,
+            })?;
+            seccomp::compile(
+                &file.display().to_string(),
+                &json,
+                &Target::host(caps.clone()),
+            )?
+        };
+        let prog = Arc::new(prog);
+        self.cache
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(key, prog.clone());
+        Ok(Some(prog))
+    }
+
+    /// Sets the spec's seccomp program for `choice`, compiled for the
+    /// capabilities the spec keeps.
+    pub fn apply(
+        &self,
+        spec: &mut SandboxSpec,
+        choice: &SeccompChoice,
+    ) -> Result<(), SecurityError> {
+        let caps = spec
+            .capabilities
+            .clone()
+            .unwrap_or_else(crate::runtime::default_capabilities);
+        spec.seccomp = self.program(choice, &caps)?.map(|p| p.to_vec());
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_must_stay_in_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = SeccompProfiles::new(Some(dir.path().into()), None).unwrap();
+        for bad in ["", "../x.json", "/etc/x.json", "a/../../b"] {
+            let e = p
+                .program(&SeccompChoice::Named(bad.into()), &[])
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains("relative path"), "{bad}: {e}");
+        }
+        let e = p
+            .program(&SeccompChoice::Named("missing.json".into()), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("missing.json") && e.contains("No such file"),
+            "{e}"
+        );
+        let none = SeccompProfiles::new(None, None).unwrap();
+        let e = none
+            .program(&SeccompChoice::Named("x.json".into()), &[])
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("no --seccomp_config_dir"), "{e}");
+    }
+
+    #[test]
+    fn programs_are_compiled_once_and_follow_the_choice() {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::write(
+            dir.path().join("allow.json"),
+            r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["reboot"],"action":"SCMP_ACT_ERRNO"}]}"#,
+        )
+        .unwrap();
+        let p = SeccompProfiles::new(Some(dir.path().into()), Some("allow.json".into())).unwrap();
+        let caps = crate::runtime::default_capabilities();
+        let a = p.program(&SeccompChoice::Default, &caps).unwrap().unwrap();
+        let b = p.program(&SeccompChoice::Default, &caps).unwrap().unwrap();
+        assert!(Arc::ptr_eq(&a, &b));
+        let named = p
+            .program(&SeccompChoice::Named("allow.json".into()), &caps)
+            .unwrap()
+            .unwrap();
+        assert_eq!(*a, *named);
+        let builtin = SeccompProfiles::new(None, None).unwrap();
+        let d = builtin
+            .program(&SeccompChoice::Default, &caps)
+            .unwrap()
+            .unwrap();
+        assert_ne!(*a, *d);
+        assert!(p
+            .program(&SeccompChoice::Unconfined, &caps)
+            .unwrap()
+            .is_none());
+        // A bad default fails at start, naming the file.
+        std::fs::write(dir.path().join("bad.json"), "{").unwrap();
+        let e = SeccompProfiles::new(Some(dir.path().into()), Some("bad.json".into()))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("bad.json") && e.contains("invalid JSON"), "{e}");
+    }
+}
