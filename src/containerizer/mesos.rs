@@ -52,7 +52,7 @@ mod plan;
 mod resources;
 mod sandbox;
 
-pub use env::ExecutorEnv;
+pub use env::{ExecutorEnv, AUTHENTICATION_TOKEN};
 pub use error::ContainerizerError;
 pub use executor_info::{command_executor_info, COMMAND_EXECUTOR_CPUS, COMMAND_EXECUTOR_MEM_MB};
 pub use limitation::{Limitation, Termination};
@@ -64,6 +64,7 @@ use crate::image::PullOptions;
 use crate::proto::mesos::{ExecutorInfo, FrameworkInfo, TaskInfo};
 use crate::runtime::{ResourceStats, Runtime, RuntimeConfig};
 use crate::state::paths::{RuntimeDir, WorkDir};
+use crate::support::jwt::Key;
 use lifecycle::Entry;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -93,6 +94,9 @@ pub struct MesosConfig {
     /// `--executor_environment_variables`: the base of every executor's
     /// environment (below the `MESOS_*` variables).
     pub executor_env: Vec<(String, String)>,
+    /// The key each executor's `MESOS_EXECUTOR_AUTHENTICATION_TOKEN` is
+    /// signed with (`None`: executors get no token).
+    pub executor_secret: Option<Key>,
 }
 
 impl MesosConfig {
@@ -115,6 +119,7 @@ impl MesosConfig {
             switch_user: true,
             pids_limit: None,
             executor_env: Vec::new(),
+            executor_secret: None,
         }
     }
 }
