@@ -934,21 +934,37 @@ fn recovered_executor_authenticates_with_its_token_after_a_restart() {
     agent.restart();
     master.reregister();
     assert_eq!(std::fs::read(&key_file).unwrap(), key, "the key changed");
-    // The kill reaches the executor only through its new subscription.
+    // The executor re-subscribes with the token it was started with...
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let subscribed = |log: String| {
+        log.lines()
+            .filter(|l| l.contains("executor subscribed") && l.contains("executor=\"kept\""))
+            .count()
+    };
+    while subscribed(agent.log()) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the executor did not re-subscribe; {}",
+            agent.log_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // ...and the kill reaches it through that subscription.
     master.kill_task(&fw, "kept", None);
     let killed = master.ack_until("kept", TaskState::TaskKilled);
-    assert_eq!(
-        status(&killed).source,
-        Some(task_status::Source::Executor as i32),
-        "{}",
-        describe(&killed)
-    );
     let stderr = std::fs::read_to_string(
         agent
             .sandbox(&master.slave_id(), &fw, "kept")
             .join("stderr"),
     )
     .unwrap_or_default();
+    assert_eq!(
+        status(&killed).source,
+        Some(task_status::Source::Executor as i32),
+        "{}\nexecutor stderr:\n{stderr}\n{}",
+        describe(&killed),
+        agent.log_tail(60)
+    );
     assert!(!stderr.contains(" 401 "), "{stderr}");
     master::finish(fx, master, agent);
 }

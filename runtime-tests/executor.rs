@@ -797,6 +797,12 @@ fn old_executor_without_a_token_works_with_authentication_off() {
     master.run_task(&fw, &task);
     ack_until(&master, "old-task", TaskState::TaskRunning);
     finished(&master, &agent, &fw, "old-task");
+    // The executor exits once both updates are acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !processes_in_cgroup(&fx.parent).is_empty() {
+        assert!(Instant::now() < deadline, "{}", agent.log_tail(40));
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let dir = agent.sandbox(&master.slave_id(), &fw, "old-executor");
     let out = read(dir.join("stdout"));
     assert!(out.contains("all acknowledged"), "{out}");
