@@ -9,7 +9,7 @@
 //!
 //! | check | answer |
 //! | --- | --- |
-//! | authentication on, and no valid `Authorization: Bearer` token ([`auth`]) | 401, `WWW-Authenticate: Bearer realm="mesos-agent-executor"...` |
+//! | authentication on, and no valid `Authorization: Bearer` token ([`authenticate`]) | 401, `WWW-Authenticate: Bearer realm="mesos-agent-executor"...` |
 //! | method is not POST | 405, `Allow: POST` |
 //! | no `Content-Type` | 400 |
 //! | `Content-Type` not exactly `application/json` or `application/x-protobuf` | 415 |
