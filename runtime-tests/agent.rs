@@ -1,8 +1,8 @@
 //! `butte agent` against a scripted master (`support::master`): registration,
 //! launch and kill, master failover with re-registration, status updates
 //! held while the master is away and resent until acknowledged, an agent
-//! SIGKILL that loses no update, hostile bytes on the agent's port, and
-//! tasks that cannot launch. Also the fake master's own self-test (no root
+//! SIGKILL that loses no update, hostile bytes on the agent's port,
+//! tasks that cannot launch, and the executor key (issue 11). Also the fake master's own self-test (no root
 //! needed) and the `bench_status` driver of bench/status.sh.
 
 use crate::support::master::{
@@ -910,4 +910,92 @@ fn bench_status() {
     println!("BENCH_STATUS {json}");
     master::finish(fx, master, agent);
     assert_eq!(one.failed + many.failed, 0, "tasks did not finish");
+}
+
+/// Issue 11: the executor key the agent generates (none given) is kept in
+/// the work dir, mode 0600, and reused after a restart, so a recovered
+/// executor re-subscribes with the token it was started with.
+#[test]
+fn recovered_executor_authenticates_with_its_token_after_a_restart() {
+    if !enabled() {
+        return;
+    }
+    use std::os::unix::fs::PermissionsExt;
+    let (fx, master, mut agent) = start(&[]);
+    let key_file = agent.work_dir.join(butte::agent::EXECUTOR_SECRET_KEY_FILE);
+    let key = std::fs::read(&key_file).expect("a generated key");
+    assert!(key.len() >= 64, "key of {} bytes", key.len());
+    let mode = std::fs::metadata(&key_file).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o600, "key file mode {mode:o}");
+    let fw = framework("auth-restart");
+    launch_running(&master, &fw, &command_task("kept", "sleep 60"));
+
+    agent.terminate();
+    agent.restart();
+    master.reregister();
+    assert_eq!(std::fs::read(&key_file).unwrap(), key, "the key changed");
+    // The executor re-subscribes with the token it was started with...
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let subscribed = |log: String| {
+        log.lines()
+            .filter(|l| l.contains("executor subscribed") && l.contains("executor=\"kept\""))
+            .count()
+    };
+    while subscribed(agent.log()) < 2 {
+        assert!(
+            Instant::now() < deadline,
+            "the executor did not re-subscribe; {}",
+            agent.log_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    // ...and the kill reaches it through that subscription.
+    master.kill_task(&fw, "kept", None);
+    let killed = master.ack_until("kept", TaskState::TaskKilled);
+    let stderr = std::fs::read_to_string(
+        agent
+            .sandbox(&master.slave_id(), &fw, "kept")
+            .join("stderr"),
+    )
+    .unwrap_or_default();
+    assert_eq!(
+        status(&killed).source,
+        Some(task_status::Source::Executor as i32),
+        "{}\nexecutor stderr:\n{stderr}\n{}",
+        describe(&killed),
+        agent.log_tail(60)
+    );
+    assert!(!stderr.contains(" 401 "), "{stderr}");
+    master::finish(fx, master, agent);
+}
+
+/// Issue 11: an `--executor_secret_key` that is empty or cannot be read
+/// stops the agent at start with an error naming the file.
+#[test]
+fn unusable_executor_secret_key_is_a_startup_error() {
+    if !enabled() {
+        return;
+    }
+    let fx = Fixture::new();
+    let master = FakeMaster::start(0);
+    let empty = fx.work.path().join("empty-key");
+    std::fs::write(&empty, b"").unwrap();
+    let missing = fx.work.path().join("missing-key");
+    for (path, why) in [(&empty, "is empty"), (&missing, "No such file")] {
+        let flag = format!("--executor_secret_key={}", path.display());
+        let mut agent = AgentProcess::start(&fx, &master, &[&flag]);
+        let status = agent
+            .wait_exit(Duration::from_secs(20))
+            .unwrap_or_else(|| panic!("the agent runs with {flag}"));
+        assert!(!status.success());
+        let log = agent.log();
+        let named = |l: &&str| {
+            l.contains("--executor_secret_key: ")
+                && l.contains(&path.display().to_string())
+                && l.contains(why)
+        };
+        assert!(log.lines().any(|l| named(&l)), "{log}");
+    }
+    drop(master);
+    fx.finish();
 }

@@ -2,7 +2,8 @@
 //! (`support::master`) on `butte agent`, run by its command and default
 //! executors or by a custom executor in Python speaking the v1 JSON API;
 //! images, task groups, the OOM killer, kill policies, health checks; and
-//! bad calls on the agent's /api/v1/executor, which must change nothing.
+//! bad calls on the agent's /api/v1/executor, which must change nothing,
+//! among them calls without the executor's own token (issue 11).
 
 use crate::support::master::{
     self, command_task, describe, executor, framework, image_container, kill_policy, resources,
@@ -113,7 +114,8 @@ fn command_task_runs_in_its_sandbox_and_finishes() {
         &fw,
         &command_task(
             "hello",
-            "echo hello; pwd; echo $MESOS_SANDBOX; echo oops >&2",
+            "echo hello; pwd; echo $MESOS_SANDBOX; echo oops >&2; \
+             echo token=${MESOS_EXECUTOR_AUTHENTICATION_TOKEN:-none}",
         ),
     );
     let starting = ack_until(&master, "hello", TaskState::TaskStarting);
@@ -131,6 +133,8 @@ fn command_task_runs_in_its_sandbox_and_finishes() {
         real.display()
     );
     assert!(read(dir.join("stderr")).contains("oops"));
+    // The executor's token is its own: the task does not inherit it.
+    assert!(out.contains("token=none\n"), "{out}");
     master::finish(fx, master, agent);
 }
 
@@ -311,6 +315,11 @@ host, port = os.environ["MESOS_AGENT_ENDPOINT"].rsplit(":", 1)
 ids = {"framework_id": {"value": os.environ["MESOS_FRAMEWORK_ID"]},
        "executor_id": {"value": os.environ["MESOS_EXECUTOR_ID"]}}
 HEADERS = {"Content-Type": "application/json", "Accept": "application/json"}
+token = os.environ.get("MESOS_EXECUTOR_AUTHENTICATION_TOKEN")
+print("token", "given" if token else "absent", flush=True)
+# OLD_EXECUTOR: an executor written before executors were authenticated.
+if token and not os.environ.get("OLD_EXECUTOR"):
+    HEADERS["Authorization"] = "Bearer " + token
 
 def update(task_id, state):
     u = base64.b64encode(uuid.uuid4().bytes).decode()
@@ -391,6 +400,7 @@ fn custom_python_executor_runs_a_task_and_exits_after_the_acks() {
     let dir = agent.sandbox(&master.slave_id(), &fw, "py-executor");
     let out = read(dir.join("stdout"));
     for line in [
+        "token given",
         "event SUBSCRIBED",
         "event LAUNCH",
         "event ACKNOWLEDGED",
@@ -405,19 +415,85 @@ fn custom_python_executor_runs_a_task_and_exits_after_the_acks() {
     master::finish(fx, master, agent);
 }
 
-/// POSTs BODY to the agent's executor API; returns the status and body.
-fn call(agent: &AgentProcess, content_type: &str, accept: &str, body: &str) -> (u16, String) {
+/// What the agent answered a call.
+struct Answer {
+    code: u16,
+    body: String,
+    /// The `WWW-Authenticate` header.
+    challenge: Option<String>,
+}
+
+/// POSTs BODY to the agent's executor API, with `Authorization: AUTH` when
+/// given.
+fn post(
+    agent: &AgentProcess,
+    auth: Option<&str>,
+    content_type: &str,
+    accept: &str,
+    body: &str,
+) -> Answer {
     let url = format!("http://{}/api/v1/executor", agent.endpoint());
-    let result = ureq::post(&url)
+    let mut req = ureq::post(&url)
         .set("Content-Type", content_type)
         .set("Accept", accept)
-        .timeout(Duration::from_secs(10))
-        .send_string(body);
-    match result {
-        Ok(resp) => (resp.status(), resp.into_string().unwrap_or_default()),
-        Err(ureq::Error::Status(code, resp)) => (code, resp.into_string().unwrap_or_default()),
-        Err(e) => panic!("POST {url}: {e}"),
+        .timeout(Duration::from_secs(10));
+    if let Some(a) = auth {
+        req = req.set("Authorization", a);
     }
+    let resp = match req.send_string(body) {
+        Ok(resp) => resp,
+        Err(ureq::Error::Status(_, resp)) => resp,
+        Err(e) => panic!("POST {url}: {e}"),
+    };
+    Answer {
+        code: resp.status(),
+        challenge: resp.header("WWW-Authenticate").map(str::to_string),
+        body: resp.into_string().unwrap_or_default(),
+    }
+}
+
+/// POSTs BODY with TOKEN as the bearer token; returns the status and body.
+fn call(
+    agent: &AgentProcess,
+    token: &str,
+    content_type: &str,
+    accept: &str,
+    body: &str,
+) -> (u16, String) {
+    let a = post(
+        agent,
+        Some(&format!("Bearer {token}")),
+        content_type,
+        accept,
+        body,
+    );
+    (a.code, a.body)
+}
+
+/// The token the agent gave executor EX of FW: the
+/// MESOS_EXECUTOR_AUTHENTICATION_TOKEN of its process (found through the
+/// pid the agent checkpointed) and the executor's container id.
+fn token_of(
+    master: &FakeMaster,
+    agent: &AgentProcess,
+    fw: &FrameworkInfo,
+    ex: &str,
+) -> (String, String) {
+    let run = fs::canonicalize(agent.sandbox(&master.slave_id(), fw, ex)).unwrap();
+    let container = run.file_name().unwrap().to_str().unwrap().to_string();
+    let pid_file = butte::state::paths::WorkDir::new(&agent.work_dir).forked_pid(
+        &master.slave_id().value,
+        &fw.id.as_ref().unwrap().value,
+        ex,
+        &container,
+    );
+    let pid = read(pid_file).trim().to_string();
+    let environ = fs::read(format!("/proc/{pid}/environ")).unwrap();
+    let token = environ
+        .split(|b| *b == 0)
+        .find_map(|kv| kv.strip_prefix(b"MESOS_EXECUTOR_AUTHENTICATION_TOKEN="))
+        .unwrap_or_else(|| panic!("executor {ex} (pid {pid}) has no token"));
+    (String::from_utf8(token.to_vec()).unwrap(), container)
 }
 
 #[test]
@@ -440,6 +516,8 @@ fn bad_executor_api_calls_are_refused_and_change_nothing() {
     master.run_task(&fw, &mute);
     std::thread::sleep(Duration::from_secs(2));
     let before = master.statuses().len();
+    let (token_a, _) = token_of(&master, &agent, &fw, &exec_a);
+    let (token_mute, _) = token_of(&master, &agent, &fw, "mute");
 
     // A version 4 UUID (Mesos refuses bytes that are not a UUID).
     let uuid = base64::engine::general_purpose::STANDARD.encode([
@@ -466,22 +544,25 @@ fn bad_executor_api_calls_are_refused_and_change_nothing() {
         v.to_string()
     };
     let json_ct = "application/json";
-    let cases: Vec<(&str, &str, &str, String, u16)> = vec![
-        ("invalid JSON", json_ct, json_ct, "{not json".into(), 400),
-        ("unsupported media type", "text/plain", json_ct, with_type("HEARTBEAT", &exec_a), 415),
-        ("UNKNOWN call", json_ct, json_ct, with_type("UNKNOWN", &exec_a), 501),
-        ("unparseable call type", json_ct, json_ct, with_type("FROBNICATE", &exec_a), 400),
-        ("UPDATE before SUBSCRIBE", json_ct, json_ct, update("mute", "mute-task", "TASK_RUNNING", "mute"), 403),
-        ("update for another executor's task", json_ct, json_ct, update(&exec_a, "b", "TASK_FAILED", &exec_a), 400),
-        ("status naming another executor", json_ct, json_ct, update(&exec_a, "a", "TASK_FAILED", &exec_b), 400),
-        ("TASK_STAGING from an executor", json_ct, json_ct, update(&exec_a, "a", "TASK_STAGING", &exec_a), 400),
-        ("unknown framework", json_ct, json_ct, unknown_fw, 400),
-        ("unknown executor", json_ct, json_ct, update("nobody", "a", "TASK_RUNNING", "nobody"), 400),
-        ("SUBSCRIBE that accepts no JSON", json_ct, "text/html", json!({"type": "SUBSCRIBE", "framework_id": fw_id, "executor_id": {"value": exec_a}, "subscribe": {}}).to_string(), 406),
+    // Each with executor a's token (the mute executor's for its own call):
+    // the agent's checks after authentication.
+    let (a, m) = (token_a.as_str(), token_mute.as_str());
+    let cases: Vec<(&str, &str, &str, &str, String, u16)> = vec![
+        ("invalid JSON", a, json_ct, json_ct, "{not json".into(), 400),
+        ("unsupported media type", a, "text/plain", json_ct, with_type("HEARTBEAT", &exec_a), 415),
+        ("UNKNOWN call", a, json_ct, json_ct, with_type("UNKNOWN", &exec_a), 501),
+        ("unparseable call type", a, json_ct, json_ct, with_type("FROBNICATE", &exec_a), 400),
+        ("UPDATE before SUBSCRIBE", m, json_ct, json_ct, update("mute", "mute-task", "TASK_RUNNING", "mute"), 403),
+        ("update for another executor's task", a, json_ct, json_ct, update(&exec_a, "b", "TASK_FAILED", &exec_a), 400),
+        ("status naming another executor", a, json_ct, json_ct, update(&exec_a, "a", "TASK_FAILED", &exec_b), 400),
+        ("TASK_STAGING from an executor", a, json_ct, json_ct, update(&exec_a, "a", "TASK_STAGING", &exec_a), 400),
+        ("unknown framework", a, json_ct, json_ct, unknown_fw, 400),
+        ("unknown executor", a, json_ct, json_ct, update("nobody", "a", "TASK_RUNNING", "nobody"), 400),
+        ("SUBSCRIBE that accepts no JSON", a, json_ct, "text/html", json!({"type": "SUBSCRIBE", "framework_id": fw_id, "executor_id": {"value": exec_a}, "subscribe": {}}).to_string(), 406),
     ];
     let mut wrong = Vec::new();
-    for (what, ct, accept, body, want) in &cases {
-        let (code, text) = call(&agent, ct, accept, body);
+    for (what, token, ct, accept, body, want) in &cases {
+        let (code, text) = call(&agent, token, ct, accept, body);
         eprintln!("{what}: {code} {text:?}");
         if code != *want {
             wrong.push(format!("{what}: got {code} {text:?}, want {want}"));
@@ -500,5 +581,240 @@ fn bad_executor_api_calls_are_refused_and_change_nothing() {
         master.kill_task(&fw, t, None);
         ack_until(&master, t, TaskState::TaskKilled);
     }
+    master::finish(fx, master, agent);
+}
+
+/// Issue 11: with executor authentication (on by default), a call without
+/// a token, with a forged or garbled one, or with another executor's is
+/// refused (401, 401, 403) and changes nothing; the executors' own tokens,
+/// signed with the `--executor_secret_key` given, name their framework,
+/// executor and container.
+#[test]
+fn executor_api_refuses_calls_without_the_executors_own_token() {
+    if !enabled() {
+        return;
+    }
+    use butte::support::jwt::{self, executor_claims, Key};
+    let fx = Fixture::new();
+    let key_file = fx.work.path().join("given-key");
+    fs::write(&key_file, b"a key the operator chose").unwrap();
+    let master = FakeMaster::start(0);
+    let flag = format!("--executor_secret_key={}", key_file.display());
+    let agent = AgentProcess::start(&fx, &master, &[&flag]);
+    master.register();
+    let fw = framework("auth");
+    let fw_value = fw.id.as_ref().unwrap().value.clone();
+    let fw_id = json!({"value": fw_value});
+    master.run_task(&fw, &command_task("a", "sleep 60"));
+    let exec_a = executor_id(&ack_until(&master, "a", TaskState::TaskRunning));
+    master.run_task(&fw, &command_task("b", "sleep 60"));
+    let exec_b = executor_id(&ack_until(&master, "b", TaskState::TaskRunning));
+    let (token_a, container_a) = token_of(&master, &agent, &fw, &exec_a);
+    let (token_b, _) = token_of(&master, &agent, &fw, &exec_b);
+    let key = Key::load(&key_file).unwrap();
+    assert_eq!(
+        jwt::decode(&token_a, &key).unwrap(),
+        executor_claims::claims(&fw_value, &exec_a, &container_a)
+    );
+    assert!(
+        !agent.work_dir.join("executor_secret_key").exists(),
+        "a key was generated although one was given"
+    );
+    master.settle(Duration::from_secs(1));
+    let before = master.statuses().len();
+
+    let uuid = base64::engine::general_purpose::STANDARD.encode([
+        0x5b, 0x1e, 0x7a, 0x41, 0x03, 0x9c, 0x4f, 0x2d, 0x8e, 0x6a, 0x11, 0x22, 0x33, 0x44, 0x55,
+        0x66,
+    ]);
+    let failed_a = json!({
+        "type": "UPDATE", "framework_id": fw_id, "executor_id": {"value": exec_a},
+        "update": {"status": {
+            "task_id": {"value": "a"}, "state": "TASK_FAILED", "source": "SOURCE_EXECUTOR",
+            "uuid": uuid}}
+    })
+    .to_string();
+    let message_a = json!({
+        "type": "MESSAGE", "framework_id": fw_id, "executor_id": {"value": exec_a},
+        "message": {"data": "aGk="}
+    })
+    .to_string();
+    let subscribe_a = json!({
+        "type": "SUBSCRIBE", "framework_id": fw_id, "executor_id": {"value": exec_a},
+        "subscribe": {}
+    })
+    .to_string();
+    let heartbeat_a =
+        json!({"type": "HEARTBEAT", "framework_id": fw_id, "executor_id": {"value": exec_a}})
+            .to_string();
+    let forged = jwt::encode(
+        &executor_claims::claims(&fw_value, &exec_a, &container_a),
+        &Key::new(b"a guessed key".to_vec()).unwrap(),
+    );
+    let mut flipped = token_a.clone().into_bytes();
+    let last = flipped.len() - 2;
+    flipped[last] = if flipped[last] == b'A' { b'B' } else { b'A' };
+    let flipped = String::from_utf8(flipped).unwrap();
+    let bearer = |t: &str| format!("Bearer {t}");
+    let realm = "Bearer realm=\"mesos-agent-executor\"";
+    let invalid = "Bearer realm=\"mesos-agent-executor\", error=\"invalid_token\"";
+    // What, the Authorization header, the body, the status and challenge wanted.
+    type Case<'a> = (&'a str, Option<String>, &'a str, u16, Option<&'a str>);
+    let cases: Vec<Case> = vec![
+        ("UPDATE without a token", None, &failed_a, 401, Some(realm)),
+        (
+            "MESSAGE without a token",
+            None,
+            &message_a,
+            401,
+            Some(realm),
+        ),
+        (
+            "SUBSCRIBE without a token",
+            None,
+            &subscribe_a,
+            401,
+            Some(realm),
+        ),
+        (
+            "HEARTBEAT without a token",
+            None,
+            &heartbeat_a,
+            401,
+            Some(realm),
+        ),
+        (
+            "UPDATE with a forged token",
+            Some(bearer(&forged)),
+            &failed_a,
+            401,
+            Some(invalid),
+        ),
+        (
+            "UPDATE with a flipped signature",
+            Some(bearer(&flipped)),
+            &failed_a,
+            401,
+            Some(invalid),
+        ),
+        (
+            "UPDATE with a garbled token",
+            Some(bearer("abc.def")),
+            &failed_a,
+            401,
+            Some(invalid),
+        ),
+        (
+            "UPDATE with an unsigned token",
+            Some(bearer(&format!(
+                "{}.",
+                &token_a[..token_a.rfind('.').unwrap()]
+            ))),
+            &failed_a,
+            401,
+            Some(invalid),
+        ),
+        (
+            "UPDATE with Basic credentials",
+            Some("Basic dXNlcjpwdw==".into()),
+            &failed_a,
+            401,
+            Some(invalid),
+        ),
+        (
+            "UPDATE with b's token for a's task",
+            Some(bearer(&token_b)),
+            &failed_a,
+            403,
+            None,
+        ),
+        (
+            "MESSAGE with b's token as a",
+            Some(bearer(&token_b)),
+            &message_a,
+            403,
+            None,
+        ),
+        (
+            "SUBSCRIBE with b's token as a",
+            Some(bearer(&token_b)),
+            &subscribe_a,
+            403,
+            None,
+        ),
+    ];
+    let json_ct = "application/json";
+    let mut wrong = Vec::new();
+    for (what, auth, body, want, challenge) in &cases {
+        let got = post(&agent, auth.as_deref(), json_ct, json_ct, body);
+        eprintln!("{what}: {} {:?} {:?}", got.code, got.challenge, got.body);
+        let challenge_ok = match challenge {
+            None => got.challenge.is_none(),
+            Some(c) => got.challenge.as_deref().is_some_and(|g| g.starts_with(c)),
+        };
+        if got.code != *want || !challenge_ok {
+            wrong.push(format!(
+                "{what}: got {} {:?} {:?}, want {want} {challenge:?}",
+                got.code, got.challenge, got.body
+            ));
+        }
+    }
+    assert!(wrong.is_empty(), "{wrong:#?}");
+    // Nothing changed: no update reached the master, and a's executor
+    // still holds its subscription (the kill reaches it and it answers).
+    master.settle(Duration::from_secs(2));
+    let after: Vec<String> = master.statuses()[before..].iter().map(describe).collect();
+    assert!(after.is_empty(), "refused calls changed tasks: {after:#?}");
+    for t in ["a", "b"] {
+        master.kill_task(&fw, t, None);
+        let killed = ack_until(&master, t, TaskState::TaskKilled);
+        source_is(&killed, task_status::Source::Executor);
+    }
+    master::finish(fx, master, agent);
+}
+
+/// Issue 11: `--authenticate_http_executors=false` lets an executor written
+/// before authentication (it sends no token) run its task.
+#[test]
+fn old_executor_without_a_token_works_with_authentication_off() {
+    if !enabled() {
+        return;
+    }
+    let (fx, master, agent) = start(&["--authenticate_http_executors=false"]);
+    let fw = framework("old");
+    let script = fx.work.path().join("executor.py");
+    fs::write(&script, PYTHON_EXECUTOR).unwrap();
+    let mut task = command_task("old-task", "unused");
+    task.command = None;
+    task.executor = Some(executor(
+        "old-executor",
+        &fw,
+        Some(shell(&format!(
+            "OLD_EXECUTOR=1 python3 -u {}",
+            script.display()
+        ))),
+    ));
+    master.run_task(&fw, &task);
+    ack_until(&master, "old-task", TaskState::TaskRunning);
+    finished(&master, &agent, &fw, "old-task");
+    // The executor exits once both updates are acknowledged.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !processes_in_cgroup(&fx.parent).is_empty() {
+        assert!(Instant::now() < deadline, "{}", agent.log_tail(40));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let dir = agent.sandbox(&master.slave_id(), &fw, "old-executor");
+    let out = read(dir.join("stdout"));
+    assert!(out.contains("all acknowledged"), "{out}");
+    // A call without a token is let in, as by Mesos without the flag.
+    let got = post(
+        &agent,
+        None,
+        "application/json",
+        "application/json",
+        &json!({"type": "HEARTBEAT", "framework_id": {"value": "f"}, "executor_id": {"value": "e"}})
+            .to_string(),
+    );
+    assert_eq!((got.code, got.challenge), (202, None));
     master::finish(fx, master, agent);
 }

@@ -740,6 +740,47 @@ mod agent_cli {
             requires = "seccomp_config_dir"
         )]
         seccomp_profile_name: Option<String>,
+        /// Every executor API call must carry the executor's token
+        /// (`Authorization: Bearer`, from MESOS_EXECUTOR_AUTHENTICATION_TOKEN);
+        /// `=false` lets old executors without one in.
+        #[arg(
+            long = "authenticate_http_executors",
+            alias = "authenticate-http-executors",
+            env = "MESOS_AUTHENTICATE_HTTP_EXECUTORS",
+            value_name = "BOOL",
+            default_value = "true",
+            default_missing_value = "true",
+            num_args = 0..=1,
+            require_equals = true,
+            action = clap::ArgAction::Set,
+            value_parser = parse_bool_arg
+        )]
+        authenticate_http_executors: bool,
+        /// Mesos' negation: the same as --authenticate_http_executors=false.
+        #[arg(
+            long = "no-authenticate_http_executors",
+            alias = "no-authenticate-http-executors",
+            hide = true
+        )]
+        no_authenticate_http_executors: bool,
+        /// A file whose bytes sign executor tokens (default: a random key
+        /// generated into the work dir at the first start, mode 0600).
+        #[arg(
+            long = "executor_secret_key",
+            alias = "executor-secret-key",
+            env = "MESOS_EXECUTOR_SECRET_KEY",
+            value_name = "PATH"
+        )]
+        executor_secret_key: Option<PathBuf>,
+    }
+
+    /// A boolean flag's value as Mesos reads it.
+    fn parse_bool_arg(s: &str) -> Result<bool, String> {
+        match s {
+            "true" | "1" => Ok(true),
+            "false" | "0" => Ok(false),
+            _ => Err(format!("{s:?} is not a boolean: expected true or false")),
+        }
     }
 
     impl AgentArgs {
@@ -800,6 +841,9 @@ mod agent_cli {
                     self.seccomp_config_dir,
                     self.seccomp_profile_name,
                 )?),
+                authenticate_http_executors: self.authenticate_http_executors
+                    && !self.no_authenticate_http_executors,
+                executor_secret_key: self.executor_secret_key,
             })
         }
     }

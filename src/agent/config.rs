@@ -1,9 +1,11 @@
 //! The agent's configuration: what `butte agent`'s flags (Mesos' names)
 //! resolve to.
 
+use super::AgentError;
 use crate::fetch::FetchConfig;
 use crate::image::PullOptions;
 use crate::runtime::RuntimeConfig;
+use crate::support::jwt::{JwtError, Key};
 use std::net::{IpAddr, SocketAddr};
 use std::path::PathBuf;
 use std::time::Duration;
@@ -47,6 +49,42 @@ pub struct AgentConfig {
     pub isolation: String,
     /// `--seccomp_config_dir`, `--seccomp_profile_name`: compiled profiles.
     pub seccomp: std::sync::Arc<crate::containerizer::security::SeccompProfiles>,
+    /// `--authenticate_http_executors`: every executor API call must carry
+    /// the executor's token (butte's default: true; Mesos': false).
+    pub authenticate_http_executors: bool,
+    /// `--executor_secret_key`: the file whose bytes sign executor tokens.
+    /// `None`: [`EXECUTOR_SECRET_KEY_FILE`] in the work dir, generated at
+    /// the first start and kept, so executors recovered after a restart
+    /// still authenticate.
+    pub executor_secret_key: Option<PathBuf>,
+}
+
+/// The generated executor key's file name, in the work dir (mode 0600).
+pub const EXECUTOR_SECRET_KEY_FILE: &str = "executor_secret_key";
+
+impl AgentConfig {
+    /// The key executor tokens are signed and checked with: the
+    /// `--executor_secret_key` file, else the work dir's (generated at the
+    /// first start). Tokens are given to executors even with
+    /// authentication off, so that it can be turned on later without
+    /// restarting them, as Mesos' upgrade path does.
+    pub fn executor_key(&self) -> Result<Key, AgentError> {
+        if let Some(path) = &self.executor_secret_key {
+            return Key::load(path).map_err(AgentError::SecretKey);
+        }
+        std::fs::create_dir_all(&self.work_dir).map_err(|source| {
+            AgentError::SecretKey(JwtError::KeyWrite {
+                path: self.work_dir.clone(),
+                source,
+            })
+        })?;
+        let path = self.work_dir.join(EXECUTOR_SECRET_KEY_FILE);
+        let (key, created) = Key::load_or_create(&path).map_err(AgentError::SecretKey)?;
+        if created {
+            tracing::info!(path = %path.display(), "generated the executor secret key");
+        }
+        Ok(key)
+    }
 }
 
 /// What to do with the checkpointed state at start-up.

@@ -4,7 +4,7 @@ use super::config::{AgentConfig, STATUS_UPDATE_RETRY_MAX};
 use super::state::Framework;
 use super::status::StatusUpdateManager;
 use super::{http, resources, AgentError};
-use crate::api::executor::CallError;
+use crate::api::executor::{CallError, Principal};
 use crate::containerizer::mesos::{MesosConfig, MesosContainerizer, Termination};
 use crate::proto::mesos::v1::executor::call::Subscribe;
 use crate::proto::mesos::v1::{ExecutorId as V1ExecutorId, FrameworkId as V1FrameworkId};
@@ -61,20 +61,24 @@ pub enum Timer {
 }
 
 /// A call of the executor API, with the channel for its answer.
+/// `principal`: the caller's, when executors are authenticated.
 pub enum ApiCall {
     Subscribe {
+        principal: Option<Principal>,
         framework_id: V1FrameworkId,
         executor_id: V1ExecutorId,
         subscribe: Box<Subscribe>,
         reply: oneshot::Sender<Result<crate::api::executor::EventStream, CallError>>,
     },
     Update {
+        principal: Option<Principal>,
         framework_id: V1FrameworkId,
         executor_id: V1ExecutorId,
         status: Box<crate::proto::mesos::v1::TaskStatus>,
         reply: oneshot::Sender<Result<(), CallError>>,
     },
     Message {
+        principal: Option<Principal>,
         framework_id: V1FrameworkId,
         executor_id: V1ExecutorId,
         data: Vec<u8>,
@@ -147,6 +151,7 @@ impl Agent {
         let (wire_tx, mut wire_rx) = mpsc::unbounded_channel();
         let (inputs, mut rx) = mpsc::unbounded_channel();
         let transport = Transport::new(self_pid.clone(), wire_tx.clone());
+        let executor_key = config.executor_key()?;
         let containerizer = Arc::new(MesosContainerizer::new(MesosConfig {
             work_dir: config.work_dir.clone(),
             runtime_dir: config.runtime_dir.clone(),
@@ -159,6 +164,7 @@ impl Agent {
             pids_limit: None,
             executor_env: Vec::new(),
             seccomp: config.seccomp.clone(),
+            executor_secret: Some(executor_key.clone()),
         })?);
         let info = SlaveInfo {
             hostname: config.hostname.clone(),
@@ -197,6 +203,10 @@ impl Agent {
         let handler = Arc::new(http::Router::new(
             agent.inputs.clone(),
             agent.config.executor_heartbeat_interval,
+            agent
+                .config
+                .authenticate_http_executors
+                .then_some(executor_key),
         ));
         tokio::spawn(crate::wire::serve(
             listener,

@@ -6,7 +6,7 @@ use super::core::{Agent, ApiCall};
 use super::state::ExecutorState;
 use super::tasks::{launch_events, task_id};
 use super::updates::now_secs;
-use crate::api::executor::{CallError, EventStream};
+use crate::api::executor::{CallError, EventStream, Principal};
 use crate::proto::mesos::internal::{ExecutorToFrameworkMessage, StatusUpdate};
 use crate::proto::mesos::task_status::Source;
 use crate::proto::mesos::v1::executor::call::Subscribe;
@@ -19,34 +19,50 @@ impl Agent {
     pub fn handle_api(&mut self, call: ApiCall) {
         match call {
             ApiCall::Subscribe {
+                principal,
                 framework_id,
                 executor_id,
                 subscribe,
                 reply,
             } => {
-                let r = self.subscribe(&framework_id.value, &executor_id.value, *subscribe);
+                let r = self.subscribe(
+                    principal.as_ref(),
+                    &framework_id.value,
+                    &executor_id.value,
+                    *subscribe,
+                );
                 let _ = reply.send(r);
             }
             ApiCall::Update {
+                principal,
                 framework_id,
                 executor_id,
                 status,
                 reply,
             } => {
-                let r = self.executor_update(
-                    &framework_id.value,
-                    &executor_id.value,
-                    devolve(status.as_ref()),
-                );
+                let r = self
+                    .authorize(principal.as_ref(), &framework_id.value, &executor_id.value)
+                    .and_then(|()| {
+                        self.executor_update(
+                            &framework_id.value,
+                            &executor_id.value,
+                            devolve(status.as_ref()),
+                        )
+                    });
                 let _ = reply.send(r);
             }
             ApiCall::Message {
+                principal,
                 framework_id,
                 executor_id,
                 data,
                 reply,
             } => {
-                let r = self.executor_message(&framework_id.value, &executor_id.value, data);
+                let r = self
+                    .authorize(principal.as_ref(), &framework_id.value, &executor_id.value)
+                    .and_then(|()| {
+                        self.executor_message(&framework_id.value, &executor_id.value, data)
+                    });
                 let _ = reply.send(r);
             }
             ApiCall::Heartbeat { reply, .. } => {
@@ -55,12 +71,34 @@ impl Agent {
         }
     }
 
+    /// Checks an authenticated caller's claims against the executor it
+    /// calls for (Mesos: after the framework and executor are found, before
+    /// anything else). Unknown frameworks and executors are left to the
+    /// call's own 400.
+    fn authorize(
+        &self,
+        principal: Option<&Principal>,
+        fw_id: &str,
+        ex_id: &str,
+    ) -> Result<(), CallError> {
+        match (principal, self.executor_of(fw_id, ex_id)) {
+            (Some(p), Some(ex)) => p
+                .authorize(fw_id, ex_id, &ex.container_id)
+                .inspect_err(|e| {
+                    tracing::warn!(framework = fw_id, executor = ex_id, "{e}");
+                }),
+            _ => Ok(()),
+        }
+    }
+
     fn subscribe(
         &mut self,
+        principal: Option<&Principal>,
         fw_id: &str,
         ex_id: &str,
         sub: Subscribe,
     ) -> Result<EventStream, CallError> {
+        self.authorize(principal, fw_id, ex_id)?;
         let agent_info = self.info.clone();
         let Some(fw) = self.frameworks.get_mut(fw_id) else {
             return Err(CallError::BadRequest(format!(

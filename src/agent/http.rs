@@ -3,9 +3,10 @@
 //! the event loop; nothing here touches the agent's state.
 
 use super::core::{ApiCall, Input};
-use crate::api::executor::{self, BoxFuture, CallError, EventStream, ExecutorApi};
+use crate::api::executor::{self, BoxFuture, CallError, EventStream, ExecutorApi, Principal};
 use crate::proto::mesos::v1::executor::call::Subscribe;
 use crate::proto::mesos::v1::{ExecutorId, FrameworkId, TaskStatus};
+use crate::support::jwt::Key;
 use crate::wire::{full, HttpHandler, ResponseFuture};
 use hyper::body::Incoming;
 use hyper::{Request, Response, StatusCode};
@@ -17,13 +18,21 @@ use tokio::sync::{mpsc, oneshot};
 pub struct Router {
     bridge: Arc<Bridge>,
     heartbeat: Duration,
+    /// The key executor tokens are checked with
+    /// (`--authenticate_http_executors`); `None`: no authentication.
+    authentication: Option<Arc<Key>>,
 }
 
 impl Router {
-    pub fn new(inputs: mpsc::UnboundedSender<Input>, heartbeat: Duration) -> Self {
+    pub fn new(
+        inputs: mpsc::UnboundedSender<Input>,
+        heartbeat: Duration,
+        authentication: Option<Key>,
+    ) -> Self {
         Router {
             bridge: Arc::new(Bridge { inputs }),
             heartbeat,
+            authentication: authentication.map(Arc::new),
         }
     }
 }
@@ -32,11 +41,13 @@ impl HttpHandler for Router {
     fn handle(&self, req: Request<Incoming>) -> ResponseFuture {
         let bridge = self.bridge.clone();
         let heartbeat = self.heartbeat;
+        let authentication = self.authentication.clone();
         Box::pin(async move {
             let path = req.uri().path().to_string();
             match path.as_str() {
                 executor::PATH | "/slave(1)/api/v1/executor" => {
-                    executor::handle(bridge.as_ref(), req, heartbeat).await
+                    executor::handle(bridge.as_ref(), req, heartbeat, authentication.as_deref())
+                        .await
                 }
                 "/health" | "/slave(1)/health" => response(StatusCode::OK, ""),
                 _ => response(StatusCode::NOT_FOUND, ""),
@@ -73,11 +84,13 @@ impl Bridge {
 impl ExecutorApi for Bridge {
     fn subscribe(
         &self,
+        principal: Option<Principal>,
         framework_id: FrameworkId,
         executor_id: ExecutorId,
         subscribe: Subscribe,
     ) -> BoxFuture<'_, Result<EventStream, CallError>> {
         Box::pin(self.ask(|reply| ApiCall::Subscribe {
+            principal,
             framework_id,
             executor_id,
             subscribe: Box::new(subscribe),
@@ -87,11 +100,13 @@ impl ExecutorApi for Bridge {
 
     fn update(
         &self,
+        principal: Option<Principal>,
         framework_id: FrameworkId,
         executor_id: ExecutorId,
         status: TaskStatus,
     ) -> BoxFuture<'_, Result<(), CallError>> {
         Box::pin(self.ask(|reply| ApiCall::Update {
+            principal,
             framework_id,
             executor_id,
             status: Box::new(status),
@@ -101,11 +116,13 @@ impl ExecutorApi for Bridge {
 
     fn message(
         &self,
+        principal: Option<Principal>,
         framework_id: FrameworkId,
         executor_id: ExecutorId,
         data: Vec<u8>,
     ) -> BoxFuture<'_, Result<(), CallError>> {
         Box::pin(self.ask(|reply| ApiCall::Message {
+            principal,
             framework_id,
             executor_id,
             data,

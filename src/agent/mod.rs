@@ -19,7 +19,7 @@ pub mod status;
 mod tasks;
 mod updates;
 
-pub use config::{AgentConfig, RecoverMode};
+pub use config::{AgentConfig, RecoverMode, EXECUTOR_SECRET_KEY_FILE};
 
 use std::io;
 use std::path::PathBuf;
@@ -49,6 +49,8 @@ pub enum AgentError {
     },
     #[error("checkpoint: {0}")]
     Checkpoint(#[from] crate::state::StateError),
+    #[error("--executor_secret_key: {0}")]
+    SecretKey(#[source] crate::support::jwt::JwtError),
     #[error("the master {master} registered this agent as {given}, but it is {ours}")]
     WrongId {
         master: String,

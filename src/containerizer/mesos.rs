@@ -52,7 +52,7 @@ mod plan;
 mod resources;
 mod sandbox;
 
-pub use env::ExecutorEnv;
+pub use env::{ExecutorEnv, AUTHENTICATION_TOKEN};
 pub use error::ContainerizerError;
 pub use executor_info::{command_executor_info, COMMAND_EXECUTOR_CPUS, COMMAND_EXECUTOR_MEM_MB};
 pub use limitation::{Limitation, Termination};
@@ -65,6 +65,7 @@ use crate::image::PullOptions;
 use crate::proto::mesos::{ExecutorInfo, FrameworkInfo, TaskInfo};
 use crate::runtime::{ResourceStats, Runtime, RuntimeConfig};
 use crate::state::paths::{RuntimeDir, WorkDir};
+use crate::support::jwt::Key;
 use lifecycle::Entry;
 use std::collections::{HashMap, HashSet};
 use std::path::PathBuf;
@@ -96,6 +97,9 @@ pub struct MesosConfig {
     pub executor_env: Vec<(String, String)>,
     /// `--seccomp_config_dir` and `--seccomp_profile_name`, compiled once.
     pub seccomp: Arc<SeccompProfiles>,
+    /// The key each executor's `MESOS_EXECUTOR_AUTHENTICATION_TOKEN` is
+    /// signed with (`None`: executors get no token).
+    pub executor_secret: Option<Key>,
 }
 
 impl MesosConfig {
@@ -119,6 +123,7 @@ impl MesosConfig {
             pids_limit: None,
             executor_env: Vec::new(),
             seccomp: Arc::default(),
+            executor_secret: None,
         }
     }
 }

@@ -28,6 +28,9 @@ pub struct Config {
     pub auth_token: Option<String>,
 }
 
+/// The variable holding the executor's token for the agent's executor API.
+pub const AUTHENTICATION_TOKEN: &str = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN";
+
 /// The agent's defaults, used when a variable is missing.
 pub const DEFAULT_RECOVERY_TIMEOUT: Duration = Duration::from_secs(15 * 60);
 pub const DEFAULT_SUBSCRIPTION_BACKOFF_MAX: Duration = Duration::from_secs(2);
@@ -95,7 +98,7 @@ impl Config {
                 DEFAULT_SHUTDOWN_GRACE_PERIOD,
             )?,
             auth_token: env
-                .get("MESOS_EXECUTOR_AUTHENTICATION_TOKEN")
+                .get(AUTHENTICATION_TOKEN)
                 .filter(|v| !v.is_empty())
                 .cloned(),
         })

@@ -94,6 +94,12 @@ pub fn main(args: ExecutorArgs) -> i32 {
             return 1;
         }
     };
+    // The token is the executor's alone: its tasks do not inherit it (the
+    // Mesos executor library erases it from its environment).
+    let env = env
+        .into_iter()
+        .filter(|(k, _)| k != config::AUTHENTICATION_TOKEN)
+        .collect();
     let options = Options {
         default: args.default,
         launch_info: args.launch_info,

@@ -28,11 +28,15 @@ struct FakeAgent {
     /// `None` closes the current event stream.
     events: Sender<Option<Event>>,
     calls: Receiver<Call>,
+    /// The `Authorization` header of every request, in order.
+    authorizations: Arc<Mutex<Vec<Option<String>>>>,
 }
 
-fn read_request(r: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
+/// A request's body and `Authorization` header.
+fn read_request(r: &mut BufReader<TcpStream>) -> Option<(Vec<u8>, Option<String>)> {
     let mut len = 0usize;
     let mut first = true;
+    let mut authorization = None;
     loop {
         let mut line = String::new();
         if r.read_line(&mut line).ok()? == 0 {
@@ -49,13 +53,16 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<Vec<u8>> {
         if let Some(v) = l.strip_prefix("content-type:") {
             assert_eq!(v.trim(), "application/x-protobuf");
         }
+        if l.starts_with("authorization:") {
+            authorization = Some(line["authorization:".len()..].trim().to_string());
+        }
         if line == "\r\n" {
             break;
         }
     }
     let mut body = vec![0; len];
     r.read_exact(&mut body).ok()?;
-    Some(body)
+    Some((body, authorization))
 }
 
 fn chunk(event: &Event) -> Vec<u8> {
@@ -105,13 +112,17 @@ impl FakeAgent {
         let (events, events_rx) = mpsc::channel::<Option<Event>>();
         let events_rx = Arc::new(Mutex::new(events_rx));
         let (calls_tx, calls) = mpsc::channel::<Call>();
+        let authorizations = Arc::new(Mutex::new(Vec::new()));
+        let auths = authorizations.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { return };
                 let (events_rx, calls_tx) = (events_rx.clone(), calls_tx.clone());
+                let auths = auths.clone();
                 std::thread::spawn(move || {
                     let mut r = BufReader::new(conn);
-                    while let Some(body) = read_request(&mut r) {
+                    while let Some((body, auth)) = read_request(&mut r) {
+                        auths.lock().unwrap().push(auth);
                         let call = Call::decode(body.as_slice()).unwrap();
                         let subscribe = call.r#type == Some(call::Type::Subscribe as i32);
                         let _ = calls_tx.send(call);
@@ -141,6 +152,7 @@ impl FakeAgent {
             addr,
             events,
             calls,
+            authorizations,
         }
     }
 
@@ -512,6 +524,48 @@ fn checkpointed_executor_resubscribes_with_what_was_not_acknowledged() {
         }
     }
     assert_eq!(join(h), 0);
+}
+
+#[test]
+fn every_call_carries_the_token_and_a_resubscription_too() {
+    let agent = FakeAgent::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let mut config = config(&agent, dir.path());
+    config.checkpoint = true;
+    config.auth_token = Some("the.executor.token".into());
+    let h = start_with(&agent, config, false);
+    agent.push(launch(task("t6", "sleep 30")));
+    agent.next_unacked_update();
+    assert_eq!(state(&agent.next_unacked_update()), TaskState::TaskRunning);
+    agent.disconnect();
+    let sub = agent.next_call();
+    assert_eq!(sub.r#type, Some(call::Type::Subscribe as i32));
+    agent.push(kill("t6", Some(Duration::from_millis(100))));
+    while state(&agent.next_update()) != TaskState::TaskKilled {}
+    assert_eq!(join(h), 0);
+    let auths = agent.authorizations.lock().unwrap().clone();
+    assert!(auths.len() >= 4, "{auths:?}");
+    assert!(
+        auths
+            .iter()
+            .all(|a| a.as_deref() == Some("Bearer the.executor.token")),
+        "{auths:?}"
+    );
+}
+
+#[test]
+fn without_a_token_no_authorization_is_sent() {
+    let agent = FakeAgent::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_executor(&agent, dir.path(), false);
+    agent.push(launch(task("t7", "true")));
+    while state(&agent.next_update()) != TaskState::TaskFinished {}
+    assert_eq!(join(h), 0);
+    let auths = agent.authorizations.lock().unwrap().clone();
+    assert!(
+        !auths.is_empty() && auths.iter().all(Option::is_none),
+        "{auths:?}"
+    );
 }
 
 #[test]

@@ -1,8 +1,10 @@
 //! Small helpers shared by every layer: parsing of human-friendly sizes and
-//! durations, random identifiers, and atomic file writes.
+//! durations, random identifiers, atomic file writes, and signed tokens
+//! (`jwt`).
 
 pub mod chunks;
 pub mod http;
+pub mod jwt;
 mod stout;
 
 pub use stout::{format_bytes, format_duration};

@@ -9,6 +9,7 @@
 //!
 //! | check | answer |
 //! | --- | --- |
+//! | authentication on, and no valid `Authorization: Bearer` token ([`authenticate`]) | 401, `WWW-Authenticate: Bearer realm="mesos-agent-executor"...` |
 //! | method is not POST | 405, `Allow: POST` |
 //! | no `Content-Type` | 400 |
 //! | `Content-Type` not exactly `application/json` or `application/x-protobuf` | 415 |
@@ -20,6 +21,12 @@
 //! | SUBSCRIBE accepted | 200, event stream |
 //! | UPDATE, MESSAGE, HEARTBEAT accepted | 202, no body |
 //!
+//! With authentication on, SUBSCRIBE, UPDATE and MESSAGE reach the agent
+//! with the token's [`Principal`]; the agent refuses them 403 when its
+//! claims do not name the call's executor and container
+//! ([`Principal::authorize`]), after its own 400s for an unknown framework
+//! or executor, as Mesos does. HEARTBEAT needs a valid token, no more.
+//!
 //! # The event stream
 //! The agent returns an [`EventStream`] from [`ExecutorApi::subscribe`] and
 //! keeps its sender. The response streams each event (JSON when `Accept`
@@ -30,6 +37,7 @@
 //! the agent sees `UnboundedSender::is_closed()` (at the latest when the next
 //! heartbeat fails to be written) and a failed `send`.
 
+mod auth;
 mod media;
 mod stream;
 mod validate;
@@ -50,7 +58,9 @@ use crate::api::recordio;
 use crate::proto::mesos::v1::executor::{call, event, Call, Event};
 use crate::proto::mesos::v1::{ExecutorId, FrameworkId, TaskState, TaskStatus};
 use crate::proto::ProtoError;
+use crate::support::jwt::Key;
 
+pub use auth::{authenticate, Principal, Unauthorized, REALM};
 pub use media::ContentType;
 
 use media::{ContentTypeProblem, APPLICATION_JSON, APPLICATION_PROTOBUF};
@@ -73,12 +83,15 @@ pub type Body = http_body_util::combinators::BoxBody<Bytes, Infallible>;
 pub type EventStream = tokio::sync::mpsc::UnboundedReceiver<Event>;
 
 /// Implemented by the agent. Each method is called only for a call that is
-/// well formed (decoded and validated as the Mesos agent does).
+/// well formed (decoded and validated as the Mesos agent does). `principal`
+/// is the caller's when authentication is on (`None` when it is off): the
+/// agent checks it against the executor with [`Principal::authorize`].
 pub trait ExecutorApi: Send + Sync + 'static {
     /// SUBSCRIBE: the agent sends SUBSCRIBED (and then every later event)
     /// into the channel whose receiver it returns.
     fn subscribe(
         &self,
+        principal: Option<Principal>,
         framework_id: FrameworkId,
         executor_id: ExecutorId,
         subscribe: call::Subscribe,
@@ -88,6 +101,7 @@ pub trait ExecutorApi: Send + Sync + 'static {
     /// promises that it will be forwarded.
     fn update(
         &self,
+        principal: Option<Principal>,
         framework_id: FrameworkId,
         executor_id: ExecutorId,
         status: TaskStatus,
@@ -96,6 +110,7 @@ pub trait ExecutorApi: Send + Sync + 'static {
     /// MESSAGE: data for the framework's scheduler.
     fn message(
         &self,
+        principal: Option<Principal>,
         framework_id: FrameworkId,
         executor_id: ExecutorId,
         data: Vec<u8>,
@@ -153,17 +168,19 @@ impl CallError {
 /// Serves one request to [`PATH`] (the caller routes by path). Generic over
 /// the body so tests can pass complete bodies; the agent passes
 /// `hyper::body::Incoming`. `heartbeat` is the interval of HEARTBEAT
-/// events on a subscription (zero sends none).
+/// events on a subscription (zero sends none). With `authentication`, every
+/// call must carry a token signed with that key.
 pub async fn handle<B>(
     api: &dyn ExecutorApi,
     req: Request<B>,
     heartbeat: Duration,
+    authentication: Option<&Key>,
 ) -> Response<Body>
 where
     B: hyper::body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
-    match serve(api, req, heartbeat).await {
+    match serve(api, req, heartbeat, authentication).await {
         Ok(response) => response,
         Err(response) => response,
     }
@@ -173,12 +190,20 @@ async fn serve<B>(
     api: &dyn ExecutorApi,
     req: Request<B>,
     heartbeat: Duration,
+    authentication: Option<&Key>,
 ) -> Result<Response<Body>, Response<Body>>
 where
     B: hyper::body::Body,
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (parts, body) = req.into_parts();
+    // libprocess authenticates before the endpoint sees the request.
+    let principal = match authentication {
+        None => None,
+        Some(key) => {
+            Some(authenticate(&parts.headers, key).map_err(|why| auth::unauthorized(&why))?)
+        }
+    };
     if parts.method != Method::POST {
         let mut r = text(
             StatusCode::METHOD_NOT_ALLOWED,
@@ -213,17 +238,21 @@ where
                     ),
                 ));
             };
-            let events = api.subscribe(framework_id, executor_id, subscribe).await;
+            let events = api
+                .subscribe(principal, framework_id, executor_id, subscribe)
+                .await;
             return match events {
                 Ok(events) => Ok(event_stream(events, accept, heartbeat)),
                 Err(e) => Err(e.into_response()),
             };
         }
         Valid::Update(framework_id, executor_id, status) => {
-            api.update(framework_id, executor_id, *status).await
+            api.update(principal, framework_id, executor_id, *status)
+                .await
         }
         Valid::Message(framework_id, executor_id, data) => {
-            api.message(framework_id, executor_id, data).await
+            api.message(principal, framework_id, executor_id, data)
+                .await
         }
         Valid::Heartbeat(framework_id, executor_id) => {
             api.heartbeat(framework_id, executor_id).await

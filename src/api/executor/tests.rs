@@ -49,16 +49,35 @@ impl Fake {
     fn calls(&self) -> Vec<String> {
         self.calls.lock().unwrap().clone()
     }
+
+    /// What the agent does with an authenticated caller: its executor
+    /// `ex` of `fw` runs in container [`CONTAINER`].
+    fn authorize(
+        &self,
+        principal: Option<Principal>,
+        framework_id: &FrameworkId,
+        executor_id: &ExecutorId,
+    ) -> Result<(), CallError> {
+        match principal {
+            Some(p) => p.authorize(&framework_id.value, &executor_id.value, CONTAINER),
+            None => Ok(()),
+        }
+    }
 }
+
+/// The container of the fake agent's executor.
+const CONTAINER: &str = "C1";
 
 impl ExecutorApi for Fake {
     fn subscribe(
         &self,
+        principal: Option<Principal>,
         framework_id: FrameworkId,
         executor_id: ExecutorId,
         _subscribe: call::Subscribe,
     ) -> BoxFuture<'_, Result<EventStream, CallError>> {
         Box::pin(async move {
+            self.authorize(principal, &framework_id, &executor_id)?;
             self.record(format!(
                 "subscribe {} {}",
                 framework_id.value, executor_id.value
@@ -76,11 +95,13 @@ impl ExecutorApi for Fake {
 
     fn update(
         &self,
+        principal: Option<Principal>,
         framework_id: FrameworkId,
         executor_id: ExecutorId,
         status: TaskStatus,
     ) -> BoxFuture<'_, Result<(), CallError>> {
         Box::pin(async move {
+            self.authorize(principal, &framework_id, &executor_id)?;
             self.record(format!(
                 "update {} {}",
                 framework_id.value, executor_id.value
@@ -92,12 +113,14 @@ impl ExecutorApi for Fake {
 
     fn message(
         &self,
+        principal: Option<Principal>,
         framework_id: FrameworkId,
         executor_id: ExecutorId,
         data: Vec<u8>,
     ) -> BoxFuture<'_, Result<(), CallError>> {
         let data = String::from_utf8_lossy(&data).into_owned();
         Box::pin(async move {
+            self.authorize(principal, &framework_id, &executor_id)?;
             self.record(format!(
                 "message {} {} {data}",
                 framework_id.value, executor_id.value
@@ -132,7 +155,7 @@ fn post_json(body: &serde_json::Value) -> Request<Full<Bytes>> {
 }
 
 async fn send(api: &Fake, req: Request<Full<Bytes>>) -> Response<Body> {
-    handle(api, req, HOUR).await
+    handle(api, req, HOUR, None).await
 }
 
 async fn text_of(r: Response<Body>) -> String {
@@ -427,7 +450,7 @@ async fn json_subscribe_streams_subscribed_then_heartbeats() {
         &[("Content-Type", JSON), ("Accept", JSON)],
         subscribe_json().to_string(),
     );
-    let r = handle(&fake, req, Duration::from_millis(20)).await;
+    let r = handle(&fake, req, Duration::from_millis(20), None).await;
     assert_eq!(r.status(), StatusCode::OK);
     assert_eq!(r.headers()[CONTENT_TYPE], JSON);
     assert!(r.headers().get(hyper::header::CONTENT_LENGTH).is_none());
@@ -570,7 +593,9 @@ async fn served_over_tcp_streams_chunked_and_notices_the_client_leaving() {
             let api = api.clone();
             async move {
                 let api: &dyn ExecutorApi = &*api;
-                Ok::<_, std::convert::Infallible>(handle(api, req, Duration::from_millis(20)).await)
+                Ok::<_, std::convert::Infallible>(
+                    handle(api, req, Duration::from_millis(20), None).await,
+                )
             }
         });
         let io = hyper_util::rt::TokioIo::new(stream);
@@ -610,4 +635,166 @@ async fn served_over_tcp_streams_chunked_and_notices_the_client_leaving() {
     tokio::time::timeout(Duration::from_secs(5), sender.closed())
         .await
         .expect("the agent learns that the executor went away");
+}
+
+mod authentication {
+    //! With a key: every call needs a token; claims must match (401/403).
+
+    use super::*;
+    use crate::support::jwt::{self, executor_claims, Key};
+
+    fn key() -> Key {
+        Key::new(b"the agent's key".to_vec()).unwrap()
+    }
+
+    fn token(fw: &str, ex: &str, container: &str, key: &Key) -> String {
+        jwt::encode(&executor_claims::claims(fw, ex, container), key)
+    }
+
+    fn with_token(body: &serde_json::Value, token: Option<&str>) -> Request<Full<Bytes>> {
+        let bearer = token.map(|t| format!("Bearer {t}"));
+        let mut headers = vec![("Content-Type", JSON)];
+        if let Some(b) = &bearer {
+            headers.push(("Authorization", b.as_str()));
+        }
+        request("POST", &headers, body.to_string())
+    }
+
+    async fn send(fake: &Fake, req: Request<Full<Bytes>>) -> Response<Body> {
+        handle(fake, req, HOUR, Some(&key())).await
+    }
+
+    fn message_json() -> serde_json::Value {
+        serde_json::json!({
+            "type": "MESSAGE",
+            "framework_id": {"value": "fw"},
+            "executor_id": {"value": "ex"},
+            "message": {"data": "aGk="}
+        })
+    }
+
+    fn heartbeat_json() -> serde_json::Value {
+        serde_json::json!({
+            "type": "HEARTBEAT",
+            "framework_id": {"value": "fw"},
+            "executor_id": {"value": "ex"}
+        })
+    }
+
+    fn all_calls() -> Vec<serde_json::Value> {
+        vec![
+            subscribe_json(),
+            update_json(),
+            message_json(),
+            heartbeat_json(),
+        ]
+    }
+
+    #[tokio::test]
+    async fn the_executor_own_token_is_accepted_for_every_call() {
+        let fake = Fake::default();
+        let good = token("fw", "ex", CONTAINER, &key());
+        for call in all_calls() {
+            let r = send(&fake, with_token(&call, Some(&good))).await;
+            assert!(r.status().is_success(), "{call}: {}", r.status());
+        }
+        assert_eq!(
+            fake.calls(),
+            [
+                "subscribe fw ex",
+                "update fw ex",
+                "message fw ex hi",
+                "heartbeat fw ex"
+            ]
+        );
+    }
+
+    #[tokio::test]
+    async fn no_token_is_401_with_a_bare_challenge() {
+        let fake = Fake::default();
+        for call in all_calls() {
+            let r = send(&fake, with_token(&call, None)).await;
+            assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{call}");
+            assert_eq!(
+                r.headers()[hyper::header::WWW_AUTHENTICATE],
+                "Bearer realm=\"mesos-agent-executor\""
+            );
+        }
+        assert!(fake.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_forged_or_garbled_token_is_401() {
+        let fake = Fake::default();
+        let forged = token("fw", "ex", CONTAINER, &Key::new(b"guess".to_vec()).unwrap());
+        let good = token("fw", "ex", CONTAINER, &key());
+        let cut = &good[..good.len() - 2];
+        let unsigned = format!("{}.", &good[..good.rfind('.').unwrap()]);
+        for (bad, why) in [
+            (forged.as_str(), "token signature does not match"),
+            (cut, "token signature is not unpadded base64url"),
+            (unsigned.as_str(), "token signature does not match"),
+            ("not-a-jwt", "expected 3 components in token, got 1"),
+        ] {
+            for call in all_calls() {
+                let r = send(&fake, with_token(&call, Some(bad))).await;
+                assert_eq!(r.status(), StatusCode::UNAUTHORIZED, "{call}");
+                let challenge = r.headers()[hyper::header::WWW_AUTHENTICATE]
+                    .to_str()
+                    .unwrap()
+                    .to_string();
+                assert!(
+                    challenge.starts_with(
+                        "Bearer realm=\"mesos-agent-executor\", error=\"invalid_token\""
+                    ),
+                    "{challenge}"
+                );
+                assert!(challenge.contains(why), "{challenge}");
+                assert!(text_of(r).await.contains(why));
+            }
+        }
+        assert!(fake.calls().is_empty());
+    }
+
+    #[tokio::test]
+    async fn authentication_comes_before_every_other_check() {
+        let fake = Fake::default();
+        let r = send(&fake, request("GET", &[], "")).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+        let r = send(&fake, with_token(&serde_json::json!({"x": 1}), None)).await;
+        assert_eq!(r.status(), StatusCode::UNAUTHORIZED);
+    }
+
+    #[tokio::test]
+    async fn another_executor_token_is_403_and_changes_nothing() {
+        let fake = Fake::default();
+        for other in [
+            token("fw", "other", CONTAINER, &key()),
+            token("fw2", "ex", CONTAINER, &key()),
+            token("fw", "ex", "an-older-container", &key()),
+        ] {
+            for call in [subscribe_json(), update_json(), message_json()] {
+                let r = send(&fake, with_token(&call, Some(&other))).await;
+                assert_eq!(r.status(), StatusCode::FORBIDDEN, "{call}");
+                let text = text_of(r).await;
+                assert!(text.starts_with("Authenticated principal '"), "{text}");
+            }
+        }
+        assert!(fake.calls().is_empty());
+        assert!(fake.updates.lock().unwrap().is_empty());
+        // A heartbeat only needs a valid token (Mesos answers it before
+        // looking at the ids).
+        let other = token("fw", "other", CONTAINER, &key());
+        let r = send(&fake, with_token(&heartbeat_json(), Some(&other))).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
+
+    #[tokio::test]
+    async fn without_a_key_no_token_is_needed_and_any_is_ignored() {
+        let fake = Fake::default();
+        let r = super::send(&fake, with_token(&update_json(), None)).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+        let r = super::send(&fake, with_token(&update_json(), Some("garbage"))).await;
+        assert_eq!(r.status(), StatusCode::ACCEPTED);
+    }
 }

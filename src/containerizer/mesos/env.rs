@@ -3,12 +3,14 @@
 //! the agent's `--executor_environment_variables`, then the `MESOS_*`
 //! variables, then the executor's own `CommandInfo.environment` (which
 //! wins). Durations are written as Mesos writes them (`5secs`), because
-//! executors parse them with Mesos' parser.
+//! executors parse them with Mesos' parser. Last comes the executor's
+//! token ([`authenticate`]), which nothing overrides.
 
 use crate::proto::mesos::environment::variable::Type as VariableType;
 use crate::proto::mesos::{Environment, ExecutorInfo};
 use crate::runtime::DEFAULT_PATH;
 use crate::support::format_duration;
+use crate::support::jwt::{self, executor_claims, Key};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
@@ -48,6 +50,24 @@ pub struct Paths<'a> {
 pub enum EnvError {
     /// A `SECRET` variable: butte has no secret resolver.
     Secret(String),
+}
+
+/// The variable that holds the executor's token for the executor API.
+pub const AUTHENTICATION_TOKEN: &str = "MESOS_EXECUTOR_AUTHENTICATION_TOKEN";
+
+/// Gives the executor its token: a JWT (HS256, signed with `key`) whose
+/// claims name its framework, executor and container, as the Mesos agent's
+/// executor principal does, with no expiry (an executor may run for
+/// months, and recovers with the same token).
+pub fn authenticate(
+    env: &mut Vec<(String, String)>,
+    key: &Key,
+    framework_id: &str,
+    executor_id: &str,
+    container_id: &str,
+) {
+    let claims = executor_claims::claims(framework_id, executor_id, container_id);
+    set(env, AUTHENTICATION_TOKEN, jwt::encode(&claims, key));
 }
 
 /// Appends `(key, value)`, replacing an earlier value of `key`.
@@ -243,6 +263,26 @@ mod tests {
             Some("1500ms")
         );
         assert_eq!(env.iter().filter(|(k, _)| k == "A").count(), 1);
+    }
+
+    #[test]
+    fn the_token_names_the_executor_container_and_comes_last() {
+        let key = Key::new(b"k".to_vec()).unwrap();
+        let mut env = vec![
+            (
+                AUTHENTICATION_TOKEN.to_string(),
+                "from-the-framework".to_string(),
+            ),
+            ("A".to_string(), "1".to_string()),
+        ];
+        authenticate(&mut env, &key, "F1", "E1", "C1");
+        assert_eq!(env[0], ("A".to_string(), "1".to_string()));
+        assert_eq!(env.len(), 2);
+        let (name, token) = &env[1];
+        assert_eq!(name, "MESOS_EXECUTOR_AUTHENTICATION_TOKEN");
+        let claims = jwt::decode(token, &key).unwrap();
+        assert_eq!(claims, executor_claims::claims("F1", "E1", "C1"));
+        assert!(!claims.contains_key("exp"));
     }
 
     #[test]

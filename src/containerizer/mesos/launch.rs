@@ -3,6 +3,7 @@
 //! no cgroup, mount or process) but keeps the sandbox, where operators
 //! look, and names the step.
 
+use super::env;
 use super::error::ContainerizerError;
 use super::images::{self, Images};
 use super::lifecycle::Entry;
@@ -232,7 +233,7 @@ impl Inner {
             (None, Some(u)) => Some(u.name.as_str()),
             _ => None,
         };
-        let plan = plan::plan(&Inputs {
+        let mut plan = plan::plan(&Inputs {
             req,
             config: &self.config,
             sandbox,
@@ -242,6 +243,15 @@ impl Inner {
             hostname: self.hostname.clone(),
             images,
         })?;
+        if let Some(key) = &self.config.executor_secret {
+            env::authenticate(
+                &mut plan.spec.env,
+                key,
+                &framework_id(req),
+                &req.executor.executor_id.value,
+                id,
+            );
+        }
         if let Some(infos) = &plan.launch_infos {
             let path = run_dir.join(LAUNCH_INFO);
             let json = serde_json::to_vec_pretty(infos).expect("launch infos serialize");
