@@ -810,6 +810,7 @@ mod agent_cli {
                 Some(h) => h,
                 None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
             };
+            let seccomp_cache = butte::state::paths::WorkDir::new(&self.work_dir).seccomp_cache();
             Ok(AgentConfig {
                 master: self.master,
                 listen: SocketAddr::new(self.ip.unwrap_or(IpAddr::from([0, 0, 0, 0])), self.port),
@@ -840,6 +841,7 @@ mod agent_cli {
                 seccomp: std::sync::Arc::new(butte::containerizer::security::SeccompProfiles::new(
                     self.seccomp_config_dir,
                     self.seccomp_profile_name,
+                    Some(seccomp_cache),
                 )?),
                 authenticate_http_executors: self.authenticate_http_executors
                     && !self.no_authenticate_http_executors,

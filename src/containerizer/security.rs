@@ -54,22 +54,29 @@ pub struct SeccompProfiles {
     /// Compiled programs by (profile file or "" for the built-in, the
     /// sorted capabilities). A std Mutex: nothing awaits under it.
     cache: Mutex<HashMap<ProgramKey, Arc<Vec<u8>>>>,
+    /// Where compiled programs are kept across processes (`butte run`
+    /// would otherwise compile on every launch), by the sha256 of all
+    /// that goes into one.
+    disk_cache: Option<PathBuf>,
 }
 
 /// A profile file ("" for the built-in) and the sorted capabilities.
 type ProgramKey = (PathBuf, Vec<String>);
 
 impl SeccompProfiles {
-    /// Profiles from `config_dir`, the default one named `default_name`.
-    /// The default is read and compiled now, so a bad flag fails at start.
+    /// Profiles from `config_dir`, the default one named `default_name`,
+    /// compiled programs kept in `disk_cache` too. The default is read and
+    /// compiled now, so a bad flag fails at start.
     pub fn new(
         config_dir: Option<PathBuf>,
         default_name: Option<String>,
+        disk_cache: Option<PathBuf>,
     ) -> Result<Self, SecurityError> {
         let this = SeccompProfiles {
             config_dir,
             default_name,
             cache: Mutex::default(),
+            disk_cache,
         };
         this.program(
             &SeccompChoice::Default,
@@ -123,22 +130,23 @@ impl SeccompProfiles {
             return Ok(Some(p.clone()));
         }
         let (file, caps) = &key;
-        let prog = if file.as_os_str().is_empty() {
-            seccomp::compile(
-                "default",
-                seccomp::DEFAULT_PROFILE,
-                &Target::host(caps.clone()),
-            )?
+        let (name, json) = if file.as_os_str().is_empty() {
+            ("default".to_string(), seccomp::DEFAULT_PROFILE.to_string())
         } else {
             let json = std::fs::read_to_string(file).map_err(|source| SecurityError::Read {
                 path: file.clone(),
                 source,
             })?;
-            seccomp::compile(
-                &file.display().to_string(),
-                &json,
-                &Target::host(caps.clone()),
-            )?
+            (file.display().to_string(), json)
+        };
+        let target = Target::host(caps.clone());
+        let prog = match self.cached(&json, &target) {
+            Some(p) => p,
+            None => {
+                let prog = seccomp::compile(&name, &json, &target)?;
+                self.store(&json, &target, &prog);
+                prog
+            }
         };
         let prog = Arc::new(prog);
         self.cache
@@ -146,6 +154,46 @@ impl SeccompProfiles {
             .unwrap_or_else(|e| e.into_inner())
             .insert(key, prog.clone());
         Ok(Some(prog))
+    }
+
+    /// The disk cache's file for a profile compiled for a target: every
+    /// input of the compilation is in its name.
+    fn cache_file(&self, json: &str, target: &Target) -> Option<PathBuf> {
+        use sha2::Digest;
+        let dir = self.disk_cache.as_ref()?;
+        let mut h = sha2::Sha256::new();
+        let v = libseccomp::ScmpVersion::current().ok();
+        let inputs = format!(
+            "{json}\0{:?}\0{:?}\0{}\0{:?}",
+            target.capabilities,
+            target.kernel,
+            std::env::consts::ARCH,
+            v.map(|v| (v.major, v.minor, v.micro))
+        );
+        h.update(inputs.as_bytes());
+        Some(dir.join(format!("{}.bpf", hex::encode(h.finalize()))))
+    }
+
+    fn cached(&self, json: &str, target: &Target) -> Option<Vec<u8>> {
+        let prog = std::fs::read(self.cache_file(json, target)?).ok()?;
+        (!prog.is_empty() && prog.len() % 8 == 0).then_some(prog)
+    }
+
+    /// Best effort: a program that cannot be cached is compiled again next
+    /// time. Written to a temporary file and renamed, so a reader never
+    /// sees half of one.
+    fn store(&self, json: &str, target: &Target, prog: &[u8]) {
+        let Some(path) = self.cache_file(json, target) else {
+            return;
+        };
+        let Some(dir) = path.parent() else { return };
+        let tmp = dir.join(format!(".{}.tmp", std::process::id()));
+        let ok = std::fs::create_dir_all(dir).is_ok()
+            && std::fs::write(&tmp, prog).is_ok()
+            && std::fs::rename(&tmp, &path).is_ok();
+        if !ok {
+            let _ = std::fs::remove_file(&tmp);
+        }
     }
 
     /// Sets the spec's seccomp program for `choice`, compiled for the
@@ -171,7 +219,7 @@ mod tests {
     #[test]
     fn names_must_stay_in_the_directory() {
         let dir = tempfile::tempdir().unwrap();
-        let p = SeccompProfiles::new(Some(dir.path().into()), None).unwrap();
+        let p = SeccompProfiles::new(Some(dir.path().into()), None, None).unwrap();
         for bad in ["", "../x.json", "/etc/x.json", "a/../../b"] {
             let e = p
                 .program(&SeccompChoice::Named(bad.into()), &[])
@@ -187,7 +235,7 @@ mod tests {
             e.contains("missing.json") && e.contains("No such file"),
             "{e}"
         );
-        let none = SeccompProfiles::new(None, None).unwrap();
+        let none = SeccompProfiles::new(None, None, None).unwrap();
         let e = none
             .program(&SeccompChoice::Named("x.json".into()), &[])
             .unwrap_err()
@@ -203,7 +251,8 @@ mod tests {
             r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["reboot"],"action":"SCMP_ACT_ERRNO"}]}"#,
         )
         .unwrap();
-        let p = SeccompProfiles::new(Some(dir.path().into()), Some("allow.json".into())).unwrap();
+        let p =
+            SeccompProfiles::new(Some(dir.path().into()), Some("allow.json".into()), None).unwrap();
         let caps = crate::runtime::default_capabilities();
         let a = p.program(&SeccompChoice::Default, &caps).unwrap().unwrap();
         let b = p.program(&SeccompChoice::Default, &caps).unwrap().unwrap();
@@ -213,7 +262,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(*a, *named);
-        let builtin = SeccompProfiles::new(None, None).unwrap();
+        let builtin = SeccompProfiles::new(None, None, None).unwrap();
         let d = builtin
             .program(&SeccompChoice::Default, &caps)
             .unwrap()
@@ -225,9 +274,44 @@ mod tests {
             .is_none());
         // A bad default fails at start, naming the file.
         std::fs::write(dir.path().join("bad.json"), "{").unwrap();
-        let e = SeccompProfiles::new(Some(dir.path().into()), Some("bad.json".into()))
+        let e = SeccompProfiles::new(Some(dir.path().into()), Some("bad.json".into()), None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("bad.json") && e.contains("invalid JSON"), "{e}");
+    }
+
+    #[test]
+    fn the_disk_cache_serves_a_later_process_and_a_corrupt_entry_is_recompiled() {
+        let dir = tempfile::tempdir().unwrap();
+        let caps = crate::runtime::default_capabilities();
+        let first = SeccompProfiles::new(None, None, Some(dir.path().into())).unwrap();
+        let a = first
+            .program(&SeccompChoice::Default, &caps)
+            .unwrap()
+            .unwrap();
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().flatten().collect();
+        assert_eq!(files.len(), 1, "one program, no temporary file");
+        assert_eq!(std::fs::read(files[0].path()).unwrap(), *a);
+        // A later process reads it instead of compiling.
+        std::fs::write(files[0].path(), [0u8; 16]).unwrap();
+        let second = SeccompProfiles::new(None, None, Some(dir.path().into())).unwrap();
+        let b = second
+            .program(&SeccompChoice::Default, &caps)
+            .unwrap()
+            .unwrap();
+        assert_eq!(*b, [0u8; 16]);
+        // One that is not whole instructions is compiled again.
+        std::fs::write(files[0].path(), [0u8; 5]).unwrap();
+        let third = SeccompProfiles::new(None, None, Some(dir.path().into())).unwrap();
+        let c = third
+            .program(&SeccompChoice::Default, &caps)
+            .unwrap()
+            .unwrap();
+        assert_eq!(*c, *a);
+        // Other capabilities are another program.
+        let mut admin = caps.clone();
+        admin.push("CAP_SYS_ADMIN".into());
+        third.program(&SeccompChoice::Default, &admin).unwrap();
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 2);
     }
 }

@@ -217,7 +217,8 @@ pub fn build_spec(
     if opts.privileged {
         spec.make_privileged();
     } else {
-        SeccompProfiles::default().apply(&mut spec, &opts.seccomp)?;
+        let cache = WorkDir::new(&opts.work_dir).seccomp_cache();
+        SeccompProfiles::new(None, None, Some(cache))?.apply(&mut spec, &opts.seccomp)?;
     }
     spec.env = vec![("PATH".into(), DEFAULT_PATH.into())];
     let sandbox_var = (

@@ -284,13 +284,20 @@ impl SandboxSpec {
     }
 
     /// Turns off the device allowlist, masked and read-only paths and
-    /// seccomp, and keeps every capability, as Docker's `--privileged`.
+    /// seccomp, and keeps every capability the caller has in its bounding
+    /// set (no more can be given), as Docker's `--privileged`.
     pub fn make_privileged(&mut self) {
         self.devices = Devices::All;
         self.masked_paths.clear();
         self.readonly_paths.clear();
         self.seccomp = None;
-        self.capabilities = Some(::caps::all().into_iter().map(|c| c.to_string()).collect());
+        self.capabilities = Some(
+            ::caps::all()
+                .into_iter()
+                .filter(|c| ::caps::has_cap(None, ::caps::CapSet::Bounding, *c).unwrap_or(false))
+                .map(|c| c.to_string())
+                .collect(),
+        );
     }
 
     /// Checks everything that can be checked before anything is created.

@@ -29,6 +29,8 @@
 //! |                                 files), and runs/latest
 //! |-- provisioner/<container>/      overlay upper/work dirs (image issue)
 //! |-- store/                        images: blobs, layers, refs, leases
+//! |-- seccomp/<sha256>.bpf          compiled seccomp programs, by profile,
+//! |                                 capabilities, kernel and libseccomp
 //! `-- fetch-cache/                  the fetcher cache
 //! <runtime_dir>/                    --runtime_dir, default /run/butte
 //! `-- containers/<container>/       per-container mount points (rootfs)
@@ -64,6 +66,10 @@ impl WorkDir {
     }
 
     /// The directory of all standalone containers.
+    pub fn seccomp_cache(&self) -> PathBuf {
+        self.root.join("seccomp")
+    }
+
     pub fn containers(&self) -> PathBuf {
         self.root.join("containers")
     }
