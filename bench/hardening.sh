@@ -94,47 +94,7 @@ butte_probe "$TMP/butte-app" --user app
 docker_caps='["CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_FSETID","CAP_FOWNER","CAP_MKNOD","CAP_NET_RAW",
   "CAP_SETGID","CAP_SETUID","CAP_SETFCAP","CAP_SETPCAP","CAP_NET_BIND_SERVICE","CAP_SYS_CHROOT",
   "CAP_KILL","CAP_AUDIT_WRITE"]'
-python3 - "$PROFILE" "$docker_caps" "$(uname -r)" >"$TMP/seccomp.json" <<'EOF'
-import json, re, sys
-profile = json.load(open(sys.argv[1]))
-caps = set(json.loads(sys.argv[2]))
-arch = "amd64"
-def version(text):
-    return tuple(int(x) for x in re.findall(r"\d+", text)[:2])
-kernel = version(sys.argv[3])
-def applies(rule):
-    inc, exc = rule.get("includes") or {}, rule.get("excludes") or {}
-    if inc.get("arches") and arch not in inc["arches"]:
-        return False
-    if inc.get("caps") and not set(inc["caps"]) <= caps:
-        return False
-    if inc.get("minKernel") and kernel < version(inc["minKernel"]):
-        return False
-    if arch in (exc.get("arches") or []):
-        return False
-    if caps & set(exc.get("caps") or []):
-        return False
-    return True
-archmap = {m["architecture"]: m.get("subArchitectures") or [] for m in profile["archMap"]}
-out = {
-    "defaultAction": profile["defaultAction"],
-    "architectures": ["SCMP_ARCH_X86_64"] + archmap["SCMP_ARCH_X86_64"],
-    "syscalls": [],
-}
-if "defaultErrnoRet" in profile:
-    out["defaultErrnoRet"] = profile["defaultErrnoRet"]
-for rule in profile["syscalls"]:
-    if not applies(rule):
-        continue
-    r = {"names": rule["names"], "action": rule["action"]}
-    if rule.get("args"):
-        r["args"] = [{"index": a["index"], "value": a["value"], "valueTwo": a.get("valueTwo", 0),
-                      "op": a["op"]} for a in rule["args"]]
-    if "errnoRet" in rule:
-        r["errnoRet"] = rule["errnoRet"]
-    out["syscalls"].append(r)
-json.dump(out, sys.stdout)
-EOF
+bench/seccomp-oci.py "$PROFILE" "$docker_caps" >"$TMP/seccomp.json"
 
 B=$TMP/bundle
 mkdir -p "$B"
