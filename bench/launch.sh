@@ -102,15 +102,18 @@ floor_cmd=("${wrap_host[@]}" unshare --pid --mount --fork /bin/true)
 "${butte_cmd[@]}" || die "butte run fails: ${butte_cmd[*]}"
 "${floor_cmd[@]}" || die "floor fails: ${floor_cmd[*]}"
 
-# The pieces, when this butte can turn them off.
+# The pieces, when this butte can turn them off (a variant that fails is left out).
 pieces=()
+bu= bp=
 if "$BUTTE" run --help | grep -q -- '--seccomp-profile' && "$BUTTE" run --help | grep -q -- '--privileged'; then
-    unconfined_cmd=("${wrap_host[@]}" "${butte_args[@]:0:2}" --seccomp-profile unconfined "${butte_args[@]:2}")
-    privileged_cmd=("${wrap_host[@]}" "${butte_args[@]:0:2}" --privileged "${butte_args[@]:2}")
-    "${unconfined_cmd[@]}" || die "butte run fails: ${unconfined_cmd[*]}"
-    "${privileged_cmd[@]}" || die "butte run fails: ${privileged_cmd[*]}"
-    pieces=(-n butte-unconfined "$(printf '%q ' "${unconfined_cmd[@]}")"
-        -n butte-privileged "$(printf '%q ' "${privileged_cmd[@]}")")
+    for v in unconfined:--seccomp-profile=unconfined privileged:--privileged; do
+        cmd=("${wrap_host[@]}" "${butte_args[@]:0:2}" "${v#*:}" "${butte_args[@]:2}")
+        if "${cmd[@]}" 2>"$TMP/piece.err"; then
+            pieces+=(-n "butte-${v%%:*}" "$(printf '%q ' "${cmd[@]}")")
+        else
+            log "not timed: butte run ${v#*:} fails: $(tail -n1 "$TMP/piece.err")"
+        fi
+    done
 else
     log "$BUTTE lacks --seccomp-profile or --privileged: the pieces are not timed"
 fi
@@ -124,9 +127,9 @@ hyperfine -N --warmup 5 --runs "$N" --export-json "$json" \
 
 median() { jq -r --arg n "$1" '.results[] | select(.command == $n) | .median * 1000' "${2:-$json}"; }
 b=$(median butte) c=$(median crun) f=$(median floor)
-if ((${#pieces[@]})); then
-    bu=$(median butte-unconfined) bp=$(median butte-privileged)
-fi
+has() { jq -e --arg n "$1" 'any(.results[]; .command == $n)' "$json" >/dev/null; }
+has butte-unconfined && bu=$(median butte-unconfined)
+has butte-privileged && bp=$(median butte-privileged)
 
 # --- spaced: 100 ms idle before each launch, as an agent launches tasks -------
 # Back-to-back launches hide costs that an idle machine pays on every launch
@@ -163,10 +166,14 @@ awk -v b="$b" -v c="$c" -v f="$f" 'BEGIN {
 awk -v b="$sb" -v c="$sc" 'BEGIN {
     printf "  spaced (100 ms idle before each): butte  %.2f   crun  %.2f   butte/crun  %.2f\n", b, c, b / c }'
 if ((${#pieces[@]})); then
-    awk -v b="$b" -v u="$bu" -v p="$bp" 'BEGIN {
-        printf "  butte --seccomp-profile unconfined  %.2f   --privileged  %.2f\n", u, p
-        printf "  cost (us): seccomp %.0f   devices + masked paths %.0f   all %.0f\n",
-            (b - u) * 1000, (u - p) * 1000, (b - p) * 1000 }'
+    # "-" where a variant was not timed.
+    awk -v b="$b" -v u="$bu" -v p="$bp" '
+        function ms(x) { return x == "" ? "-" : sprintf("%.2f", x) }
+        function us(x, y) { return x == "" || y == "" ? "-" : sprintf("%.0f", (x - y) * 1000) }
+        BEGIN {
+            printf "  butte --seccomp-profile unconfined  %s   --privileged  %s\n", ms(u), ms(p)
+            printf "  cost (us): seccomp %s   devices + masked paths %s   all %s\n",
+                us(b, u), us(u, p), us(b, p) }'
 fi
 echo "  peak RSS KB: butte $rb  crun $rc"
 echo "  json: $json"
