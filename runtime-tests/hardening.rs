@@ -8,9 +8,8 @@
 //! probe also runs under crun with Docker's defaults (`bench/hardening.sh`),
 //! and butte must deny everything crun denies.
 
-use crate::support::{busybox, enabled, text, Fixture, BUTTE};
+use crate::support::{busybox, enabled, text, Fixture, LoopDevice, BUTTE};
 use std::fs;
-use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command};
 use std::sync::OnceLock;
@@ -68,50 +67,6 @@ fn probe_rootfs(fx: &Fixture) -> PathBuf {
     assert!(status.success(), "copy the busybox rootfs");
     fs::copy(probe(), dir.join("bin/probe")).unwrap();
     dir
-}
-
-/// The stand-in for a host disk: a loop device over a file whose first
-/// bytes are known. Detached on drop.
-struct HostDisk {
-    path: PathBuf,
-    majmin: String,
-    secret: String,
-    _file: tempfile::NamedTempFile,
-}
-
-impl HostDisk {
-    fn new() -> Self {
-        let secret = format!("BUTTE-PROBE-DISK-{}", std::process::id());
-        let file = tempfile::NamedTempFile::new().unwrap();
-        fs::write(file.path(), &secret).unwrap();
-        file.as_file().set_len(1 << 20).unwrap();
-        let out = Command::new("losetup")
-            .args(["-f", "--show"])
-            .arg(file.path())
-            .output()
-            .expect("run losetup");
-        assert!(out.status.success(), "losetup: {out:?}");
-        let path = PathBuf::from(text(&out.stdout).trim());
-        let meta = fs::metadata(&path).unwrap();
-        assert!(meta.file_type().is_block_device(), "{path:?}");
-        let rdev = meta.rdev();
-        HostDisk {
-            majmin: format!(
-                "{}:{}",
-                nix::sys::stat::major(rdev),
-                nix::sys::stat::minor(rdev)
-            ),
-            path,
-            secret,
-            _file: file,
-        }
-    }
-}
-
-impl Drop for HostDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("losetup").arg("-d").arg(&self.path).status();
-    }
 }
 
 /// A host process for the probe to ptrace; killed on drop.
@@ -173,21 +128,14 @@ fn run_probe(
     who: &str,
     options: &[&str],
     probe: &str,
-    disk: &HostDisk,
+    disk: &LoopDevice,
     host: &HostProcess,
 ) -> Table {
     let pid = host.0.id().to_string();
+    // The loop device stands in for a host disk: its first bytes are known.
+    let majmin = format!("{}:{}", disk.major, disk.minor);
     let mut args: Vec<&str> = options.to_vec();
-    args.extend([
-        "--",
-        probe,
-        "-b",
-        &disk.majmin,
-        "-k",
-        &disk.secret,
-        "-p",
-        &pid,
-    ]);
+    args.extend(["--", probe, "-b", &majmin, "-k", disk.secret, "-p", &pid]);
     let out = fx.butte_run(&args);
     let stdout = text(&out.stdout);
     println!("--- probe: {who} (butte run {})\n{stdout}", args.join(" "));
@@ -218,7 +166,7 @@ fn probe_in_an_image_is_denied_everything_as_root_and_as_a_user() {
     let fx = Fixture::new();
     let rootfs = probe_rootfs(&fx);
     let image = rootfs.to_str().unwrap();
-    let (disk, host) = (HostDisk::new(), HostProcess::new());
+    let (disk, host) = (LoopDevice::new(), HostProcess::new());
     let root = run_probe(
         &fx,
         "root in an image",
@@ -252,7 +200,7 @@ fn a_task_on_the_host_filesystem_cannot_read_the_host_disk() {
         return;
     }
     let fx = Fixture::new();
-    let (disk, host) = (HostDisk::new(), HostProcess::new());
+    let (disk, host) = (LoopDevice::new(), HostProcess::new());
     let probe = probe();
     let table = run_probe(
         &fx,
@@ -285,7 +233,7 @@ fn privileged_root_reads_the_host_disk_so_the_probe_can_tell() {
     }
     let fx = Fixture::new();
     let rootfs = probe_rootfs(&fx);
-    let (disk, host) = (HostDisk::new(), HostProcess::new());
+    let (disk, host) = (LoopDevice::new(), HostProcess::new());
     let table = run_probe(
         &fx,
         "privileged root in an image",
