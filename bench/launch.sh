@@ -6,6 +6,14 @@
 #
 # Builds the busybox rootfs with images/busybox.sh, times /bin/true under cpu+mem+pids
 # limits with hyperfine, reports medians, ratios and peak RSS. JSON goes to bench/out/.
+#
+# Both sides are hardened as Docker would run them: butte with its defaults (device
+# allowlist, masked and read-only paths, Docker's default seccomp profile); crun with
+# `crun spec`'s masked paths and device rules, Docker's default capabilities and
+# Docker's default seccomp profile (src/runtime/seccomp/default.json in OCI form, by
+# bench/seccomp-oci.py). When butte has --seccomp-profile and --privileged, the cost
+# of the pieces is timed too: seccomp (default vs --seccomp-profile unconfined), and
+# devices + masked paths (unconfined vs --privileged), in microseconds.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
@@ -50,8 +58,15 @@ trap cleanup EXIT
 B=$TMP/bundle
 mkdir -p "$B"
 crun spec -b "$B"
-jq --arg root "$ROOTFS" '
+docker_caps='["CAP_CHOWN","CAP_DAC_OVERRIDE","CAP_FSETID","CAP_FOWNER","CAP_MKNOD","CAP_NET_RAW",
+  "CAP_SETGID","CAP_SETUID","CAP_SETFCAP","CAP_SETPCAP","CAP_NET_BIND_SERVICE","CAP_SYS_CHROOT",
+  "CAP_KILL","CAP_AUDIT_WRITE"]'
+bench/seccomp-oci.py src/runtime/seccomp/default.json "$docker_caps" >"$TMP/seccomp.json"
+jq --arg root "$ROOTFS" --argjson caps "$docker_caps" --slurpfile seccomp "$TMP/seccomp.json" '
     .process.args = ["/bin/true"] | .process.terminal = false
+    | .process.capabilities = {bounding: $caps, effective: $caps, permitted: $caps,
+                               inheritable: [], ambient: []}
+    | .linux.seccomp = $seccomp[0]
     | .root = {path: $root, readonly: false}
     | .linux.resources = {memory: {limit: 134217728},
                           cpu: {quota: 100000, period: 100000},
@@ -87,15 +102,34 @@ floor_cmd=("${wrap_host[@]}" unshare --pid --mount --fork /bin/true)
 "${butte_cmd[@]}" || die "butte run fails: ${butte_cmd[*]}"
 "${floor_cmd[@]}" || die "floor fails: ${floor_cmd[*]}"
 
+# The pieces, when this butte can turn them off (a variant that fails is left out).
+pieces=()
+bu= bp=
+if "$BUTTE" run --help | grep -q -- '--seccomp-profile' && "$BUTTE" run --help | grep -q -- '--privileged'; then
+    for v in unconfined:--seccomp-profile=unconfined privileged:--privileged; do
+        cmd=("${wrap_host[@]}" "${butte_args[@]:0:2}" "${v#*:}" "${butte_args[@]:2}")
+        if "${cmd[@]}" 2>"$TMP/piece.err"; then
+            pieces+=(-n "butte-${v%%:*}" "$(printf '%q ' "${cmd[@]}")")
+        else
+            log "not timed: butte run ${v#*:} fails: $(tail -n1 "$TMP/piece.err")"
+        fi
+    done
+else
+    log "$BUTTE lacks --seccomp-profile or --privileged: the pieces are not timed"
+fi
+
 # --- latency ----------------------------------------------------------------
 words() { printf '%q ' "$@"; }
 hyperfine -N --warmup 5 --runs "$N" --export-json "$json" \
     -n butte "$(words "${butte_cmd[@]}")" \
     -n crun "$(words "${crun_cmd[@]}")" \
-    -n floor "$(words "${floor_cmd[@]}")" >&2
+    -n floor "$(words "${floor_cmd[@]}")" "${pieces[@]}" >&2
 
 median() { jq -r --arg n "$1" '.results[] | select(.command == $n) | .median * 1000' "${2:-$json}"; }
 b=$(median butte) c=$(median crun) f=$(median floor)
+has() { jq -e --arg n "$1" 'any(.results[]; .command == $n)' "$json" >/dev/null; }
+has butte-unconfined && bu=$(median butte-unconfined)
+has butte-privileged && bp=$(median butte-privileged)
 
 # --- spaced: 100 ms idle before each launch, as an agent launches tasks -------
 # Back-to-back launches hide costs that an idle machine pays on every launch
@@ -125,11 +159,21 @@ if "${wrap_crun[@]}" crun list 2>/dev/null | grep -q "^$ID "; then
     log "WARNING: crun container $ID left behind"
 fi
 
-echo "launch /bin/true (busybox rootfs, cpu+mem+pids limits), N=$N, median ms:"
+echo "launch /bin/true (busybox rootfs, cpu+mem+pids limits, hardened: Docker's seccomp profile on both), N=$N, median ms:"
 awk -v b="$b" -v c="$c" -v f="$f" 'BEGIN {
     printf "  butte  %.2f   crun  %.2f   floor  %.2f\n", b, c, f
     printf "  butte/crun  %.2f   butte/floor  %.2f\n", b / c, b / f }'
 awk -v b="$sb" -v c="$sc" 'BEGIN {
     printf "  spaced (100 ms idle before each): butte  %.2f   crun  %.2f   butte/crun  %.2f\n", b, c, b / c }'
+if ((${#pieces[@]})); then
+    # "-" where a variant was not timed.
+    awk -v b="$b" -v u="$bu" -v p="$bp" '
+        function ms(x) { return x == "" ? "-" : sprintf("%.2f", x) }
+        function us(x, y) { return x == "" || y == "" ? "-" : sprintf("%.0f", (x - y) * 1000) }
+        BEGIN {
+            printf "  butte --seccomp-profile unconfined  %s   --privileged  %s\n", ms(u), ms(p)
+            printf "  cost (us): seccomp %s   devices + masked paths %s   all %s\n",
+                us(b, u), us(u, p), us(b, p) }'
+fi
 echo "  peak RSS KB: butte $rb  crun $rc"
 echo "  json: $json"

@@ -8,6 +8,7 @@ mod containerizer;
 mod devices;
 mod executor;
 mod fetch;
+mod hardening;
 mod image;
 mod registry_harness;
 mod support;
