@@ -283,3 +283,63 @@ fn butte_denies_everything_crun_denies_with_dockers_defaults() {
     );
     fx.finish();
 }
+
+/// The probe as a command task of `butte agent` (host filesystem, root):
+/// denied everything, including the agent's executor API, which a task
+/// without its executor's token must not be able to use.
+#[test]
+fn a_task_of_the_agent_is_denied_everything_and_the_executor_api_without_a_token() {
+    use crate::support::master::{
+        self, command_task, framework, task_and_state, AgentProcess, FakeMaster, WAIT,
+    };
+    use butte::proto::mesos::TaskState;
+    if !enabled() {
+        return;
+    }
+    let fx = Fixture::new();
+    let master = FakeMaster::start(0);
+    let agent = AgentProcess::start(&fx, &master, &[]);
+    master.register();
+    let disk = LoopDevice::new();
+    let host = HostProcess::new();
+    let fw = framework("probe");
+    let cmd = format!(
+        "{} -b {}:{} -k {} -p {} -e http://{}/api/v1/executor",
+        probe().display(),
+        disk.major,
+        disk.minor,
+        disk.secret,
+        host.0.id(),
+        agent.endpoint()
+    );
+    master.run_task(&fw, &command_task("probe", &cmd));
+    let end = loop {
+        let u = master.expect_update("for probe", WAIT, |u| task_and_state(u).0 == "probe");
+        master.ack(&u);
+        let (_, state) = task_and_state(&u);
+        if master::TERMINAL.contains(&state) {
+            break state;
+        }
+    };
+    let dir = agent.sandbox(&master.slave_id(), &fw, "probe");
+    let stdout = fs::read_to_string(dir.join("stdout")).unwrap_or_default();
+    println!("--- probe: a command task of butte agent\n{stdout}");
+    let table = Table {
+        rows: stdout
+            .lines()
+            .filter_map(|l| {
+                let mut f = l.splitn(3, '\t');
+                Some((f.next()?.into(), f.next()?.into(), f.next()?.into()))
+            })
+            .collect(),
+        code: Some(if end == TaskState::TaskFinished { 0 } else { 1 }),
+    };
+    table.assert_all_denied("agent task");
+    assert_eq!(
+        table.verdict("executor_api"),
+        "denied",
+        "{}",
+        table.detail("executor_api")
+    );
+    master::finish(fx, master, agent);
+}
