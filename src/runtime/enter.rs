@@ -1,15 +1,34 @@
-//! `butte enter`: runs a task of an executor inside a root filesystem the
-//! containerizer mounted in the executor's mount namespace.
+//! `butte enter`: runs a task of a built-in executor inside a root
+//! filesystem the containerizer mounted in the executor's mount namespace.
 //!
-//! Order: new mount namespace, `/` private, the runtime's rootfs plan
-//! (rootfs bound onto itself, sandbox tree cloned, `pivot_root`, `/proc`,
-//! `/dev`, `/sys`, the sandbox at `/mnt/mesos/sandbox`), user looked up in
-//! the image's `/etc/passwd`, working directory, capability bounding set
-//! reduced to the default (Docker's) set, user switch, permitted and
-//! effective sets (empty for a non-root user), exec. The executor may hold
-//! more capabilities than its tasks get (it needs `CAP_SYS_ADMIN` to do
-//! this). The executor's environment is passed on as is (plus `HOME` when
-//! missing).
+//! Two phases. *Prepare*: new mount namespace, `/` private, the runtime's
+//! rootfs plan (rootfs bound onto itself, sandbox tree cloned,
+//! `pivot_root`, `/proc`, `/dev`, `/sys`, the sandbox at
+//! `/mnt/mesos/sandbox`); this needs `CAP_SYS_ADMIN`. *Run* ([`run`], the
+//! one path to exec): user looked up in the image's `/etc/passwd`, working
+//! directory, capability bounding set reduced to the default (Docker's)
+//! set, user switch, permitted and effective sets (empty for a non-root
+//! user), exec.
+//!
+//! Modes:
+//! - `enter --rootfs R --sandbox S -- CMD`: both phases at once, the
+//!   environment passed on as is (plus `HOME` when missing).
+//! - `enter --prepare --rootfs R --sandbox S`: what the built-in executors
+//!   start for each image task before they talk to the agent, while they
+//!   still hold `CAP_SYS_ADMIN`. It prepares, reduces every capability set
+//!   to the default one, says [`Prepared`] on its stdin (a socket to the
+//!   executor; the task gets the host's `/dev/null` instead), then waits
+//!   for the task's [`Run`] (the LAUNCH) and runs it: the executor's child
+//!   is the task itself. End of file before a command: exit 0.
+//! - `enter --serve --rootfs R --sandbox S`: prepared the same way, then
+//!   runs each [`Run`] it is sent (the task's COMMAND checks) as a child
+//!   (`enter --entered`, already inside the root filesystem), answering
+//!   with how it [`Finished`], killing it at its timeout.
+//!
+//! Every mode marks itself not dumpable at once, so the executor's tasks,
+//! which share its pid namespace, cannot open `/proc/<pid>/exe` (the host
+//! binary) or `/proc/<pid>/mem` of a butte process; the final exec makes
+//! the task dumpable again.
 //!
 //! Exit codes when the task could not be started: 125 for a failed setup
 //! step, 126 for a command that cannot be executed, 127 for a command that
@@ -21,35 +40,52 @@ use super::program::{self, errno, phrase};
 use super::spec::{Rootfs, SandboxSpec, User, DEFAULT_PATH};
 use super::user;
 use crate::mount::Mount;
+use crate::support::prepared::{self, Finished, Prepared, Run};
 use ::caps::{CapSet, CapsHashSet};
 use nix::mount::MsFlags;
 use std::ffi::{CString, OsString};
 use std::fs;
-use std::io;
+use std::io::{self, BufReader};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Where the sandbox appears inside the task's root filesystem, as Mesos
 /// mounts it (`--sandbox_directory`).
 pub const SANDBOX_TARGET: &str = "/mnt/mesos/sandbox";
 
 /// The arguments of `butte enter`.
-#[derive(clap::Args, Debug, Clone)]
+#[derive(clap::Args, Debug, Clone, Default)]
 pub struct EnterArgs {
     /// The root filesystem to pivot into.
-    #[arg(long)]
-    pub rootfs: PathBuf,
+    #[arg(long, required_unless_present = "entered")]
+    pub rootfs: Option<PathBuf>,
     /// The host path of the sandbox, mounted at /mnt/mesos/sandbox.
-    #[arg(long)]
-    pub sandbox: PathBuf,
+    #[arg(long, required_unless_present = "entered")]
+    pub sandbox: Option<PathBuf>,
     /// Working directory inside the root filesystem.
     #[arg(long)]
     pub cwd: Option<PathBuf>,
     /// User (name or uid[:gid]) to run as.
     #[arg(long)]
     pub user: Option<String>,
+    /// Prepare the root filesystem, then run the one command the executor
+    /// sends on stdin (a socket).
+    #[arg(long, conflicts_with_all = ["serve", "entered", "cwd", "user", "argv"])]
+    pub prepare: bool,
+    /// Prepare the root filesystem, then run each command the executor
+    /// sends on stdin (a socket), answering how it ended.
+    #[arg(long, conflicts_with_all = ["entered", "cwd", "user", "argv"])]
+    pub serve: bool,
+    /// Already inside a prepared root filesystem (started by `--serve`).
+    #[arg(long, hide = true, conflicts_with_all = ["rootfs", "sandbox"])]
+    pub entered: bool,
     /// The command.
-    #[arg(last = true, required = true)]
+    #[arg(last = true, required_unless_present_any = ["prepare", "serve"])]
     pub argv: Vec<String>,
 }
 
@@ -82,43 +118,220 @@ fn setup(step: impl Into<String>) -> impl FnOnce(io::Error) -> EnterError {
     }
 }
 
-/// Runs `butte enter`; returns an exit code only on failure.
+/// Runs `butte enter`; returns the exit code (when it did not exec).
 pub fn enter_main(args: EnterArgs) -> i32 {
-    let e = match enter(&args) {
-        Ok(never) => match never {},
-        Err(e) => e,
+    // Before anything a task could watch: see the module doc.
+    let _ = nix::sys::prctl::set_dumpable(false);
+    let result = if args.prepare {
+        prepare_then_run(&args)
+    } else if args.serve {
+        serve(&args)
+    } else if args.entered {
+        run(&Task::from_args(&args)).map(|never| match never {})
+    } else {
+        prepare(&args)
+            .and_then(|()| run(&Task::from_args(&args)))
+            .map(|never| match never {})
     };
-    eprintln!("butte enter: {e}");
-    e.exit_code()
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("butte enter: {e}");
+            e.exit_code()
+        }
+    }
 }
 
 enum Never {}
 
-fn enter(args: &EnterArgs) -> Result<Never, EnterError> {
-    let user = match &args.user {
+/// What [`run`] starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Task {
+    /// The program (looked up in `PATH`) and its arguments.
+    argv: Vec<String>,
+    env: Vec<(OsString, OsString)>,
+    cwd: Option<PathBuf>,
+    user: Option<String>,
+}
+
+impl Task {
+    /// The command line's task, with our own environment.
+    fn from_args(args: &EnterArgs) -> Task {
+        Task {
+            argv: args.argv.clone(),
+            env: std::env::vars_os().collect(),
+            cwd: args.cwd.clone(),
+            user: args.user.clone(),
+        }
+    }
+
+    /// The task an executor sent.
+    fn from_run(run: Run) -> Task {
+        Task {
+            argv: run.argv,
+            env: run
+                .env
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            cwd: run.cwd.filter(|c| !c.is_empty()).map(PathBuf::from),
+            user: run.user.filter(|u| !u.is_empty()),
+        }
+    }
+}
+
+/// The prepare phase: a new mount namespace with the root filesystem
+/// pivoted into and the sandbox mounted.
+fn prepare(args: &EnterArgs) -> Result<(), EnterError> {
+    let missing = |what: &str| EnterError::Setup {
+        step: "parse arguments".into(),
+        message: format!("--{what} is required"),
+    };
+    let rootfs = args.rootfs.as_deref().ok_or_else(|| missing("rootfs"))?;
+    let sandbox = args.sandbox.as_deref().ok_or_else(|| missing("sandbox"))?;
+    let sandbox =
+        fs::canonicalize(sandbox).map_err(setup(format!("open sandbox {}", sandbox.display())))?;
+    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
+        .map_err(|e| setup("unshare mount namespace")(errno(e)))?;
+    let none: Option<&str> = None;
+    nix::mount::mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
+        .map_err(|e| setup("make / private")(errno(e)))?;
+    mounts::execute(&mounts::plan(&plan_spec(rootfs, &sandbox))).map_err(|e| EnterError::Setup {
+        step: e.step,
+        message: phrase(&e.source),
+    })
+}
+
+/// The socket to the executor on stdin, as a writer and a reader; stdin
+/// itself becomes the host's `/dev/null` (what tasks get as stdin).
+fn channel() -> Result<(UnixStream, BufReader<UnixStream>), EnterError> {
+    let fd = io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(setup("take the executor's channel"))?;
+    let tx = UnixStream::from(fd);
+    let rx = tx
+        .try_clone()
+        .map_err(setup("take the executor's channel"))?;
+    let null = fs::File::open("/dev/null").map_err(setup("open /dev/null"))?;
+    nix::unistd::dup2(null.as_raw_fd(), 0)
+        .map_err(|e| setup("make /dev/null the standard input")(errno(e)))?;
+    Ok((tx, BufReader::new(rx)))
+}
+
+/// Prepares, drops every capability beyond the default set, and tells the
+/// executor how that went.
+fn prepare_and_report(args: &EnterArgs, tx: &mut UnixStream) -> Result<(), EnterError> {
+    let ready = prepare(args).and_then(|()| drop_capabilities(None));
+    let said = match &ready {
+        Ok(()) => prepared::send(tx, &Prepared::Ready),
+        Err(e) => prepared::send(tx, &Prepared::Failed(e.to_string())),
+    };
+    ready?;
+    said.map_err(setup("tell the executor the root filesystem is ready"))
+}
+
+/// `--prepare`: runs the one task the executor sends.
+fn prepare_then_run(args: &EnterArgs) -> Result<i32, EnterError> {
+    let (mut tx, mut rx) = channel()?;
+    prepare_and_report(args, &mut tx)?;
+    let Some(message) =
+        prepared::recv::<Run, _>(&mut rx).map_err(setup("read the task's command"))?
+    else {
+        // The executor ended, or will never launch this task.
+        return Ok(0);
+    };
+    drop((tx, rx));
+    run(&Task::from_run(message)).map(|never| match never {})
+}
+
+/// `--serve`: runs each command the executor sends, one at a time.
+fn serve(args: &EnterArgs) -> Result<i32, EnterError> {
+    let (mut tx, mut rx) = channel()?;
+    prepare_and_report(args, &mut tx)?;
+    loop {
+        let Some(message) =
+            prepared::recv::<Run, _>(&mut rx).map_err(setup("read a check command"))?
+        else {
+            return Ok(0);
+        };
+        if prepared::send(&mut tx, &run_one(&message)).is_err() {
+            return Ok(0);
+        }
+    }
+}
+
+/// Runs one command for `--serve` through `enter --entered` (so that it
+/// takes the same path to exec as a task) and waits for it.
+fn run_one(message: &Run) -> Finished {
+    let mut cmd = Command::new("/proc/self/exe");
+    cmd.arg0("butte").arg("enter").arg("--entered");
+    if let Some(cwd) = message.cwd.as_deref().filter(|c| !c.is_empty()) {
+        cmd.arg("--cwd").arg(cwd);
+    }
+    if let Some(user) = message.user.as_deref().filter(|u| !u.is_empty()) {
+        cmd.arg("--user").arg(user);
+    }
+    cmd.arg("--")
+        .args(&message.argv)
+        .env_clear()
+        .envs(message.env.iter().map(|(k, v)| (k, v)))
+        .stdin(Stdio::null())
+        .process_group(0);
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return Finished::Error(format!("start the command: {}", phrase(&e))),
+    };
+    let deadline = message
+        .timeout_ms
+        .map(|ms| Instant::now() + Duration::from_millis(ms));
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                return match (status.code(), status.signal()) {
+                    (Some(code), _) => Finished::Code(code),
+                    (None, Some(signal)) => Finished::Signal(signal),
+                    (None, None) => Finished::Error(format!("the command ended with {status}")),
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return Finished::Error(format!("wait for the command: {}", phrase(&e))),
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            let group = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::SIGKILL);
+            let _ = child.kill();
+            let _ = child.wait();
+            return Finished::TimedOut;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// The run phase, the one path to exec: user, working directory,
+/// capabilities, environment, exec.
+fn run(task: &Task) -> Result<Never, EnterError> {
+    let Some(arg0) = task.argv.first() else {
+        return Err(EnterError::NotFound {
+            program: String::new(),
+            message: "empty command".into(),
+        });
+    };
+    let user = match &task.user {
         Some(u) => Some(u.parse::<User>().map_err(|e| EnterError::Setup {
             step: "parse user".into(),
             message: e.to_string(),
         })?),
         None => None,
     };
-    let sandbox = fs::canonicalize(&args.sandbox)
-        .map_err(setup(format!("open sandbox {}", args.sandbox.display())))?;
-    nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
-        .map_err(|e| setup("unshare mount namespace")(errno(e)))?;
-    let none: Option<&str> = None;
-    nix::mount::mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
-        .map_err(|e| setup("make / private")(errno(e)))?;
-    mounts::execute(&mounts::plan(&plan_spec(args, &sandbox))).map_err(|e| EnterError::Setup {
-        step: e.step,
-        message: phrase(&e.source),
-    })?;
     let who = resolve_user(user.as_ref())?;
-    let cwd = args.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let cwd = task.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
     nix::unistd::chdir(&cwd).map_err(|e| setup(format!("chdir {}", cwd.display()))(errno(e)))?;
     drop_capabilities(who.as_ref())?;
 
-    let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+    let mut env = task.env.clone();
     if !env.iter().any(|(k, _)| k == "HOME") {
         let home = who.as_ref().map_or("/", |w| w.home.as_str());
         env.push(("HOME".into(), home.into()));
@@ -129,13 +342,13 @@ fn enter(args: &EnterArgs) -> Result<Never, EnterError> {
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.to_string_lossy().into_owned())
         .unwrap_or_else(|| DEFAULT_PATH.to_string());
-    let program = find_program(&args.argv[0], &path_var)?;
+    let program = find_program(arg0, &path_var)?;
 
     let nul = |what: &str| EnterError::Setup {
-        step: format!("exec {}", args.argv[0]),
+        step: format!("exec {arg0}"),
         message: format!("{what} contains a NUL byte"),
     };
-    let argv: Vec<CString> = args
+    let argv: Vec<CString> = task
         .argv
         .iter()
         .map(|a| CString::new(a.as_bytes()).map_err(|_| nul("an argument")))
@@ -157,12 +370,12 @@ fn enter(args: &EnterArgs) -> Result<Never, EnterError> {
     let message = phrase(&errno(e));
     Err(if e == nix::Error::ENOENT {
         EnterError::NotFound {
-            program: args.argv[0].clone(),
+            program: arg0.clone(),
             message,
         }
     } else {
         EnterError::NotExecutable {
-            program: args.argv[0].clone(),
+            program: arg0.clone(),
             message,
         }
     })
@@ -170,10 +383,10 @@ fn enter(args: &EnterArgs) -> Result<Never, EnterError> {
 
 /// The runtime's plan for a sandbox on `rootfs` with the sandbox directory
 /// bound at [`SANDBOX_TARGET`].
-fn plan_spec(args: &EnterArgs, sandbox: &Path) -> SandboxSpec {
-    let mut spec = SandboxSpec::new("enter", args.argv.clone());
+fn plan_spec(rootfs: &Path, sandbox: &Path) -> SandboxSpec {
+    let mut spec = SandboxSpec::new("enter", vec!["enter".into()]);
     spec.rootfs = Some(Rootfs {
-        path: args.rootfs.clone(),
+        path: rootfs.to_path_buf(),
         mount: None,
         readonly: false,
     });
@@ -286,14 +499,10 @@ mod tests {
 
     #[test]
     fn plan_pivots_into_the_rootfs_with_the_sandbox_mounted() {
-        let args = EnterArgs {
-            rootfs: "/run/butte/rootfs".into(),
-            sandbox: "/var/sandbox".into(),
-            cwd: None,
-            user: None,
-            argv: vec!["true".into()],
-        };
-        let steps = mounts::plan(&plan_spec(&args, Path::new("/var/sandbox")));
+        let steps = mounts::plan(&plan_spec(
+            Path::new("/run/butte/rootfs"),
+            Path::new("/var/sandbox"),
+        ));
         let pivot = steps
             .iter()
             .position(|s| *s == Step::Pivot("/run/butte/rootfs".into()))

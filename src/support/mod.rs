@@ -3,6 +3,7 @@
 
 pub mod chunks;
 pub mod http;
+pub mod prepared;
 mod stout;
 
 pub use stout::{format_bytes, format_duration};

@@ -132,8 +132,11 @@ pub fn plan(i: &Inputs<'_>) -> Result<Plan, ContainerizerError> {
                 );
             }
             if !i.images.tasks.is_empty() {
-                // The executor mounts and pivots into its tasks' images
-                // (`butte enter`, which drops back to the default set).
+                // The executor starts, for each of its image tasks, a
+                // process that mounts and pivots into the image (`butte
+                // enter --prepare`); then, before it talks to the agent, it
+                // drops CAP_SYS_ADMIN (and anything beyond the default set)
+                // for good, as do those processes before they run a task.
                 let mut caps = crate::runtime::default_capabilities();
                 caps.push("CAP_SYS_ADMIN".to_string());
                 spec.capabilities = Some(caps);
