@@ -1,6 +1,6 @@
 //! The default executor: runs task groups, each task as its own process
 //! group in its own sandbox `tasks/<task id>/` (and, with an image, its own
-//! mount namespace through `butte enter`), all sharing the executor's
+//! mount namespace, prepared at the executor's start), all sharing the executor's
 //! network. As Mesos' default executor:
 //!
 //! - LAUNCH_GROUP: TASK_STARTING for each task, then TASK_RUNNING for each

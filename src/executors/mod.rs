@@ -3,15 +3,19 @@
 //! A separate program at heart: it uses `proto`, `api::recordio` and
 //! `support` only, speaks the v1 executor API to `MESOS_AGENT_ENDPOINT` with
 //! blocking std I/O and a few threads (no async runtime: an idle executor
-//! stays small), and starts its tasks as child processes (through
-//! `butte enter` for tasks with a container image).
+//! stays small), and starts its tasks as child processes. Tasks with a
+//! container image run through processes prepared at the executor's start
+//! (`butte enter --prepare`, see `prepared`), after which the executor
+//! holds no capability beyond the default set (`privileges`).
 //!
 //! Files: `session` (subscription, updates, event loop), `link` (the two
 //! HTTP connections), `http` (the HTTP/1.1 client), `command` and `group`
 //! (the two executors), `launch` (argv, environment, user of a task),
-//! `process` (signals and kill escalation), `reaper` (child exits),
-//! `checks`, `probe` and `health` (checks and health checks), `config`
-//! (the `MESOS_*` environment), `exit` (status message texts).
+//! `prepared` (image tasks' prepared processes and check servers),
+//! `privileges` (the executor's own capabilities), `process` (signals and
+//! kill escalation), `reaper` (child exits), `checks`, `probe` and
+//! `health` (checks and health checks), `config` (the `MESOS_*`
+//! environment), `exit` (status message texts).
 
 mod checks;
 mod command;

@@ -22,7 +22,7 @@
 //!   is the task itself. End of file before a command: exit 0.
 //! - `enter --serve --rootfs R --sandbox S`: prepared the same way, then
 //!   runs each [`Run`] it is sent (the task's COMMAND checks) as a child
-//!   (`enter --entered`, already inside the root filesystem), answering
+//!   (user, environment and program as [`run`] finds them), answering
 //!   with how it [`Finished`], killing it at its timeout.
 //!
 //! Every mode marks itself not dumpable at once, so the executor's tasks,
@@ -59,14 +59,14 @@ use std::time::{Duration, Instant};
 pub const SANDBOX_TARGET: &str = "/mnt/mesos/sandbox";
 
 /// The arguments of `butte enter`.
-#[derive(clap::Args, Debug, Clone, Default)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct EnterArgs {
     /// The root filesystem to pivot into.
-    #[arg(long, required_unless_present = "entered")]
-    pub rootfs: Option<PathBuf>,
+    #[arg(long)]
+    pub rootfs: PathBuf,
     /// The host path of the sandbox, mounted at /mnt/mesos/sandbox.
-    #[arg(long, required_unless_present = "entered")]
-    pub sandbox: Option<PathBuf>,
+    #[arg(long)]
+    pub sandbox: PathBuf,
     /// Working directory inside the root filesystem.
     #[arg(long)]
     pub cwd: Option<PathBuf>,
@@ -75,15 +75,12 @@ pub struct EnterArgs {
     pub user: Option<String>,
     /// Prepare the root filesystem, then run the one command the executor
     /// sends on stdin (a socket).
-    #[arg(long, conflicts_with_all = ["serve", "entered", "cwd", "user", "argv"])]
+    #[arg(long, conflicts_with_all = ["serve", "cwd", "user", "argv"])]
     pub prepare: bool,
     /// Prepare the root filesystem, then run each command the executor
     /// sends on stdin (a socket), answering how it ended.
-    #[arg(long, conflicts_with_all = ["entered", "cwd", "user", "argv"])]
+    #[arg(long, conflicts_with_all = ["cwd", "user", "argv"])]
     pub serve: bool,
-    /// Already inside a prepared root filesystem (started by `--serve`).
-    #[arg(long, hide = true, conflicts_with_all = ["rootfs", "sandbox"])]
-    pub entered: bool,
     /// The command.
     #[arg(last = true, required_unless_present_any = ["prepare", "serve"])]
     pub argv: Vec<String>,
@@ -126,8 +123,6 @@ pub fn enter_main(args: EnterArgs) -> i32 {
         prepare_then_run(&args)
     } else if args.serve {
         serve(&args)
-    } else if args.entered {
-        run(&Task::from_args(&args)).map(|never| match never {})
     } else {
         prepare(&args)
             .and_then(|()| run(&Task::from_args(&args)))
@@ -183,22 +178,18 @@ impl Task {
 /// The prepare phase: a new mount namespace with the root filesystem
 /// pivoted into and the sandbox mounted.
 fn prepare(args: &EnterArgs) -> Result<(), EnterError> {
-    let missing = |what: &str| EnterError::Setup {
-        step: "parse arguments".into(),
-        message: format!("--{what} is required"),
-    };
-    let rootfs = args.rootfs.as_deref().ok_or_else(|| missing("rootfs"))?;
-    let sandbox = args.sandbox.as_deref().ok_or_else(|| missing("sandbox"))?;
-    let sandbox =
-        fs::canonicalize(sandbox).map_err(setup(format!("open sandbox {}", sandbox.display())))?;
+    let sandbox = fs::canonicalize(&args.sandbox)
+        .map_err(setup(format!("open sandbox {}", args.sandbox.display())))?;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| setup("unshare mount namespace")(errno(e)))?;
     let none: Option<&str> = None;
     nix::mount::mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .map_err(|e| setup("make / private")(errno(e)))?;
-    mounts::execute(&mounts::plan(&plan_spec(rootfs, &sandbox))).map_err(|e| EnterError::Setup {
-        step: e.step,
-        message: phrase(&e.source),
+    mounts::execute(&mounts::plan(&plan_spec(&args.rootfs, &sandbox))).map_err(|e| {
+        EnterError::Setup {
+            step: e.step,
+            message: phrase(&e.source),
+        }
     })
 }
 
@@ -261,23 +252,20 @@ fn serve(args: &EnterArgs) -> Result<i32, EnterError> {
     }
 }
 
-/// Runs one command for `--serve` through `enter --entered` (so that it
-/// takes the same path to exec as a task) and waits for it.
+/// Runs one command for `--serve` and waits for it, killing its process
+/// group at its timeout.
 fn run_one(message: &Run) -> Finished {
-    let mut cmd = Command::new("/proc/self/exe");
-    cmd.arg0("butte").arg("enter").arg("--entered");
-    if let Some(cwd) = message.cwd.as_deref().filter(|c| !c.is_empty()) {
-        cmd.arg("--cwd").arg(cwd);
-    }
-    if let Some(user) = message.user.as_deref().filter(|u| !u.is_empty()) {
-        cmd.arg("--user").arg(user);
-    }
-    cmd.arg("--")
-        .args(&message.argv)
-        .env_clear()
-        .envs(message.env.iter().map(|(k, v)| (k, v)))
-        .stdin(Stdio::null())
-        .process_group(0);
+    let task = Task::from_run(message.clone());
+    let mut cmd = match check_command(&task) {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            eprintln!("butte enter: {e}");
+            return match e {
+                EnterError::Setup { .. } => Finished::Error(e.to_string()),
+                _ => Finished::Code(e.exit_code()),
+            };
+        }
+    };
     let mut child = match cmd.spawn() {
         Ok(c) => c,
         Err(e) => return Finished::Error(format!("start the command: {}", phrase(&e))),
@@ -310,9 +298,42 @@ fn run_one(message: &Run) -> Finished {
     }
 }
 
-/// The run phase, the one path to exec: user, working directory,
-/// capabilities, environment, exec.
-fn run(task: &Task) -> Result<Never, EnterError> {
+/// A `--serve` command as [`run`] would exec it, started through std's
+/// fork and exec: the butte binary cannot be executed again inside the
+/// image (its ELF interpreter is the host's). We hold the default set
+/// already; std switches to a non-root user (dropping every capability and
+/// the supplementary groups).
+fn check_command(task: &Task) -> Result<Command, EnterError> {
+    let (arg0, who, env, program) = resolve(task)?;
+    let cwd = task.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let mut cmd = Command::new(program);
+    cmd.arg0(arg0)
+        .args(&task.argv[1..])
+        .env_clear()
+        .envs(env)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .process_group(0);
+    if let Some(who) = who {
+        cmd.uid(who.uid).gid(who.gid);
+    }
+    Ok(cmd)
+}
+
+/// A task's program name, user (looked up in the root filesystem), complete
+/// environment (`HOME` added when missing) and program found in its `PATH`.
+#[allow(clippy::type_complexity)]
+fn resolve(
+    task: &Task,
+) -> Result<
+    (
+        &str,
+        Option<user::Resolved>,
+        Vec<(OsString, OsString)>,
+        PathBuf,
+    ),
+    EnterError,
+> {
     let Some(arg0) = task.argv.first() else {
         return Err(EnterError::NotFound {
             program: String::new(),
@@ -327,10 +348,6 @@ fn run(task: &Task) -> Result<Never, EnterError> {
         None => None,
     };
     let who = resolve_user(user.as_ref())?;
-    let cwd = task.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
-    nix::unistd::chdir(&cwd).map_err(|e| setup(format!("chdir {}", cwd.display()))(errno(e)))?;
-    drop_capabilities(who.as_ref())?;
-
     let mut env = task.env.clone();
     if !env.iter().any(|(k, _)| k == "HOME") {
         let home = who.as_ref().map_or("/", |w| w.home.as_str());
@@ -343,6 +360,16 @@ fn run(task: &Task) -> Result<Never, EnterError> {
         .map(|(_, v)| v.to_string_lossy().into_owned())
         .unwrap_or_else(|| DEFAULT_PATH.to_string());
     let program = find_program(arg0, &path_var)?;
+    Ok((arg0, who, env, program))
+}
+
+/// The run phase, the one path to exec: user, working directory,
+/// capabilities, environment, exec.
+fn run(task: &Task) -> Result<Never, EnterError> {
+    let (arg0, who, env, program) = resolve(task)?;
+    let cwd = task.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
+    nix::unistd::chdir(&cwd).map_err(|e| setup(format!("chdir {}", cwd.display()))(errno(e)))?;
+    drop_capabilities(who.as_ref())?;
 
     let nul = |what: &str| EnterError::Setup {
         step: format!("exec {arg0}"),
@@ -370,12 +397,12 @@ fn run(task: &Task) -> Result<Never, EnterError> {
     let message = phrase(&errno(e));
     Err(if e == nix::Error::ENOENT {
         EnterError::NotFound {
-            program: arg0.clone(),
+            program: arg0.to_string(),
             message,
         }
     } else {
         EnterError::NotExecutable {
-            program: arg0.clone(),
+            program: arg0.to_string(),
             message,
         }
     })
