@@ -657,7 +657,7 @@ fn command_executor_of_an_image_task_drops_cap_sys_admin() {
     }
     let registry = Registry::start();
     registry.push(&busybox_oci(), "1", "library/busybox:1");
-    let (fx, master, agent) = start(&["--docker_registry", &registry.url()]);
+    let (fx, master, mut agent) = start(&["--docker_registry", &registry.url()]);
     let fw = framework("caps-command");
     let mut task = command_task(
         "boxed",
@@ -679,6 +679,20 @@ fn command_executor_of_an_image_task_drops_cap_sys_admin() {
 
     // The health check runs in the image, and follows the sandbox.
     expect_health(&master, "boxed", true);
+
+    // The agent restarts; the executor resubscribes and goes on.
+    let executor_before = executor_pid(&fx);
+    agent.terminate();
+    agent.restart();
+    let rereg = master.reregister();
+    assert!(
+        rereg
+            .tasks
+            .iter()
+            .any(|t| t.task_id.value == "boxed" && t.state == TaskState::TaskRunning as i32),
+        "boxed missing after the restart"
+    );
+    assert_eq!(executor_pid(&fx), executor_before, "not the same executor");
     fs::write(dir.join("sick"), "").unwrap();
     expect_health(&master, "boxed", false);
 
