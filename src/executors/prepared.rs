@@ -362,6 +362,32 @@ mod tests {
     }
 
     #[test]
+    fn a_task_whose_prepared_process_died_fails_clearly() {
+        let (ours, theirs) = UnixStream::pair().unwrap();
+        drop(theirs);
+        let rx = BufReader::new(ours.try_clone().unwrap());
+        let mut root = TaskRoot {
+            task: Ok(Started {
+                pid: 1,
+                tx: ours,
+                rx,
+            }),
+            checks: Err(PrepareError::NotPrepared),
+        };
+        let e = root.launch(&Run::default()).unwrap_err();
+        assert!(
+            e.to_string()
+                .starts_with("the process prepared for the task is gone"),
+            "{e}"
+        );
+        // Only once: a second launch is refused, not sent.
+        assert_eq!(
+            root.launch(&Run::default()).unwrap_err(),
+            PrepareError::NotPrepared
+        );
+    }
+
+    #[test]
     fn a_dead_check_server_is_reported() {
         let (ours, theirs) = UnixStream::pair().unwrap();
         drop(theirs);
