@@ -12,7 +12,9 @@ use crate::support::registry::Registry;
 use crate::support::{busybox_oci, enabled, processes_in_cgroup, Fixture};
 use base64::Engine as _;
 use butte::proto::mesos::internal::StatusUpdate;
-use butte::proto::mesos::{health_check, task_status, FrameworkInfo, HealthCheck, TaskState};
+use butte::proto::mesos::{
+    check_info, health_check, task_status, CheckInfo, FrameworkInfo, HealthCheck, TaskState,
+};
 use serde_json::json;
 use std::fs;
 use std::path::PathBuf;
@@ -727,6 +729,16 @@ fn default_executor_of_image_tasks_drops_cap_sys_admin() {
     );
     boxed.container = Some(image_container("library/busybox:1"));
     boxed.health_check = Some(image_health_check());
+    boxed.check = Some(CheckInfo {
+        r#type: Some(check_info::Type::Command as i32),
+        command: Some(check_info::Command {
+            command: shell("test ! -e /etc/debian_version && test -e /mnt/mesos/sandbox/caps"),
+        }),
+        delay_seconds: Some(0.0),
+        interval_seconds: Some(1.0),
+        timeout_seconds: Some(5.0),
+        ..Default::default()
+    });
     let mut stubborn = command_task("group-stubborn", "trap '' TERM; while :; do sleep 1; done");
     stubborn.container = Some(image_container("library/busybox:1"));
     stubborn.kill_policy = Some(kill_policy(Duration::from_secs(1)));
@@ -741,7 +753,22 @@ fn default_executor_of_image_tasks_drops_cap_sys_admin() {
     std::thread::sleep(Duration::from_millis(200));
     assert_task_without_sys_admin(&read(dir.join("caps")));
 
-    expect_health(&master, "group-boxed", true);
+    // Both the health check and the general COMMAND check run in the
+    // image: acknowledge every update until each has reported success.
+    let (mut healthy, mut checked) = (false, false);
+    while !(healthy && checked) {
+        let u = master.expect_update("a health or check result of group-boxed", WAIT, |u| {
+            task_and_state(u) == ("group-boxed".into(), TaskState::TaskRunning)
+        });
+        master.ack(&u);
+        healthy |= status(&u).healthy == Some(true);
+        checked |= status(&u)
+            .check_status
+            .as_ref()
+            .and_then(|c| c.command.as_ref())
+            .and_then(|c| c.exit_code)
+            == Some(0);
+    }
     fs::write(dir.join("sick"), "").unwrap();
     expect_health(&master, "group-boxed", false);
 
