@@ -151,13 +151,15 @@ fn default_seccomp_filter_denies_what_docker_denies() {
     }
     let fx = Fixture::new();
     let profiles = SeccompProfiles::default();
-    let script = "grep '^Seccomp:' /proc/self/status; unshare -U true || echo userns-denied; \
+    let script = "grep -E '^(Seccomp|SigIgn):' /proc/self/status; unshare -U true || echo userns-denied; \
                   unshare -m true || echo mountns-denied; echo alive";
     let mut spec = fx.spec(&["sh", "-c", script]);
     in_busybox(&mut spec);
     profiles.apply(&mut spec, &SeccompChoice::Default).unwrap();
     let out = run(&fx, &fx.runtime, &spec);
     assert!(out.contains("Seccomp:\t2"), "{out}");
+    // No signal ignored: the helper puts every one back to its default.
+    assert!(out.contains("SigIgn:\t0000000000000000"), "{out}");
     assert!(
         out.contains("userns-denied") && out.contains("mountns-denied"),
         "{out}"

@@ -13,7 +13,9 @@ use crate::support::registry::Registry;
 use crate::support::{busybox_oci, enabled, processes_in_cgroup, Fixture};
 use base64::Engine as _;
 use butte::proto::mesos::internal::StatusUpdate;
-use butte::proto::mesos::{health_check, task_status, FrameworkInfo, HealthCheck, TaskState};
+use butte::proto::mesos::{
+    check_info, health_check, task_status, CheckInfo, FrameworkInfo, HealthCheck, TaskState,
+};
 use serde_json::json;
 use std::fs;
 use std::path::PathBuf;
@@ -149,7 +151,7 @@ fn task_with_an_image_runs_inside_it() {
     let fw = framework("image");
     let mut task = command_task(
         "boxed",
-        "cat /etc/os-release || ls /bin/busybox; test -e /etc/debian_version && echo on-the-host || echo in-the-image; grep CapEff /proc/self/status",
+        "cat /etc/os-release || ls /bin/busybox; test -e /etc/debian_version && echo on-the-host || echo in-the-image; grep CapEff /proc/self/status; grep Seccomp_filters /proc/self/status; unshare -U true || echo userns-denied",
     );
     task.container = Some(image_container("library/busybox:1"));
     master.run_task(&fw, &task);
@@ -160,9 +162,13 @@ fn task_with_an_image_runs_inside_it() {
         "{out}"
     );
     assert!(!out.contains("on-the-host"), "{out}");
-    // The executor may mount (it enters the image); the task may not.
+    // The task holds the default set: no CAP_SYS_ADMIN.
     let want = format!("{:016x}", butte::runtime::default_capability_mask());
     assert!(out.contains(&format!("CapEff:\t{want}")), "{out}");
+    // The executor's filter (which allows what its CAP_SYS_ADMIN start
+    // needs) and the task's own on top: a user namespace is denied.
+    assert!(out.contains("Seccomp_filters:\t2"), "{out}");
+    assert!(out.contains("userns-denied"), "{out}");
     master::finish(fx, master, agent);
 }
 
@@ -816,5 +822,287 @@ fn old_executor_without_a_token_works_with_authentication_off() {
             .to_string(),
     );
     assert_eq!((got.code, got.challenge), (202, None));
+    master::finish(fx, master, agent);
+}
+
+// Issue 11, part 4: no executor keeps CAP_SYS_ADMIN once it talks to the
+// agent; its image tasks were prepared before (`butte enter --prepare`),
+// and their COMMAND checks run through a prepared check server.
+
+/// CAP_SYS_ADMIN's bit in the masks of /proc/<pid>/status.
+const SYS_ADMIN_BIT: u64 = 1 << 21;
+
+/// The `Cap*` masks of a /proc status text, by name (`CapEff`, ...).
+fn cap_masks(status: &str) -> Vec<(String, u64)> {
+    status
+        .lines()
+        .filter_map(|l| {
+            let (name, value) = l.split_once(':')?;
+            let name = name.trim();
+            (name.starts_with("Cap")).then(|| {
+                let mask = u64::from_str_radix(value.trim(), 16)
+                    .unwrap_or_else(|e| panic!("{name}: {value:?}: {e}"));
+                (name.to_string(), mask)
+            })
+        })
+        .collect()
+}
+
+/// The pid of the built-in executor running under the fixture's cgroups.
+fn executor_pid(fx: &Fixture) -> i32 {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let found = processes_in_cgroup(&fx.parent).into_iter().find(|pid| {
+            let cmdline = fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            let args: Vec<String> = cmdline
+                .split(|b| *b == 0)
+                .map(|a| String::from_utf8_lossy(a).into_owned())
+                .collect();
+            args[0].ends_with("butte-executor") || args.get(1).is_some_and(|a| a == "executor")
+        });
+        if let Some(pid) = found {
+            return pid;
+        }
+        assert!(Instant::now() < deadline, "no executor process found");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Asserts from outside that no thread of the executor holds CAP_SYS_ADMIN
+/// in any set, and that it holds nothing beyond the default set.
+fn assert_executor_without_sys_admin(fx: &Fixture) -> String {
+    let pid = executor_pid(fx);
+    let default = butte::runtime::default_capability_mask();
+    let mut seen = String::new();
+    let tasks = fs::read_dir(format!("/proc/{pid}/task")).unwrap();
+    for t in tasks.flatten() {
+        let status = read(t.path().join("status"));
+        let masks = cap_masks(&status);
+        for want in ["CapEff", "CapPrm", "CapBnd", "CapInh", "CapAmb"] {
+            let (_, mask) = masks
+                .iter()
+                .find(|(n, _)| n == want)
+                .unwrap_or_else(|| panic!("no {want} in {status}"));
+            assert_eq!(
+                mask & SYS_ADMIN_BIT,
+                0,
+                "executor {pid} thread {:?} has CAP_SYS_ADMIN in {want}: {mask:016x}",
+                t.file_name()
+            );
+            assert_eq!(
+                mask & !default,
+                0,
+                "executor {pid} thread {:?} holds more than the default set in {want}: {mask:016x}",
+                t.file_name()
+            );
+        }
+        if seen.is_empty() {
+            seen = masks
+                .iter()
+                .map(|(n, m)| format!("{n}:{m:016x}"))
+                .collect::<Vec<_>>()
+                .join(" ");
+        }
+    }
+    eprintln!("executor {pid}: {seen}");
+    seen
+}
+
+/// Asserts that the `grep Cap /proc/self/status` lines in OUT (a task's
+/// view of itself) show no CAP_SYS_ADMIN, the default set effective.
+fn assert_task_without_sys_admin(out: &str) {
+    let masks = cap_masks(out);
+    let default = butte::runtime::default_capability_mask();
+    for want in ["CapEff", "CapPrm", "CapBnd"] {
+        let (_, mask) = masks
+            .iter()
+            .find(|(n, _)| n == want)
+            .unwrap_or_else(|| panic!("the task printed no {want}: {out}"));
+        assert_eq!(
+            mask & SYS_ADMIN_BIT,
+            0,
+            "the task has CAP_SYS_ADMIN in {want}: {out}"
+        );
+        assert_eq!(*mask, default, "{want} of the task: {out}");
+    }
+}
+
+/// Waits for the next TASK_RUNNING of TASK with `healthy` = HEALTHY.
+fn expect_health(master: &FakeMaster, task: &str, healthy: bool) {
+    let u = master.expect_update(&format!("{task} with healthy={healthy}"), WAIT, |u| {
+        task_and_state(u) == (task.into(), TaskState::TaskRunning)
+            && status(u).healthy == Some(healthy)
+    });
+    master.ack(&u);
+    assert_eq!(
+        status(&u).reason,
+        Some(task_status::Reason::TaskHealthCheckStatusUpdated as i32),
+        "{}",
+        describe(&u)
+    );
+}
+
+/// A COMMAND health check run in the task's image (no Debian there) that
+/// fails once `sick` exists in the task's sandbox.
+fn image_health_check() -> HealthCheck {
+    HealthCheck {
+        r#type: Some(health_check::Type::Command as i32),
+        command: Some(shell(
+            "test ! -e /etc/debian_version && test ! -e /mnt/mesos/sandbox/sick",
+        )),
+        delay_seconds: Some(0.0),
+        interval_seconds: Some(1.0),
+        timeout_seconds: Some(5.0),
+        grace_period_seconds: Some(0.0),
+        consecutive_failures: Some(100),
+        ..Default::default()
+    }
+}
+
+/// Waits until FILE exists.
+fn wait_for_file(file: &std::path::Path) {
+    let deadline = Instant::now() + WAIT;
+    while !file.exists() {
+        assert!(
+            Instant::now() < deadline,
+            "{} never appeared",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn command_executor_of_an_image_task_drops_cap_sys_admin() {
+    if !enabled() {
+        return;
+    }
+    let registry = Registry::start();
+    registry.push(&busybox_oci(), "1", "library/busybox:1");
+    let (fx, master, mut agent) = start(&["--docker_registry", &registry.url()]);
+    let fw = framework("caps-command");
+    let mut task = command_task(
+        "boxed",
+        "grep Cap /proc/self/status; touch /mnt/mesos/sandbox/started; \
+         trap 'echo term > /mnt/mesos/sandbox/got-term; exit 0' TERM; \
+         while :; do sleep 1; done",
+    );
+    task.container = Some(image_container("library/busybox:1"));
+    task.health_check = Some(image_health_check());
+    master.run_task(&fw, &task);
+    let running = ack_until(&master, "boxed", TaskState::TaskRunning);
+    let dir = sandbox(&master, &agent, &fw, &running);
+    wait_for_file(&dir.join("started"));
+
+    // From outside: the executor, while its image task runs.
+    assert_executor_without_sys_admin(&fx);
+    // From inside: the task.
+    assert_task_without_sys_admin(&read(dir.join("stdout")));
+
+    // The health check runs in the image, and follows the sandbox.
+    expect_health(&master, "boxed", true);
+
+    // The agent restarts; the executor resubscribes and goes on.
+    let executor_before = executor_pid(&fx);
+    agent.terminate();
+    agent.restart();
+    let rereg = master.reregister();
+    assert!(
+        rereg
+            .tasks
+            .iter()
+            .any(|t| t.task_id.value == "boxed" && t.state == TaskState::TaskRunning as i32),
+        "boxed missing after the restart"
+    );
+    assert_eq!(executor_pid(&fx), executor_before, "not the same executor");
+    fs::write(dir.join("sick"), "").unwrap();
+    expect_health(&master, "boxed", false);
+
+    // Kill with a grace period: the task's TERM trap runs.
+    let t = Instant::now();
+    master.kill_task(&fw, "boxed", Some(kill_policy(Duration::from_secs(20))));
+    ack_until(&master, "boxed", TaskState::TaskKilled);
+    assert!(
+        t.elapsed() < Duration::from_secs(10),
+        "a TERM-handling image task took {:?}",
+        t.elapsed()
+    );
+    assert_eq!(read(dir.join("got-term")), "term\n", "the trap did not run");
+    master::finish(fx, master, agent);
+}
+
+#[test]
+fn default_executor_of_image_tasks_drops_cap_sys_admin() {
+    if !enabled() {
+        return;
+    }
+    let registry = Registry::start();
+    registry.push(&busybox_oci(), "1", "library/busybox:1");
+    let (fx, master, agent) = start(&["--docker_registry", &registry.url()]);
+    let fw = framework("caps-group");
+    let exec = executor("caps-group-executor", &fw, None);
+    let mut boxed = command_task(
+        "group-boxed",
+        "grep Cap /proc/self/status > /mnt/mesos/sandbox/caps; \
+         trap 'echo term > /mnt/mesos/sandbox/got-term; exit 0' TERM; \
+         while :; do sleep 1; done",
+    );
+    boxed.container = Some(image_container("library/busybox:1"));
+    boxed.health_check = Some(image_health_check());
+    boxed.check = Some(CheckInfo {
+        r#type: Some(check_info::Type::Command as i32),
+        command: Some(check_info::Command {
+            command: shell("test ! -e /etc/debian_version && test -e /mnt/mesos/sandbox/caps"),
+        }),
+        delay_seconds: Some(0.0),
+        interval_seconds: Some(1.0),
+        timeout_seconds: Some(5.0),
+        ..Default::default()
+    });
+    let mut stubborn = command_task("group-stubborn", "trap '' TERM; while :; do sleep 1; done");
+    stubborn.container = Some(image_container("library/busybox:1"));
+    stubborn.kill_policy = Some(kill_policy(Duration::from_secs(1)));
+    master.run_task_group(&fw, &exec, &[boxed, stubborn]);
+    let running = ack_until(&master, "group-boxed", TaskState::TaskRunning);
+    ack_until(&master, "group-stubborn", TaskState::TaskRunning);
+    let dir = sandbox(&master, &agent, &fw, &running).join("tasks/group-boxed");
+    wait_for_file(&dir.join("caps"));
+
+    assert_executor_without_sys_admin(&fx);
+    // Wait for the whole file, then judge it.
+    std::thread::sleep(Duration::from_millis(200));
+    assert_task_without_sys_admin(&read(dir.join("caps")));
+
+    // Both the health check and the general COMMAND check run in the
+    // image: acknowledge every update until each has reported success.
+    let (mut healthy, mut checked) = (false, false);
+    while !(healthy && checked) {
+        let u = master.expect_update("a health or check result of group-boxed", WAIT, |u| {
+            task_and_state(u) == ("group-boxed".into(), TaskState::TaskRunning)
+        });
+        master.ack(&u);
+        healthy |= status(&u).healthy == Some(true);
+        checked |= status(&u)
+            .check_status
+            .as_ref()
+            .and_then(|c| c.command.as_ref())
+            .and_then(|c| c.exit_code)
+            == Some(0);
+    }
+    fs::write(dir.join("sick"), "").unwrap();
+    expect_health(&master, "group-boxed", false);
+
+    // The stubborn task ignores TERM: SIGKILL after its 1 s grace; the
+    // group goes with it, the other task through its TERM trap.
+    let t = Instant::now();
+    master.kill_task(&fw, "group-stubborn", None);
+    ack_until(&master, "group-stubborn", TaskState::TaskKilled);
+    let took = t.elapsed();
+    assert!(
+        took >= Duration::from_secs(1) && took < Duration::from_secs(10),
+        "killed after {took:?} with a 1 s grace period"
+    );
+    ack_until(&master, "group-boxed", TaskState::TaskKilled);
+    assert_eq!(read(dir.join("got-term")), "term\n", "the trap did not run");
     master::finish(fx, master, agent);
 }

@@ -2,8 +2,8 @@
 //! of their own. The agent starts it (when it sits next to `butte`) instead
 //! of `butte executor`: without the rest of butte linked in, an idle
 //! executor keeps a few MB resident rather than twice that. It also runs
-//! `butte-executor enter ...`, which the executors use to start a task in
-//! its image.
+//! `butte-executor enter ...`, which the executors use to prepare a task's
+//! image (`enter --prepare`, `--serve`) before they drop `CAP_SYS_ADMIN`.
 
 use std::process::ExitCode;
 

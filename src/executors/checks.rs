@@ -6,6 +6,7 @@
 use super::exit::{command_message, Exit};
 use super::health::{CheckState, HealthPolicy, HealthReport, HealthState};
 use super::launch::{self, Plan};
+use super::prepared::CheckServer;
 use super::probe::{Outcome, Probe};
 use super::reaper::Reaper;
 use super::session::{Input, ProbeKind};
@@ -14,7 +15,6 @@ use crate::proto::mesos::v1::{
     task_status, CheckInfo, CheckStatusInfo, CommandInfo, HealthCheck, TaskStatus,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
@@ -56,7 +56,9 @@ pub struct Schedule {
 pub struct ProbeContext {
     /// The task's plan (environment, sandbox, root filesystem).
     pub task: Plan,
-    pub self_exe: PathBuf,
+    /// Runs commands in the task's root filesystem (tasks with one); closed
+    /// once no probe holds it.
+    pub server: Option<Arc<CheckServer>>,
 }
 
 fn seconds(what: &'static str, name: &'static str, v: f64) -> Result<Duration, CheckError> {
@@ -110,7 +112,7 @@ fn command_probe(
             user: ctx.task.user.clone(),
             rootfs: ctx.task.rootfs.clone(),
         }),
-        self_exe: ctx.self_exe.clone(),
+        server: ctx.server.clone(),
     })
 }
 
@@ -423,6 +425,7 @@ impl Drop for TaskChecks {
 mod tests {
     use super::*;
     use crate::proto::mesos::v1::health_check::{HttpCheckInfo, TcpCheckInfo};
+    use std::path::PathBuf;
 
     fn ctx() -> ProbeContext {
         ProbeContext {
@@ -434,7 +437,7 @@ mod tests {
                 user: Some("nobody".into()),
                 rootfs: None,
             },
-            self_exe: "/proc/self/exe".into(),
+            server: None,
         }
     }
 

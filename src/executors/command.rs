@@ -18,6 +18,7 @@ use super::process::Group;
 use super::session::{Behavior, ProbeKind, Session};
 use crate::proto::mesos::v1::executor::{event, Event};
 use crate::proto::mesos::v1::{task_status, KillPolicy, TaskInfo, TaskState, TaskStatus};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// The grace period of a kill when neither the task nor the KILL gives one.
@@ -146,6 +147,8 @@ impl CommandExecutor {
         if let Some(st) = self.status(s, TaskState::TaskStarting, None, None) {
             self.forward(s, st);
         }
+        // Dropped unless used: a prepared process not needed ends.
+        let mut root = s.take_prepared(&task_id);
         let info = match s.launch_info(&task_id) {
             Ok(i) => i,
             Err(e) => return self.fail(s, e),
@@ -159,19 +162,19 @@ impl CommandExecutor {
             Ok(p) => p,
             Err(e) => return self.fail(s, format!("Failed to launch task: {e}")),
         };
-        let mut cmd = match launch::command(&plan, &s.self_exe) {
-            Ok(c) => c,
-            Err(e) => return self.fail(s, format!("Failed to launch task: {e}")),
-        };
-        let pid = match s.spawn_task(&task_id, &mut cmd) {
+        let pid = match s.start_task(&task_id, &plan, root.as_mut()) {
             Ok(pid) => pid,
-            Err(e) => return self.fail(s, format!("Failed to launch task: {}: {e}", plan.program)),
+            Err(e) => return self.fail(s, format!("Failed to launch task: {e}")),
         };
         eprintln!("butte executor: started task {task_id} as pid {pid}");
         self.group = Some(Group::new(pid));
         let ctx = ProbeContext {
+            server: plan
+                .rootfs
+                .is_some()
+                .then(|| root.map(|r| Arc::new(r.checks())))
+                .flatten(),
             task: plan,
-            self_exe: s.self_exe.clone(),
         };
         self.checks = TaskChecks::start(
             &task_id,

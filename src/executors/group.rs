@@ -1,6 +1,6 @@
 //! The default executor: runs task groups, each task as its own process
 //! group in its own sandbox `tasks/<task id>/` (and, with an image, its own
-//! mount namespace through `butte enter`), all sharing the executor's
+//! mount namespace, prepared at the executor's start), all sharing the executor's
 //! network. As Mesos' default executor:
 //!
 //! - LAUNCH_GROUP: TASK_STARTING for each task, then TASK_RUNNING for each
@@ -21,8 +21,36 @@ use crate::proto::mesos::v1::executor::{event, Event};
 use crate::proto::mesos::v1::{
     task_status, KillPolicy, TaskGroupInfo, TaskInfo, TaskState, TaskStatus,
 };
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
+
+/// The host directory of a task's sandbox, `tasks/<task id>/` in the
+/// executor's, created if missing.
+pub fn task_sandbox(directory: &Path, task_id: &str) -> Result<PathBuf, String> {
+    let name = launch::task_dir_name(task_id).map_err(|e| e.to_string())?;
+    let tasks = directory.join("tasks");
+    let dir = tasks.join(name);
+    let fail = |e: std::io::Error| format!("cannot create the task sandbox {}: {e}", dir.display());
+    // Tasks of the group may write in the executor's sandbox: never
+    // follow a link someone planted in place of a directory.
+    match std::fs::symlink_metadata(&tasks) {
+        Ok(m) if !m.is_dir() => return Err(fail(std::io::ErrorKind::AlreadyExists.into())),
+        Ok(_) => {}
+        Err(_) => std::fs::create_dir(&tasks).map_err(fail)?,
+    }
+    match std::fs::create_dir(&dir) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+            let m = std::fs::symlink_metadata(&dir).map_err(fail)?;
+            if !m.is_dir() {
+                return Err(fail(e));
+            }
+        }
+        Err(e) => return Err(fail(e)),
+    }
+    Ok(dir)
+}
 
 /// One task of a group.
 #[derive(Debug)]
@@ -79,38 +107,13 @@ impl DefaultExecutor {
         s.forward(status);
     }
 
-    /// The host directory of a task's sandbox.
-    fn sandbox(s: &Session, task_id: &str) -> Result<PathBuf, String> {
-        let name = launch::task_dir_name(task_id).map_err(|e| e.to_string())?;
-        let tasks = s.config.directory.join("tasks");
-        let dir = tasks.join(name);
-        let fail =
-            |e: std::io::Error| format!("cannot create the task sandbox {}: {e}", dir.display());
-        // Tasks of the group may write in the executor's sandbox: never
-        // follow a link someone planted in place of a directory.
-        match std::fs::symlink_metadata(&tasks) {
-            Ok(m) if !m.is_dir() => return Err(fail(std::io::ErrorKind::AlreadyExists.into())),
-            Ok(_) => {}
-            Err(_) => std::fs::create_dir(&tasks).map_err(fail)?,
-        }
-        match std::fs::create_dir(&dir) {
-            Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
-                let m = std::fs::symlink_metadata(&dir).map_err(fail)?;
-                if !m.is_dir() {
-                    return Err(fail(e));
-                }
-            }
-            Err(e) => return Err(fail(e)),
-        }
-        Ok(dir)
-    }
-
     /// Starts one task; returns its process or why it could not start.
     fn start(s: &mut Session, task: &TaskInfo) -> Result<(Group, TaskChecks), String> {
         let task_id = task.task_id.value.as_str();
+        // Dropped unless used: a prepared process not needed ends.
+        let mut root = s.take_prepared(task_id);
         let info = s.launch_info(task_id)?;
-        let sandbox = Self::sandbox(s, task_id)?;
+        let sandbox = task_sandbox(&s.config.directory, task_id)?;
         let place = Place {
             env: &s.env,
             sandbox: &sandbox,
@@ -125,14 +128,15 @@ impl DefaultExecutor {
                 let _ = std::os::unix::fs::lchown(&sandbox, Some(uid), Some(gid));
             }
         }
-        let mut cmd = launch::command(&plan, &s.self_exe).map_err(|e| e.to_string())?;
-        let pid = s
-            .spawn_task(task_id, &mut cmd)
-            .map_err(|e| format!("cannot start {}: {e}", plan.program))?;
+        let pid = s.start_task(task_id, &plan, root.as_mut())?;
         eprintln!("butte executor: started task {task_id} as pid {pid}");
         let ctx = ProbeContext {
+            server: plan
+                .rootfs
+                .is_some()
+                .then(|| root.map(|r| Arc::new(r.checks())))
+                .flatten(),
             task: plan,
-            self_exe: s.self_exe.clone(),
         };
         let checks = TaskChecks::start(
             task_id,

@@ -9,15 +9,17 @@
 //! - environment, later entries winning: the executor's own, then
 //!   `MESOS_SANDBOX` as the task sees it, the image's, the `CommandInfo`'s
 //!   (`VALUE` variables; secrets are refused), `MESOS_ALLOCATION_ROLE`.
-//! - a task with a root filesystem runs through `butte enter`, which pivots
-//!   into it with the sandbox at `/mnt/mesos/sandbox`; working directory
-//!   the image's or that sandbox.
+//! - a task with a root filesystem is sent, as a [`Run`], to the process
+//!   the executor prepared for it at its start (`butte enter --prepare`,
+//!   pivoted into it with the sandbox at `/mnt/mesos/sandbox`), which execs
+//!   it; working directory the image's or that sandbox.
 //! - without one it runs in its sandbox directory on the host, as the
 //!   `CommandInfo`'s user when that differs from ours (we must be root).
 
 use crate::proto::launch::TaskLaunchInfo;
 use crate::proto::mesos::v1::environment::variable::Type as VariableType;
 use crate::proto::mesos::v1::{CommandInfo, Environment, TaskInfo};
+use crate::support::prepared::Run;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -46,7 +48,7 @@ pub enum LaunchError {
     ImageNotPrepared,
 }
 
-/// A task with a root filesystem: what `butte enter` is told.
+/// A task with a root filesystem: what its prepared process is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rootfs {
     pub path: PathBuf,
@@ -230,43 +232,39 @@ pub fn task_dir_name(task_id: &str) -> Result<&str, LaunchError> {
     Ok(task_id)
 }
 
-/// The `std::process::Command` for a plan: `butte enter` for a task with a
-/// root filesystem, the program itself otherwise. The process leads its own
-/// process group, so that signals reach everything it starts.
-pub fn command(plan: &Plan, self_exe: &Path) -> Result<Command, LaunchError> {
-    let mut cmd = match &plan.rootfs {
-        Some(r) => {
-            let mut cmd = Command::new(self_exe);
-            cmd.arg0("butte")
-                .arg("enter")
-                .arg("--rootfs")
-                .arg(&r.path)
-                .arg("--sandbox")
-                .arg(&r.sandbox)
-                .arg("--cwd")
-                .arg(&r.cwd);
-            if let Some(u) = &plan.user {
-                cmd.arg("--user").arg(u);
-            }
-            // `enter` execs argv[0] itself: the program goes first.
-            cmd.arg("--")
-                .arg(&plan.program)
-                .args(plan.argv.iter().skip(1));
-            cmd.current_dir(&r.sandbox);
-            cmd
-        }
-        None => {
-            let mut cmd = Command::new(&plan.program);
-            if let Some(arg0) = plan.argv.first() {
-                cmd.arg0(arg0);
-            }
-            cmd.args(plan.argv.iter().skip(1)).current_dir(&plan.cwd);
-            if let Some(user) = &plan.user {
-                switch_user(&mut cmd, user)?;
-            }
-            cmd
-        }
-    };
+/// The command a task with a root filesystem sends its prepared process
+/// (`butte enter --prepare`, see `prepared`); `None` for a host task.
+pub fn prepared_run(plan: &Plan) -> Option<Run> {
+    let r = plan.rootfs.as_ref()?;
+    // `enter` execs argv[0] itself: the program goes first.
+    let argv = std::iter::once(plan.program.clone())
+        .chain(plan.argv.iter().skip(1).cloned())
+        .collect();
+    Some(Run {
+        argv,
+        env: plan.env.clone(),
+        cwd: Some(r.cwd.clone()),
+        user: plan.user.clone(),
+        timeout_ms: None,
+    })
+}
+
+/// The `std::process::Command` of a host task: the program itself in its
+/// sandbox, as its user. The process leads its own process group, so that
+/// signals reach everything it starts. A task with a root filesystem runs
+/// through its prepared process instead ([`prepared_run`]).
+pub fn command(plan: &Plan) -> Result<Command, LaunchError> {
+    if plan.rootfs.is_some() {
+        return Err(LaunchError::ImageNotPrepared);
+    }
+    let mut cmd = Command::new(&plan.program);
+    if let Some(arg0) = plan.argv.first() {
+        cmd.arg0(arg0);
+    }
+    cmd.args(plan.argv.iter().skip(1)).current_dir(&plan.cwd);
+    if let Some(user) = &plan.user {
+        switch_user(&mut cmd, user)?;
+    }
     cmd.env_clear()
         .envs(plan.env.iter().map(|(k, v)| (k, v)))
         .process_group(0);
@@ -444,6 +442,7 @@ mod tests {
             working_dir: Some("/app".into()),
             user: Some("app".into()),
             command: Some(strings(&["python3", "-m", "http.server"])),
+            seccomp: None,
         };
         let base = vec![("PATH".to_string(), "/host/bin".to_string())];
         let place = Place {
@@ -459,30 +458,19 @@ mod tests {
         let get = |k: &str| p.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
         assert_eq!(get("MESOS_SANDBOX").as_deref(), Some(SANDBOX_IN_ROOTFS));
         assert_eq!(get("PATH").as_deref(), Some("/usr/bin"));
-        let c = command(&p, Path::new("/proc/self/exe")).unwrap();
-        let args: Vec<String> = c
-            .get_args()
-            .map(|a| a.to_string_lossy().into_owned())
-            .collect();
+        let run = prepared_run(&p).unwrap();
+        assert_eq!(run.argv, strings(&["python3", "-m", "http.server"]));
+        assert_eq!(run.cwd.as_deref(), Some("/app"));
+        assert_eq!(run.user.as_deref(), Some("nobody"));
+        assert_eq!(run.env, p.env);
+        // Never on the host.
+        assert_eq!(command(&p).unwrap_err(), LaunchError::ImageNotPrepared);
+        // A shell command: the program, then the rest of its argv.
+        let p = plan(&task(cmd(None, Some("exit 3"), &[])), &info, &place).unwrap();
         assert_eq!(
-            args,
-            strings(&[
-                "enter",
-                "--rootfs",
-                "/run/butte/rootfs/t1",
-                "--sandbox",
-                "/var/sb/tasks/t1",
-                "--cwd",
-                "/app",
-                "--user",
-                "nobody",
-                "--",
-                "python3",
-                "-m",
-                "http.server"
-            ])
+            prepared_run(&p).unwrap().argv,
+            strings(&["/bin/sh", "-c", "exit 3"])
         );
-        assert_eq!(c.get_program(), "/proc/self/exe");
     }
 
     #[test]

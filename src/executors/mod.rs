@@ -3,15 +3,19 @@
 //! A separate program at heart: it uses `proto`, `api::recordio` and
 //! `support` only, speaks the v1 executor API to `MESOS_AGENT_ENDPOINT` with
 //! blocking std I/O and a few threads (no async runtime: an idle executor
-//! stays small), and starts its tasks as child processes (through
-//! `butte enter` for tasks with a container image).
+//! stays small), and starts its tasks as child processes. Tasks with a
+//! container image run through processes prepared at the executor's start
+//! (`butte enter --prepare`, see `prepared`), after which the executor
+//! holds no capability beyond the default set (`privileges`).
 //!
 //! Files: `session` (subscription, updates, event loop), `link` (the two
 //! HTTP connections), `http` (the HTTP/1.1 client), `command` and `group`
 //! (the two executors), `launch` (argv, environment, user of a task),
-//! `process` (signals and kill escalation), `reaper` (child exits),
-//! `checks`, `probe` and `health` (checks and health checks), `config`
-//! (the `MESOS_*` environment), `exit` (status message texts).
+//! `prepared` (image tasks' prepared processes and check servers),
+//! `privileges` (the executor's own capabilities), `process` (signals and
+//! kill escalation), `reaper` (child exits), `checks`, `probe` and
+//! `health` (checks and health checks), `config` (the `MESOS_*`
+//! environment), `exit` (status message texts).
 
 mod checks;
 mod command;
@@ -22,6 +26,8 @@ mod health;
 mod http;
 mod launch;
 mod link;
+mod prepared;
+mod privileges;
 mod probe;
 mod process;
 mod reaper;
@@ -100,6 +106,9 @@ pub fn main(args: ExecutorArgs) -> i32 {
         .into_iter()
         .filter(|(k, _)| k != config::AUTHENTICATION_TOKEN)
         .collect();
+    // Tasks share our pid namespace: keep them out of /proc/<pid>/exe,
+    // mem, fd and environ of the executor (see `butte enter`).
+    let _ = nix::sys::prctl::set_dumpable(false);
     let options = Options {
         default: args.default,
         launch_info: args.launch_info,
@@ -140,7 +149,7 @@ pub struct Options {
     /// The default executor instead of the command executor.
     pub default: bool,
     pub launch_info: Option<PathBuf>,
-    /// The butte binary, for `butte enter`.
+    /// The butte binary, for `butte enter --prepare` and `--serve`.
     pub self_exe: PathBuf,
     /// Reap every child (pid 1 of a pid namespace).
     pub reap_all: bool,
@@ -148,20 +157,54 @@ pub struct Options {
 
 /// Runs an executor with explicit settings and environment (the tasks'
 /// base environment); returns its exit code.
+///
+/// Before anything else (no thread, no agent): the image tasks of the
+/// launch info get their prepared processes, then the executor reduces its
+/// capabilities to the default set (`privileges`). Only then the reaper's
+/// and the link's threads start.
 pub fn run(config: Config, env: Vec<(String, String)>, options: Options) -> i32 {
+    let prepared = prepare(&config, &options);
+    if let Err(e) = privileges::drop_to_default() {
+        eprintln!("butte executor: cannot give up capabilities beyond the default set: {e}");
+        return 1;
+    }
     let (tx, rx) = mpsc::channel();
     let reaper = reaper::Reaper::new(options.reap_all);
-    let s = session::Session::new(
-        config,
-        env,
-        options.self_exe,
-        options.launch_info,
-        reaper,
-        tx,
-    );
+    prepared.adopt(&reaper, &tx);
+    let s = session::Session::new(config, env, options.launch_info, reaper, tx, prepared);
     if options.default {
         session::run(s, &mut group::DefaultExecutor::new(), &rx)
     } else {
         session::run(s, &mut command::CommandExecutor::new(), &rx)
     }
+}
+
+/// Starts the prepared processes of the launch info's image tasks.
+fn prepare(config: &Config, options: &Options) -> prepared::PreparedTasks {
+    let infos = match session::read_launch_infos(options.launch_info.as_deref()) {
+        Ok(infos) => infos,
+        // Said again, as the task's failure, at its launch.
+        Err(e) => {
+            eprintln!("butte executor: {e}");
+            return prepared::PreparedTasks::default();
+        }
+    };
+    let tasks = infos
+        .into_iter()
+        .filter_map(|(task_id, info)| {
+            let rootfs = info.rootfs?;
+            let sandbox = if options.default {
+                group::task_sandbox(&config.directory, &task_id)
+            } else {
+                Ok(config.directory.clone())
+            };
+            Some(prepared::ToPrepare {
+                task_id,
+                rootfs,
+                sandbox,
+                seccomp: info.seccomp,
+            })
+        })
+        .collect();
+    prepared::PreparedTasks::start(&options.self_exe, tasks)
 }

@@ -1,17 +1,17 @@
 //! One run of a check: a command (in the task's root filesystem when it has
-//! one), an HTTP GET or a TCP connect to the task on 127.0.0.1, bounded by
+//! one, through the check server prepared for it), an HTTP GET or a TCP connect to the task on 127.0.0.1, bounded by
 //! the check's timeout.
 
 use super::exit::Exit;
 use super::http;
 use super::launch::{self, Plan};
+use super::prepared::CheckServer;
 use super::reaper::Reaper;
 use crate::support::format_duration;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
-use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::mpsc;
+use std::sync::{mpsc, Arc};
 use std::time::Duration;
 
 /// What a probe found.
@@ -30,9 +30,18 @@ pub enum Outcome {
 /// A probe to run repeatedly.
 #[derive(Debug, Clone)]
 pub enum Probe {
-    Command { plan: Box<Plan>, self_exe: PathBuf },
-    Http { addr: String, path: String },
-    Tcp { addr: SocketAddr },
+    /// A command; with a root filesystem, run by the task's check server.
+    Command {
+        plan: Box<Plan>,
+        server: Option<Arc<CheckServer>>,
+    },
+    Http {
+        addr: String,
+        path: String,
+    },
+    Tcp {
+        addr: SocketAddr,
+    },
 }
 
 impl Probe {
@@ -44,7 +53,16 @@ impl Probe {
             timeout
         };
         match self {
-            Probe::Command { plan, self_exe } => run_command(plan, self_exe, limit, reaper),
+            Probe::Command { plan, server } => match launch::prepared_run(plan) {
+                Some(run) => match server {
+                    Some(server) => server.run(&run, limit),
+                    None => Outcome::Error(
+                        "the task's checks cannot run in its root filesystem: no check process"
+                            .into(),
+                    ),
+                },
+                None => run_command(plan, limit, reaper),
+            },
             Probe::Http { addr, path } => match http::get_status(addr, path, limit) {
                 Ok(status) => Outcome::Http(status),
                 Err(e) => Outcome::Error(e.to_string()),
@@ -54,13 +72,8 @@ impl Probe {
     }
 }
 
-fn run_command(
-    plan: &Plan,
-    self_exe: &std::path::Path,
-    limit: Duration,
-    reaper: &Reaper,
-) -> Outcome {
-    let mut cmd = match launch::command(plan, self_exe) {
+fn run_command(plan: &Plan, limit: Duration, reaper: &Reaper) -> Outcome {
+    let mut cmd = match launch::command(plan) {
         Ok(c) => c,
         Err(e) => return Outcome::Error(e.to_string()),
     };
@@ -115,7 +128,7 @@ mod tests {
                 user: None,
                 rootfs: None,
             }),
-            self_exe: "/proc/self/exe".into(),
+            server: None,
         }
     }
 

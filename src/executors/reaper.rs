@@ -68,11 +68,28 @@ impl Reaper {
     /// Starts `cmd`; `on_exit` runs (on a reaper thread) when it ends.
     /// Returns the pid.
     pub fn spawn(&self, cmd: &mut Command, on_exit: OnExit) -> io::Result<u32> {
-        let mut registry = self.lock();
+        let registry = self.lock();
         let child = cmd.spawn()?;
         let pid = child.id();
         // Dropping a Child neither waits nor kills.
         drop(child);
+        self.watch(registry, pid, on_exit)?;
+        Ok(pid)
+    }
+
+    /// Watches a child started before the reaper (one that nobody waits
+    /// for): `on_exit` runs when it ends.
+    pub fn adopt(&self, pid: u32, on_exit: OnExit) -> io::Result<()> {
+        let registry = self.lock();
+        self.watch(registry, pid, on_exit)
+    }
+
+    fn watch(
+        &self,
+        mut registry: MutexGuard<'_, Registry>,
+        pid: u32,
+        on_exit: OnExit,
+    ) -> io::Result<()> {
         if self.shared.reap_all {
             registry.waiting.insert(pid as i32, on_exit);
             registry.generation += 1;
@@ -90,7 +107,7 @@ impl Reaper {
                 return Err(e);
             }
         }
-        Ok(pid)
+        Ok(())
     }
 }
 

@@ -14,7 +14,9 @@
 
 use super::config::Config;
 use super::exit::Exit;
+use super::launch::{self, Plan};
 use super::link::Link;
+use super::prepared::{PrepareError, PreparedTasks, TaskRoot};
 use super::probe::Outcome;
 use super::reaper::Reaper;
 use crate::proto::launch::{LaunchInfos, TaskLaunchInfo};
@@ -24,7 +26,7 @@ use crate::proto::mesos::v1::{
     TaskState, TaskStatus,
 };
 use std::io;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender};
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
@@ -86,13 +88,13 @@ enum Conn {
 /// The executor's link to the agent and its bookkeeping.
 pub struct Session {
     pub config: Config,
-    /// The butte binary (`butte enter` for tasks with a root filesystem).
-    pub self_exe: PathBuf,
     /// The executor's environment, inherited by its tasks.
     pub env: Vec<(String, String)>,
     pub reaper: Reaper,
     pub inputs: Sender<Input>,
     launch_info: Option<PathBuf>,
+    /// Image tasks' processes prepared at the start, until their launch.
+    prepared: PreparedTasks,
     link: Link,
     unacked: Vec<(Vec<u8>, call::Update)>,
     /// The updates the last SUBSCRIBE carried.
@@ -118,10 +120,10 @@ impl Session {
     pub fn new(
         config: Config,
         env: Vec<(String, String)>,
-        self_exe: PathBuf,
         launch_info: Option<PathBuf>,
         reaper: Reaper,
         inputs: Sender<Input>,
+        prepared: PreparedTasks,
     ) -> Session {
         let link = Link::start(
             &config.agent_endpoint,
@@ -134,11 +136,11 @@ impl Session {
             ^ u64::from(std::process::id()).rotate_left(32);
         Session {
             config,
-            self_exe,
             env,
             reaper,
             inputs,
             launch_info,
+            prepared,
             link,
             unacked: Vec::new(),
             in_subscribe: Vec::new(),
@@ -173,21 +175,39 @@ impl Session {
     /// What the containerizer prepared for a task (nothing for a task
     /// without an image, or when no launch info file was given).
     pub fn launch_info(&self, task_id: &str) -> Result<TaskLaunchInfo, String> {
-        let Some(path) = &self.launch_info else {
-            return Ok(TaskLaunchInfo::default());
-        };
-        let text = match std::fs::read(path) {
-            Ok(t) => t,
-            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(TaskLaunchInfo::default()),
-            Err(e) => return Err(format!("cannot read launch info {}: {e}", path.display())),
-        };
-        let infos: LaunchInfos = serde_json::from_slice(&text)
-            .map_err(|e| format!("cannot parse launch info {}: {e}", path.display()))?;
+        let infos = read_launch_infos(self.launch_info.as_deref())?;
         Ok(infos.get(task_id).cloned().unwrap_or_default())
     }
 
-    /// Starts a task's process; its exit arrives as [`Input::Exited`].
-    pub fn spawn_task(&self, task_id: &str, cmd: &mut Command) -> io::Result<u32> {
+    /// Takes the processes prepared for a task at the executor's start.
+    pub fn take_prepared(&mut self, task_id: &str) -> Option<TaskRoot> {
+        self.prepared.take(task_id)
+    }
+
+    /// Starts a task's process: a host task's own, or, for a task with a
+    /// root filesystem, its prepared process (`root`), which execs it.
+    /// Its exit arrives as [`Input::Exited`]. Returns the pid.
+    pub fn start_task(
+        &self,
+        task_id: &str,
+        plan: &Plan,
+        root: Option<&mut TaskRoot>,
+    ) -> Result<u32, String> {
+        match launch::prepared_run(plan) {
+            Some(run) => root
+                .ok_or(PrepareError::NotPrepared)
+                .and_then(|r| r.launch(&run))
+                .map_err(|e| e.to_string()),
+            None => {
+                let mut cmd = launch::command(plan).map_err(|e| e.to_string())?;
+                self.spawn_task(task_id, &mut cmd)
+                    .map_err(|e| format!("{}: {e}", plan.program))
+            }
+        }
+    }
+
+    /// Starts a host task's process; its exit arrives as [`Input::Exited`].
+    fn spawn_task(&self, task_id: &str, cmd: &mut Command) -> io::Result<u32> {
         let inputs = self.inputs.clone();
         let task_id = task_id.to_string();
         self.reaper.spawn(
@@ -353,6 +373,20 @@ impl Session {
         self.seed = x;
         (x >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// The launch info file (empty without one, or when it is missing).
+pub fn read_launch_infos(path: Option<&Path>) -> Result<LaunchInfos, String> {
+    let Some(path) = path else {
+        return Ok(LaunchInfos::default());
+    };
+    let text = match std::fs::read(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(LaunchInfos::default()),
+        Err(e) => return Err(format!("cannot read launch info {}: {e}", path.display())),
+    };
+    serde_json::from_slice(&text)
+        .map_err(|e| format!("cannot parse launch info {}: {e}", path.display()))
 }
 
 /// 16 random bytes: a UUID v4, as Mesos gives each status update.

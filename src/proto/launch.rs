@@ -26,6 +26,11 @@ pub struct TaskLaunchInfo {
     pub user: Option<String>,
     /// The image's entrypoint followed by its cmd.
     pub command: Option<Vec<String>>,
+    /// The seccomp program (raw BPF) a task with a root filesystem is
+    /// confined by, compiled by the agent for the default capability set;
+    /// `None`: unconfined.
+    #[serde(default)]
+    pub seccomp: Option<Vec<u8>>,
 }
 
 /// Launch values for the tasks of one executor, by task id.
@@ -46,6 +51,7 @@ mod tests {
                 working_dir: Some("/app".into()),
                 user: Some("nobody".into()),
                 command: Some(vec!["/bin/sh".into(), "-c".into(), "echo hi".into()]),
+                seccomp: Some(vec![6, 0, 0, 0, 0, 0, 0xff, 0x7f]),
             },
         );
         infos.insert("task-2".into(), TaskLaunchInfo::default());

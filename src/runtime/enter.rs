@@ -1,15 +1,34 @@
-//! `butte enter`: runs a task of an executor inside a root filesystem the
-//! containerizer mounted in the executor's mount namespace.
+//! `butte enter`: runs a task of a built-in executor inside a root
+//! filesystem the containerizer mounted in the executor's mount namespace.
 //!
-//! Order: new mount namespace, `/` private, the runtime's rootfs plan
-//! (rootfs bound onto itself, sandbox tree cloned, `pivot_root`, `/proc`,
-//! `/dev`, `/sys`, the sandbox at `/mnt/mesos/sandbox`), user looked up in
-//! the image's `/etc/passwd`, working directory, capability bounding set
-//! reduced to the default (Docker's) set, user switch, permitted and
-//! effective sets (empty for a non-root user), exec. The executor may hold
-//! more capabilities than its tasks get (it needs `CAP_SYS_ADMIN` to do
-//! this). The executor's environment is passed on as is (plus `HOME` when
-//! missing).
+//! Two phases. *Prepare*: new mount namespace, `/` private, the runtime's
+//! rootfs plan (rootfs bound onto itself, sandbox tree cloned,
+//! `pivot_root`, `/proc`, `/dev`, `/sys`, the sandbox at
+//! `/mnt/mesos/sandbox`); this needs `CAP_SYS_ADMIN`. *Run* ([`run`], the
+//! one path to exec): user looked up in the image's `/etc/passwd`, working
+//! directory, capability bounding set reduced to the default (Docker's)
+//! set, user switch, permitted and effective sets (empty for a non-root
+//! user), exec.
+//!
+//! Modes:
+//! - `enter --rootfs R --sandbox S -- CMD`: both phases at once, the
+//!   environment passed on as is (plus `HOME` when missing).
+//! - `enter --prepare --rootfs R --sandbox S`: what the built-in executors
+//!   start for each image task before they talk to the agent, while they
+//!   still hold `CAP_SYS_ADMIN`. It prepares, reduces every capability set
+//!   to the default one, says [`Prepared`] on its stdin (a socket to the
+//!   executor; the task gets the host's `/dev/null` instead), then waits
+//!   for the task's [`Run`] (the LAUNCH) and runs it: the executor's child
+//!   is the task itself. End of file before a command: exit 0.
+//! - `enter --serve --rootfs R --sandbox S`: prepared the same way, then
+//!   runs each [`Run`] it is sent (the task's COMMAND checks) as a child
+//!   (user, environment and program as [`run`] finds them), answering
+//!   with how it [`Finished`], killing it at its timeout.
+//!
+//! Every mode marks itself not dumpable at once, so the executor's tasks,
+//! which share its pid namespace, cannot open `/proc/<pid>/exe` (the host
+//! binary) or `/proc/<pid>/mem` of a butte process; the final exec makes
+//! the task dumpable again.
 //!
 //! Exit codes when the task could not be started: 125 for a failed setup
 //! step, 126 for a command that cannot be executed, 127 for a command that
@@ -21,13 +40,19 @@ use super::program::{self, errno, phrase};
 use super::spec::{Rootfs, SandboxSpec, User, DEFAULT_PATH};
 use super::user;
 use crate::mount::Mount;
+use crate::support::prepared::{self, Finished, Prepared, Run};
 use ::caps::{CapSet, CapsHashSet};
 use nix::mount::MsFlags;
 use std::ffi::{CString, OsString};
 use std::fs;
-use std::io;
+use std::io::{self, BufReader};
+use std::os::fd::{AsFd, AsRawFd};
 use std::os::unix::ffi::OsStrExt;
+use std::os::unix::net::UnixStream;
+use std::os::unix::process::{CommandExt, ExitStatusExt};
 use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 /// Where the sandbox appears inside the task's root filesystem, as Mesos
 /// mounts it (`--sandbox_directory`).
@@ -48,8 +73,21 @@ pub struct EnterArgs {
     /// User (name or uid[:gid]) to run as.
     #[arg(long)]
     pub user: Option<String>,
+    /// Prepare the root filesystem, then run the one command the executor
+    /// sends on stdin (a socket).
+    #[arg(long, conflicts_with_all = ["serve", "cwd", "user", "argv"])]
+    pub prepare: bool,
+    /// Prepare the root filesystem, then run each command the executor
+    /// sends on stdin (a socket), answering how it ended.
+    #[arg(long, conflicts_with_all = ["cwd", "user", "argv"])]
+    pub serve: bool,
+    /// A seccomp program (base64 of the raw BPF the agent compiled),
+    /// installed right before the task's exec; with `--serve`, once the
+    /// root filesystem is prepared, so every check command runs under it.
+    #[arg(long, value_name = "BASE64")]
+    pub seccomp: Option<String>,
     /// The command.
-    #[arg(last = true, required = true)]
+    #[arg(last = true, required_unless_present_any = ["prepare", "serve"])]
     pub argv: Vec<String>,
 }
 
@@ -82,26 +120,98 @@ fn setup(step: impl Into<String>) -> impl FnOnce(io::Error) -> EnterError {
     }
 }
 
-/// Runs `butte enter`; returns an exit code only on failure.
+/// Runs `butte enter`; returns the exit code (when it did not exec).
 pub fn enter_main(args: EnterArgs) -> i32 {
-    let e = match enter(&args) {
-        Ok(never) => match never {},
-        Err(e) => e,
-    };
-    eprintln!("butte enter: {e}");
-    e.exit_code()
+    // Before anything a task could watch: see the module doc.
+    let _ = nix::sys::prctl::set_dumpable(false);
+    let result = seccomp_program(&args).and_then(|filter| {
+        let filter = filter.as_deref();
+        if args.prepare {
+            prepare_then_run(&args, filter)
+        } else if args.serve {
+            serve(&args, filter)
+        } else {
+            prepare(&args)
+                .and_then(|()| run(&Task::from_args(&args), filter))
+                .map(|never| match never {})
+        }
+    });
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("butte enter: {e}");
+            e.exit_code()
+        }
+    }
 }
 
 enum Never {}
 
-fn enter(args: &EnterArgs) -> Result<Never, EnterError> {
-    let user = match &args.user {
-        Some(u) => Some(u.parse::<User>().map_err(|e| EnterError::Setup {
-            step: "parse user".into(),
-            message: e.to_string(),
-        })?),
-        None => None,
+/// The `--seccomp` program, decoded.
+fn seccomp_program(args: &EnterArgs) -> Result<Option<Vec<u8>>, EnterError> {
+    use base64::Engine;
+    let Some(text) = &args.seccomp else {
+        return Ok(None);
     };
+    match base64::engine::general_purpose::STANDARD.decode(text) {
+        Ok(p) if !p.is_empty() && p.len() % 8 == 0 => Ok(Some(p)),
+        _ => Err(EnterError::Setup {
+            step: "read --seccomp".into(),
+            message: "not the base64 of whole 8-byte BPF instructions".into(),
+        }),
+    }
+}
+
+/// Installs the seccomp filter (under no_new_privs: the caller no longer
+/// holds CAP_SYS_ADMIN). Filters stack: this one narrows whatever the
+/// executor's container was given.
+fn install_seccomp(filter: Option<&[u8]>) -> Result<(), EnterError> {
+    let Some(prog) = filter else {
+        return Ok(());
+    };
+    nix::sys::prctl::set_no_new_privs().map_err(|e| setup("set no_new_privs")(errno(e)))?;
+    super::seccomp::install(prog).map_err(setup("install the seccomp filter"))
+}
+
+/// What [`run`] starts.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Task {
+    /// The program (looked up in `PATH`) and its arguments.
+    argv: Vec<String>,
+    env: Vec<(OsString, OsString)>,
+    cwd: Option<PathBuf>,
+    user: Option<String>,
+}
+
+impl Task {
+    /// The command line's task, with our own environment.
+    fn from_args(args: &EnterArgs) -> Task {
+        Task {
+            argv: args.argv.clone(),
+            env: std::env::vars_os().collect(),
+            cwd: args.cwd.clone(),
+            user: args.user.clone(),
+        }
+    }
+
+    /// The task an executor sent.
+    fn from_run(run: Run) -> Task {
+        Task {
+            argv: run.argv,
+            env: run
+                .env
+                .into_iter()
+                .map(|(k, v)| (k.into(), v.into()))
+                .collect(),
+            cwd: run.cwd.filter(|c| !c.is_empty()).map(PathBuf::from),
+            user: run.user.filter(|u| !u.is_empty()),
+        }
+    }
+}
+
+/// The prepare phase: a new mount namespace with the root filesystem
+/// pivoted into and the sandbox mounted.
+fn prepare(args: &EnterArgs) -> Result<(), EnterError> {
     let sandbox = fs::canonicalize(&args.sandbox)
         .map_err(setup(format!("open sandbox {}", args.sandbox.display())))?;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
@@ -109,16 +219,171 @@ fn enter(args: &EnterArgs) -> Result<Never, EnterError> {
     let none: Option<&str> = None;
     nix::mount::mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .map_err(|e| setup("make / private")(errno(e)))?;
-    mounts::execute(&mounts::plan(&plan_spec(args, &sandbox))).map_err(|e| EnterError::Setup {
-        step: e.step,
-        message: phrase(&e.source),
-    })?;
-    let who = resolve_user(user.as_ref())?;
-    let cwd = args.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
-    nix::unistd::chdir(&cwd).map_err(|e| setup(format!("chdir {}", cwd.display()))(errno(e)))?;
-    drop_capabilities(who.as_ref())?;
+    mounts::execute(&mounts::plan(&plan_spec(&args.rootfs, &sandbox))).map_err(|e| {
+        EnterError::Setup {
+            step: e.step,
+            message: phrase(&e.source),
+        }
+    })
+}
 
-    let mut env: Vec<(OsString, OsString)> = std::env::vars_os().collect();
+/// The socket to the executor on stdin, as a writer and a reader; stdin
+/// itself becomes the host's `/dev/null` (what tasks get as stdin).
+fn channel() -> Result<(UnixStream, BufReader<UnixStream>), EnterError> {
+    let fd = io::stdin()
+        .as_fd()
+        .try_clone_to_owned()
+        .map_err(setup("take the executor's channel"))?;
+    let tx = UnixStream::from(fd);
+    let rx = tx
+        .try_clone()
+        .map_err(setup("take the executor's channel"))?;
+    let null = fs::File::open("/dev/null").map_err(setup("open /dev/null"))?;
+    nix::unistd::dup2(null.as_raw_fd(), 0)
+        .map_err(|e| setup("make /dev/null the standard input")(errno(e)))?;
+    Ok((tx, BufReader::new(rx)))
+}
+
+/// Prepares, drops every capability beyond the default set, and tells the
+/// executor how that went.
+fn prepare_and_report(args: &EnterArgs, tx: &mut UnixStream) -> Result<(), EnterError> {
+    let ready = prepare(args).and_then(|()| drop_capabilities(None));
+    let said = match &ready {
+        Ok(()) => prepared::send(tx, &Prepared::Ready),
+        Err(e) => prepared::send(tx, &Prepared::Failed(e.to_string())),
+    };
+    ready?;
+    said.map_err(setup("tell the executor the root filesystem is ready"))
+}
+
+/// `--prepare`: runs the one task the executor sends.
+fn prepare_then_run(args: &EnterArgs, filter: Option<&[u8]>) -> Result<i32, EnterError> {
+    let (mut tx, mut rx) = channel()?;
+    prepare_and_report(args, &mut tx)?;
+    let Some(message) =
+        prepared::recv::<Run, _>(&mut rx).map_err(setup("read the task's command"))?
+    else {
+        // The executor ended, or will never launch this task.
+        return Ok(0);
+    };
+    drop((tx, rx));
+    run(&Task::from_run(message), filter).map(|never| match never {})
+}
+
+/// `--serve`: runs each command the executor sends, one at a time.
+fn serve(args: &EnterArgs, filter: Option<&[u8]>) -> Result<i32, EnterError> {
+    let (mut tx, mut rx) = channel()?;
+    prepare_and_report(args, &mut tx)?;
+    install_seccomp(filter)?;
+    loop {
+        let Some(message) =
+            prepared::recv::<Run, _>(&mut rx).map_err(setup("read a check command"))?
+        else {
+            return Ok(0);
+        };
+        if prepared::send(&mut tx, &run_one(&message)).is_err() {
+            return Ok(0);
+        }
+    }
+}
+
+/// Runs one command for `--serve` and waits for it, killing its process
+/// group at its timeout.
+fn run_one(message: &Run) -> Finished {
+    let task = Task::from_run(message.clone());
+    let mut cmd = match check_command(&task) {
+        Ok(cmd) => cmd,
+        Err(e) => {
+            eprintln!("butte enter: {e}");
+            return match e {
+                EnterError::Setup { .. } => Finished::Error(e.to_string()),
+                _ => Finished::Code(e.exit_code()),
+            };
+        }
+    };
+    let mut child = match cmd.spawn() {
+        Ok(c) => c,
+        Err(e) => return Finished::Error(format!("start the command: {}", phrase(&e))),
+    };
+    let deadline = message
+        .timeout_ms
+        .map(|ms| Instant::now() + Duration::from_millis(ms));
+    let mut pause = Duration::from_millis(1);
+    loop {
+        match child.try_wait() {
+            Ok(Some(status)) => {
+                return match (status.code(), status.signal()) {
+                    (Some(code), _) => Finished::Code(code),
+                    (None, Some(signal)) => Finished::Signal(signal),
+                    (None, None) => Finished::Error(format!("the command ended with {status}")),
+                }
+            }
+            Ok(None) => {}
+            Err(e) => return Finished::Error(format!("wait for the command: {}", phrase(&e))),
+        }
+        if deadline.is_some_and(|d| Instant::now() >= d) {
+            let group = nix::unistd::Pid::from_raw(child.id() as i32);
+            let _ = nix::sys::signal::killpg(group, nix::sys::signal::SIGKILL);
+            let _ = child.kill();
+            let _ = child.wait();
+            return Finished::TimedOut;
+        }
+        std::thread::sleep(pause);
+        pause = (pause * 2).min(Duration::from_millis(20));
+    }
+}
+
+/// A `--serve` command as [`run`] would exec it, started through std's
+/// fork and exec: the butte binary cannot be executed again inside the
+/// image (its ELF interpreter is the host's). We hold the default set
+/// already; std switches to a non-root user (dropping every capability and
+/// the supplementary groups).
+fn check_command(task: &Task) -> Result<Command, EnterError> {
+    let (arg0, who, env, program) = resolve(task)?;
+    let cwd = task.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
+    let mut cmd = Command::new(program);
+    cmd.arg0(arg0)
+        .args(&task.argv[1..])
+        .env_clear()
+        .envs(env)
+        .current_dir(cwd)
+        .stdin(Stdio::null())
+        .process_group(0);
+    if let Some(who) = who {
+        cmd.uid(who.uid).gid(who.gid);
+    }
+    Ok(cmd)
+}
+
+/// A task's program name, user (looked up in the root filesystem), complete
+/// environment (`HOME` added when missing) and program found in its `PATH`.
+#[allow(clippy::type_complexity)]
+fn resolve(
+    task: &Task,
+) -> Result<
+    (
+        &str,
+        Option<user::Resolved>,
+        Vec<(OsString, OsString)>,
+        PathBuf,
+    ),
+    EnterError,
+> {
+    let Some(arg0) = task.argv.first() else {
+        return Err(EnterError::NotFound {
+            program: String::new(),
+            message: "empty command".into(),
+        });
+    };
+    let user = match &task.user {
+        Some(u) => Some(u.parse::<User>().map_err(|e| EnterError::Setup {
+            step: "parse user".into(),
+            message: e.to_string(),
+        })?),
+        None => None,
+    };
+    let who = resolve_user(user.as_ref())?;
+    let mut env = task.env.clone();
     if !env.iter().any(|(k, _)| k == "HOME") {
         let home = who.as_ref().map_or("/", |w| w.home.as_str());
         env.push(("HOME".into(), home.into()));
@@ -129,13 +394,23 @@ fn enter(args: &EnterArgs) -> Result<Never, EnterError> {
         .find(|(k, _)| k == "PATH")
         .map(|(_, v)| v.to_string_lossy().into_owned())
         .unwrap_or_else(|| DEFAULT_PATH.to_string());
-    let program = find_program(&args.argv[0], &path_var)?;
+    let program = find_program(arg0, &path_var)?;
+    Ok((arg0, who, env, program))
+}
+
+/// The run phase, the one path to exec: user, working directory,
+/// capabilities, environment, exec.
+fn run(task: &Task, filter: Option<&[u8]>) -> Result<Never, EnterError> {
+    let (arg0, who, env, program) = resolve(task)?;
+    let cwd = task.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
+    nix::unistd::chdir(&cwd).map_err(|e| setup(format!("chdir {}", cwd.display()))(errno(e)))?;
+    drop_capabilities(who.as_ref())?;
 
     let nul = |what: &str| EnterError::Setup {
-        step: format!("exec {}", args.argv[0]),
+        step: format!("exec {arg0}"),
         message: format!("{what} contains a NUL byte"),
     };
-    let argv: Vec<CString> = args
+    let argv: Vec<CString> = task
         .argv
         .iter()
         .map(|a| CString::new(a.as_bytes()).map_err(|_| nul("an argument")))
@@ -150,6 +425,9 @@ fn enter(args: &EnterArgs) -> Result<Never, EnterError> {
         })
         .collect::<Result<_, _>>()?;
     let path = CString::new(program.as_os_str().as_bytes()).map_err(|_| nul("the command"))?;
+    super::sys::reset_ignored_signals().map_err(setup("reset ignored signals"))?;
+    // Last: from here on only the calls the task itself may make are left.
+    install_seccomp(filter)?;
     let e = match nix::unistd::execve(&path, &argv, &envp) {
         Ok(never) => match never {},
         Err(e) => e,
@@ -157,12 +435,12 @@ fn enter(args: &EnterArgs) -> Result<Never, EnterError> {
     let message = phrase(&errno(e));
     Err(if e == nix::Error::ENOENT {
         EnterError::NotFound {
-            program: args.argv[0].clone(),
+            program: arg0.to_string(),
             message,
         }
     } else {
         EnterError::NotExecutable {
-            program: args.argv[0].clone(),
+            program: arg0.to_string(),
             message,
         }
     })
@@ -170,10 +448,10 @@ fn enter(args: &EnterArgs) -> Result<Never, EnterError> {
 
 /// The runtime's plan for a sandbox on `rootfs` with the sandbox directory
 /// bound at [`SANDBOX_TARGET`].
-fn plan_spec(args: &EnterArgs, sandbox: &Path) -> SandboxSpec {
-    let mut spec = SandboxSpec::new("enter", args.argv.clone());
+fn plan_spec(rootfs: &Path, sandbox: &Path) -> SandboxSpec {
+    let mut spec = SandboxSpec::new("enter", vec!["enter".into()]);
     spec.rootfs = Some(Rootfs {
-        path: args.rootfs.clone(),
+        path: rootfs.to_path_buf(),
         mount: None,
         readonly: false,
     });
@@ -286,14 +564,10 @@ mod tests {
 
     #[test]
     fn plan_pivots_into_the_rootfs_with_the_sandbox_mounted() {
-        let args = EnterArgs {
-            rootfs: "/run/butte/rootfs".into(),
-            sandbox: "/var/sandbox".into(),
-            cwd: None,
-            user: None,
-            argv: vec!["true".into()],
-        };
-        let steps = mounts::plan(&plan_spec(&args, Path::new("/var/sandbox")));
+        let steps = mounts::plan(&plan_spec(
+            Path::new("/run/butte/rootfs"),
+            Path::new("/var/sandbox"),
+        ));
         let pivot = steps
             .iter()
             .position(|s| *s == Step::Pivot("/run/butte/rootfs".into()))

@@ -121,6 +121,7 @@ fn launch(spec: &SandboxSpec, chan: &mut UnixStream) -> Result<Never, HelperFail
         env.push(c(&format!("HOME={}", who.home), "the environment")?);
     }
     let path = c(&program.to_string_lossy(), "the command")?;
+    sys::reset_ignored_signals().map_err(setup_err("reset ignored signals"))?;
     // Last: from here on only the calls the task itself may make are left.
     if let Some(prog) = &spec.seccomp {
         seccomp::install(prog).map_err(setup_err("install the seccomp filter"))?;

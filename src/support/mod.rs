@@ -5,6 +5,7 @@
 pub mod chunks;
 pub mod http;
 pub mod jwt;
+pub mod prepared;
 mod stout;
 
 pub use stout::{format_bytes, format_duration};

@@ -4,7 +4,9 @@
 //! filesystem (store lease `<container>`). The command and default
 //! executors stay on the host filesystem; each of their tasks' images is
 //! provisioned under the lease `<container>.<task>` and mounted inside the
-//! executor's mount namespace, where `butte enter` pivots the task into it.
+//! executor's mount namespace, where the executor's `butte enter
+//! --prepare` process pivots into it at the executor's start (the only
+//! moment the executor holds `CAP_SYS_ADMIN`).
 //! The lease names let a restarted agent find and release them.
 
 use super::error::ContainerizerError;

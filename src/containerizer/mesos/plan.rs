@@ -133,8 +133,11 @@ pub fn plan(i: &Inputs<'_>) -> Result<Plan, ContainerizerError> {
                 );
             }
             if !i.images.tasks.is_empty() {
-                // The executor mounts and pivots into its tasks' images
-                // (`butte enter`, which drops back to the default set).
+                // The executor starts, for each of its image tasks, a
+                // process that mounts and pivots into the image (`butte
+                // enter --prepare`); then, before it talks to the agent, it
+                // drops CAP_SYS_ADMIN (and anything beyond the default set)
+                // for good, as do those processes before they run a task.
                 let mut caps = crate::runtime::default_capabilities();
                 caps.push("CAP_SYS_ADMIN".to_string());
                 spec.capabilities = Some(caps);
@@ -149,6 +152,15 @@ pub fn plan(i: &Inputs<'_>) -> Result<Plan, ContainerizerError> {
                 spec.mounts.push(mount);
                 let c = &p.config;
                 let command = provisioner::command(&[], c);
+                // The task's own profile (a group's tasks may differ), for
+                // the capabilities it will keep, applied by `butte enter`
+                // on top of the executor's.
+                let container = req
+                    .tasks
+                    .iter()
+                    .find(|t| &t.task_id.value == task)
+                    .and_then(|t| t.container.as_ref());
+                let seccomp = seccomp_program(id, i.config, container)?;
                 infos.insert(
                     task.clone(),
                     TaskLaunchInfo {
@@ -160,6 +172,7 @@ pub fn plan(i: &Inputs<'_>) -> Result<Plan, ContainerizerError> {
                             .map(str::to_string)
                             .or_else(|| c.user.clone().filter(|u| !u.is_empty())),
                         command: (!command.is_empty()).then_some(command),
+                        seccomp,
                     },
                 );
             }
@@ -170,12 +183,32 @@ pub fn plan(i: &Inputs<'_>) -> Result<Plan, ContainerizerError> {
     i.config
         .seccomp
         .apply(&mut spec, &choice)
-        .map_err(|e| ContainerizerError::Invalid {
-            id: id.to_string(),
-            what: "seccomp profile".into(),
-            reason: e.to_string(),
-        })?;
+        .map_err(|e| seccomp_error(id, e))?;
     Ok(Plan { spec, launch_infos })
+}
+
+fn seccomp_error(id: &str, e: impl std::fmt::Display) -> ContainerizerError {
+    ContainerizerError::Invalid {
+        id: id.to_string(),
+        what: "seccomp profile".into(),
+        reason: e.to_string(),
+    }
+}
+
+/// The program a task in an image runs under, for the default capability
+/// set (`None` when it asked to be unconfined).
+fn seccomp_program(
+    id: &str,
+    config: &MesosConfig,
+    container: Option<&ContainerInfo>,
+) -> Result<Option<Vec<u8>>, ContainerizerError> {
+    let choice = seccomp_choice(id, container)?;
+    let caps = crate::runtime::default_capabilities();
+    Ok(config
+        .seccomp
+        .program(&choice, &caps)
+        .map_err(|e| seccomp_error(id, e))?
+        .map(|p| p.to_vec()))
 }
 
 /// The `ContainerInfo` that describes the executor's container: the
@@ -385,7 +418,8 @@ mod tests {
         assert_eq!(
             serde_json::to_value(&infos).unwrap(),
             serde_json::json!({"t1": {
-                "rootfs": null, "env": [], "working_dir": null, "user": null, "command": null
+                "rootfs": null, "env": [], "working_dir": null, "user": null, "command": null,
+                "seccomp": null
             }})
         );
     }
@@ -474,6 +508,18 @@ mod tests {
         assert_eq!(infos.len(), 2);
         assert_eq!(infos["t1"], TaskLaunchInfo::default());
         assert_eq!(infos["t2"].rootfs.as_deref(), Some(target.as_path()));
+        // The image task carries its own seccomp program, for the default
+        // capability set (the executor's own keeps CAP_SYS_ADMIN's calls).
+        let task_filter = config
+            .seccomp
+            .program(
+                &SeccompChoice::Default,
+                &crate::runtime::default_capabilities(),
+            )
+            .unwrap()
+            .unwrap();
+        assert_eq!(infos["t2"].seccomp.as_deref(), Some(task_filter.as_slice()));
+        assert_ne!(p.spec.seccomp.as_deref(), Some(task_filter.as_slice()));
     }
 
     #[test]

@@ -531,3 +531,49 @@ pub fn seccomp_install(prog: &[u8]) -> io::Result<()> {
         Ok(())
     }
 }
+
+/// Puts every ignored signal back to its default action. An ignored signal
+/// stays ignored across exec, and the helper inherits some (Rust's runtime
+/// ignores SIGPIPE; a caller may ignore others): a task must start with
+/// every signal at its default, as under Docker or Mesos. Raw
+/// `rt_sigaction`, because libc refuses the signals it reserves (32, 33).
+pub fn reset_ignored_signals() -> io::Result<()> {
+    for sig in 1..=64 {
+        if sig == libc::SIGKILL || sig == libc::SIGSTOP {
+            continue;
+        }
+        // Room for the kernel's struct sigaction on every architecture;
+        // the handler is its first word, and all-zero means SIG_DFL.
+        let mut old = [0u64; 4];
+        // SAFETY: a null new action only reads the current one into `old`,
+        // which is large enough; 8 is the kernel's sigset size.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                std::ptr::null::<u64>(),
+                old.as_mut_ptr(),
+                8usize,
+            )
+        };
+        if r < 0 || old[0] != libc::SIG_IGN as u64 {
+            continue;
+        }
+        let default = [0u64; 4];
+        // SAFETY: an all-zero action is SIG_DFL with no flags and an empty
+        // mask; no handler is installed, so no code runs on a signal.
+        let r = unsafe {
+            libc::syscall(
+                libc::SYS_rt_sigaction,
+                sig,
+                default.as_ptr(),
+                std::ptr::null_mut::<u64>(),
+                8usize,
+            )
+        };
+        if r < 0 {
+            return Err(io::Error::last_os_error());
+        }
+    }
+    Ok(())
+}
