@@ -151,7 +151,8 @@ fn default_seccomp_filter_denies_what_docker_denies() {
     }
     let fx = Fixture::new();
     let profiles = SeccompProfiles::default();
-    let script = "grep -E '^(Seccomp|SigIgn):' /proc/self/status; unshare -U true || echo userns-denied; \
+    let script =
+        "grep -E '^(Seccomp|SigIgn):' /proc/self/status; unshare -U true || echo userns-denied; \
                   unshare -m true || echo mountns-denied; echo alive";
     let mut spec = fx.spec(&["sh", "-c", script]);
     in_busybox(&mut spec);
