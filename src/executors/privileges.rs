@@ -8,24 +8,8 @@
 
 use caps::{CapSet, Capability, CapsHashSet};
 
-/// Docker's default set (the runtime's `caps::DEFAULT`; executors may not
-/// import the runtime, see ARCHITECTURE.md). Its mask is `0xa80425fb`.
-pub const DEFAULT: &[Capability] = &[
-    Capability::CAP_CHOWN,
-    Capability::CAP_DAC_OVERRIDE,
-    Capability::CAP_FSETID,
-    Capability::CAP_FOWNER,
-    Capability::CAP_MKNOD,
-    Capability::CAP_NET_RAW,
-    Capability::CAP_SETGID,
-    Capability::CAP_SETUID,
-    Capability::CAP_SETFCAP,
-    Capability::CAP_SETPCAP,
-    Capability::CAP_NET_BIND_SERVICE,
-    Capability::CAP_SYS_CHROOT,
-    Capability::CAP_KILL,
-    Capability::CAP_AUDIT_WRITE,
-];
+/// Docker's default set, the one the runtime gives its sandboxes.
+pub use crate::support::caps::DEFAULT;
 
 /// Why the executor could not give up its extra capabilities.
 #[derive(Debug, thiserror::Error)]

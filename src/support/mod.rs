@@ -2,6 +2,7 @@
 //! durations, random identifiers, atomic file writes, and signed tokens
 //! (`jwt`).
 
+pub mod caps;
 pub mod chunks;
 pub mod http;
 pub mod jwt;
