@@ -180,19 +180,13 @@ impl SeccompProfiles {
     }
 
     /// Best effort: a program that cannot be cached is compiled again next
-    /// time. Written to a temporary file and renamed, so a reader never
-    /// sees half of one.
+    /// time. Written atomically, so a reader never sees half of one.
     fn store(&self, json: &str, target: &Target, prog: &[u8]) {
-        let Some(path) = self.cache_file(json, target) else {
-            return;
-        };
-        let Some(dir) = path.parent() else { return };
-        let tmp = dir.join(format!(".{}.tmp", std::process::id()));
-        let ok = std::fs::create_dir_all(dir).is_ok()
-            && std::fs::write(&tmp, prog).is_ok()
-            && std::fs::rename(&tmp, &path).is_ok();
-        if !ok {
-            let _ = std::fs::remove_file(&tmp);
+        if let Some(path) = self.cache_file(json, target) {
+            if let Some(dir) = path.parent() {
+                let _ = std::fs::create_dir_all(dir)
+                    .and_then(|()| crate::support::atomic_write(&path, prog));
+            }
         }
     }
 

@@ -22,8 +22,7 @@ use sha2::Sha256;
 use std::collections::BTreeMap;
 use std::fmt;
 use std::fs;
-use std::io::{self, Read, Write};
-use std::os::unix::fs::OpenOptionsExt;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 
 /// The longest token read; a longer one is refused before any decoding.
@@ -161,9 +160,11 @@ impl Key {
             other => return other.map(|k| (k, false)),
         }
         let key = Key::generate()?;
-        write_private(path, &key.0).map_err(|source| JwtError::KeyWrite {
-            path: path.to_path_buf(),
-            source,
+        crate::support::atomic_write_private(path, &key.0).map_err(|source| {
+            JwtError::KeyWrite {
+                path: path.to_path_buf(),
+                source,
+            }
         })?;
         Ok((key, true))
     }
@@ -172,34 +173,6 @@ impl Key {
         // HMAC takes a key of any length.
         Hmac::<Sha256>::new_from_slice(&self.0).expect("hmac accepts every key length")
     }
-}
-
-/// Writes a file only its owner can read, atomically.
-fn write_private(path: &Path, data: &[u8]) -> io::Result<()> {
-    let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path
-        .file_name()
-        .ok_or_else(|| io::Error::new(io::ErrorKind::InvalidInput, "path has no file name"))?;
-    let tmp = dir.join(format!(
-        ".{}.tmp.{}",
-        name.to_string_lossy(),
-        std::process::id()
-    ));
-    let result = (|| {
-        let mut f = fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .mode(0o600)
-            .open(&tmp)?;
-        f.write_all(data)?;
-        f.sync_all()?;
-        fs::rename(&tmp, path)?;
-        fs::File::open(dir)?.sync_all()
-    })();
-    if result.is_err() {
-        let _ = fs::remove_file(&tmp);
-    }
-    result
 }
 
 /// The header of every token made here, as libprocess writes it.

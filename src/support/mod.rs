@@ -129,6 +129,18 @@ pub fn uuid_text(bytes: &[u8]) -> String {
 /// directory, fsync, then rename over the target. A failure leaves no
 /// temporary file behind.
 pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
+    replace(path, data, false)
+}
+
+/// [`atomic_write`] for a secret: the file is created with mode 0600 (it is
+/// never readable by others, not even as the temporary file), and the
+/// directory is fsynced too, so the new name survives a crash.
+pub fn atomic_write_private(path: &Path, data: &[u8]) -> io::Result<()> {
+    replace(path, data, true)
+}
+
+fn replace(path: &Path, data: &[u8], private: bool) -> io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt;
     let dir = path.parent().unwrap_or(Path::new("."));
     let name = path
         .file_name()
@@ -139,10 +151,21 @@ pub fn atomic_write(path: &Path, data: &[u8]) -> io::Result<()> {
         std::process::id()
     ));
     let result = (|| {
-        let mut f = fs::File::create(&tmp)?;
+        let mut opts = fs::OpenOptions::new();
+        opts.write(true);
+        if private {
+            opts.create_new(true).mode(0o600);
+        } else {
+            opts.create(true).truncate(true);
+        }
+        let mut f = opts.open(&tmp)?;
         f.write_all(data)?;
         f.sync_all()?;
-        fs::rename(&tmp, path)
+        fs::rename(&tmp, path)?;
+        if private {
+            fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     })();
     if result.is_err() {
         let _ = fs::remove_file(&tmp);
