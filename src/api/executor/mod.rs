@@ -30,6 +30,8 @@
 //! the agent sees `UnboundedSender::is_closed()` (at the latest when the next
 //! heartbeat fails to be written) and a failed `send`.
 
+#[doc(hidden)]
+pub mod fuzz;
 mod media;
 mod stream;
 mod validate;
