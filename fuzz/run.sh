@@ -9,6 +9,7 @@
 #
 # Needs cargo-afl (`cargo install cargo-afl --locked`, which also builds
 # AFL++). The build goes to $BUTTE_FUZZ_TARGET_DIR (default fuzz/target).
+# BUTTE_FUZZ_OPT_LEVEL (default 3) trades speed for build time (CI: 1).
 # Set BUTTE_FUZZ_CPU=N to pin afl-fuzz to CPU N (taskset); by default it
 # does not bind to a core (AFL_NO_AFFINITY), since the machine is shared.
 set -euo pipefail
@@ -40,12 +41,13 @@ if ! cargo afl --version >/dev/null 2>&1; then
     exit 2
 fi
 
+target_dir=$(realpath -m "${BUTTE_FUZZ_TARGET_DIR:-$fuzz_dir/target}")
 cd "$fuzz_dir"
-export CARGO_TARGET_DIR=${BUTTE_FUZZ_TARGET_DIR:-$fuzz_dir/target}
+export CARGO_TARGET_DIR=$target_dir
 bins=()
 for t in "${list[@]}"; do bins+=(--bin "$t"); done
 echo "== build ${list[*]}"
-cargo afl build --release --quiet "${bins[@]}"
+AFL_OPT_LEVEL=${BUTTE_FUZZ_OPT_LEVEL:-3} cargo afl build --release --quiet "${bins[@]}"
 
 export AFL_SKIP_CPUFREQ=1 AFL_I_DONT_CARE_ABOUT_MISSING_CRASHES=1 AFL_NO_UI=1
 export AFL_SKIP_CRASHES=0 AFL_NO_AFFINITY=1

@@ -21,8 +21,11 @@ pub mod wire;
 /// `tests/fuzz_corpus.rs` runs them without a fuzzing engine.
 #[doc(hidden)]
 pub mod fuzzing {
+    /// A target's entry point.
+    pub type Entry = fn(&[u8]);
+
     /// Every target, by the name of its binary and corpus directory.
-    pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+    pub const TARGETS: &[(&str, Entry)] = &[
         ("libprocess", crate::agent::fuzz::libprocess),
         ("recordio", crate::api::recordio::fuzz),
         ("executor_call", crate::api::executor::fuzz::call),
@@ -35,7 +38,7 @@ pub mod fuzzing {
     ];
 
     /// The entry point named `name`.
-    pub fn target(name: &str) -> Option<fn(&[u8])> {
+    pub fn target(name: &str) -> Option<Entry> {
         TARGETS.iter().find(|(n, _)| *n == name).map(|(_, f)| *f)
     }
 }
