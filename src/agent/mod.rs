@@ -9,6 +9,8 @@
 mod config;
 mod core;
 mod executors;
+#[doc(hidden)]
+pub mod fuzz;
 mod http;
 mod master;
 mod messages;

@@ -197,6 +197,50 @@ impl Decoder {
     }
 }
 
+/// The fuzz entry (see `fuzz/`): the first byte picks a piece size, the
+/// second a record limit, the rest is a stream. Feeding the stream in
+/// pieces gives what feeding it whole gives, the records re-encoded decode
+/// to themselves, and a decoder that is between records finishes cleanly.
+/// Panics when an invariant breaks.
+#[doc(hidden)]
+pub fn fuzz(data: &[u8]) {
+    let [piece, limit, stream @ ..] = data else {
+        return;
+    };
+    let piece = usize::from(*piece).max(1);
+    let max = 1usize << (limit % 24);
+    let whole = Decoder::new(max).feed(stream);
+    let mut d = Decoder::new(max);
+    let mut records = Vec::new();
+    let mut failed = None;
+    for chunk in stream.chunks(piece) {
+        match d.feed(chunk) {
+            Ok(r) => records.extend(r),
+            Err(e) => {
+                failed = Some(e);
+                break;
+            }
+        }
+    }
+    match (&whole, &failed) {
+        (Ok(all), None) => {
+            assert_eq!(all, &records);
+            assert_eq!(d.is_between_records(), d.finish().is_ok());
+            assert!(records.iter().all(|r| r.len() <= max));
+            let again: Vec<u8> = records.iter().flat_map(|r| encode(r)).collect();
+            let mut fresh = Decoder::new(max);
+            assert_eq!(fresh.feed(&again).as_ref(), Ok(&records));
+            assert!(fresh.finish().is_ok());
+        }
+        (Err(e), Some(f)) => {
+            assert_eq!(e, f);
+            assert!(d.finish().is_err());
+            assert!(matches!(d.feed(b"0\n"), Err(RecordIoError::Failed(_))));
+        }
+        _ => panic!("whole: {whole:?}, in pieces of {piece}: {failed:?}"),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

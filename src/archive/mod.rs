@@ -11,6 +11,8 @@
 //! destination, usually a fresh temporary directory) removes it.
 
 mod compress;
+#[doc(hidden)]
+pub mod fuzz;
 mod root;
 mod tar;
 mod zip;

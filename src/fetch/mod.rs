@@ -30,6 +30,8 @@ mod cache;
 mod download;
 mod error;
 mod extract;
+#[doc(hidden)]
+pub mod fuzz;
 mod place;
 /// Removes a staging directory once its files are placed (or failed); a
 /// failure to remove is only logged, the fetch's own result stands.

@@ -150,6 +150,14 @@ impl Plan {
         } else {
             None
         };
+        // A `.gz` is decompressed to its name without `.gz`, which must
+        // still be a file name.
+        if format == Some(Format::Gzip) && matches!(name.strip_suffix(".gz"), Some("" | "." | ".."))
+        {
+            return Err(invalid(
+                "nothing usable is left of the file name once `.gz` is removed",
+            ));
+        }
         Ok(Plan {
             uri,
             source,
@@ -320,6 +328,11 @@ mod tests {
             ("/srv/a,output_file=/etc/passwd", "relative path"),
             ("/srv/a,output_file=../x", "leaves the sandbox"),
             ("/srv/a,output_file=d/", "must name a file"),
+            // Found by fuzzing (fuzz/run.sh uri): would be decompressed to
+            // "", "." or "..".
+            ("/wrv/.gz", "once `.gz` is removed"),
+            ("http://h/..gz", "once `.gz` is removed"),
+            ("/srv/a,output_file=d/...gz", "once `.gz` is removed"),
         ] {
             let e = plan(uri).unwrap_err();
             let shown = uri.split(",output").next().unwrap();

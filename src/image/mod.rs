@@ -8,6 +8,8 @@
 
 mod auth;
 mod digest;
+#[doc(hidden)]
+pub mod fuzz;
 mod gc;
 mod import;
 mod layer;

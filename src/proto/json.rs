@@ -78,6 +78,36 @@ mod tests {
         }
     }
 
+    /// Found by fuzzing (fuzz/run.sh executor_call): serde_json's default
+    /// float parsing is not correctly rounded for long mantissas, so a
+    /// double written back as JSON read as a different double. Mesos reads
+    /// the nearest double, as `str::parse` does.
+    #[test]
+    fn doubles_are_read_as_the_nearest_value_and_round_trip() {
+        for text in [
+            "111111111111111111111111111111700000000.5",
+            "1.111111111111111e+38",
+        ] {
+            let json = format!(
+                r#"{{"task_id":{{"value":"t"}},"state":"TASK_RUNNING","timestamp":{text}}}"#
+            );
+            let status: v1::TaskStatus = from_json(json.as_bytes()).unwrap();
+            let want: f64 = text.parse().unwrap();
+            assert_eq!(
+                status.timestamp.map(f64::to_bits),
+                Some(want.to_bits()),
+                "{text}"
+            );
+            let back = serde_json::to_vec(&to_json(&status)).unwrap();
+            let again: v1::TaskStatus = from_json(&back).unwrap();
+            assert_eq!(
+                again.timestamp.map(f64::to_bits),
+                Some(want.to_bits()),
+                "{text}"
+            );
+        }
+    }
+
     #[test]
     fn task_status_json_uses_mesos_names_and_base64() {
         assert_eq!(

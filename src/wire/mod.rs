@@ -23,8 +23,8 @@ mod server;
 mod transport;
 mod upid;
 
-#[cfg(test)]
-mod fuzz;
+#[doc(hidden)]
+pub mod fuzz;
 
 pub use error::WireError;
 pub use message::{

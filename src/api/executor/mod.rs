@@ -38,6 +38,8 @@
 //! heartbeat fails to be written) and a failed `send`.
 
 mod auth;
+#[doc(hidden)]
+pub mod fuzz;
 mod media;
 mod stream;
 mod validate;
