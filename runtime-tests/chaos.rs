@@ -4,11 +4,13 @@
 //! bursts; between bursts the agent is SIGKILLed at a random moment
 //! (`CHAOS_SEED` fixes the moments) and restarted, and the master answers
 //! its re-registration, followed by the `CheckpointResourcesMessage` a
-//! Mesos master sends then. Every update is acknowledged as it arrives.
+//! Mesos master sends then; now and then the framework kills one of the
+//! tasks the agent reported. Every update is acknowledged as it arrives.
 //! At the end, the invariants the master and the host can check:
 //! - every task the agent knew has exactly one terminal update, and it is
 //!   the true one: a task whose command ran to its end (it prints a marker
-//!   to its sandbox's stdout) is TASK_FINISHED, any other is not;
+//!   to its sandbox's stdout) is TASK_FINISHED, any other is not (a task
+//!   the framework killed may be TASK_KILLED though it ran);
 //! - a task the agent did not report at a re-registration (its RunTask was
 //!   still unread at the kill: the master drops it) never gets an update;
 //! - no acknowledged update is sent again (unless the agent was killed
@@ -174,6 +176,7 @@ fn tasks_survive_repeated_agent_sigkill_during_launch_bursts() {
     let mut ledger = Ledger::default();
     let mut sent: Vec<String> = Vec::new();
     let mut dropped: BTreeSet<String> = BTreeSet::new();
+    let mut killed: BTreeSet<String> = BTreeSet::new();
     let mut kill_times: Vec<Instant> = Vec::new();
     let mut recovery = Vec::new();
     let per_burst = tasks.div_ceil(kills + 1);
@@ -219,6 +222,17 @@ fn tasks_survive_repeated_agent_sigkill_during_launch_bursts() {
                 resources: Vec::new(),
             },
         );
+        // The framework kills a live task now and then.
+        let live: Vec<&str> = reported
+            .iter()
+            .copied()
+            .filter(|t| !ledger.has_terminal(t) && !killed.contains(*t))
+            .collect();
+        if !live.is_empty() && rng.below(2) == 0 {
+            let victim = live[rng.below(live.len() as u64) as usize].to_string();
+            master.kill_task(&fw, &victim, None);
+            killed.insert(victim);
+        }
     }
 
     // Everything the agent knows must end.
@@ -261,7 +275,12 @@ fn tasks_survive_repeated_agent_sigkill_during_launch_bursts() {
                 *outcomes
                     .entry(format!("{} (ran to end: {ran})", state.as_str_name()))
                     .or_default() += 1;
-                if ran != (state == TaskState::TaskFinished) {
+                // A task the framework killed may also have been killed
+                // after its last word (then it is TASK_KILLED though it
+                // ran to its end).
+                let true_state = ran == (state == TaskState::TaskFinished)
+                    || (killed.contains(id) && state == TaskState::TaskKilled);
+                if !true_state {
                     problems.push(format!("{id}: ran to end: {ran}, but {}", describe(u)));
                 }
             }
@@ -300,7 +319,8 @@ fn tasks_survive_repeated_agent_sigkill_during_launch_bursts() {
     let figures = serde_json::json!({
         "tasks": tasks,
         "kills": kills,
-        "seed": seed,
+        "framework_kills": killed.len(),
+        "seed": seed.to_string(),
         "outcomes": outcomes,
         "problems": problems.len(),
         "leaked_processes": leaked.len(),

@@ -214,6 +214,7 @@ impl MesosContainerizer {
             return Err(ContainerizerError::Exists(id));
         }
         let leases = provisioner::provisioned(&inner.config.work_dir, &id);
+        let checkpointed = pid;
         let pid = match pid {
             Some(pid) => pid,
             None => {
@@ -252,7 +253,12 @@ impl MesosContainerizer {
                 images::release(&inner.config.work_dir, &leases);
                 inner.remove_run_dir(&id);
                 let mut t = Termination::new(None, None);
-                t.message = format!("executor (pid {pid}) was gone when the agent recovered");
+                t.message = match checkpointed {
+                    Some(pid) => format!("executor (pid {pid}) was gone when the agent recovered"),
+                    None => "executor was gone when the agent recovered (no pid checkpointed, \
+                             no process in its cgroup)"
+                        .to_string(),
+                };
                 Entry::new(id.clone(), None, Vec::new(), Some(t))
             }
         };
