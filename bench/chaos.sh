@@ -7,6 +7,12 @@
 #   bench/chaos.sh                                 (CHAOS_TASKS=200 CHAOS_KILLS=20 RUNS=3)
 #   CHAOS_TASKS=50 CHAOS_KILLS=5 RUNS=1 bench/chaos.sh
 #   CHAOS_SEED=1234 bench/chaos.sh                 (replays the kill moments of a failed run)
+#   CHAOS_LIVE=200 CHAOS_RECOVERIES=5 bench/chaos.sh recovery
+#
+# `recovery`: runs `bench_recovery` instead: CHAOS_LIVE `sleep 600` tasks,
+# then CHAOS_RECOVERIES agent SIGKILLs, each timed from the restart to the
+# re-registration and to every executor re-subscribed (issue 18's target:
+# median under 2 s with 200 live executors). Prints the JSON.
 #
 # Runs `tasks_survive_repeated_agent_sigkill_during_launch_bursts` of
 # runtime-tests/chaos.rs RUNS times (debug build, as CI runs it; as root).
@@ -28,6 +34,20 @@ need_tools jq
 
 mkdir -p bench/out
 OUT=$(realpath bench/out)
+if [[ ${1:-} == recovery ]]; then
+    log_file=$OUT/recovery-$$.log
+    log "recovery with ${CHAOS_LIVE:-200} live executors (output in $log_file)"
+    if ! BUTTE_RUNTIME_TESTS=1 RUST_LOG=${RUST_LOG:-info} \
+        cargo test --test runtime-tests bench_recovery -- --ignored --nocapture \
+        >"$log_file" 2>&1; then
+        tail -n 40 "$log_file" >&2
+        die "bench_recovery failed (full output: $log_file)"
+    fi
+    line=$(grep -m1 '^RECOVERY ' "$log_file") || die "no RECOVERY line in $log_file"
+    echo "${line#RECOVERY }" | jq . | tee "$OUT/recovery-$(date +%Y%m%d-%H%M%S)-$$.json"
+    rm -f "$log_file"
+    exit 0
+fi
 json=$OUT/chaos-$(date +%Y%m%d-%H%M%S)-$$.jsonl
 failed=0
 for run in $(seq 1 "$RUNS"); do

@@ -213,12 +213,14 @@ impl Agent {
             );
             self.report(update);
         }
-        // A command executor runs its one task and nothing else: left
-        // without one (it never received it, above), it is shut down
-        // rather than left idle and unowned by any task.
-        let taskless = self
-            .executor_of(fw_id, ex_id)
-            .is_some_and(|e| e.kind == ExecutorKind::Command && e.live_task_ids().is_empty());
+        // A command executor runs its one task and nothing else: one that
+        // knows no task while the agent has none live for it (it never
+        // received its task, above, or a restart came between that news and
+        // the shutdown) is shut down rather than left idle and unowned.
+        let taskless = known.is_empty()
+            && self
+                .executor_of(fw_id, ex_id)
+                .is_some_and(|e| e.kind == ExecutorKind::Command && e.live_task_ids().is_empty());
         if taskless {
             tracing::info!(
                 framework = fw_id,
