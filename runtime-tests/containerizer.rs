@@ -247,8 +247,8 @@ fn a_restarted_agent_recovers_running_executors() {
     let alive = |pid: i32| nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), None).is_ok();
     assert!(alive(pid), "the executor outlived its containerizer");
     let c = MesosContainerizer::new(config(&fx)).unwrap();
-    c.recover("c-rec", pid).unwrap();
-    assert!(c.recover("c-rec", pid).is_err(), "recovered twice");
+    c.recover("c-rec", Some(pid)).unwrap();
+    assert!(c.recover("c-rec", Some(pid)).is_err(), "recovered twice");
     assert_eq!(c.limitation("c-rec"), None);
     let t = c.destroy("c-rec").unwrap().expect("a termination");
     assert_eq!(t.status, None, "an adopted executor's status is unknown");
@@ -260,11 +260,59 @@ fn a_restarted_agent_recovers_running_executors() {
         "adopted cgroup left behind"
     );
     // A pid that is gone (or not the container's) is a terminated container.
-    c.recover("c-gone", pid).unwrap();
+    c.recover("c-gone", Some(pid)).unwrap();
     let t = wait(&c, "c-gone");
     assert_eq!((t.status, &t.limitation), (None, &None));
     assert!(t.message.contains("gone"), "{t:?}");
     c.destroy("c-gone").unwrap();
+    fx.finish();
+}
+
+/// Issue 18: the agent died between the launch and the checkpoint of the
+/// executor's pid: recovery finds the executor through the container's
+/// cgroup and adopts it (not an orphan, never reported dead while it
+/// runs); a container without a process has its cgroup removed.
+#[test]
+fn a_restarted_agent_finds_an_executor_without_a_pid_through_its_cgroup() {
+    if !enabled() {
+        return;
+    }
+    let fx = Fixture::new();
+    let pid = {
+        let c = MesosContainerizer::new(config(&fx)).unwrap();
+        c.launch(custom("c-nopid", "sleep 1000", 64.0)).unwrap().pid
+    };
+    let c = MesosContainerizer::new(config(&fx)).unwrap();
+    c.recover("c-nopid", None).unwrap();
+    assert_eq!(
+        c.usage("c-nopid").map(|u| u.pids_current >= 1),
+        Some(true),
+        "the executor without a pid was not adopted"
+    );
+    let t = c.destroy("c-nopid").unwrap().expect("a termination");
+    assert_eq!(t.status, None, "an adopted executor's status is unknown");
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    assert!(processes_in_cgroup(&fx.parent).is_empty());
+    assert!(
+        fx.cgroup_dirs("c-nopid").iter().all(|d| !d.exists()),
+        "adopted cgroup left behind"
+    );
+    // A container whose cgroup holds nothing: terminated, cgroup removed.
+    // (Made in the v1 hierarchies the runtime uses, not in the hybrid
+    // host's hugetlb-only `unified` one.)
+    for d in fx.cgroup_dirs("c-empty") {
+        if !d.starts_with("/sys/fs/cgroup/unified") {
+            fs::create_dir_all(d).unwrap();
+        }
+    }
+    c.recover("c-empty", None).unwrap();
+    let t = wait(&c, "c-empty");
+    assert_eq!(t.status, None);
+    assert!(
+        fx.cgroup_dirs("c-empty").iter().all(|d| !d.exists()),
+        "empty cgroup left behind"
+    );
+    c.destroy("c-empty").unwrap();
     fx.finish();
 }
 

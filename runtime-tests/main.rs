@@ -4,6 +4,7 @@
 //! process.
 
 mod agent;
+mod chaos;
 mod containerizer;
 mod devices;
 mod executor;

@@ -7,6 +7,7 @@ use super::state::ExecutorState;
 use super::tasks::{launch_events, task_id};
 use super::updates::now_secs;
 use crate::api::executor::{CallError, EventStream, Principal};
+use crate::containerizer::mesos::ExecutorKind;
 use crate::proto::mesos::internal::{ExecutorToFrameworkMessage, StatusUpdate};
 use crate::proto::mesos::task_status::Source;
 use crate::proto::mesos::v1::executor::call::Subscribe;
@@ -211,6 +212,22 @@ impl Agent {
                 "Task was not received by the executor before the agent restarted",
             );
             self.report(update);
+        }
+        // A command executor runs its one task and nothing else: one that
+        // knows no task while the agent has none live for it (it never
+        // received its task, above, or a restart came between that news and
+        // the shutdown) is shut down rather than left idle and unowned.
+        let taskless = known.is_empty()
+            && self
+                .executor_of(fw_id, ex_id)
+                .is_some_and(|e| e.kind == ExecutorKind::Command && e.live_task_ids().is_empty());
+        if taskless {
+            tracing::info!(
+                framework = fw_id,
+                executor = ex_id,
+                "shutting down a command executor that has no task"
+            );
+            self.shutdown_executor(fw_id, ex_id, None);
         }
         Ok(rx)
     }

@@ -150,6 +150,23 @@ impl Agent {
                 let why = s.message.unwrap_or_default();
                 self.shutdown(&format!("the master asked: {why}"));
             }
+            // Sent after every (re)registration. This agent offers no
+            // persistent volumes and keeps no dynamic reservations of its
+            // own: an empty list (the usual case) needs nothing; anything
+            // else is said loudly, since it is not applied.
+            Incoming::CheckpointResources(c) if c.resources.is_empty() => {
+                tracing::debug!("the master checkpoints no resources on this agent");
+            }
+            Incoming::CheckpointResources(c) => {
+                tracing::warn!(
+                    resources = c.resources.len(),
+                    "the master asked to checkpoint reserved or persistent resources; \
+                     this agent does not support them and does not apply them"
+                );
+            }
+            Incoming::Ignored(name, why) => {
+                tracing::warn!(from = %m.from, name, "not acting on a message: {why}");
+            }
         }
     }
 

@@ -3,10 +3,10 @@
 //! truncated or missing a required field is an error, never a panic.
 
 use crate::proto::mesos::internal::{
-    FrameworkToExecutorMessage, KillTaskMessage, PingSlaveMessage, RunTaskGroupMessage,
-    RunTaskMessage, ShutdownExecutorMessage, ShutdownFrameworkMessage, ShutdownMessage,
-    SlaveRegisteredMessage, SlaveReregisteredMessage, StatusUpdateAcknowledgementMessage,
-    UpdateFrameworkMessage,
+    CheckpointResourcesMessage, FrameworkToExecutorMessage, KillTaskMessage, PingSlaveMessage,
+    RunTaskGroupMessage, RunTaskMessage, ShutdownExecutorMessage, ShutdownFrameworkMessage,
+    ShutdownMessage, SlaveRegisteredMessage, SlaveReregisteredMessage,
+    StatusUpdateAcknowledgementMessage, UpdateFrameworkMessage,
 };
 use crate::proto::ProtoError;
 
@@ -25,7 +25,41 @@ pub enum Incoming {
     FrameworkToExecutor(FrameworkToExecutorMessage),
     UpdateFramework(Box<UpdateFrameworkMessage>),
     Shutdown(ShutdownMessage),
+    /// The resources the master wants checkpointed on this agent (dynamic
+    /// reservations, persistent volumes), sent after every
+    /// (re)registration and after such an operation.
+    CheckpointResources(CheckpointResourcesMessage),
+    /// A message of the Mesos 1.11 master that this agent deliberately
+    /// does not act on: the name and why.
+    Ignored(&'static str, &'static str),
 }
+
+/// The master -> agent messages of Mesos 1.11 that are taken and
+/// deliberately not acted on, with the reason. The master sends each only
+/// to an agent that advertised a capability butte does not advertise
+/// (`capabilities()` in `master.rs`), so seeing one means a confused master,
+/// not lost work.
+const IGNORED: &[(&str, &str)] = &[
+    (
+        "ApplyOperationMessage",
+        "operations go to agents with RESOURCE_PROVIDER or AGENT_OPERATION_FEEDBACK, \
+         which this agent does not advertise",
+    ),
+    (
+        "ReconcileOperationsMessage",
+        "operations go to agents with RESOURCE_PROVIDER or AGENT_OPERATION_FEEDBACK, \
+         which this agent does not advertise",
+    ),
+    (
+        "AcknowledgeOperationStatusMessage",
+        "operations go to agents with RESOURCE_PROVIDER or AGENT_OPERATION_FEEDBACK, \
+         which this agent does not advertise",
+    ),
+    (
+        "DrainSlaveMessage",
+        "draining goes to agents with AGENT_DRAINING, which this agent does not advertise",
+    ),
+];
 
 /// Why a message was not taken.
 #[derive(Debug, thiserror::Error)]
@@ -65,7 +99,11 @@ pub fn decode(name: &str, body: &[u8]) -> Result<Incoming, DecodeError> {
         "FrameworkToExecutorMessage" => Incoming::FrameworkToExecutor(d(name, body)?),
         "UpdateFrameworkMessage" => Incoming::UpdateFramework(Box::new(d(name, body)?)),
         "ShutdownMessage" => Incoming::Shutdown(d(name, body)?),
-        _ => return Err(DecodeError::Unknown(name.to_string())),
+        "CheckpointResourcesMessage" => Incoming::CheckpointResources(d(name, body)?),
+        other => match IGNORED.iter().find(|(n, _)| *n == other) {
+            Some((n, why)) => Incoming::Ignored(n, why),
+            None => return Err(DecodeError::Unknown(name.to_string())),
+        },
     })
 }
 
@@ -89,6 +127,9 @@ mod tests {
         "mesos.internal.FrameworkToExecutorMessage",
         "mesos.internal.UpdateFrameworkMessage",
         "mesos.internal.ShutdownMessage",
+        "mesos.internal.CheckpointResourcesMessage",
+        "mesos.internal.ApplyOperationMessage",
+        "mesos.internal.DrainSlaveMessage",
     ];
 
     fn kill() -> Vec<u8> {
@@ -107,6 +148,31 @@ mod tests {
         match decode("mesos.internal.KillTaskMessage", &kill()).unwrap() {
             Incoming::KillTask(k) => assert_eq!(k.task_id.value, "task-1"),
             other => panic!("{other:?}"),
+        }
+    }
+
+    /// Issue 18: every master -> agent message of Mesos 1.11 is taken,
+    /// the ones not acted on with a reason.
+    #[test]
+    fn takes_every_master_message_of_mesos_1_11() {
+        let empty = CheckpointResourcesMessage::default().encode_to_vec();
+        assert!(matches!(
+            decode("mesos.internal.CheckpointResourcesMessage", &empty).unwrap(),
+            Incoming::CheckpointResources(c) if c.resources.is_empty()
+        ));
+        for name in [
+            "ApplyOperationMessage",
+            "ReconcileOperationsMessage",
+            "AcknowledgeOperationStatusMessage",
+            "DrainSlaveMessage",
+        ] {
+            match decode(&format!("mesos.internal.{name}"), b"").unwrap() {
+                Incoming::Ignored(n, why) => {
+                    assert_eq!(n, name);
+                    assert!(why.contains("does not advertise"), "{why}");
+                }
+                other => panic!("{name}: {other:?}"),
+            }
         }
     }
 

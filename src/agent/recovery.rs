@@ -210,15 +210,19 @@ impl Agent {
                     }
                 }
                 // Adopted even in cleanup mode, so that it can be killed.
+                // Without a checkpointed pid (the agent died between the
+                // launch and that checkpoint) the containerizer looks for
+                // the executor in the container's cgroup, and removes the
+                // cgroup if nothing runs there: an executor is never left
+                // running unowned, nor reported dead while it runs.
                 let adopted = !state.rebooted
-                    && run.forked_pid.is_some_and(|pid| {
-                        self.containerizer
-                            .recover(&run.container_id, pid)
-                            .map_err(|e| {
-                                tracing::warn!(container = run.container_id, "cannot adopt: {e}")
-                            })
-                            .is_ok()
-                    });
+                    && self
+                        .containerizer
+                        .recover(&run.container_id, run.forked_pid)
+                        .map_err(|e| {
+                            tracing::warn!(container = run.container_id, "cannot adopt: {e}")
+                        })
+                        .is_ok();
                 let alive = adopted && self.config.recover == RecoverMode::Reconnect;
                 if !alive && !adopted && executor.idle() {
                     continue;

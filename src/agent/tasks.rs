@@ -116,14 +116,17 @@ impl Agent {
                     for t in new {
                         ex.launched.insert(task_id_of(&t), t);
                     }
+                    // Checkpointed before the executor hears of it, as in
+                    // Mesos: an agent killed in between must still know
+                    // the task whose updates the executor will send.
+                    let container = ex.container_id.clone();
+                    for t in &tasks {
+                        self.checkpoint_task(&fw_id, &ex_id, &container, t);
+                    }
                     if let Some(events) = events {
                         for event in launch_events(kind, &tasks) {
                             let _ = events.send(event);
                         }
-                    }
-                    let container = ex.container_id.clone();
-                    for t in &tasks {
-                        self.checkpoint_task(&fw_id, &ex_id, &container, t);
                     }
                 }
                 ExecutorState::Launching | ExecutorState::Registering => {

@@ -305,6 +305,37 @@ pub fn adopt(
     }))
 }
 
+/// The main process of sandbox `id`, found through its cgroup: for a
+/// sandbox whose pid was never recorded (its launcher died between the
+/// launch and writing the pid down). That is the oldest process in the
+/// sandbox's own cgroup: the launch helper joins it first and becomes the
+/// main process by exec; whatever else is there descends from it.
+/// `Ok(None)`: no cgroup, or no process in it.
+pub fn main_pid(config: &super::RuntimeConfig, id: &str) -> Result<Option<i32>, RuntimeError> {
+    let Some(cg) = leftover_cgroup(config, id)? else {
+        return Ok(None);
+    };
+    Ok(oldest(&cg.procs()?, |pid| {
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()
+    }))
+}
+
+/// The pid among PIDS whose `/proc/<pid>/stat` (read by STAT) has the
+/// earliest start time; a process that vanished is skipped.
+fn oldest(pids: &[i32], stat: impl Fn(i32) -> Option<String>) -> Option<i32> {
+    pids.iter()
+        .filter_map(|&pid| {
+            let text = stat(pid)?;
+            // Field 22, counted after the command name in parentheses
+            // (which may itself hold spaces and parentheses).
+            let rest = &text[text.rfind(')')? + 1..];
+            let start: u64 = rest.split_whitespace().nth(19)?.parse().ok()?;
+            Some((start, pid))
+        })
+        .min()
+        .map(|(_, pid)| pid)
+}
+
 /// The existing cgroup of sandbox `id`, to read and remove.
 fn leftover_cgroup(
     config: &super::RuntimeConfig,
@@ -458,7 +489,7 @@ impl Drop for Adopted {
 
 #[cfg(test)]
 mod tests {
-    use super::in_cgroup;
+    use super::{in_cgroup, oldest};
 
     #[test]
     fn cgroup_membership_from_proc() {
@@ -470,5 +501,21 @@ mod tests {
         assert!(in_cgroup(v2, "/butte/", "c1"));
         assert!(!in_cgroup("0::/butte/c10\n", "butte", "c1"));
         assert!(!in_cgroup("0::/user.slice\n", "butte", "c1"));
+    }
+
+    #[test]
+    fn main_process_is_the_oldest_in_the_cgroup() {
+        // pid 7 started at tick 100, 8 at 90 (its name has ") " in it),
+        // 9 vanished; 10's stat is garbage.
+        let stat = |pid: i32| match pid {
+            7 => Some("7 (butte-executor) S 1 7 7 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 100 0 0".into()),
+            8 => Some("8 (a) b) S 1 8 8 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 90 0 0".into()),
+            10 => Some("10 (x".into()),
+            _ => None,
+        };
+        assert_eq!(oldest(&[7, 8, 9, 10], stat), Some(8));
+        assert_eq!(oldest(&[7, 9], stat), Some(7));
+        assert_eq!(oldest(&[9, 10], stat), None);
+        assert_eq!(oldest(&[], stat), None);
     }
 }

@@ -26,7 +26,7 @@ mod user;
 
 pub use cgroups::{CgroupError, ResourceStats, Version as CgroupVersion};
 pub use channel::{FailureKind, HelperFailure};
-pub use container::{adopt, Adopted, AdoptedExit, Container, ExitRecord, ExitStatus};
+pub use container::{adopt, main_pid, Adopted, AdoptedExit, Container, ExitRecord, ExitStatus};
 pub use enter::{enter_main, EnterArgs};
 pub use spec::{
     default_device_rules, DeviceKind, DeviceRule, Devices, Limits, Network, Rlimit, RlimitResource,

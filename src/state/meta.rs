@@ -110,7 +110,7 @@ pub fn checkpoint_agent_info(
 ) -> Result<(), StateError> {
     ensure_version(work)?;
     valid_ids(&[("agent", agent)])?;
-    checkpoint(&work.agent_info(agent), info)
+    checkpoint_entry(&work.agent_info(agent), info)
 }
 
 /// Points `meta/slaves/latest` at `agent`: the agent recovery will pick.
@@ -130,7 +130,7 @@ pub fn checkpoint_framework(
     pid: Option<&str>,
 ) -> Result<(), StateError> {
     valid_ids(&[("agent", agent), ("framework", framework)])?;
-    checkpoint(&work.framework_info(agent, framework), info)?;
+    checkpoint_entry(&work.framework_info(agent, framework), info)?;
     match pid {
         Some(pid) => checkpoint_text(&work.framework_pid(agent, framework), pid),
         None => Ok(()),
@@ -150,7 +150,7 @@ pub fn checkpoint_executor(
         ("framework", framework),
         ("executor", executor),
     ])?;
-    checkpoint(&work.executor_info(agent, framework, executor), info)
+    checkpoint_entry(&work.executor_info(agent, framework, executor), info)
 }
 
 /// Checkpoints one run (container) of an executor: creates its directory,
@@ -208,7 +208,7 @@ pub fn checkpoint_task(
         ("container", container),
         ("task", id),
     ])?;
-    checkpoint(
+    checkpoint_entry(
         &work.task_info(agent, framework, executor, container, id),
         task,
     )
@@ -261,6 +261,39 @@ pub fn valid_ids(ids: &[(&'static str, &str)]) -> Result<(), StateError> {
 pub fn checkpoint<M: prost::Message>(path: &Path, msg: &M) -> Result<(), StateError> {
     let framed = frame(path, msg)?;
     write_atomic(path, |f| f.write_all(&framed))
+}
+
+/// Writes the info file `path` of an entry (an agent, framework, executor
+/// or task directory) so that the entry never exists without it: a new
+/// entry is built under a temporary name, info file included, and renamed
+/// into place whole. Recovery then never meets a half-created entry it
+/// must skip; a crash leaves at most a temporary directory, which it
+/// ignores. An existing entry has its info file replaced atomically.
+pub fn checkpoint_entry<M: prost::Message>(path: &Path, msg: &M) -> Result<(), StateError> {
+    let entry = parent(path);
+    if exists(entry)? {
+        return checkpoint(path, msg);
+    }
+    let file = path.file_name().unwrap_or_default();
+    let above = parent(entry);
+    create_dirs(above)?;
+    let tmp = temp_name(entry);
+    fs::create_dir(&tmp).map_err(|e| StateError::io("create directory", &tmp, e))?;
+    let built = checkpoint(&tmp.join(file), msg).and_then(|()| {
+        fs::rename(&tmp, entry).map_err(|e| StateError::io("rename into place", entry, e))
+    });
+    match built {
+        Ok(()) => sync_dir(above),
+        Err(e) => {
+            let _ = fs::remove_dir_all(&tmp);
+            // Someone made the entry meanwhile: write into it.
+            if exists(entry)? {
+                checkpoint(path, msg)
+            } else {
+                Err(e)
+            }
+        }
+    }
 }
 
 /// Writes `text` to `path` atomically, creating the parent directories.
@@ -488,6 +521,36 @@ mod tests {
         // Mesos framing: a 4-byte little-endian length, then the message.
         let bytes = fs::read(&path).unwrap();
         assert_eq!(&bytes[..4], &(bytes.len() as u32 - 4).to_le_bytes());
+    }
+
+    /// Issue 18: a new entry appears whole, its info file inside, with no
+    /// temporary left; an existing entry gets its info file replaced and
+    /// keeps what else it holds.
+    #[test]
+    fn new_entries_appear_with_their_info_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("executors/E1/executor.info");
+        checkpoint_entry(&path, &note("one")).unwrap();
+        assert_eq!(read::<Note>(&path).unwrap(), Some(note("one")));
+        assert_eq!(names(&dir.path().join("executors")), ["E1"]);
+        fs::create_dir(dir.path().join("executors/E1/runs")).unwrap();
+        checkpoint_entry(&path, &note("two")).unwrap();
+        assert_eq!(read::<Note>(&path).unwrap(), Some(note("two")));
+        assert_eq!(
+            names(&dir.path().join("executors/E1")),
+            ["executor.info", "runs"]
+        );
+        // What a crash before the rename leaves: a temporary directory,
+        // which is not an entry.
+        let tmp = temp_name(&dir.path().join("executors/E2"));
+        fs::create_dir(&tmp).unwrap();
+        assert!(tmp
+            .file_name()
+            .unwrap()
+            .to_string_lossy()
+            .starts_with(TEMP_PREFIX));
+        checkpoint_entry(&dir.path().join("executors/E2/executor.info"), &note("e2")).unwrap();
+        assert!(dir.path().join("executors/E2/executor.info").is_file());
     }
 
     #[test]

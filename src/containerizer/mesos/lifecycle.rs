@@ -193,10 +193,14 @@ impl MesosContainerizer {
 
     /// After an agent restart: takes over container `container_id`, whose
     /// executor was checkpointed with `pid`, so that `wait`, `limitation`,
-    /// `usage` and `destroy` work on it. If that process is gone (or the pid
-    /// now belongs to another process), the container's leftovers are
-    /// removed and it is known as terminated, with an unknown status.
-    pub fn recover(&self, container_id: &str, pid: i32) -> Result<(), ContainerizerError> {
+    /// `usage` and `destroy` work on it. Without a checkpointed pid (the
+    /// agent died between the launch and its checkpoint), the executor is
+    /// found through the container's cgroup, as Mesos' launcher recovers
+    /// containers from the cgroup hierarchy. If that process is gone (or
+    /// the pid now belongs to another process), the container's leftovers
+    /// (its whole cgroup included) are removed and it is known as
+    /// terminated, with an unknown status.
+    pub fn recover(&self, container_id: &str, pid: Option<i32>) -> Result<(), ContainerizerError> {
         let inner = &self.inner;
         let id = container_id.to_string();
         if id.is_empty() || id == "." || id == ".." || id.contains(['/', '\0']) {
@@ -210,6 +214,24 @@ impl MesosContainerizer {
             return Err(ContainerizerError::Exists(id));
         }
         let leases = provisioner::provisioned(&inner.config.work_dir, &id);
+        let checkpointed = pid;
+        let pid = match pid {
+            Some(pid) => pid,
+            None => {
+                let found = runtime::main_pid(&inner.config.runtime, &id).map_err(|source| {
+                    ContainerizerError::Runtime {
+                        id: id.clone(),
+                        step: "find the executor through its cgroup",
+                        source,
+                    }
+                })?;
+                if let Some(pid) = found {
+                    tracing::info!(container = id, pid, "found the executor through its cgroup");
+                }
+                // 0: nothing to take over; the leftovers are removed.
+                found.unwrap_or(0)
+            }
+        };
         let adopted = runtime::adopt(&inner.config.runtime, &id, pid).map_err(|source| {
             ContainerizerError::Runtime {
                 id: id.clone(),
@@ -231,7 +253,12 @@ impl MesosContainerizer {
                 images::release(&inner.config.work_dir, &leases);
                 inner.remove_run_dir(&id);
                 let mut t = Termination::new(None, None);
-                t.message = format!("executor (pid {pid}) was gone when the agent recovered");
+                t.message = match checkpointed {
+                    Some(pid) => format!("executor (pid {pid}) was gone when the agent recovered"),
+                    None => "executor was gone when the agent recovered (no pid checkpointed, \
+                             no process in its cgroup)"
+                        .to_string(),
+                };
                 Entry::new(id.clone(), None, Vec::new(), Some(t))
             }
         };

@@ -1,9 +1,11 @@
 //! Reading the `meta/` tree back after a restart.
 //!
 //! What a crash can leave is tolerated, as the Mesos agent tolerates it: a
-//! directory whose info file was never written (the agent died between
-//! `mkdir` and the checkpoint) is kept with `info: None` and nothing below
-//! it is read, with a warning; a status update log cut short is trimmed to
+//! directory whose info file was never written is kept with `info: None`
+//! and nothing below it is read, with a warning (entries are now renamed
+//! into place with their info file, `checkpoint_entry`, so only a tree
+//! written by an older butte or by hand has one); a new entry's temporary
+//! directory is skipped; a status update log cut short is trimmed to
 //! its last whole record; temporary files are skipped. Checkpoints are
 //! written whole (rename), so a complete file that does not decode is
 //! corruption and an error naming it, never skipped.
