@@ -838,11 +838,13 @@ mod agent_cli {
                     RecoverMode::Reconnect
                 },
                 isolation: self.isolation,
-                seccomp: std::sync::Arc::new(butte::containerizer::security::SeccompProfiles::new(
-                    self.seccomp_config_dir,
-                    self.seccomp_profile_name,
-                    Some(seccomp_cache),
-                )?),
+                seccomp: std::sync::Arc::new(
+                    butte::containerizer::security::SeccompProfiles::checked(
+                        self.seccomp_config_dir,
+                        self.seccomp_profile_name,
+                        Some(seccomp_cache),
+                    )?,
+                ),
                 authenticate_http_executors: self.authenticate_http_executors
                     && !self.no_authenticate_http_executors,
                 executor_secret_key: self.executor_secret_key,

@@ -65,19 +65,29 @@ type ProgramKey = (PathBuf, Vec<String>);
 
 impl SeccompProfiles {
     /// Profiles from `config_dir`, the default one named `default_name`,
-    /// compiled programs kept in `disk_cache` too. The default is read and
-    /// compiled now, so a bad flag fails at start.
+    /// compiled programs kept in `disk_cache` too; each is compiled when
+    /// first asked for.
     pub fn new(
         config_dir: Option<PathBuf>,
         default_name: Option<String>,
         disk_cache: Option<PathBuf>,
-    ) -> Result<Self, SecurityError> {
-        let this = SeccompProfiles {
+    ) -> Self {
+        SeccompProfiles {
             config_dir,
             default_name,
             cache: Mutex::default(),
             disk_cache,
-        };
+        }
+    }
+
+    /// [`new`](Self::new), with the default profile read and compiled now,
+    /// so that a bad agent flag fails at start rather than at a launch.
+    pub fn checked(
+        config_dir: Option<PathBuf>,
+        default_name: Option<String>,
+        disk_cache: Option<PathBuf>,
+    ) -> Result<Self, SecurityError> {
+        let this = Self::new(config_dir, default_name, disk_cache);
         this.program(
             &SeccompChoice::Default,
             &crate::runtime::default_capabilities(),
@@ -213,7 +223,7 @@ mod tests {
     #[test]
     fn names_must_stay_in_the_directory() {
         let dir = tempfile::tempdir().unwrap();
-        let p = SeccompProfiles::new(Some(dir.path().into()), None, None).unwrap();
+        let p = SeccompProfiles::new(Some(dir.path().into()), None, None);
         for bad in ["", "../x.json", "/etc/x.json", "a/../../b"] {
             let e = p
                 .program(&SeccompChoice::Named(bad.into()), &[])
@@ -229,7 +239,7 @@ mod tests {
             e.contains("missing.json") && e.contains("No such file"),
             "{e}"
         );
-        let none = SeccompProfiles::new(None, None, None).unwrap();
+        let none = SeccompProfiles::new(None, None, None);
         let e = none
             .program(&SeccompChoice::Named("x.json".into()), &[])
             .unwrap_err()
@@ -245,8 +255,7 @@ mod tests {
             r#"{"defaultAction":"SCMP_ACT_ALLOW","syscalls":[{"names":["reboot"],"action":"SCMP_ACT_ERRNO"}]}"#,
         )
         .unwrap();
-        let p =
-            SeccompProfiles::new(Some(dir.path().into()), Some("allow.json".into()), None).unwrap();
+        let p = SeccompProfiles::new(Some(dir.path().into()), Some("allow.json".into()), None);
         let caps = crate::runtime::default_capabilities();
         let a = p.program(&SeccompChoice::Default, &caps).unwrap().unwrap();
         let b = p.program(&SeccompChoice::Default, &caps).unwrap().unwrap();
@@ -256,7 +265,7 @@ mod tests {
             .unwrap()
             .unwrap();
         assert_eq!(*a, *named);
-        let builtin = SeccompProfiles::new(None, None, None).unwrap();
+        let builtin = SeccompProfiles::new(None, None, None);
         let d = builtin
             .program(&SeccompChoice::Default, &caps)
             .unwrap()
@@ -268,7 +277,7 @@ mod tests {
             .is_none());
         // A bad default fails at start, naming the file.
         std::fs::write(dir.path().join("bad.json"), "{").unwrap();
-        let e = SeccompProfiles::new(Some(dir.path().into()), Some("bad.json".into()), None)
+        let e = SeccompProfiles::checked(Some(dir.path().into()), Some("bad.json".into()), None)
             .unwrap_err()
             .to_string();
         assert!(e.contains("bad.json") && e.contains("invalid JSON"), "{e}");
@@ -278,7 +287,7 @@ mod tests {
     fn the_disk_cache_serves_a_later_process_and_a_corrupt_entry_is_recompiled() {
         let dir = tempfile::tempdir().unwrap();
         let caps = crate::runtime::default_capabilities();
-        let first = SeccompProfiles::new(None, None, Some(dir.path().into())).unwrap();
+        let first = SeccompProfiles::new(None, None, Some(dir.path().into()));
         let a = first
             .program(&SeccompChoice::Default, &caps)
             .unwrap()
@@ -288,7 +297,7 @@ mod tests {
         assert_eq!(std::fs::read(files[0].path()).unwrap(), *a);
         // A later process reads it instead of compiling.
         std::fs::write(files[0].path(), [0u8; 16]).unwrap();
-        let second = SeccompProfiles::new(None, None, Some(dir.path().into())).unwrap();
+        let second = SeccompProfiles::new(None, None, Some(dir.path().into()));
         let b = second
             .program(&SeccompChoice::Default, &caps)
             .unwrap()
@@ -296,7 +305,7 @@ mod tests {
         assert_eq!(*b, [0u8; 16]);
         // One that is not whole instructions is compiled again.
         std::fs::write(files[0].path(), [0u8; 5]).unwrap();
-        let third = SeccompProfiles::new(None, None, Some(dir.path().into())).unwrap();
+        let third = SeccompProfiles::new(None, None, Some(dir.path().into()));
         let c = third
             .program(&SeccompChoice::Default, &caps)
             .unwrap()

@@ -218,7 +218,7 @@ pub fn build_spec(
         spec.make_privileged();
     } else {
         let cache = WorkDir::new(&opts.work_dir).seccomp_cache();
-        SeccompProfiles::new(None, None, Some(cache))?.apply(&mut spec, &opts.seccomp)?;
+        SeccompProfiles::new(None, None, Some(cache)).apply(&mut spec, &opts.seccomp)?;
     }
     spec.env = vec![("PATH".into(), DEFAULT_PATH.into())];
     let sandbox_var = (

@@ -424,6 +424,18 @@ mod tests {
         );
     }
 
+    /// The default profile's program for the default capability set.
+    fn default_program(config: &MesosConfig) -> std::sync::Arc<Vec<u8>> {
+        config
+            .seccomp
+            .program(
+                &SeccompChoice::Default,
+                &crate::runtime::default_capabilities(),
+            )
+            .unwrap()
+            .unwrap()
+    }
+
     #[test]
     fn containers_get_the_default_seccomp_program_unless_unconfined() {
         use crate::proto::mesos::{ContainerInfo, LinuxInfo, SeccompInfo};
@@ -441,14 +453,7 @@ mod tests {
             plan(&inputs(&req, &config, &images))
         };
         let default = with(None).unwrap().spec;
-        let expected = config
-            .seccomp
-            .program(
-                &SeccompChoice::Default,
-                &crate::runtime::default_capabilities(),
-            )
-            .unwrap()
-            .unwrap();
+        let expected = default_program(&config);
         assert_eq!(default.seccomp.as_deref(), Some(expected.as_slice()));
         let unconfined = with(Some(SeccompInfo {
             unconfined: Some(true),
@@ -510,14 +515,7 @@ mod tests {
         assert_eq!(infos["t2"].rootfs.as_deref(), Some(target.as_path()));
         // The image task carries its own seccomp program, for the default
         // capability set (the executor's own keeps CAP_SYS_ADMIN's calls).
-        let task_filter = config
-            .seccomp
-            .program(
-                &SeccompChoice::Default,
-                &crate::runtime::default_capabilities(),
-            )
-            .unwrap()
-            .unwrap();
+        let task_filter = default_program(&config);
         assert_eq!(infos["t2"].seccomp.as_deref(), Some(task_filter.as_slice()));
         assert_ne!(p.spec.seccomp.as_deref(), Some(task_filter.as_slice()));
     }
