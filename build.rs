@@ -11,7 +11,9 @@ const PROTOS: &[&str] = &[
     "mesos/mesos.proto",
     "mesos/v1/mesos.proto",
     "mesos/v1/executor/executor.proto",
+    "mesos/v1/agent/agent.proto",
     "messages/messages.proto",
+    "mesos/authentication/authentication.proto",
 ];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -31,7 +33,10 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = prost_build::Config::new();
     config.enable_type_names().btree_map(["."]);
     let fds = compiler.file_descriptor_set();
-    let packages: Vec<String> = fds.file.iter().map(|f| f.package().to_string()).collect();
+    let mut packages: Vec<String> = fds.file.iter().map(|f| f.package().to_string()).collect();
+    // Several files may share a package (and its one generated file).
+    packages.sort();
+    packages.dedup();
     config.compile_fds(fds)?;
     for package in packages {
         add_reflect_impls(&out_dir.join(format!("{package}.rs")))?;

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Issue 18: `butte agent` killed with SIGKILL again and again during bursts
-# of launches, under a scripted master; the invariants are checked at the
-# end (one true terminal update per task, no acknowledged update resent, no
-# process, cgroup or mount left).
+# of launches of mixed tasks (commands, images, groups, health checks,
+# fetches), or dying at armed crash points, with executors and tasks
+# SIGKILLed in between, under a scripted master; the invariants are checked
+# at the end (one true terminal update per task, no acknowledged update
+# resent, no process, cgroup or mount left, meta/ agrees).
 #
 #   bench/chaos.sh                                 (CHAOS_TASKS=200 CHAOS_KILLS=20 RUNS=3)
 #   CHAOS_TASKS=50 CHAOS_KILLS=5 RUNS=1 bench/chaos.sh
@@ -64,7 +66,7 @@ for run in $(seq 1 "$RUNS"); do
     fi
     line=$(grep -m1 '^CHAOS ' "$log_file") || die "run $run: no CHAOS line (full output: $log_file)"
     echo "${line#CHAOS }" | jq -c --argjson ok "$ok" '. + {ok: $ok}' | tee -a "$json" |
-        jq -r '"  \(if .ok then "ok" else "FAILED" end): \(.tasks) tasks, \(.kills) kills in \(.seconds | round) s; outcomes \(.outcomes); problems \(.problems); leaked processes \(.leaked_processes); restart -> re-registered ms \(.restart_to_reregistered_ms | sort | .[length / 2 | floor]) median, \(.restart_to_reregistered_ms | max) max; seed \(.seed)"'
+        jq -r '"  \(if .ok then "ok" else "FAILED" end): \(.tasks) tasks, \(.kills) kills in \(.seconds | round) s; injected \(.injected); outcomes \(.outcomes); problems \(.problems); leaked processes \(.leaked_processes); restart -> re-registered ms \(.restart_to_reregistered_ms | sort | .[length / 2 | floor]) median, \(.restart_to_reregistered_ms | max) max; seed \(.seed)"'
     $ok && rm -f "$log_file"
 done
 echo "  json: $json"

@@ -283,7 +283,7 @@ fn fake_master_speaks_libprocess_to_a_hand_written_peer() {
 // --- the agent against the fake master -------------------------------------------
 
 /// Starts a master and an agent, and registers it.
-fn start(extra: &[&str]) -> (Fixture, FakeMaster, AgentProcess) {
+pub(crate) fn start(extra: &[&str]) -> (Fixture, FakeMaster, AgentProcess) {
     let fx = Fixture::new();
     let master = FakeMaster::start(0);
     let agent = AgentProcess::start(&fx, &master, extra);
@@ -313,7 +313,7 @@ fn launch_running(
 /// come in the order of their states, each new one only after the one
 /// before was acknowledged, and none arrives again once acknowledged (a
 /// retry already on the wire when the ack left may land up to GRACE later).
-fn check_update_streams(master: &FakeMaster) {
+pub(crate) fn check_update_streams(master: &FakeMaster) {
     const GRACE: Duration = Duration::from_millis(500);
     let arrivals = master.update_arrivals();
     let mut by_task: HashMap<String, Vec<(Instant, StatusUpdate)>> = HashMap::new();

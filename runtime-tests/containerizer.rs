@@ -116,6 +116,7 @@ fn custom_executor_gets_the_mesos_environment_and_output_files() {
         container_id,
         pid,
         sandbox,
+        ..
     } = c.launch(req).unwrap();
     assert_eq!(container_id, "c-env");
     assert!(pid > 1);

@@ -315,7 +315,7 @@ fn health_check_turns_unhealthy() {
 
 /// A custom executor: stdlib Python speaking the v1 executor API in JSON.
 const PYTHON_EXECUTOR: &str = r#"
-import base64, http.client, json, os, sys, uuid
+import base64, http.client, json, os, sys, time, uuid
 
 host, port = os.environ["MESOS_AGENT_ENDPOINT"].rsplit(":", 1)
 ids = {"framework_id": {"value": os.environ["MESOS_FRAMEWORK_ID"]},
@@ -340,11 +340,13 @@ def update(task_id, state):
         sys.exit("UPDATE %s: %d %r" % (state, r.status, body))
     return u
 
-c = http.client.HTTPConnection(host, int(port))
-c.request("POST", "/api/v1/executor", json.dumps(dict(ids, type="SUBSCRIBE", subscribe={})), HEADERS)
-r = c.getresponse()
-if r.status != 200:
-    sys.exit("SUBSCRIBE: %d %r" % (r.status, r.read()))
+def subscribe():
+    c = http.client.HTTPConnection(host, int(port))
+    c.request("POST", "/api/v1/executor", json.dumps(dict(ids, type="SUBSCRIBE", subscribe={})), HEADERS)
+    r = c.getresponse()
+    if r.status != 200:
+        sys.exit("SUBSCRIBE: %d %r" % (r.status, r.read()))
+    return c, r
 
 def events():
     while True:
@@ -355,6 +357,16 @@ def events():
                 return
             size += ch
         yield json.loads(r.read(int(size)))
+
+c, r = subscribe()
+# DROP_FIRST_STREAM: the first stream breaks before the LAUNCH is read (as
+# when a SUBSCRIBE times out on a busy agent); the executor subscribes
+# again knowing no task.
+if os.environ.get("DROP_FIRST_STREAM"):
+    print("dropped a stream after", next(events())["type"], flush=True)
+    c.close()
+    time.sleep(0.5)
+    c, r = subscribe()
 
 unacked, finished = set(), False
 for event in events():
@@ -418,6 +430,48 @@ fn custom_python_executor_runs_a_task_and_exits_after_the_acks() {
             read(dir.join("stderr"))
         );
     }
+    master::finish(fx, master, agent);
+}
+
+/// An executor whose first SUBSCRIBE stream broke before it read its
+/// LAUNCH (as when the SUBSCRIBE timed out on a busy agent) subscribes
+/// again knowing no task: the agent, which sent that LAUNCH itself, sends
+/// it again (the task is not reported lost).
+#[test]
+fn a_launch_lost_with_a_broken_stream_is_sent_again_on_resubscription() {
+    if !enabled() {
+        return;
+    }
+    let (fx, master, agent) = start(&[]);
+    let fw = framework("resubscribe");
+    let script = fx.work.path().join("executor.py");
+    fs::write(&script, PYTHON_EXECUTOR).unwrap();
+    let mut task = command_task("relaunched", "unused");
+    task.command = None;
+    let mut command = shell(&format!("python3 -u {}", script.display()));
+    command.environment = Some(butte::proto::mesos::Environment {
+        variables: vec![butte::proto::mesos::environment::Variable {
+            name: "DROP_FIRST_STREAM".into(),
+            value: Some("1".into()),
+            ..Default::default()
+        }],
+    });
+    task.executor = Some(executor("dropping-executor", &fw, Some(command)));
+    master.run_task(&fw, &task);
+    finished(&master, &agent, &fw, "relaunched");
+    let dir = agent.sandbox(&master.slave_id(), &fw, "dropping-executor");
+    let out = read(dir.join("stdout"));
+    assert!(
+        out.contains("dropped a stream after SUBSCRIBED") && out.contains("event LAUNCH"),
+        "{out}"
+    );
+    assert!(
+        agent
+            .log()
+            .contains("launching again what the executor did not receive"),
+        "{}",
+        agent.log_tail(40)
+    );
     master::finish(fx, master, agent);
 }
 
@@ -1104,5 +1158,82 @@ fn default_executor_of_image_tasks_drops_cap_sys_admin() {
     );
     ack_until(&master, "group-boxed", TaskState::TaskKilled);
     assert_eq!(read(dir.join("got-term")), "term\n", "the trap did not run");
+    master::finish(fx, master, agent);
+}
+
+/// Issue 14, item 7: butte-executor installed as `mesos-executor` and
+/// `mesos-default-executor` (the names a Mesos agent runs from its
+/// `--launcher_dir`), started the way that agent starts them (with
+/// `--launcher_dir=...` and no `--default`), here as custom executors of
+/// butte's agent: the command executor runs a task with Mesos'
+/// `--task_command` override, the default executor (chosen by its name)
+/// runs a task group, and an unknown flag ends the executor with its usage.
+#[test]
+fn butte_executor_runs_under_the_names_and_flags_of_mesos_executors() {
+    if !enabled() {
+        return;
+    }
+    let (fx, master, agent) = start(&[]);
+    let launcher = fx.work.path().join("libexec-mesos");
+    fs::create_dir_all(&launcher).unwrap();
+    for name in ["mesos-executor", "mesos-default-executor"] {
+        std::os::unix::fs::symlink(env!("CARGO_BIN_EXE_butte-executor"), launcher.join(name))
+            .unwrap();
+    }
+    let fw = framework("mesos-executors");
+    let dir = launcher.display();
+
+    // The command executor, with Mesos' flags.
+    let mut task = command_task("as-mesos-executor", "echo from-the-task > out");
+    let override_cmd = r#"{"shell":true,"value":"echo from-the-flag > out"}"#;
+    task.executor = Some(executor(
+        "mesos-command",
+        &fw,
+        Some(shell(&format!(
+            "exec {dir}/mesos-executor --launcher_dir={dir} --task_command='{override_cmd}' --logging_level=INFO"
+        ))),
+    ));
+    master.run_task(&fw, &task);
+    finished(&master, &agent, &fw, "as-mesos-executor");
+    let sandbox = agent.sandbox(&master.slave_id(), &fw, "mesos-command");
+    assert_eq!(read(sandbox.join("out")), "from-the-flag\n");
+
+    // The default executor, by its name alone.
+    let group = executor(
+        "mesos-default",
+        &fw,
+        Some(shell(&format!(
+            "exec {dir}/mesos-default-executor --launcher_dir={dir}"
+        ))),
+    );
+    master.run_task_group(
+        &fw,
+        &group,
+        &[
+            command_task("group-one", "true"),
+            command_task("group-two", "true"),
+        ],
+    );
+    finished(&master, &agent, &fw, "group-one");
+    finished(&master, &agent, &fw, "group-two");
+
+    // A flag no Mesos executor has: the executor exits with its usage.
+    let mut task = command_task("bad-flag", "true");
+    task.executor = Some(executor(
+        "mesos-bad-flag",
+        &fw,
+        Some(shell(&format!(
+            "exec {dir}/mesos-executor --launcher_dir={dir} --frobnicate=1"
+        ))),
+    ));
+    master.run_task(&fw, &task);
+    let (u, _) = ack_through(&master, "bad-flag", TaskState::TaskFinished);
+    assert_ne!(task_and_state(&u).1, TaskState::TaskFinished);
+    let sandbox = agent.sandbox(&master.slave_id(), &fw, "mesos-bad-flag");
+    let err = read(sandbox.join("stderr"));
+    assert!(
+        err.contains("unknown flag 'frobnicate'") && err.contains("usage: mesos-executor"),
+        "{err}"
+    );
     master::finish(fx, master, agent);
 }

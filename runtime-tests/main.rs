@@ -4,15 +4,27 @@
 //! process.
 
 mod agent;
+mod auth;
 mod chaos;
+mod cni;
 mod containerizer;
 mod devices;
+mod disk_full;
+mod disk_quota;
 mod executor;
 mod fetch;
+mod gc;
 mod hardening;
 mod image;
+mod image_gc;
+mod logrotate;
+mod operator;
+mod prometheus;
+mod recovery;
 mod registry_harness;
 mod support;
+mod systemd;
+mod zookeeper;
 
 use butte::runtime::{default_capability_mask, ExitStatus, Limits, Network, Rootfs};
 use std::fs;

@@ -9,6 +9,7 @@ pub mod executors;
 pub mod fetch;
 pub mod image;
 pub mod mount;
+pub mod net;
 pub mod proto;
 pub mod runtime;
 pub mod state;
@@ -29,6 +30,7 @@ pub mod fuzzing {
         ("libprocess", crate::agent::fuzz::libprocess),
         ("recordio", crate::api::recordio::fuzz),
         ("executor_call", crate::api::executor::fuzz::call),
+        ("agent_call", crate::api::operator::v1::fuzz::call),
         ("image_reference", crate::image::fuzz::reference),
         ("manifest", crate::image::fuzz::manifest),
         ("www_authenticate", crate::image::fuzz::www_authenticate),

@@ -35,7 +35,7 @@ enum Command {
     /// Run as a Mesos agent: register with a master and run its tasks.
     Agent(Box<agent_cli::AgentArgs>),
     /// The built-in executor, started by the agent in an executor's container.
-    Executor(butte::executors::ExecutorArgs),
+    Executor(Box<butte::executors::ExecutorArgs>),
     /// Runs a task in a root filesystem mounted in the executor's container.
     #[command(hide = true)]
     Enter(butte::runtime::EnterArgs),
@@ -68,9 +68,24 @@ struct RunArgs {
     /// Hostname in the sandbox (default: the first 12 hex digits of its id).
     #[arg(long)]
     hostname: Option<String>,
-    /// Network: `host` (default) or `none` (a new, empty network namespace).
-    #[arg(long, default_value = "host", value_parser = ["host", "none"])]
+    /// Network: `host` (default), `none` (a new, empty network namespace),
+    /// or a CNI network by name: `bridge` is the config of that name in
+    /// `--cni-config-dir`, else a built-in bridge (10.87.0.0/16 on butte0).
+    #[arg(long, default_value = "host")]
     net: String,
+    /// Publish a host port to the task's: HOST:CONTAINER[/tcp|udp]
+    /// (repeatable; needs a CNI network, e.g. `--net bridge`).
+    #[arg(short = 'p', long = "publish", value_name = "HOST:CONTAINER[/PROTO]", value_parser = parse_publish)]
+    publish: Vec<(u32, u32, String)>,
+    /// CNI network configurations for `--net NAME`.
+    #[arg(long, value_name = "DIR", default_value = "/etc/cni/net.d")]
+    cni_config_dir: PathBuf,
+    /// CNI plugin directories (`:`-separated).
+    #[arg(long, value_name = "DIRS", default_value = "/usr/lib/cni:/opt/cni/bin")]
+    cni_plugins_dir: String,
+    /// Where the task's network namespace is pinned while it runs.
+    #[arg(long, value_name = "DIR", default_value = butte::state::paths::DEFAULT_RUNTIME_DIR)]
+    runtime_dir: PathBuf,
     /// Working directory in the sandbox (default: the sandbox directory).
     #[arg(long, value_name = "DIR")]
     cwd: Option<PathBuf>,
@@ -97,6 +112,10 @@ struct RunArgs {
     /// Remove the sandbox directory when the task ends.
     #[arg(long)]
     rm: bool,
+    /// Before the task starts, remove the sandboxes of finished runs older
+    /// than this (sooner as the disk fills, as the agent's --gc_delay).
+    #[arg(long, default_value = "1weeks", value_parser = parse_duration_arg)]
+    gc_delay: std::time::Duration,
     /// Connect this terminal's stdin to the task.
     #[arg(short, long)]
     interactive: bool,
@@ -220,6 +239,22 @@ fn parse_duration_arg(s: &str) -> Result<std::time::Duration, String> {
     parse_duration(s).map_err(|e| e.to_string())
 }
 
+/// `-p HOST:CONTAINER[/PROTO]`.
+fn parse_publish(s: &str) -> Result<(u32, u32, String), String> {
+    let (ports, proto) = s.split_once('/').unwrap_or((s, "tcp"));
+    if !matches!(proto, "tcp" | "udp" | "sctp") {
+        return Err(format!("protocol {proto:?}: must be tcp, udp or sctp"));
+    }
+    let (host, container) = ports
+        .split_once(':')
+        .ok_or_else(|| format!("{s:?}: expected HOST:CONTAINER"))?;
+    let port = |p: &str| match p.parse::<u32>() {
+        Ok(n) if (1..=65535).contains(&n) => Ok(n),
+        _ => Err(format!("port {p:?}: must be 1 to 65535")),
+    };
+    Ok((port(host)?, port(container)?, proto.to_string()))
+}
+
 fn parse_env(s: &str) -> Result<(String, String), String> {
     match s.split_once('=') {
         Some((k, v)) if !k.is_empty() => Ok((k.to_string(), v.to_string())),
@@ -290,6 +325,22 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         } else {
             Network::Host
         },
+        networks: match args.net.as_str() {
+            "host" | "none" => Vec::new(),
+            name => vec![name.to_string()],
+        },
+        ports: args.publish,
+        cni: butte::containerizer::network::CniConfig {
+            config_dir: Some(args.cni_config_dir),
+            plugin_dirs: args
+                .cni_plugins_dir
+                .split(':')
+                .filter(|d| !d.is_empty())
+                .map(PathBuf::from)
+                .collect(),
+            persist_dir: None,
+        },
+        runtime_dir: args.runtime_dir,
         cwd: args.cwd,
         mounts: args.mounts,
         rlimits: args.ulimits,
@@ -303,6 +354,7 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         work_dir: args.work_dir,
         grace: args.grace_period,
         remove: args.rm,
+        gc_delay: Some(args.gc_delay),
         interactive: args.interactive,
         runtime,
         uris: args.uris,
@@ -577,8 +629,10 @@ mod image_cli {
 }
 
 /// Logging to stderr at `BUTTE_LOG` (or `RUST_LOG`): error, warn, info,
-/// debug or trace; `default` otherwise.
+/// debug or trace; `default` otherwise. The level sits behind a reload
+/// layer the agent's SET_LOGGING_LEVEL call swaps.
 fn init_logging(default: tracing::Level) {
+    use tracing_subscriber::prelude::*;
     let var = std::env::var("BUTTE_LOG").or_else(|_| std::env::var("RUST_LOG"));
     let level = match var.as_deref() {
         Ok("trace") => tracing::Level::TRACE,
@@ -588,10 +642,27 @@ fn init_logging(default: tracing::Level) {
         Ok("warn") => tracing::Level::WARN,
         _ => default,
     };
-    let _ = tracing_subscriber::fmt()
-        .with_max_level(level)
-        .with_writer(std::io::stderr)
+    let base = tracing_subscriber::filter::LevelFilter::from_level(level);
+    let (filter, handle) = tracing_subscriber::reload::Layer::new(base);
+    // Under systemd stderr goes to the journal, which stamps each line itself.
+    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    let installed = tracing_subscriber::registry()
+        .with(filter)
+        .with(journal.then(|| {
+            tracing_subscriber::fmt::layer()
+                .with_writer(std::io::stderr)
+                .without_time()
+        }))
+        .with((!journal).then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr)))
         .try_init();
+    if installed.is_ok() {
+        butte::agent::install_log_control(
+            base,
+            Box::new(move |f| {
+                let _ = handle.reload(f);
+            }),
+        );
+    }
 }
 
 /// An exit code from a subcommand that reports its own errors.
@@ -615,7 +686,9 @@ mod agent_cli {
 
     #[derive(clap::Args)]
     pub struct AgentArgs {
-        /// The master: HOST:PORT (ZooKeeper `zk://` URLs are not supported yet).
+        /// The master: HOST:PORT, zk://[user:pass@]host1:port1,host2:port2/path
+        /// (the leader of the masters' group in ZooKeeper), or file:///path
+        /// (a file holding either).
         #[arg(long, env = "MESOS_MASTER")]
         master: String,
         /// IP address to listen on (default: all).
@@ -682,9 +755,30 @@ mod agent_cli {
         /// How long executors wait for a restarted agent before exiting.
         #[arg(long = "recovery_timeout", alias = "recovery-timeout", env = "MESOS_RECOVERY_TIMEOUT", default_value = "15mins", value_parser = parse_duration_arg)]
         recovery_timeout: Duration,
-        /// `reconnect` to executors after a restart, or `cleanup` (kill them).
+        /// `reconnect` to executors after a restart, or `cleanup`: kill them,
+        /// forget the agent's id (the next start registers anew) and exit.
         #[arg(long, env = "MESOS_RECOVER", default_value = "reconnect", value_parser = ["reconnect", "cleanup"])]
         recover: String,
+        /// The ZooKeeper session timeout of zk:// master detection.
+        #[arg(long = "zk_session_timeout", alias = "zk-session-timeout", env = "MESOS_ZK_SESSION_TIMEOUT", default_value = "10secs", value_parser = parse_duration_arg)]
+        zk_session_timeout: Duration,
+        /// A file with the principal and secret to authenticate to the master
+        /// with: `principal secret` or {"principal": .., "secret": ..}.
+        #[arg(long, env = "MESOS_CREDENTIAL")]
+        credential: Option<PathBuf>,
+        /// The authentication mechanism: only `crammd5`.
+        #[arg(long, env = "MESOS_AUTHENTICATEE", default_value = "crammd5")]
+        authenticatee: String,
+        /// An authentication attempt's timeout is drawn from [min, min + 2 * factor],
+        /// the range doubling at each retry.
+        #[arg(long = "authentication_backoff_factor", alias = "authentication-backoff-factor", env = "MESOS_AUTHENTICATION_BACKOFF_FACTOR", default_value = "1secs", value_parser = parse_duration_arg)]
+        authentication_backoff_factor: Duration,
+        /// The shortest authentication attempt timeout.
+        #[arg(long = "authentication_timeout_min", alias = "authentication-timeout-min", env = "MESOS_AUTHENTICATION_TIMEOUT_MIN", default_value = "5secs", value_parser = parse_duration_arg)]
+        authentication_timeout_min: Duration,
+        /// The longest authentication attempt timeout.
+        #[arg(long = "authentication_timeout_max", alias = "authentication-timeout-max", env = "MESOS_AUTHENTICATION_TIMEOUT_MAX", default_value = "1mins", value_parser = parse_duration_arg)]
+        authentication_timeout_max: Duration,
         /// Registration retries wait a random time up to this, doubling up to 1 min.
         #[arg(long = "registration_backoff_factor", alias = "registration-backoff-factor", env = "MESOS_REGISTRATION_BACKOFF_FACTOR", default_value = "1secs", value_parser = parse_duration_arg)]
         registration_backoff_factor: Duration,
@@ -740,6 +834,37 @@ mod agent_cli {
             requires = "seccomp_config_dir"
         )]
         seccomp_profile_name: Option<String>,
+        /// Directory of CNI network configurations (`.conflist`, `.conf`)
+        /// that `ContainerInfo.network_infos[].name` selects from.
+        #[arg(
+            long = "network_cni_config_dir",
+            alias = "network-cni-config-dir",
+            env = "MESOS_NETWORK_CNI_CONFIG_DIR"
+        )]
+        network_cni_config_dir: Option<PathBuf>,
+        /// Directory (or `:`-separated directories) of CNI plugin binaries.
+        #[arg(
+            long = "network_cni_plugins_dir",
+            alias = "network-cni-plugins-dir",
+            env = "MESOS_NETWORK_CNI_PLUGINS_DIR",
+            requires = "network_cni_config_dir"
+        )]
+        network_cni_plugins_dir: Option<String>,
+        /// Keep what CNI DEL needs under the work dir (`<work_dir>/cni`)
+        /// instead of the runtime dir, so that after a reboot the DEL of
+        /// the containers the reboot ended still releases their addresses.
+        #[arg(
+            long = "network_cni_root_dir_persist",
+            alias = "network-cni-root-dir-persist",
+            env = "MESOS_NETWORK_CNI_ROOT_DIR_PERSIST",
+            value_name = "BOOL",
+            default_value = "false",
+            default_missing_value = "true",
+            num_args = 0..=1,
+            require_equals = true,
+            action = clap::ArgAction::Set
+        )]
+        network_cni_root_dir_persist: bool,
         /// Every executor API call must carry the executor's token
         /// (`Authorization: Bearer`, from MESOS_EXECUTOR_AUTHENTICATION_TOKEN);
         /// `=false` lets old executors without one in.
@@ -772,6 +897,121 @@ mod agent_cli {
             value_name = "PATH"
         )]
         executor_secret_key: Option<PathBuf>,
+        // disk: GC and quota
+        /// How long the sandboxes and checkpoints of finished executors,
+        /// runs and frameworks are kept (shortened as the disk fills).
+        #[arg(long = "gc_delay", alias = "gc-delay", env = "MESOS_GC_DELAY", default_value = "1weeks", value_parser = parse_duration_arg)]
+        gc_delay: Duration,
+        /// How often the work dir's disk usage is checked.
+        #[arg(long = "disk_watch_interval", alias = "disk-watch-interval", env = "MESOS_DISK_WATCH_INTERVAL", default_value = "1mins", value_parser = parse_duration_arg)]
+        disk_watch_interval: Duration,
+        /// Directories older than gc_delay * max(0, 1 - HEADROOM - usage) are removed.
+        #[arg(
+            long = "gc_disk_headroom",
+            alias = "gc-disk-headroom",
+            env = "MESOS_GC_DISK_HEADROOM",
+            default_value = "0.1"
+        )]
+        gc_disk_headroom: f64,
+        /// Kill a container whose sandbox grows past its `disk` resource.
+        #[arg(
+            long = "enforce_container_disk_quota",
+            alias = "enforce-container-disk-quota",
+            env = "MESOS_ENFORCE_CONTAINER_DISK_QUOTA",
+            value_name = "BOOL",
+            default_value = "false",
+            default_missing_value = "true",
+            num_args = 0..=1,
+            require_equals = true,
+            action = clap::ArgAction::Set,
+            value_parser = parse_bool_arg
+        )]
+        enforce_container_disk_quota: bool,
+        /// How often each container's sandbox is measured for the quota.
+        #[arg(long = "container_disk_watch_interval", alias = "container-disk-watch-interval", env = "MESOS_CONTAINER_DISK_WATCH_INTERVAL", default_value = "15secs", value_parser = parse_duration_arg)]
+        container_disk_watch_interval: Duration,
+        // logs: rotation and image GC
+        /// `org_apache_mesos_LogrotateContainerLogger` caps and rotates
+        /// each container's stdout/stderr (built-in executors); the default,
+        /// `org_apache_mesos_SandboxContainerLogger`, keeps plain files.
+        #[arg(
+            long = "container_logger",
+            alias = "container-logger",
+            env = "MESOS_CONTAINER_LOGGER",
+            default_value = ""
+        )]
+        container_logger: String,
+        /// Logrotate logger: the most bytes of `stdout` before it is rotated.
+        #[arg(long = "logrotate_max_stdout_size", alias = "logrotate-max-stdout-size", env = "MESOS_LOGROTATE_MAX_STDOUT_SIZE", default_value = "10MB", value_parser = parse_size_arg)]
+        logrotate_max_stdout_size: u64,
+        /// Logrotate logger: logrotate options for `stdout` (`rotate N`: keep N files).
+        #[arg(
+            long = "logrotate_stdout_options",
+            alias = "logrotate-stdout-options",
+            env = "MESOS_LOGROTATE_STDOUT_OPTIONS",
+            default_value = ""
+        )]
+        logrotate_stdout_options: String,
+        /// Logrotate logger: the most bytes of `stderr` before it is rotated.
+        #[arg(long = "logrotate_max_stderr_size", alias = "logrotate-max-stderr-size", env = "MESOS_LOGROTATE_MAX_STDERR_SIZE", default_value = "10MB", value_parser = parse_size_arg)]
+        logrotate_max_stderr_size: u64,
+        /// Logrotate logger: logrotate options for `stderr`.
+        #[arg(
+            long = "logrotate_stderr_options",
+            alias = "logrotate-stderr-options",
+            env = "MESOS_LOGROTATE_STDERR_OPTIONS",
+            default_value = ""
+        )]
+        logrotate_stderr_options: String,
+        /// Automatic image GC: JSON (or a file of it) with
+        /// `image_disk_headroom`, `image_disk_watch_interval` {"nanoseconds"}
+        /// and `excluded_images`, as Mesos' ImageGcConfig.
+        #[arg(
+            long = "image_gc_config",
+            alias = "image-gc-config",
+            env = "MESOS_IMAGE_GC_CONFIG",
+            value_name = "JSON"
+        )]
+        image_gc_config: Option<String>,
+        // operator: http auth
+        /// The read-only operator endpoints (/state, /flags,
+        /// /metrics/snapshot, /files/...) need HTTP Basic credentials.
+        #[arg(
+            long = "authenticate_http_readonly",
+            alias = "authenticate-http-readonly",
+            env = "MESOS_AUTHENTICATE_HTTP_READONLY",
+            value_name = "BOOL",
+            default_value = "false",
+            default_missing_value = "true",
+            num_args = 0..=1,
+            require_equals = true,
+            action = clap::ArgAction::Set,
+            value_parser = parse_bool_arg
+        )]
+        authenticate_http_readonly: bool,
+        /// Operator endpoints that change things need HTTP Basic credentials.
+        #[arg(
+            long = "authenticate_http_readwrite",
+            alias = "authenticate-http-readwrite",
+            env = "MESOS_AUTHENTICATE_HTTP_READWRITE",
+            value_name = "BOOL",
+            default_value = "false",
+            default_missing_value = "true",
+            num_args = 0..=1,
+            require_equals = true,
+            action = clap::ArgAction::Set,
+            value_parser = parse_bool_arg
+        )]
+        authenticate_http_readwrite: bool,
+        /// JSON file of HTTP credentials:
+        /// {"credentials":[{"principal":"..","secret":".."}]}.
+        #[arg(
+            long = "http_credentials",
+            alias = "http-credentials",
+            env = "MESOS_HTTP_CREDENTIALS",
+            value_name = "PATH"
+        )]
+        http_credentials: Option<PathBuf>,
     }
 
     /// A boolean flag's value as Mesos reads it.
@@ -811,6 +1051,9 @@ mod agent_cli {
                 None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
             };
             let seccomp_cache = butte::state::paths::WorkDir::new(&self.work_dir).seccomp_cache();
+            let cni_persist_dir = self
+                .network_cni_root_dir_persist
+                .then(|| self.work_dir.join("cni"));
             Ok(AgentConfig {
                 master: self.master,
                 listen: SocketAddr::new(self.ip.unwrap_or(IpAddr::from([0, 0, 0, 0])), self.port),
@@ -830,6 +1073,12 @@ mod agent_cli {
                 executor_shutdown_grace_period: self.executor_shutdown_grace_period,
                 recovery_timeout: self.recovery_timeout,
                 registration_backoff_factor: self.registration_backoff_factor,
+                zk_session_timeout: self.zk_session_timeout,
+                credential: self.credential,
+                authenticatee: self.authenticatee,
+                authentication_backoff_factor: self.authentication_backoff_factor,
+                authentication_timeout_min: self.authentication_timeout_min,
+                authentication_timeout_max: self.authentication_timeout_max,
                 status_update_retry_interval: self.status_update_retry_interval,
                 executor_heartbeat_interval: self.executor_heartbeat_interval,
                 recover: if self.recover == "cleanup" {
@@ -848,6 +1097,42 @@ mod agent_cli {
                 authenticate_http_executors: self.authenticate_http_executors
                     && !self.no_authenticate_http_executors,
                 executor_secret_key: self.executor_secret_key,
+                disk: butte::agent::DiskConfig {
+                    gc_delay: self.gc_delay,
+                    disk_watch_interval: self.disk_watch_interval,
+                    gc_disk_headroom: self.gc_disk_headroom,
+                    enforce_container_disk_quota: self.enforce_container_disk_quota,
+                    container_disk_watch_interval: self.container_disk_watch_interval,
+                },
+                // logs: rotation and image GC
+                cni: butte::containerizer::mesos::CniConfig {
+                    config_dir: self.network_cni_config_dir,
+                    plugin_dirs: self
+                        .network_cni_plugins_dir
+                        .iter()
+                        .flat_map(|d| d.split(':'))
+                        .filter(|d| !d.is_empty())
+                        .map(PathBuf::from)
+                        .collect(),
+                    persist_dir: cni_persist_dir,
+                },
+                container_logger: butte::containerizer::mesos::ContainerLogger::new(
+                    &self.container_logger,
+                    butte::containerizer::mesos::LogrotateFlags {
+                        max_stdout_size: self.logrotate_max_stdout_size,
+                        logrotate_stdout_options: self.logrotate_stdout_options,
+                        max_stderr_size: self.logrotate_max_stderr_size,
+                        logrotate_stderr_options: self.logrotate_stderr_options,
+                    },
+                )?,
+                image_gc: self
+                    .image_gc_config
+                    .as_deref()
+                    .map(butte::containerizer::mesos::ImageGcConfig::parse)
+                    .transpose()?,
+                authenticate_http_readonly: self.authenticate_http_readonly,
+                authenticate_http_readwrite: self.authenticate_http_readwrite,
+                http_credentials: self.http_credentials,
             })
         }
     }
@@ -868,7 +1153,9 @@ fn main() -> ExitCode {
     // The executor stays small (its idle RSS is a promise): it skips
     // building the whole command line when its own arguments parse.
     if std::env::args_os().nth(1).is_some_and(|a| a == "executor") {
-        if let Some(args) = butte::executors::ExecutorArgs::from_args(std::env::args_os().skip(2)) {
+        if let Ok(args) =
+            butte::executors::ExecutorArgs::from_args(None, std::env::args_os().skip(2))
+        {
             return exit(butte::executors::main(args));
         }
     }
@@ -882,7 +1169,7 @@ fn main() -> ExitCode {
         Command::Image(cmd) => image_cli::main(cmd),
         Command::Fetch(args) => fetch(args),
         Command::Agent(args) => agent_cli::main(*args),
-        Command::Executor(args) => Ok(exit(butte::executors::main(args))),
+        Command::Executor(args) => Ok(exit(butte::executors::main(*args))),
         Command::Enter(args) => Ok(exit(butte::runtime::enter_main(args))),
     };
     match result {

@@ -5,7 +5,7 @@ use std::fs;
 use std::path::{Path, PathBuf};
 
 const L0: &[&str] = &["support", "mount", "archive", "proto"];
-const L1: &[&str] = &["runtime", "image", "fetch"];
+const L1: &[&str] = &["runtime", "image", "fetch", "net"];
 const L2: &[&str] = &["wire", "api"];
 const L3: &[&str] = &["containerizer", "state"];
 

@@ -130,6 +130,14 @@ pub struct FakeMaster {
     agent: Mutex<Option<(String, SlaveId)>>,
     /// When each update uuid was acknowledged.
     acks: Mutex<HashMap<Vec<u8>, Instant>>,
+    /// Messages that cannot reach the agent (it is down) are lost, as
+    /// with a real master, instead of failing the test.
+    lossy: AtomicBool,
+    /// `--authenticate_agents`: a (re-)registration from an agent pid that
+    /// did not authenticate is a violation.
+    require_auth: AtomicBool,
+    /// The agent pids that authenticated.
+    authenticated: Mutex<Vec<String>>,
 }
 
 /// Locks M, ignoring poisoning (a panicking test still wants its state).
@@ -164,7 +172,16 @@ impl FakeMaster {
             acceptor: Mutex::new(Some(acceptor)),
             agent: Mutex::new(None),
             acks: Mutex::new(HashMap::new()),
+            lossy: AtomicBool::new(false),
+            require_auth: AtomicBool::new(false),
+            authenticated: Mutex::new(Vec::new()),
         }
+    }
+
+    /// From now on, a message the agent cannot take (it is down) is lost
+    /// instead of failing the test, as with a real master.
+    pub fn set_lossy(&self) {
+        self.lossy.store(true, Ordering::SeqCst);
     }
 
     pub fn addr(&self) -> SocketAddr {
@@ -295,8 +312,13 @@ impl FakeMaster {
 
     /// Sends M to the process TO (a UPID) as the local process FROM_ID.
     pub fn send<M: prost::Message + prost::Name>(&self, to: &str, from_id: &str, msg: &M) {
-        self.send_raw(to, from_id, &M::full_name(), &msg.encode_to_vec())
-            .unwrap_or_else(|e| panic!("fake master: send {} to {to}: {e}", M::full_name()));
+        match self.send_raw(to, from_id, &M::full_name(), &msg.encode_to_vec()) {
+            Ok(()) => {}
+            Err(e) if self.lossy.load(Ordering::SeqCst) => {
+                eprintln!("fake master: lost {} to {to}: {e}", M::full_name())
+            }
+            Err(e) => panic!("fake master: send {} to {to}: {e}", M::full_name()),
+        }
     }
 
     /// Sends a message by name, body as given, over the master's own
@@ -648,7 +670,22 @@ impl FakeMaster {
     /// a fresh agent id; returns the agent's UPID and that id.
     pub fn register(&self) -> (String, SlaveId) {
         let (from, msg) = self.expect::<RegisterSlaveMessage>(WAIT);
+        self.accept_registration(from, msg)
+    }
+
+    /// As [`register`](Self::register), `None` when no registration came
+    /// within TIMEOUT.
+    pub fn try_register(&self, timeout: Duration) -> Option<(String, SlaveId)> {
+        let name = RegisterSlaveMessage::full_name();
+        let r = self.take(timeout, |r| r.name == name)?;
+        let msg = RegisterSlaveMessage::decode(&r.body[..])
+            .unwrap_or_else(|e| panic!("fake master: {name} from {} does not decode: {e}", r.from));
+        Some(self.accept_registration(r.from, msg))
+    }
+
+    fn accept_registration(&self, from: String, msg: RegisterSlaveMessage) -> (String, SlaveId) {
         check_version(msg.version.as_deref());
+        self.check_authenticated(&from);
         assert!(!msg.slave.hostname.is_empty(), "the agent sent no hostname");
         let id = SlaveId {
             value: format!("{}-S0", butte::support::random_uuid().unwrap()),
@@ -674,11 +711,27 @@ impl FakeMaster {
     /// answer to it cannot be delivered, and the live agent's next attempt
     /// is taken instead.
     pub fn reregister(&self) -> ReregisterSlaveMessage {
-        let deadline = Instant::now() + WAIT;
+        self.try_reregister(WAIT).unwrap_or_else(|| {
+            panic!(
+                "fake master: no ReregisterSlaveMessage within {WAIT:?}; {}",
+                self.summary()
+            )
+        })
+    }
+
+    /// As [`reregister`](Self::reregister), `None` when no re-registration
+    /// came within TIMEOUT.
+    pub fn try_reregister(&self, timeout: Duration) -> Option<ReregisterSlaveMessage> {
+        let deadline = Instant::now() + timeout;
+        let name = ReregisterSlaveMessage::full_name();
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            let (from, msg) = self.expect::<ReregisterSlaveMessage>(left);
+            let r = self.take(left, |r| r.name == name)?;
+            let from = r.from.clone();
+            let msg = ReregisterSlaveMessage::decode(&r.body[..])
+                .unwrap_or_else(|e| panic!("fake master: {name} from {from} does not decode: {e}"));
             check_version(msg.version.as_deref());
+            self.check_authenticated(&from);
             let id = msg
                 .slave
                 .id
@@ -700,7 +753,7 @@ impl FakeMaster {
             match sent {
                 Ok(()) => {
                     *lock(&self.agent) = Some((from, id));
-                    return msg;
+                    return Some(msg);
                 }
                 Err(e) if e.kind() == io::ErrorKind::ConnectionRefused => continue,
                 Err(e) => panic!("fake master: answer the re-registration of {from}: {e}"),
@@ -1048,13 +1101,19 @@ impl AgentProcess {
     /// a fixed free port (a restart keeps it: executors reconnect to it).
     /// EXTRA flags are appended.
     pub fn start(fx: &Fixture, master: &FakeMaster, extra: &[&str]) -> AgentProcess {
+        AgentProcess::start_with_master(fx, &master.addr().to_string(), extra)
+    }
+
+    /// As [`start`](Self::start), with `--master MASTER` (a `zk://` or
+    /// `file://` value, or `HOST:PORT`).
+    pub fn start_with_master(fx: &Fixture, master: &str, extra: &[&str]) -> AgentProcess {
         let work_dir = fx.work.path().join("agent-work");
         let runtime_dir = fx.work.path().join("agent-run");
         let port = free_port();
         let mut args: Vec<String> = [
             "agent",
             "--master",
-            &master.addr().to_string(),
+            master,
             "--ip",
             "127.0.0.1",
             "--port",
@@ -1079,6 +1138,11 @@ impl AgentProcess {
         .iter()
         .map(|s| s.to_string())
         .collect();
+        // An `--ip` in EXTRA replaces the default (an agent that containers
+        // on a CNI network must reach listens on the bridge's address).
+        if extra.contains(&"--ip") {
+            args.drain(3..5);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut agent = AgentProcess {
             child: None,
@@ -1092,7 +1156,18 @@ impl AgentProcess {
         agent
     }
 
+    /// Starts the agent again with the environment variables ENV added for
+    /// this start only (e.g. `BUTTE_CRASH_AT`).
+    pub fn restart_with_env(&mut self, env: &[(&str, &str)]) {
+        assert!(self.child.is_none(), "restart of a running agent");
+        self.spawn_with(env);
+    }
+
     fn spawn(&mut self) {
+        self.spawn_with(&[]);
+    }
+
+    fn spawn_with(&mut self, env: &[(&str, &str)]) {
         let log = fs::OpenOptions::new()
             .create(true)
             .append(true)
@@ -1104,6 +1179,7 @@ impl AgentProcess {
                 "RUST_LOG",
                 std::env::var("RUST_LOG").unwrap_or_else(|_| "debug".into()),
             )
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(log.try_clone().unwrap())
             .stderr(log)
@@ -1160,6 +1236,15 @@ impl AgentProcess {
     pub fn restart(&mut self) {
         assert!(self.child.is_none(), "restart of a running agent");
         self.spawn();
+    }
+
+    /// Starts the agent again with EXTRA flags for this start only.
+    pub fn restart_with(&mut self, extra: &[&str]) {
+        assert!(self.child.is_none(), "restart of a running agent");
+        let flags = self.args.clone();
+        self.args.extend(extra.iter().map(|s| s.to_string()));
+        self.spawn();
+        self.args = flags;
     }
 
     /// SIGUSR1: kill every executor, unregister, exit. Panics if the agent
@@ -1297,5 +1382,160 @@ pub fn finish(fx: Fixture, master: FakeMaster, mut agent: AgentProcess) {
     if let Err(e) = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| fx.finish())) {
         eprintln!("{log}");
         std::panic::resume_unwind(e);
+    }
+}
+
+// --- CRAM-MD5 authentication (the master's side, as Mesos' authenticator) --------
+
+/// The libprocess id the fake master's authenticator answers from.
+pub const AUTHENTICATOR: &str = "crammd5-authenticator(1)";
+
+/// How one authentication exchange ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuthOutcome {
+    /// The agent AGENT (the pid in its AuthenticateMessage) proved PRINCIPAL.
+    Completed { agent: String, principal: String },
+    /// The response did not match any credential: AuthenticationFailed.
+    Refused { agent: String, response: String },
+}
+
+/// HMAC-MD5 of CHALLENGE keyed with SECRET, lowercase hex (RFC 2104 by hand
+/// over the `md-5` digest, independent of the agent's code).
+fn hmac_md5_hex(secret: &[u8], challenge: &[u8]) -> String {
+    use md5::{Digest, Md5};
+    let mut key = [0u8; 64];
+    if secret.len() > 64 {
+        key[..16].copy_from_slice(&Md5::digest(secret));
+    } else {
+        key[..secret.len()].copy_from_slice(secret);
+    }
+    let pad = |b: u8| key.iter().map(|k| k ^ b).collect::<Vec<u8>>();
+    let inner = Md5::new()
+        .chain_update(pad(0x36))
+        .chain_update(challenge)
+        .finalize();
+    let outer = Md5::new()
+        .chain_update(pad(0x5c))
+        .chain_update(inner)
+        .finalize();
+    outer.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+#[test]
+fn hmac_md5_matches_rfc_2195() {
+    assert_eq!(
+        hmac_md5_hex(
+            b"tanstaaftanstaaf",
+            b"<1896.697170952@postoffice.reston.mci.net>"
+        ),
+        "b913a602c7eda7a495b4e6e7334d3890"
+    );
+}
+
+impl FakeMaster {
+    /// From now on a (re-)registration from an agent that did not
+    /// authenticate is a violation (Mesos' `--authenticate_agents`).
+    pub fn require_authentication(&self) {
+        self.require_auth.store(true, Ordering::SeqCst);
+    }
+
+    fn check_authenticated(&self, from: &str) {
+        if self.require_auth.load(Ordering::SeqCst)
+            && !lock(&self.authenticated).iter().any(|a| a == from)
+        {
+            self.shared.violation(format!(
+                "registration from {from}, which did not authenticate"
+            ));
+        }
+    }
+
+    /// Runs the master's side of one CRAM-MD5 exchange (waiting up to
+    /// TIMEOUT for the AuthenticateMessage) against CREDENTIALS
+    /// (principal, secret); `None` if no attempt came.
+    pub fn try_authenticate(
+        &self,
+        credentials: &[(&str, &str)],
+        timeout: Duration,
+    ) -> Option<AuthOutcome> {
+        use butte::proto::mesos::{
+            AuthenticateMessage, AuthenticationCompletedMessage, AuthenticationFailedMessage,
+            AuthenticationMechanismsMessage, AuthenticationStartMessage, AuthenticationStepMessage,
+        };
+        let r = self.take(timeout, |r| r.name == AuthenticateMessage::full_name())?;
+        assert_eq!(r.to, "master", "AuthenticateMessage sent to {}", r.to);
+        let (from_id, _) = parse_upid(&r.from).expect("authenticatee pid");
+        assert!(
+            from_id.starts_with("crammd5-authenticatee(") && from_id.ends_with(')'),
+            "the authenticatee is not its own process: {}",
+            r.from
+        );
+        let agent = AuthenticateMessage::decode(&r.body[..])
+            .expect("AuthenticateMessage decodes")
+            .pid;
+        assert!(
+            agent.starts_with("slave(1)@"),
+            "AuthenticateMessage.pid {agent:?}"
+        );
+        let who = r.from.clone();
+        self.send(
+            &who,
+            AUTHENTICATOR,
+            &AuthenticationMechanismsMessage {
+                mechanisms: vec!["CRAM-MD5".into()],
+            },
+        );
+        let from_who = |name: String| {
+            let who = who.clone();
+            move |r: &Received| r.name == name && r.to == AUTHENTICATOR && r.from == who
+        };
+        let start = self
+            .take(WAIT, from_who(AuthenticationStartMessage::full_name()))
+            .unwrap_or_else(|| panic!("no AuthenticationStartMessage; {}", self.summary()));
+        let start = AuthenticationStartMessage::decode(&start.body[..]).unwrap();
+        assert_eq!(start.mechanism, "CRAM-MD5");
+        assert!(
+            start.data.unwrap_or_default().is_empty(),
+            "CRAM-MD5 has no initial response"
+        );
+        let challenge = format!(
+            "<{}.{}@fake-master>",
+            std::process::id(),
+            butte::support::random_uuid().unwrap()
+        );
+        self.send(
+            &who,
+            AUTHENTICATOR,
+            &AuthenticationStepMessage {
+                data: challenge.clone().into_bytes(),
+            },
+        );
+        let step = self
+            .take(WAIT, from_who(AuthenticationStepMessage::full_name()))
+            .unwrap_or_else(|| panic!("no response to the challenge; {}", self.summary()));
+        let response = String::from_utf8(
+            AuthenticationStepMessage::decode(&step.body[..])
+                .unwrap()
+                .data,
+        )
+        .expect("the response is text");
+        let proved = response.split_once(' ').and_then(|(principal, digest)| {
+            credentials
+                .iter()
+                .find(|(p, s)| {
+                    *p == principal && hmac_md5_hex(s.as_bytes(), challenge.as_bytes()) == digest
+                })
+                .map(|(p, _)| p.to_string())
+        });
+        Some(match proved {
+            Some(principal) => {
+                lock(&self.authenticated).push(agent.clone());
+                self.send(&who, AUTHENTICATOR, &AuthenticationCompletedMessage {});
+                AuthOutcome::Completed { agent, principal }
+            }
+            None => {
+                self.send(&who, AUTHENTICATOR, &AuthenticationFailedMessage {});
+                AuthOutcome::Refused { agent, response }
+            }
+        })
     }
 }

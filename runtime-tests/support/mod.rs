@@ -9,6 +9,7 @@
 
 pub mod master;
 pub mod registry;
+pub mod zookeeper;
 
 use butte::runtime::{Runtime, RuntimeConfig, SandboxSpec, Stdio};
 use std::fs;
@@ -220,16 +221,18 @@ impl Drop for Fixture {
     }
 }
 
-/// Host pids whose cgroup path mentions `/<parent>/`.
+/// Host pids in the cgroup `/<parent>` or below it (PARENT may name
+/// several levels, `parent/container`).
 pub fn processes_in_cgroup(parent: &str) -> Vec<i32> {
-    let needle = format!("/{parent}/");
+    let at = format!("/{parent}");
+    let below = format!("/{parent}/");
     fs::read_dir("/proc")
         .unwrap()
         .flatten()
         .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
         .filter(|pid| {
             fs::read_to_string(format!("/proc/{pid}/cgroup"))
-                .map(|c| c.contains(&needle))
+                .map(|c| c.lines().any(|l| l.ends_with(&at) || l.contains(&below)))
                 .unwrap_or(false)
         })
         .collect()
@@ -286,4 +289,46 @@ impl Drop for LoopDevice {
         let _ = Command::new("losetup").arg("-d").arg(&self.path).status();
         let _ = self.file.path();
     }
+}
+
+/// A tmpfs of SIZE_MB mounted at a directory (a small filesystem to fill),
+/// unmounted (lazily) on drop, also when the test fails.
+pub struct Tmpfs(PathBuf);
+
+impl Tmpfs {
+    pub fn mount(dir: &Path, size_mb: u64) -> Tmpfs {
+        fs::create_dir_all(dir).unwrap();
+        nix::mount::mount(
+            Some("tmpfs"),
+            dir,
+            Some("tmpfs"),
+            nix::mount::MsFlags::empty(),
+            Some(format!("size={size_mb}m,mode=0755").as_str()),
+        )
+        .unwrap_or_else(|e| panic!("mount a tmpfs at {}: {e}", dir.display()));
+        Tmpfs(dir.to_path_buf())
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = nix::mount::umount2(&self.0, nix::mount::MntFlags::MNT_DETACH);
+    }
+}
+
+/// Every file named NAME under DIR (links not followed).
+pub fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for entry in fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        let Ok(meta) = fs::symlink_metadata(&path) else {
+            continue;
+        };
+        if meta.is_dir() {
+            found.extend(files_named(&path, name));
+        } else if entry.file_name() == name {
+            found.push(path);
+        }
+    }
+    found
 }

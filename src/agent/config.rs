@@ -2,6 +2,7 @@
 //! resolve to.
 
 use super::AgentError;
+use crate::containerizer::mesos::{ContainerLogger, ImageGcConfig};
 use crate::fetch::FetchConfig;
 use crate::image::PullOptions;
 use crate::runtime::RuntimeConfig;
@@ -13,8 +14,24 @@ use std::time::Duration;
 /// Everything the agent needs to start.
 #[derive(Debug, Clone)]
 pub struct AgentConfig {
-    /// The master, `HOST:PORT` (a `zk://` URL is refused for now).
+    /// The master: `HOST:PORT`, `zk://...` or `file:///...` (see
+    /// `wire::detector`).
     pub master: String,
+    /// `--zk_session_timeout` (Mesos: 10secs).
+    pub zk_session_timeout: Duration,
+    /// `--credential`: the file with the principal and secret the agent
+    /// authenticates to the master with (none: no authentication).
+    pub credential: Option<PathBuf>,
+    /// `--authenticatee`: only `crammd5`, Mesos' built-in one.
+    pub authenticatee: String,
+    /// `--authentication_backoff_factor` (Mesos: 1secs): the first
+    /// attempt's timeout range is [min, min + 2 * factor].
+    pub authentication_backoff_factor: Duration,
+    /// `--authentication_timeout_min` (Mesos: 5secs).
+    pub authentication_timeout_min: Duration,
+    /// `--authentication_timeout_max` (Mesos: 1mins): each retry doubles
+    /// the range's width up to this.
+    pub authentication_timeout_max: Duration,
     /// The address to listen on.
     pub listen: SocketAddr,
     /// The address to advertise to the master (default: the listen IP, or
@@ -57,6 +74,87 @@ pub struct AgentConfig {
     /// the first start and kept, so executors recovered after a restart
     /// still authenticate.
     pub executor_secret_key: Option<PathBuf>,
+    // operator: http auth
+    /// `--authenticate_http_readonly`: the read-only operator endpoints
+    /// (`/state`, `/flags`, `/metrics/snapshot`, `/files/*`, ...) need HTTP
+    /// Basic credentials (realm `mesos-agent-readonly`). Mesos' default: off.
+    pub authenticate_http_readonly: bool,
+    /// `--authenticate_http_readwrite`: the same for endpoints that change
+    /// things (realm `mesos-agent-readwrite`). Mesos' default: off.
+    pub authenticate_http_readwrite: bool,
+    /// `--http_credentials`: the principals and secrets Basic credentials
+    /// are checked against (`{"credentials":[{"principal":..,"secret":..}]}`).
+    pub http_credentials: Option<PathBuf>,
+    // logs: rotation and image GC
+    /// `--container_logger` with `--logrotate_max_stdout_size`,
+    /// `--logrotate_stdout_options`, `--logrotate_max_stderr_size`,
+    /// `--logrotate_stderr_options`: plain or rotated `stdout`/`stderr`.
+    pub container_logger: ContainerLogger,
+    /// `--network_cni_config_dir`, `--network_cni_plugins_dir`.
+    pub cni: crate::containerizer::mesos::CniConfig,
+    /// `--image_gc_config`: automatic image garbage collection (`None`: off).
+    pub image_gc: Option<ImageGcConfig>,
+    // disk: GC and quota
+    /// `--gc_delay`, `--disk_watch_interval`, `--gc_disk_headroom`,
+    /// `--enforce_container_disk_quota`, `--container_disk_watch_interval`.
+    pub disk: DiskConfig,
+}
+
+// disk: GC and quota
+/// How sandboxes are garbage-collected and disk quotas enforced (Mesos'
+/// flags and defaults).
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct DiskConfig {
+    /// `--gc_delay`: how long the directories of a terminated executor,
+    /// run or framework are kept (Mesos: 1weeks).
+    pub gc_delay: Duration,
+    /// `--disk_watch_interval`: how often the work dir's disk usage is
+    /// checked to shorten that delay (Mesos: 1mins).
+    pub disk_watch_interval: Duration,
+    /// `--gc_disk_headroom`: the age limit is
+    /// `gc_delay * max(0, 1 - gc_disk_headroom - usage)` (Mesos: 0.1).
+    pub gc_disk_headroom: f64,
+    /// `--enforce_container_disk_quota`: kill a container whose sandbox
+    /// outgrows its `disk` resource (Mesos: false).
+    pub enforce_container_disk_quota: bool,
+    /// `--container_disk_watch_interval`: how often sandboxes are measured
+    /// (Mesos: 15secs).
+    pub container_disk_watch_interval: Duration,
+}
+
+impl Default for DiskConfig {
+    fn default() -> Self {
+        DiskConfig {
+            gc_delay: Duration::from_secs(7 * 24 * 3600),
+            disk_watch_interval: Duration::from_secs(60),
+            gc_disk_headroom: 0.1,
+            enforce_container_disk_quota: false,
+            container_disk_watch_interval: Duration::from_secs(15),
+        }
+    }
+}
+
+impl DiskConfig {
+    /// Refuses values Mesos refuses: a headroom outside [0, 1], zero
+    /// intervals.
+    pub fn validate(&self) -> Result<(), AgentError> {
+        let flag = |flag, message: &str| {
+            Err(AgentError::Flag {
+                flag,
+                message: message.to_string(),
+            })
+        };
+        if !(0.0..=1.0).contains(&self.gc_disk_headroom) {
+            return flag("gc_disk_headroom", "must be a value between 0.0 and 1.0");
+        }
+        if self.disk_watch_interval.is_zero() {
+            return flag("disk_watch_interval", "must be longer than zero");
+        }
+        if self.container_disk_watch_interval.is_zero() {
+            return flag("container_disk_watch_interval", "must be longer than zero");
+        }
+        Ok(())
+    }
 }
 
 /// The generated executor key's file name, in the work dir (mode 0600).
@@ -84,6 +182,64 @@ impl AgentConfig {
             tracing::info!(path = %path.display(), "generated the executor secret key");
         }
         Ok(key)
+    }
+}
+
+impl AgentConfig {
+    /// The `--credential`, read and checked at start (with
+    /// `--authenticatee` and the timeouts).
+    pub fn credential(
+        &self,
+    ) -> Result<Option<crate::wire::authentication::Credential>, AgentError> {
+        if self.authenticatee != "crammd5" {
+            return Err(AgentError::Flag {
+                flag: "authenticatee",
+                message: format!(
+                    "{:?} is not available; butte has the built-in `crammd5` only",
+                    self.authenticatee
+                ),
+            });
+        }
+        if self.authentication_timeout_min > self.authentication_timeout_max {
+            return Err(AgentError::Flag {
+                flag: "authentication_timeout_min",
+                message: "must not be longer than --authentication_timeout_max".to_string(),
+            });
+        }
+        let Some(path) = &self.credential else {
+            return Ok(None);
+        };
+        crate::wire::authentication::Credential::load(path)
+            .map(Some)
+            .map_err(|e| AgentError::Flag {
+                flag: "credential",
+                message: e.to_string(),
+            })
+    }
+}
+
+impl AgentConfig {
+    // operator: http auth
+    /// The operator endpoints' authenticator; authentication without
+    /// credentials is refused at start, as Mesos refuses it.
+    pub fn operator_authenticator(
+        &self,
+    ) -> Result<crate::api::operator::Authenticator, AgentError> {
+        use crate::api::operator::{auth, Authenticator};
+        let flag = |e: auth::AuthError| AgentError::Flag {
+            flag: "http_credentials",
+            message: e.to_string(),
+        };
+        let credentials = match &self.http_credentials {
+            Some(path) => auth::load_credentials(path).map_err(flag)?,
+            None => Vec::new(),
+        };
+        Authenticator::new(
+            self.authenticate_http_readonly,
+            self.authenticate_http_readwrite,
+            credentials,
+        )
+        .map_err(flag)
     }
 }
 

@@ -10,9 +10,10 @@ use crate::proto::mesos::v1::executor::call::Subscribe;
 use crate::proto::mesos::v1::{ExecutorId as V1ExecutorId, FrameworkId as V1FrameworkId};
 use crate::proto::mesos::SlaveInfo;
 use crate::state::paths::WorkDir;
+use crate::wire::detector::MasterSpec;
 use crate::wire::{Transport, Upid, WireEvent};
 use std::collections::BTreeMap;
-use std::net::{SocketAddr, ToSocketAddrs};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot, watch};
@@ -30,6 +31,8 @@ pub enum Input {
         executor_id: String,
         container_id: String,
         result: Result<i32, String>,
+        /// How long the steps of a successful launch took.
+        timings: Option<crate::containerizer::mesos::LaunchTimings>,
     },
     /// A container's init process exited.
     Terminated {
@@ -40,12 +43,33 @@ pub enum Input {
     },
     /// A timer armed by the agent fired.
     Timer(Timer),
+    /// The master detector says which master leads now (`None`: none).
+    Detected(Option<Upid>),
+    /// An operator endpoint wants a copy of the state (`full`: with every
+    /// framework, executor and task; else the figures only).
+    Snapshot {
+        full: bool,
+        reply: oneshot::Sender<super::operator::Snapshot>,
+    },
 }
 
 /// The timers; each carries the generation it was armed in, so a timer
 /// outlived by a state change is ignored.
 pub enum Timer {
     Registration(u64),
+    /// Start an authentication attempt (after the post-detection delay).
+    Authenticate {
+        generation: u64,
+        min: Duration,
+        max: Duration,
+    },
+    /// An attempt's time is up: retry with a wider range unless it
+    /// completed.
+    AuthenticationTimeout {
+        generation: u64,
+        min: Duration,
+        max: Duration,
+    },
     PingTimeout(u64),
     ExecutorRegistration {
         framework_id: String,
@@ -103,13 +127,19 @@ pub struct Agent {
     pub config: AgentConfig,
     pub work: WorkDir,
     pub self_pid: Upid,
-    pub master: Upid,
+    /// The leading master, once detected.
+    pub master: Option<Upid>,
     pub transport: Transport,
     pub containerizer: Arc<MesosContainerizer>,
     pub info: SlaveInfo,
     /// The id the master gave (or the recovered one).
     pub id: Option<String>,
     pub link: Link,
+    /// `--credential`: authenticate (CRAM-MD5) before every
+    /// (re-)registration.
+    pub credential: Option<crate::wire::authentication::Credential>,
+    /// Authentication with the current master, when a credential is set.
+    pub auth: super::authenticate::AuthState,
     /// The registration backoff ceiling of the next retry.
     pub backoff: Duration,
     pub registration_generation: u64,
@@ -117,17 +147,29 @@ pub struct Agent {
     pub ping_timeout: Duration,
     pub frameworks: BTreeMap<String, Framework>,
     pub updates: StatusUpdateManager,
+    /// Sandboxes and checkpoints scheduled for removal.
+    pub gc: super::gc::GarbageCollector,
     pub inputs: mpsc::UnboundedSender<Input>,
     /// Set once a full shutdown (SIGUSR1, ShutdownMessage) began.
     pub shutting_down: bool,
     /// Set when the shutdown is complete: the loop returns.
     pub exit: bool,
+    /// Container destructions under way (in blocking threads).
+    pub destroying: Arc<std::sync::atomic::AtomicUsize>,
+    /// Counters and history for the operator endpoints.
+    pub operator: super::operator::Books,
+    /// The flags as `/flags` shows them.
+    pub operator_flags: Arc<BTreeMap<String, String>>,
 }
 
 impl Agent {
     /// Recovers, starts listening, registers, and runs the event loop.
     pub async fn start(config: AgentConfig) -> Result<(), AgentError> {
-        let master = resolve_master(&config.master)?;
+        config.disk.validate()?;
+        let spec = MasterSpec::parse(&config.master).map_err(|e| AgentError::Master {
+            master: crate::wire::detector::redacted(&config.master),
+            message: e.to_string(),
+        })?;
         let listener = tokio::net::TcpListener::bind(config.listen)
             .await
             .map_err(|source| AgentError::Listen {
@@ -141,7 +183,7 @@ impl Agent {
         let advertised = SocketAddr::new(
             config
                 .advertise_ip
-                .unwrap_or_else(|| advertised_ip(bound, master.addr)),
+                .unwrap_or_else(|| advertised_ip(bound, spec.route_hint())),
             config.advertise_port.unwrap_or(bound.port()),
         );
         let self_pid = Upid {
@@ -152,6 +194,9 @@ impl Agent {
         let (inputs, mut rx) = mpsc::unbounded_channel();
         let transport = Transport::new(self_pid.clone(), wire_tx.clone());
         let executor_key = config.executor_key()?;
+        let credential = config.credential()?;
+        let operator_auth = config.operator_authenticator()?;
+        let operator_flags = Arc::new(super::operator::flags(&config, bound));
         let containerizer = Arc::new(MesosContainerizer::new(MesosConfig {
             work_dir: config.work_dir.clone(),
             runtime_dir: config.runtime_dir.clone(),
@@ -165,7 +210,12 @@ impl Agent {
             executor_env: Vec::new(),
             seccomp: config.seccomp.clone(),
             executor_secret: Some(executor_key.clone()),
+            container_logger: config.container_logger.clone(),
+            cni: config.cni.clone(),
         })?);
+        if let Some(gc) = config.image_gc.clone() {
+            tokio::spawn(collect_images(containerizer.clone(), gc));
+        }
         let info = SlaveInfo {
             hostname: config.hostname.clone(),
             port: Some(i32::from(advertised.port())),
@@ -174,8 +224,10 @@ impl Agent {
             checkpoint: Some(true),
             ..Default::default()
         };
+        let work = WorkDir::new(&config.work_dir);
         let mut agent = Agent {
-            work: WorkDir::new(&config.work_dir),
+            gc: super::gc::GarbageCollector::new(&work, &config.disk),
+            work,
             updates: StatusUpdateManager::new(
                 config.status_update_retry_interval,
                 STATUS_UPDATE_RETRY_MAX.max(config.status_update_retry_interval),
@@ -184,20 +236,40 @@ impl Agent {
             ping_timeout: super::master::DEFAULT_PING_TIMEOUT,
             config,
             self_pid,
-            master,
+            master: None,
             transport,
             containerizer,
             info,
             id: None,
             link: Link::Registering,
+            credential,
+            auth: Default::default(),
             registration_generation: 0,
             ping_generation: 0,
             frameworks: BTreeMap::new(),
             inputs,
             shutting_down: false,
             exit: false,
+            destroying: Arc::default(),
+            operator: super::operator::Books::new(),
+            operator_flags,
         };
+        let recovery = std::time::Instant::now();
         agent.recover().await?;
+        agent.operator.recovery_time_secs = recovery.elapsed().as_secs_f64();
+        if agent.config.recover == super::config::RecoverMode::Cleanup {
+            return agent.finish_cleanup().await;
+        }
+        agent.gc_recover().await;
+        if agent.config.disk.enforce_container_disk_quota {
+            agent.recover_disk_quotas();
+            tokio::spawn(
+                agent
+                    .containerizer
+                    .clone()
+                    .enforce_disk_quotas(agent.config.disk.container_disk_watch_interval),
+            );
+        }
 
         let (_stop_tx, stop_rx) = watch::channel(false);
         let handler = Arc::new(http::Router::new(
@@ -207,6 +279,14 @@ impl Agent {
                 .config
                 .authenticate_http_executors
                 .then_some(executor_key),
+            http::Operator {
+                api: Arc::new(super::operator::Bridge {
+                    inputs: agent.inputs.clone(),
+                    containerizer: agent.containerizer.clone(),
+                    fetcher_cache_size: agent.config.fetcher.cache_size,
+                }),
+                auth: operator_auth,
+            },
         ));
         tokio::spawn(crate::wire::serve(
             listener,
@@ -215,8 +295,15 @@ impl Agent {
             handler,
             stop_rx,
         ));
-        tracing::info!(pid = %agent.self_pid, master = %agent.master, "agent started");
-        agent.start_registration(true);
+        tracing::info!(pid = %agent.self_pid, "agent started");
+        let detected = agent.inputs.clone();
+        crate::wire::detector::spawn(spec, agent.config.zk_session_timeout, move |leader| {
+            let _ = detected.send(Input::Detected(leader));
+        });
+        // Under systemd (Type=notify): up once recovered and listening, not
+        // only once registered, so that a master outage does not fail the
+        // unit's start; the registration shows in `systemctl status`.
+        notify("READY=1\nSTATUS=recovered; waiting for the leading master");
 
         let mut sigterm = signal(tokio::signal::unix::SignalKind::terminate())?;
         let mut sigint = signal(tokio::signal::unix::SignalKind::interrupt())?;
@@ -232,6 +319,7 @@ impl Agent {
                 _ = ticker.tick() => {
                     agent.retry_updates();
                     agent.check_subscriptions();
+                    agent.gc_tick();
                 }
                 _ = sigterm.recv() => {
                     tracing::info!("SIGTERM: exiting, executors keep running for the next start");
@@ -244,8 +332,10 @@ impl Agent {
                 _ = sigusr1.recv() => agent.shutdown("received SIGUSR1"),
             }
             if agent.exit {
-                // Let the transport flush the last messages.
-                tokio::time::sleep(Duration::from_millis(200)).await;
+                // The last messages (UnregisterSlaveMessage) leave first,
+                // however loaded the machine.
+                agent.transport.flush(Duration::from_secs(5)).await;
+                tokio::time::sleep(Duration::from_millis(50)).await;
                 return Ok(());
             }
         }
@@ -262,7 +352,13 @@ impl Agent {
                 executor_id,
                 container_id,
                 result,
-            } => self.launched(&framework_id, &executor_id, &container_id, result),
+                timings,
+            } => {
+                if let Some(t) = timings {
+                    self.operator.counters.timings.record(&t);
+                }
+                self.launched(&framework_id, &executor_id, &container_id, result)
+            }
             Input::Terminated {
                 framework_id,
                 executor_id,
@@ -270,6 +366,10 @@ impl Agent {
                 termination,
             } => self.terminated(&framework_id, &executor_id, &container_id, termination),
             Input::Timer(timer) => self.timer(timer),
+            Input::Detected(leader) => self.detected(leader),
+            Input::Snapshot { full, reply } => {
+                let _ = reply.send(self.snapshot(full));
+            }
         }
     }
 
@@ -279,6 +379,16 @@ impl Agent {
                 self.retry_registration()
             }
             Timer::PingTimeout(g) if g == self.ping_generation => self.ping_timed_out(),
+            Timer::Authenticate {
+                generation,
+                min,
+                max,
+            } if generation == self.auth.generation => self.authenticate(min, max),
+            Timer::AuthenticationTimeout {
+                generation,
+                min,
+                max,
+            } if generation == self.auth.generation => self.authentication_timed_out(min, max),
             Timer::ExecutorRegistration {
                 framework_id,
                 executor_id,
@@ -303,10 +413,13 @@ impl Agent {
         });
     }
 
-    /// Sends a message to the current master.
+    /// Sends a message to the current master (none: dropped; everything
+    /// sent to a master is sent again once one is detected).
     pub fn send_master<M: prost::Message + prost::Name>(&self, msg: &M) {
-        self.transport
-            .send(&self.master, &M::full_name(), msg.encode_to_vec());
+        if let Some(master) = &self.master {
+            self.transport
+                .send(master, &M::full_name(), msg.encode_to_vec());
+        }
     }
 
     /// Sends a message to any libprocess peer.
@@ -334,41 +447,51 @@ impl Agent {
     }
 }
 
+/// `--image_gc_config`: looks at the image store's disk every interval and
+/// collects unused images past the headroom (off the event loop).
+async fn collect_images(
+    containerizer: Arc<MesosContainerizer>,
+    config: crate::containerizer::mesos::ImageGcConfig,
+) {
+    let mut ticker = tokio::time::interval(config.image_disk_watch_interval);
+    ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        ticker.tick().await;
+        let (c, config) = (containerizer.clone(), config.clone());
+        match tokio::task::spawn_blocking(move || c.collect_images(&config)).await {
+            Ok(Ok(Some(g))) => tracing::info!(
+                blobs = g.blobs,
+                layers = g.layers,
+                bytes = g.bytes,
+                "image garbage collection: the store's disk passed the headroom"
+            ),
+            Ok(Ok(None)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "image garbage collection failed"),
+            Err(e) => tracing::warn!(error = %e, "image garbage collection panicked"),
+        }
+    }
+}
+
 fn signal(
     kind: tokio::signal::unix::SignalKind,
 ) -> Result<tokio::signal::unix::Signal, AgentError> {
     tokio::signal::unix::signal(kind).map_err(AgentError::Runtime)
 }
 
-/// `HOST:PORT` (or `master@HOST:PORT`) to the master's pid.
-fn resolve_master(master: &str) -> Result<Upid, AgentError> {
-    let err = |message: String| AgentError::Master {
-        master: master.to_string(),
-        message,
-    };
-    if master.starts_with("zk://") || master.starts_with("file://") {
-        return Err(err(
-            "ZooKeeper and file master detection are not supported yet; give HOST:PORT".into(),
-        ));
+/// Tells systemd `state` when it started the agent as `Type=notify`.
+pub(super) fn notify(state: &str) {
+    if let Err(e) = crate::support::notify::notify(state) {
+        tracing::warn!("systemd notification: {e}");
     }
-    let hostport = master.strip_prefix("master@").unwrap_or(master);
-    let addr = hostport
-        .to_socket_addrs()
-        .map_err(|e| err(e.to_string()))?
-        .find(SocketAddr::is_ipv4)
-        .ok_or_else(|| err("no IPv4 address".into()))?;
-    Ok(Upid {
-        id: "master".to_string(),
-        addr,
-    })
 }
 
 /// The IP to advertise when none is given: the bound one, or when bound
-/// to every address, the one the kernel would use to reach the master.
-fn advertised_ip(bound: SocketAddr, master: SocketAddr) -> std::net::IpAddr {
-    if !bound.ip().is_unspecified() {
+/// to every address, the one the kernel would use to reach the master (or
+/// the first ZooKeeper server).
+fn advertised_ip(bound: SocketAddr, route: Option<SocketAddr>) -> std::net::IpAddr {
+    let Some(master) = route.filter(|_| bound.ip().is_unspecified()) else {
         return bound.ip();
-    }
+    };
     std::net::UdpSocket::bind("0.0.0.0:0")
         .and_then(|s| {
             s.connect(master)?;

@@ -3,7 +3,7 @@
 //! messages for the framework.
 
 use super::core::{Agent, ApiCall};
-use super::state::ExecutorState;
+use super::state::{ExecutorState, Queued};
 use super::tasks::{launch_events, task_id};
 use super::updates::now_secs;
 use crate::api::executor::{CallError, EventStream, Principal};
@@ -12,8 +12,9 @@ use crate::proto::mesos::internal::{ExecutorToFrameworkMessage, StatusUpdate};
 use crate::proto::mesos::task_status::Source;
 use crate::proto::mesos::v1::executor::call::Subscribe;
 use crate::proto::mesos::v1::executor::{event, Event};
-use crate::proto::mesos::{ExecutorId, FrameworkId, SlaveId, TaskState, TaskStatus};
+use crate::proto::mesos::{ExecutorId, FrameworkId, SlaveId, TaskInfo, TaskState, TaskStatus};
 use crate::proto::{devolve, evolve};
+use std::sync::Arc;
 use tokio::sync::mpsc;
 
 impl Agent {
@@ -128,7 +129,7 @@ impl Agent {
         let _ = tx.send(Event {
             r#type: Some(event::Type::Subscribed as i32),
             subscribed: Some(event::Subscribed {
-                executor_info: evolve(&ex.info),
+                executor_info: evolve(&*ex.info),
                 framework_info: evolve(&framework_info),
                 agent_info: evolve(&agent_info),
                 container_id: Some(crate::proto::mesos::v1::ContainerId {
@@ -144,25 +145,68 @@ impl Agent {
             .iter()
             .map(|t| t.task_id.value.clone())
             .collect();
-        let stale: Vec<String> = ex
+        let unknown_staging = |id: &String, t: &Arc<crate::proto::mesos::Task>| {
+            t.state() == TaskState::TaskStaging && !known.contains(id)
+        };
+        let mut stale: Vec<String> = ex
             .launched
             .iter()
-            .filter(|(id, t)| t.state() == TaskState::TaskStaging && !known.contains(id))
+            .filter(|(id, t)| unknown_staging(id, t))
             .map(|(id, _)| id.clone())
             .collect();
         let agent_id = self.id.clone();
         let mut launch = Vec::new();
-        for group in std::mem::take(&mut ex.queued) {
-            let (had, new): (Vec<_>, Vec<_>) =
-                group.into_iter().partition(|t| known.contains(&task_id(t)));
+        // LAUNCHes this process sent that never reached the executor: again.
+        let mut sent = std::mem::take(&mut ex.sent);
+        sent.retain(|q| {
+            q.tasks.iter().any(|t| {
+                ex.launched
+                    .get(&task_id(t))
+                    .is_some_and(|r| r.state() == TaskState::TaskStaging)
+            })
+        });
+        for q in &sent {
+            let again: Vec<TaskInfo> = q
+                .tasks
+                .iter()
+                .filter(|t| {
+                    let id = task_id(t);
+                    ex.launched
+                        .get(&id)
+                        .is_some_and(|r| unknown_staging(&id, r))
+                })
+                .cloned()
+                .collect();
+            if again.is_empty() {
+                continue;
+            }
+            tracing::info!(
+                framework = fw_id,
+                executor = ex_id,
+                tasks = ?again.iter().map(task_id).collect::<Vec<_>>(),
+                "launching again what the executor did not receive"
+            );
+            stale.retain(|id| !again.iter().any(|t| &task_id(t) == id));
+            launch.extend(launch_events(ex.kind, &again, q.group));
+        }
+        for queued in std::mem::take(&mut ex.queued) {
+            let (had, new): (Vec<_>, Vec<_>) = queued
+                .tasks
+                .into_iter()
+                .partition(|t| known.contains(&task_id(t)));
             for t in had.iter().chain(new.iter()) {
                 let record = super::tasks::make_task(t, fw_id, ex, agent_id.as_deref());
-                ex.launched.insert(task_id(t), record);
+                ex.launched.insert(task_id(t), Arc::new(record));
             }
             if !new.is_empty() {
-                launch.extend(launch_events(ex.kind, &new));
+                launch.extend(launch_events(ex.kind, &new, queued.group));
+                sent.push(Queued {
+                    tasks: new,
+                    group: queued.group,
+                });
             }
         }
+        ex.sent = sent;
         for event in launch {
             let _ = tx.send(event);
         }
@@ -213,19 +257,21 @@ impl Agent {
             );
             self.report(update);
         }
-        // A command executor runs its one task and nothing else: one that
-        // knows no task while the agent has none live for it (it never
-        // received its task, above, or a restart came between that news and
-        // the shutdown) is shut down rather than left idle and unowned.
+        // The built-in executors run the tasks they are given and nothing
+        // else: one that knows no task while the agent has none live for it
+        // (it never received its task or group, above, or a restart came
+        // between that news and the shutdown) is shut down rather than left
+        // idle and unowned. A custom executor may wait for tasks: it stays.
         let taskless = known.is_empty()
-            && self
-                .executor_of(fw_id, ex_id)
-                .is_some_and(|e| e.kind == ExecutorKind::Command && e.live_task_ids().is_empty());
+            && self.executor_of(fw_id, ex_id).is_some_and(|e| {
+                matches!(e.kind, ExecutorKind::Command | ExecutorKind::Default)
+                    && e.live_task_ids().is_empty()
+            });
         if taskless {
             tracing::info!(
                 framework = fw_id,
                 executor = ex_id,
-                "shutting down a command executor that has no task"
+                "shutting down a built-in executor that has no task"
             );
             self.shutdown_executor(fw_id, ex_id, None);
         }
@@ -270,6 +316,12 @@ impl Agent {
                 status.message = Some(limit.message);
             }
         }
+        // As Mesos' agent: the container's id and networks (with their
+        // addresses), in every update.
+        status.container_status = Some(
+            self.containerizer
+                .container_status(&ex.container_id, self.self_pid.addr.ip()),
+        );
         let agent = self.id.clone().map(|value| SlaveId { value });
         status.slave_id = agent.clone();
         status.executor_id = Some(ExecutorId {

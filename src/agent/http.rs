@@ -1,15 +1,16 @@
-//! The agent's HTTP surface: the executor API (through `api`), and the
-//! small read-only endpoints operators probe. Requests become `Input`s for
-//! the event loop; nothing here touches the agent's state.
+//! The agent's HTTP surface: the executor API, the operator endpoints and
+//! the v1 operator API (all through `api`). Requests become `Input`s for the event loop;
+//! nothing here touches the agent's state.
 
 use super::core::{ApiCall, Input};
 use crate::api::executor::{self, BoxFuture, CallError, EventStream, ExecutorApi, Principal};
+use crate::api::operator::{self, Authenticator, Endpoint, OperatorApi};
 use crate::proto::mesos::v1::executor::call::Subscribe;
 use crate::proto::mesos::v1::{ExecutorId, FrameworkId, TaskStatus};
 use crate::support::jwt::Key;
-use crate::wire::{full, HttpHandler, ResponseFuture};
+use crate::wire::{HttpHandler, ResponseFuture};
 use hyper::body::Incoming;
-use hyper::{Request, Response, StatusCode};
+use hyper::Request;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::{mpsc, oneshot};
@@ -21,6 +22,13 @@ pub struct Router {
     /// The key executor tokens are checked with
     /// (`--authenticate_http_executors`); `None`: no authentication.
     authentication: Option<Arc<Key>>,
+    operator: Arc<Operator>,
+}
+
+/// The operator endpoints' agent side and their authentication.
+pub struct Operator {
+    pub api: Arc<dyn OperatorApi>,
+    pub auth: Authenticator,
 }
 
 impl Router {
@@ -28,11 +36,13 @@ impl Router {
         inputs: mpsc::UnboundedSender<Input>,
         heartbeat: Duration,
         authentication: Option<Key>,
+        operator: Operator,
     ) -> Self {
         Router {
             bridge: Arc::new(Bridge { inputs }),
             heartbeat,
             authentication: authentication.map(Arc::new),
+            operator: Arc::new(operator),
         }
     }
 }
@@ -42,24 +52,27 @@ impl HttpHandler for Router {
         let bridge = self.bridge.clone();
         let heartbeat = self.heartbeat;
         let authentication = self.authentication.clone();
+        let ops = self.operator.clone();
         Box::pin(async move {
             let path = req.uri().path().to_string();
-            match path.as_str() {
-                executor::PATH | "/slave(1)/api/v1/executor" => {
-                    executor::handle(bridge.as_ref(), req, heartbeat, authentication.as_deref())
-                        .await
-                }
-                "/health" | "/slave(1)/health" => response(StatusCode::OK, ""),
-                _ => response(StatusCode::NOT_FOUND, ""),
+            if path == executor::PATH || path == "/slave(1)/api/v1/executor" {
+                return executor::handle(
+                    bridge.as_ref(),
+                    req,
+                    heartbeat,
+                    authentication.as_deref(),
+                )
+                .await;
+            }
+            if path == operator::v1::PATH || path == "/slave(1)/api/v1" {
+                return operator::v1::handle(ops.api.clone(), &ops.auth, req).await;
+            }
+            match Endpoint::of(&path) {
+                Some(endpoint) => operator::handle(ops.api.clone(), &ops.auth, endpoint, req).await,
+                None => operator::not_found(),
             }
         })
     }
-}
-
-fn response(status: StatusCode, body: &'static str) -> Response<crate::wire::Body> {
-    let mut r = Response::new(full(body));
-    *r.status_mut() = status;
-    r
 }
 
 /// The executor API's calls, posted to the event loop.

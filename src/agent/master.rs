@@ -17,6 +17,35 @@ use std::time::Duration;
 pub const DEFAULT_PING_TIMEOUT: Duration = Duration::from_secs(75);
 
 impl Agent {
+    /// The detector says which master leads now. A new leader gets a
+    /// (re-)registration after a random delay in [0, factor], as Mesos
+    /// spreads a cluster's agents over a failover; with no leader the agent
+    /// waits, its status updates held back.
+    pub fn detected(&mut self, leader: Option<Upid>) {
+        match leader {
+            None => {
+                tracing::warn!(previous = ?self.master.as_ref().map(ToString::to_string), "lost the leading master; waiting for a new one");
+                self.master = None;
+                self.cancel_authentication();
+                self.link = Link::Registering;
+                self.ping_generation += 1;
+                self.registration_generation += 1;
+                self.updates.pause();
+            }
+            Some(pid) => {
+                if self.master.as_ref() == Some(&pid) && self.link == Link::Running {
+                    return;
+                }
+                tracing::info!(master = %pid, "new master detected");
+                self.master = Some(pid);
+                if self.shutting_down {
+                    return;
+                }
+                self.start_registration(true);
+            }
+        }
+    }
+
     /// Starts (or restarts) registering: the first attempt after a random
     /// delay in [0, factor], as Mesos does to spread a cluster's agents.
     pub fn start_registration(&mut self, first: bool) {
@@ -30,13 +59,30 @@ impl Agent {
         } else {
             Duration::ZERO
         };
+        if self.credential.is_some() {
+            // Authenticated again before every (re-)registration.
+            self.start_authentication(delay);
+            return;
+        }
         self.after(delay, Timer::Registration(self.registration_generation));
+    }
+
+    /// Registers at once (authentication just completed), retrying with
+    /// the usual backoff.
+    pub(super) fn register_now(&mut self) {
+        self.backoff = self.config.registration_backoff_factor;
+        self.registration_generation += 1;
+        self.retry_registration();
     }
 
     /// Sends a (re-)registration and arms the next retry: uniform in
     /// [0, b], b doubling up to one minute.
     pub fn retry_registration(&mut self) {
-        if self.link != Link::Registering || self.shutting_down {
+        if self.link != Link::Registering || self.shutting_down || self.master.is_none() {
+            return;
+        }
+        if self.credential.is_some() && !self.auth.authenticated {
+            tracing::debug!("not registering: not authenticated");
             return;
         }
         self.send_registration();
@@ -53,7 +99,7 @@ impl Agent {
         let capabilities = capabilities();
         match &self.id {
             None => {
-                tracing::info!(master = %self.master, "registering");
+                tracing::info!(master = ?self.master_name(), "registering");
                 self.send_master(&RegisterSlaveMessage {
                     slave,
                     version: Some(MESOS_VERSION.to_string()),
@@ -77,12 +123,12 @@ impl Agent {
                         if ex.kind != crate::containerizer::mesos::ExecutorKind::Command
                             && ex.state != super::state::ExecutorState::Terminated
                         {
-                            msg.executor_infos.push(ex.info.clone());
+                            msg.executor_infos.push((*ex.info).clone());
                         }
                         msg.tasks.extend(self.reported_tasks(ex));
                     }
                 }
-                tracing::info!(master = %self.master, id, tasks = msg.tasks.len(), "re-registering");
+                tracing::info!(master = ?self.master_name(), id, tasks = msg.tasks.len(), "re-registering");
                 self.send_master(&msg);
             }
         }
@@ -95,7 +141,7 @@ impl Agent {
             .launched
             .values()
             .chain(ex.terminated.values())
-            .cloned()
+            .map(|t| (**t).clone())
             .collect();
         for group in &ex.queued {
             for t in group {
@@ -113,6 +159,10 @@ impl Agent {
     }
 
     pub fn handle_message(&mut self, m: Message) {
+        if crate::wire::authentication::is_authenticatee(&m.to) {
+            self.authentication_message(m);
+            return;
+        }
         let name = m.name.as_str();
         tracing::debug!(from = %m.from, name, bytes = m.body.len(), "message");
         let msg = match decode(name, &m.body) {
@@ -171,7 +221,14 @@ impl Agent {
     }
 
     fn is_master(&self, from: &Upid) -> bool {
-        from.addr == self.master.addr
+        self.master.as_ref().is_some_and(|m| m.addr == from.addr)
+    }
+
+    /// The current master as text, for logs.
+    fn master_name(&self) -> String {
+        self.master
+            .as_ref()
+            .map_or_else(|| "none".to_string(), ToString::to_string)
     }
 
     fn registered(
@@ -181,8 +238,8 @@ impl Agent {
         connection: Option<crate::proto::mesos::internal::MasterSlaveConnection>,
         reregistered: bool,
     ) {
-        if *from != self.master {
-            tracing::warn!(%from, "ignoring a registration from a process that is not the current master");
+        if self.master.as_ref() != Some(from) {
+            tracing::warn!(%from, master = self.master_name(), "ignoring a registration from a process that is not the current master");
             return;
         }
         let Some(id) = Some(id).filter(|i| !i.is_empty()) else {
@@ -214,7 +271,8 @@ impl Agent {
             .filter(|s| s.is_finite() && *s > 0.0)
             .map(Duration::from_secs_f64)
             .unwrap_or(DEFAULT_PING_TIMEOUT);
-        tracing::info!(id, reregistered, "registered with the master");
+        tracing::info!(id, reregistered, master = %from, "registered with the master");
+        super::core::notify(&format!("STATUS=registered with {from} as {id}"));
         self.arm_ping_timer();
         let now = std::time::Instant::now();
         for update in self.updates.resume(now) {
@@ -228,8 +286,8 @@ impl Agent {
     }
 
     fn ping(&mut self, from: &Upid, connected: bool) {
-        if from.addr != self.master.addr {
-            tracing::warn!(%from, "ignoring a ping from a process of another master");
+        if !self.is_master(from) {
+            tracing::warn!(%from, master = self.master_name(), "ignoring a ping from a process that is not the current master");
             return;
         }
         self.send_to(from, &PongSlaveMessage {});
@@ -253,7 +311,7 @@ impl Agent {
 
     /// The link to a peer broke.
     pub fn exited(&mut self, pid: &Upid) {
-        if pid.addr == self.master.addr && self.link == Link::Running {
+        if self.is_master(pid) && self.link == Link::Running {
             tracing::warn!(master = %pid, "lost the connection to the master; re-registering");
             self.start_registration(false);
         }
@@ -284,6 +342,13 @@ impl Agent {
             update,
             pid: Some(self.self_pid.to_string()),
         });
+        if crate::support::crash::due("forwarded") {
+            // Once the transport had time to put it on the wire.
+            tokio::spawn(async {
+                tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                crate::support::crash::now("forwarded");
+            });
+        }
     }
 
     pub fn retry_updates(&mut self) {
@@ -297,7 +362,7 @@ impl Agent {
 }
 
 /// What the agent tells the master it can do.
-fn capabilities() -> Vec<Capability> {
+pub(super) fn capabilities() -> Vec<Capability> {
     [
         capability::Type::MultiRole,
         capability::Type::HierarchicalRole,
@@ -311,7 +376,7 @@ fn capabilities() -> Vec<Capability> {
 }
 
 /// A uniformly random duration in [0, max].
-fn jitter(max: Duration) -> Duration {
+pub(super) fn jitter(max: Duration) -> Duration {
     let bytes = crate::support::random_uuid_bytes().unwrap_or([0x80; 16]);
     let r = u64::from_le_bytes(bytes[..8].try_into().unwrap_or([0; 8]));
     max.mul_f64(r as f64 / u64::MAX as f64)

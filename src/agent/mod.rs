@@ -6,14 +6,17 @@
 //! the HTTP handlers, the containerizer's waits and the timers talk to it
 //! through one channel of [`core::Input`]s.
 
+mod authenticate;
 mod config;
 mod core;
 mod executors;
 #[doc(hidden)]
 pub mod fuzz;
+mod gc;
 mod http;
 mod master;
 mod messages;
+mod operator;
 mod recovery;
 mod resources;
 mod state;
@@ -21,7 +24,8 @@ pub mod status;
 mod tasks;
 mod updates;
 
-pub use config::{AgentConfig, RecoverMode, EXECUTOR_SECRET_KEY_FILE};
+pub use config::{AgentConfig, DiskConfig, RecoverMode, EXECUTOR_SECRET_KEY_FILE};
+pub use operator::logging::{install as install_log_control, SetFilter};
 
 use std::io;
 use std::path::PathBuf;
@@ -53,6 +57,12 @@ pub enum AgentError {
     Checkpoint(#[from] crate::state::StateError),
     #[error("--executor_secret_key: {0}")]
     SecretKey(#[source] crate::support::jwt::JwtError),
+    #[error("--recover=cleanup: {left} containers still there after {waited:?}: {ids}")]
+    Cleanup {
+        left: usize,
+        waited: std::time::Duration,
+        ids: String,
+    },
     #[error("the master {master} registered this agent as {given}, but it is {ours}")]
     WrongId {
         master: String,

@@ -12,6 +12,9 @@ use crate::containerizer::mesos::{ExecutorKind, Termination};
 use crate::proto::mesos::{executor_info, ExecutorInfo, SlaveId, TaskInfo};
 use crate::state::meta;
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 impl Agent {
     pub fn checkpoint_agent(&self) -> Result<(), crate::state::StateError> {
@@ -141,6 +144,16 @@ impl Agent {
                 terminating: false,
             };
             for ex in fw.executors {
+                // A run that is not the latest and not marked completed: the
+                // agent died between creating it and pointing `runs/latest`
+                // at it, before anything was launched in it.
+                for stale in ex
+                    .runs
+                    .iter()
+                    .filter(|r| !r.completed && ex.latest.as_ref() != Some(&r.container_id))
+                {
+                    self.forget_stale_run(&state.id, &fw.id, &ex.id, &stale.container_id);
+                }
                 let Some(ex_info) = ex.info else { continue };
                 // As in Mesos, only the latest run can have work left: a run
                 // is marked completed once all its updates are acknowledged.
@@ -178,10 +191,11 @@ impl Agent {
                     id: ex.id.clone(),
                     framework_id: fw.id.clone(),
                     kind: kind_of(&ex_info),
-                    info: ex_info,
+                    info: Arc::new(ex_info),
                     container_id: run.container_id.clone(),
                     state: ExecutorState::Registering,
                     queued: Vec::new(),
+                    sent: Vec::new(),
                     launched: BTreeMap::new(),
                     terminated: BTreeMap::new(),
                     killing: Vec::new(),
@@ -203,10 +217,12 @@ impl Agent {
                     }
                     if is_terminal(record.state) {
                         if !acked_all {
-                            executor.terminated.insert(task.id.clone(), record);
+                            executor
+                                .terminated
+                                .insert(task.id.clone(), Arc::new(record));
                         }
                     } else {
-                        executor.launched.insert(task.id.clone(), record);
+                        executor.launched.insert(task.id.clone(), Arc::new(record));
                     }
                 }
                 // Adopted even in cleanup mode, so that it can be killed.
@@ -215,15 +231,20 @@ impl Agent {
                 // the executor in the container's cgroup, and removes the
                 // cgroup if nothing runs there: an executor is never left
                 // running unowned, nor reported dead while it runs.
-                let adopted = !state.rebooted
-                    && self
-                        .containerizer
-                        .recover(&run.container_id, run.forked_pid)
-                        .map_err(|e| {
-                            tracing::warn!(container = run.container_id, "cannot adopt: {e}")
-                        })
-                        .is_ok();
-                let alive = adopted && self.config.recover == RecoverMode::Reconnect;
+                // After a reboot the checkpointed pid may name an unrelated
+                // process: only the cgroup is looked at (it cannot hold the
+                // old executor), so that the run's stale state (cgroup,
+                // runtime directory, image leases) is removed.
+                let pid = if state.rebooted { None } else { run.forked_pid };
+                let adopted = self
+                    .containerizer
+                    .recover(&run.container_id, pid)
+                    .map_err(|e| tracing::warn!(container = run.container_id, "cannot adopt: {e}"))
+                    .is_ok();
+                let alive =
+                    adopted && !state.rebooted && self.config.recover == RecoverMode::Reconnect;
+                // Not taken over (the containerizer said why, above) and
+                // nothing to report: left for the next start to try again.
                 if !alive && !adopted && executor.idle() {
                     continue;
                 }
@@ -236,6 +257,11 @@ impl Agent {
                 self.frameworks.insert(fw.id.clone(), framework);
             }
         }
+        let gone_message = if state.rebooted {
+            "Executor did not survive the reboot of the agent's host"
+        } else {
+            "Executor did not survive the agent's restart"
+        };
         let timeout = self.config.executor_reregistration_timeout;
         let adopted: Vec<(String, String, String)> = self
             .frameworks
@@ -272,13 +298,69 @@ impl Agent {
                 Termination {
                     status: None,
                     limitation: None,
-                    message: "Executor did not survive the agent's restart".to_string(),
+                    message: gone_message.to_string(),
                 },
             );
         }
         Ok(())
     }
+
+    /// Destroys whatever the cgroup of a stale run holds (nothing, unless
+    /// the checkpoints lie) and marks the run completed, so that no later
+    /// start looks at it again.
+    fn forget_stale_run(&self, agent: &str, fw: &str, ex: &str, container: &str) {
+        tracing::info!(
+            framework = fw,
+            executor = ex,
+            container,
+            "a run created but never launched: removing it"
+        );
+        match self.containerizer.recover(container, None) {
+            Ok(()) => {
+                if let Err(e) = self.containerizer.destroy(container) {
+                    tracing::warn!(container, "destroy a stale run: {e}");
+                }
+            }
+            Err(e) => tracing::warn!(container, "recover a stale run: {e}"),
+        }
+        if let Err(e) = meta::mark_run_completed(&self.work, agent, fw, ex, container) {
+            tracing::warn!(container, "checkpoint: {e}");
+        }
+    }
+
+    /// `--recover=cleanup`, as the Mesos agent does it: the executors
+    /// recovery found were killed (their tasks' updates are logged), so
+    /// this waits until every container is destroyed, removes
+    /// `meta/slaves/latest` so that the next start registers as a new
+    /// agent, and returns: the agent exits without registering.
+    pub async fn finish_cleanup(&mut self) -> Result<(), AgentError> {
+        let waited = Instant::now();
+        loop {
+            let left = self.containerizer.containers();
+            if left.is_empty() && self.destroying.load(Ordering::SeqCst) == 0 {
+                break;
+            }
+            if waited.elapsed() >= CLEANUP_TIMEOUT {
+                return Err(AgentError::Cleanup {
+                    left: left.len(),
+                    waited: CLEANUP_TIMEOUT,
+                    ids: left.join(", "),
+                });
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        meta::remove_latest_agent(&self.work)?;
+        tracing::info!(
+            took = ?waited.elapsed(),
+            "--recover=cleanup: every old executor is gone; the next start registers as a new agent"
+        );
+        Ok(())
+    }
 }
+
+/// How long `--recover=cleanup` waits for the old containers to be
+/// destroyed (each is a SIGKILL of its cgroup and an unmount or two).
+const CLEANUP_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// The kind of a recovered executor.
 fn kind_of(info: &ExecutorInfo) -> ExecutorKind {

@@ -17,6 +17,7 @@ use crate::proto::mesos::v1::executor::Event;
 use crate::proto::mesos::{ExecutorInfo, FrameworkInfo, Task, TaskInfo, TaskState};
 use crate::wire::Upid;
 use std::collections::BTreeMap;
+use std::sync::Arc;
 use tokio::sync::mpsc::UnboundedSender;
 
 /// One framework with work on this agent.
@@ -58,21 +59,33 @@ pub enum ExecutorState {
 }
 
 /// One executor run (one container).
+///
+/// Its info and tasks sit behind `Arc`s: the operator views copy them on
+/// the event loop for every `/state` (1000 tasks are a pointer each, not a
+/// deep copy each); a change to a task a view still holds copies it
+/// (`Arc::make_mut`).
 pub struct Executor {
     pub id: String,
     pub framework_id: String,
-    pub info: ExecutorInfo,
+    pub info: Arc<ExecutorInfo>,
     pub kind: ExecutorKind,
     pub container_id: String,
     pub state: ExecutorState,
     /// Tasks waiting for the executor to subscribe, as launched together
     /// (a task group is one entry).
-    pub queued: Vec<Vec<TaskInfo>>,
+    pub queued: Vec<Queued>,
+    /// What this agent process sent in LAUNCH events, kept while a task of
+    /// it is still STAGING: an executor that re-subscribes without knowing
+    /// such a task never got its LAUNCH (the stream broke first, e.g. its
+    /// SUBSCRIBE timed out on a busy agent), and gets it again. Tasks
+    /// recovered after a restart are not here: those are reported lost,
+    /// as in Mesos.
+    pub sent: Vec<Queued>,
     /// Tasks given to the executor and not yet terminal.
-    pub launched: BTreeMap<String, Task>,
+    pub launched: BTreeMap<String, Arc<Task>>,
     /// Terminal tasks whose terminal update the master has not yet
     /// acknowledged.
-    pub terminated: BTreeMap<String, Task>,
+    pub terminated: BTreeMap<String, Arc<Task>>,
     /// Tasks a kill was asked for (their end is reported as TASK_KILLED
     /// when the executor dies first).
     pub killing: Vec<String>,
@@ -83,6 +96,36 @@ pub struct Executor {
     /// Bumped on every state change that arms a timer, so stale timers
     /// are recognised.
     pub generation: u64,
+}
+
+/// Tasks launched together, waiting for their executor.
+#[derive(Debug, Clone, Default)]
+pub struct Queued {
+    pub tasks: Vec<TaskInfo>,
+    /// They came as a task group (`RunTaskGroupMessage`): the executor,
+    /// default or custom, gets them in one LAUNCH_GROUP, as in Mesos.
+    pub group: bool,
+}
+
+impl std::ops::Deref for Queued {
+    type Target = Vec<TaskInfo>;
+    fn deref(&self) -> &Vec<TaskInfo> {
+        &self.tasks
+    }
+}
+
+impl std::ops::DerefMut for Queued {
+    fn deref_mut(&mut self) -> &mut Vec<TaskInfo> {
+        &mut self.tasks
+    }
+}
+
+impl<'a> IntoIterator for &'a Queued {
+    type Item = &'a TaskInfo;
+    type IntoIter = std::slice::Iter<'a, TaskInfo>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.tasks.iter()
+    }
 }
 
 impl Executor {

@@ -406,6 +406,24 @@ impl StatusUpdateManager {
         Ok(pending)
     }
 
+    /// Drops the task's stream if it holds nothing yet (its log could not
+    /// take the first update: a full disk), so that the update can be
+    /// taken unlogged. False when the stream has updates: it stays.
+    pub fn forget_empty(&mut self, framework_id: &str, task_id: &str) -> bool {
+        let key = (framework_id.to_string(), task_id.to_string());
+        let Some(&seq) = self.index.get(&key) else {
+            return true;
+        };
+        let empty = self
+            .streams
+            .get(&seq)
+            .is_some_and(|s| s.received.is_empty() && s.acked.is_empty());
+        if empty {
+            self.remove(seq);
+        }
+        empty
+    }
+
     /// The task's unacknowledged updates, oldest first (as received, without
     /// `latest_state`).
     pub fn pending(&self, framework_id: &str, task_id: &str) -> Vec<&StatusUpdate> {

@@ -2,7 +2,7 @@
 //! happens when an executor's container ends.
 
 use super::core::{Agent, Input, Timer};
-use super::state::{Executor, ExecutorState, Framework};
+use super::state::{Executor, ExecutorState, Framework, Queued};
 use crate::containerizer::mesos::{
     command_executor_info, ExecutorEnv, ExecutorKind, LaunchRequest, Termination,
 };
@@ -16,6 +16,8 @@ use crate::proto::mesos::{
     executor_info, ExecutorInfo, FrameworkId, FrameworkInfo, SlaveId, Task, TaskInfo, TaskState,
 };
 use std::collections::BTreeMap;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
 
 impl Agent {
     pub fn run_task(&mut self, msg: RunTaskMessage) {
@@ -40,7 +42,10 @@ impl Agent {
             msg.pid,
             executor,
             kind,
-            vec![task],
+            Queued {
+                tasks: vec![task],
+                group: false,
+            },
             msg.launch_executor,
         );
     }
@@ -59,7 +64,10 @@ impl Agent {
             None,
             executor,
             kind,
-            group.tasks,
+            Queued {
+                tasks: group.tasks,
+                group: true,
+            },
             msg.launch_executor,
         );
     }
@@ -74,9 +82,10 @@ impl Agent {
         pid: Option<String>,
         executor: ExecutorInfo,
         kind: ExecutorKind,
-        tasks: Vec<TaskInfo>,
+        queued: Queued,
         launch_executor: Option<bool>,
     ) {
+        let tasks = &queued.tasks;
         let ex_id = executor.executor_id.value.clone();
         let ids: Vec<String> = tasks.iter().map(task_id).collect();
         tracing::info!(framework = fw_id, executor = ex_id, tasks = ?ids, "launching");
@@ -85,7 +94,7 @@ impl Agent {
             return;
         }
         if let Some((message, reason)) = self.launch_refusal(&fw_id, &ex_id, &ids) {
-            return self.drop_tasks(&fw_id, &ex_id, &framework, &tasks, &message, reason);
+            return self.drop_tasks(&fw_id, &ex_id, &framework, tasks, &message, reason);
         }
         let fw = self
             .frameworks
@@ -114,25 +123,25 @@ impl Agent {
                         .map(|t| make_task(t, &fw_id, ex, self.id.as_deref()))
                         .collect();
                     for t in new {
-                        ex.launched.insert(task_id_of(&t), t);
+                        ex.launched.insert(task_id_of(&t), Arc::new(t));
                     }
                     // Checkpointed before the executor hears of it, as in
                     // Mesos: an agent killed in between must still know
                     // the task whose updates the executor will send.
                     let container = ex.container_id.clone();
-                    for t in &tasks {
+                    for t in tasks {
                         self.checkpoint_task(&fw_id, &ex_id, &container, t);
                     }
                     if let Some(events) = events {
-                        for event in launch_events(kind, &tasks) {
+                        for event in launch_events(kind, tasks, queued.group) {
                             let _ = events.send(event);
                         }
                     }
                 }
                 ExecutorState::Launching | ExecutorState::Registering => {
-                    ex.queued.push(tasks.clone());
+                    ex.queued.push(queued.clone());
                     let container = ex.container_id.clone();
-                    for t in &tasks {
+                    for t in tasks {
                         self.checkpoint_task(&fw_id, &ex_id, &container, t);
                     }
                 }
@@ -142,7 +151,7 @@ impl Agent {
                         &fw_id,
                         &ex_id,
                         &framework,
-                        &tasks,
+                        tasks,
                         &message,
                         Reason::ExecutorTerminated,
                     );
@@ -157,12 +166,12 @@ impl Agent {
                 &fw_id,
                 &ex_id,
                 &framework,
-                &tasks,
+                tasks,
                 &message,
                 Reason::ExecutorTerminated,
             );
         }
-        self.start_executor(fw_id, executor, kind, tasks);
+        self.start_executor(fw_id, executor, kind, queued);
     }
 
     /// Why tasks may not be launched now, if they may not.
@@ -216,8 +225,9 @@ impl Agent {
         fw_id: String,
         info: ExecutorInfo,
         kind: ExecutorKind,
-        tasks: Vec<TaskInfo>,
+        queued: Queued,
     ) {
+        let tasks = &queued.tasks;
         let container_id = match crate::support::random_uuid() {
             Ok(id) => id,
             Err(e) => {
@@ -235,11 +245,12 @@ impl Agent {
             Executor {
                 id: ex_id.clone(),
                 framework_id: fw_id.clone(),
-                info: info.clone(),
+                info: Arc::new(info.clone()),
                 kind,
                 container_id: container_id.clone(),
                 state: ExecutorState::Launching,
-                queued: vec![tasks.clone()],
+                queued: vec![queued.clone()],
+                sent: Vec::new(),
                 launched: BTreeMap::new(),
                 terminated: BTreeMap::new(),
                 killing: Vec::new(),
@@ -249,7 +260,7 @@ impl Agent {
             },
         );
         self.checkpoint_executor(&fw_id, &ex_id);
-        for t in &tasks {
+        for t in tasks {
             self.checkpoint_task(&fw_id, &ex_id, &container_id, t);
         }
         let request = LaunchRequest {
@@ -258,7 +269,7 @@ impl Agent {
             framework,
             executor: info,
             kind,
-            tasks,
+            tasks: tasks.clone(),
             env: ExecutorEnv {
                 agent_endpoint: self.self_pid.addr,
                 agent_pid: self.self_pid.to_string(),
@@ -271,15 +282,15 @@ impl Agent {
         let containerizer = self.containerizer.clone();
         let tx = self.inputs.clone();
         tokio::task::spawn_blocking(move || {
-            let result = containerizer
-                .launch(request)
-                .map(|l| l.pid)
-                .map_err(|e| e.to_string());
+            let launched = containerizer.launch(request);
+            let timings = launched.as_ref().ok().map(|l| l.timings);
+            let result = launched.map(|l| l.pid).map_err(|e| e.to_string());
             let _ = tx.send(Input::Launched {
                 framework_id: fw_id,
                 executor_id: ex_id,
                 container_id,
                 result,
+                timings,
             });
         });
     }
@@ -292,6 +303,7 @@ impl Agent {
         result: Result<i32, String>,
     ) {
         let timeout = self.config.executor_registration_timeout;
+        self.operator.launch(container_id, &result);
         let Some(ex) = self.executor_mut(fw_id, ex_id, container_id) else {
             return;
         };
@@ -319,6 +331,7 @@ impl Agent {
                 ex.generation += 1;
                 let generation = ex.generation;
                 let container = container_id.to_string();
+                crate::support::crash::point("forked");
                 self.checkpoint_run(fw_id, ex_id, &container, pid);
                 self.after(
                     timeout,
@@ -412,10 +425,13 @@ impl Agent {
         };
         let containerizer = self.containerizer.clone();
         let container = ex.container_id.clone();
+        let destroying = self.destroying.clone();
+        destroying.fetch_add(1, Ordering::SeqCst);
         tokio::task::spawn_blocking(move || {
             if let Err(e) = containerizer.destroy(&container) {
                 tracing::error!(container, "destroy: {e}");
             }
+            destroying.fetch_sub(1, Ordering::SeqCst);
         });
     }
 
@@ -493,6 +509,7 @@ impl Agent {
         if let Some(container) = &done {
             // Every update of the run is acknowledged: recovery may skip it.
             self.mark_run_completed(fw_id, ex_id, container);
+            self.retire_executor(fw_id, ex_id);
         }
         let Some(fw) = self.frameworks.get_mut(fw_id) else {
             return;
@@ -500,9 +517,18 @@ impl Agent {
         if done.is_some() {
             fw.executors.remove(ex_id);
         }
-        if fw.executors.is_empty() {
-            self.frameworks.remove(fw_id);
+        let fw_done = fw.executors.is_empty();
+        if fw_done {
+            if let Some(fw) = self.frameworks.remove(fw_id) {
+                self.operator.framework_completed(fw_id, &fw.info);
+            }
             self.updates.cleanup_framework(fw_id);
+        }
+        if let Some(container) = &done {
+            self.gc_executor(fw_id, ex_id, container);
+        }
+        if fw_done {
+            self.gc_framework(fw_id);
         }
         if self.shutting_down
             && self.frameworks.values().all(|f| {
@@ -695,7 +721,9 @@ impl Agent {
         // (The executor had its ACKNOWLEDGED when the agent took the update.)
         let ex_id = ex.id.clone();
         if ack.terminal {
-            ex.terminated.remove(&task);
+            if let Some(t) = ex.terminated.remove(&task) {
+                self.operator.task_completed(&fw_id, &ex_id, t);
+            }
             self.forget_if_idle(&fw_id, &ex_id);
         }
     }
@@ -712,8 +740,10 @@ impl Agent {
                 executor = ex_id,
                 "dropping a message for an unknown executor"
             );
+            self.operator.framework_message(false);
             return;
         };
+        let subscribed = ex.events.is_some();
         match &ex.events {
             Some(events) => {
                 let _ = events.send(Event {
@@ -728,6 +758,7 @@ impl Agent {
                 "dropping a message for an executor that is not subscribed"
             ),
         }
+        self.operator.framework_message(subscribed);
     }
 
     /// A full shutdown: every executor is asked to stop, then the agent
@@ -829,9 +860,10 @@ pub(super) fn make_task(t: &TaskInfo, fw_id: &str, ex: &Executor, agent_id: Opti
 }
 
 /// The events that give `tasks` to an executor: one LAUNCH_GROUP for
-/// the default executor, a LAUNCH per task otherwise.
-pub fn launch_events(kind: ExecutorKind, tasks: &[TaskInfo]) -> Vec<Event> {
-    if kind == ExecutorKind::Default {
+/// the default executor and for a task group (a custom executor gets one
+/// too, as from Mesos' agent), a LAUNCH per task otherwise.
+pub fn launch_events(kind: ExecutorKind, tasks: &[TaskInfo], group: bool) -> Vec<Event> {
+    if kind == ExecutorKind::Default || group {
         let group = crate::proto::mesos::TaskGroupInfo {
             tasks: tasks.to_vec(),
         };

@@ -3,10 +3,11 @@
 //! and handed to the status update manager for delivery.
 
 use super::core::Agent;
-use super::status::is_terminal;
+use super::status::{is_terminal, StatusError};
 use crate::proto::mesos::internal::StatusUpdate;
 use crate::proto::mesos::task_status::{Reason, Source};
 use crate::proto::mesos::{ExecutorId, FrameworkId, SlaveId, TaskId, TaskState, TaskStatus};
+use std::sync::Arc;
 use std::time::{Instant, SystemTime, UNIX_EPOCH};
 
 /// Seconds since the epoch, as Mesos stamps updates.
@@ -62,12 +63,33 @@ impl Agent {
         }
     }
 
-    /// An update the agent generated; a refusal is only logged.
+    /// An update the agent generated; a refusal is only logged. One that
+    /// cannot be logged (a full work dir) still goes to the master, held
+    /// in memory only, so that the master learns why the task ended.
     pub fn report(&mut self, update: StatusUpdate) {
         let task = update.status.task_id.value.clone();
-        if let Err(e) = self.status_update(update, None) {
-            tracing::warn!(task, "status update refused: {e}");
-        }
+        let fw_id = update.framework_id.value.clone();
+        let taken = match self.take_update(update.clone(), None, true) {
+            Ok(()) => true,
+            Err(Refused::Log(e)) if self.updates.forget_empty(&fw_id, &task) => {
+                tracing::warn!(
+                    task,
+                    "cannot log the status update ({e}); sending it unlogged"
+                );
+                match self.take_update(update, None, false) {
+                    Ok(()) => true,
+                    Err(Refused::Log(e) | Refused::Other(e)) => {
+                        tracing::warn!(task, "status update refused: {e}");
+                        false
+                    }
+                }
+            }
+            Err(Refused::Log(e) | Refused::Other(e)) => {
+                tracing::warn!(task, "status update refused: {e}");
+                false
+            }
+        };
+        self.operator.status_update(taken);
     }
 
     /// Applies an update to its task, logs it durably (for checkpointing
@@ -78,6 +100,23 @@ impl Agent {
         update: StatusUpdate,
         from_executor: Option<&str>,
     ) -> Result<(), String> {
+        let taken = self
+            .take_update(update, from_executor, true)
+            .map_err(|e| match e {
+                Refused::Log(e) | Refused::Other(e) => e,
+            });
+        self.operator.status_update(taken.is_ok());
+        taken
+    }
+
+    /// `status_update`, and with `logged` false, not logged even for a
+    /// checkpointing framework.
+    fn take_update(
+        &mut self,
+        update: StatusUpdate,
+        from_executor: Option<&str>,
+        logged: bool,
+    ) -> Result<(), Refused> {
         let fw_id = update.framework_id.value.clone();
         let task = update.status.task_id.value.clone();
         // Where the task is, and where its updates are logged.
@@ -89,12 +128,12 @@ impl Agent {
             match fw.executors.values().find(|e| e.has_task(&task)) {
                 Some(ex) => {
                     if let Some(from) = from_executor.filter(|f| *f != ex.id) {
-                        return Err(format!(
+                        return Err(Refused::Other(format!(
                             "task {task} belongs to executor {}, not {from}",
                             ex.id
-                        ));
+                        )));
                     }
-                    if fw.checkpoint() {
+                    if fw.checkpoint() && logged {
                         let agent = self.id.clone().unwrap_or_default();
                         log = Some(self.work.task_updates(
                             &agent,
@@ -108,12 +147,14 @@ impl Agent {
                 }
                 None => {
                     if let Some(from) = from_executor {
-                        return Err(format!("task {task} is not a task of executor {from}"));
+                        return Err(Refused::Other(format!(
+                            "task {task} is not a task of executor {from}"
+                        )));
                     }
                 }
             }
         } else if from_executor.is_some() {
-            return Err(format!("unknown framework {fw_id}"));
+            return Err(Refused::Other(format!("unknown framework {fw_id}")));
         }
         // The manager first: the task's state moves only for an update it
         // took (durably). A framework being shut down sends nothing more.
@@ -122,7 +163,10 @@ impl Agent {
         } else {
             self.updates
                 .update(update.clone(), log.as_deref(), Instant::now())
-                .map_err(|e| e.to_string())?
+                .map_err(|e| match e {
+                    StatusError::Log { .. } => Refused::Log(e.to_string()),
+                    e => Refused::Other(e.to_string()),
+                })?
         };
         if let Some(ex_id) = holder {
             self.apply(&fw_id, &ex_id, &task, &update.status);
@@ -142,11 +186,20 @@ impl Agent {
         status: &crate::proto::mesos::TaskStatus,
     ) {
         let agent_id = self.id.clone();
-        let Some(ex) = self.executor_mut_of(fw_id, ex_id) else {
+        let Some(ex) = self.executor_of(fw_id, ex_id) else {
             return;
         };
         let state = status.state();
+        let ended =
+            is_terminal(state as i32) && ex.has_task(task) && !ex.terminated.contains_key(task);
+        if ended {
+            self.operator.task_ended(state);
+        }
+        let Some(ex) = self.executor_mut_of(fw_id, ex_id) else {
+            return;
+        };
         if let Some(t) = ex.launched.get_mut(task) {
+            let t = Arc::make_mut(t);
             t.state = state as i32;
             t.statuses.push(status.clone());
             if is_terminal(state as i32) {
@@ -164,8 +217,15 @@ impl Agent {
                 let mut t = super::tasks::make_task(&info, fw_id, ex, agent_id.as_deref());
                 t.state = state as i32;
                 t.statuses.push(status.clone());
-                ex.terminated.insert(task.to_string(), t);
+                ex.terminated.insert(task.to_string(), Arc::new(t));
             }
         }
     }
+}
+
+/// Why an update was not taken: its log could not be written, or
+/// anything else.
+enum Refused {
+    Log(String),
+    Other(String),
 }

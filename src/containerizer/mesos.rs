@@ -40,22 +40,33 @@
 //! running; a new agent takes them over with [`MesosContainerizer::recover`]
 //! and the checkpointed pid.
 
+mod disk;
 mod env;
 mod error;
 mod executor_info;
 mod handle;
+mod image_gc;
 mod images;
 mod launch;
 mod lifecycle;
 mod limitation;
+mod logger;
+mod network;
 mod plan;
 mod resources;
 mod sandbox;
 
+pub use crate::containerizer::network::CniConfig;
+pub use disk::usage as sandbox_disk_usage;
 pub use env::{ExecutorEnv, AUTHENTICATION_TOKEN};
 pub use error::ContainerizerError;
 pub use executor_info::{command_executor_info, COMMAND_EXECUTOR_CPUS, COMMAND_EXECUTOR_MEM_MB};
+pub use image_gc::{ImageGcConfig, ImageGcError};
 pub use limitation::{Limitation, Termination};
+pub use logger::{
+    ContainerLogger, LoggerError, LogrotateFlags, DEFAULT_MAX_SIZE, LOGROTATE_LOGGER,
+    SANDBOX_LOGGER,
+};
 pub use plan::LAUNCH_INFO;
 pub use resources::{MIN_CPUS, MIN_MEMORY};
 
@@ -100,6 +111,10 @@ pub struct MesosConfig {
     /// The key each executor's `MESOS_EXECUTOR_AUTHENTICATION_TOKEN` is
     /// signed with (`None`: executors get no token).
     pub executor_secret: Option<Key>,
+    /// `--container_logger`: plain or rotated `stdout`/`stderr`.
+    pub container_logger: ContainerLogger,
+    /// `--network_cni_config_dir`, `--network_cni_plugins_dir`.
+    pub cni: CniConfig,
 }
 
 impl MesosConfig {
@@ -124,6 +139,8 @@ impl MesosConfig {
             executor_env: Vec::new(),
             seccomp: Arc::default(),
             executor_secret: None,
+            container_logger: ContainerLogger::Sandbox,
+            cni: CniConfig::default(),
         }
     }
 }
@@ -163,6 +180,18 @@ pub struct Launched {
     pub pid: i32,
     /// The sandbox on the host.
     pub sandbox: PathBuf,
+    /// How long its steps took.
+    pub timings: LaunchTimings,
+}
+
+/// How long a launch's steps took: fetching the URIs (`None`: there were
+/// none), provisioning images (pulls included; `None`: no image), and the
+/// whole launch, to the executor's exec.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct LaunchTimings {
+    pub fetch: Option<std::time::Duration>,
+    pub provision: Option<std::time::Duration>,
+    pub total: std::time::Duration,
 }
 
 /// Runs executors. `Send + Sync`; share it in an `Arc`.
@@ -184,6 +213,9 @@ struct Inner {
     /// look up, insert or remove an entry, never across an await, a launch
     /// or a kill (each entry has its own lock for that).
     table: Mutex<Table>,
+    /// Held (read) by launches from looking for their images until their
+    /// leases are written, and (write) by image garbage collection.
+    image_gc: std::sync::RwLock<()>,
 }
 
 #[derive(Default)]
@@ -209,6 +241,7 @@ impl MesosContainerizer {
                 hostname,
                 config,
                 table: Mutex::new(Table::default()),
+                image_gc: std::sync::RwLock::new(()),
             }),
         })
     }
@@ -217,6 +250,21 @@ impl MesosContainerizer {
     /// destroyed).
     pub fn containers(&self) -> Vec<String> {
         self.inner.table().containers.keys().cloned().collect()
+    }
+
+    /// The networks a container is attached to, with its addresses (empty
+    /// for one on the host's network or unknown).
+    pub fn network_infos(&self, container_id: &str) -> Vec<crate::proto::mesos::NetworkInfo> {
+        if container_id.is_empty()
+            || container_id.contains(['/', '\0'])
+            || container_id.starts_with('.')
+        {
+            return Vec::new();
+        }
+        network::network_infos(
+            &self.inner.config.cni,
+            &self.inner.run_dirs.container(container_id),
+        )
     }
 
     /// Current resource usage of a running container (the final figures

@@ -4,6 +4,7 @@
 //! `butte run`, the single-machine entry point with no master.
 
 pub mod mesos;
+pub mod network;
 pub mod provisioner;
 pub mod security;
 pub mod standalone;

@@ -8,6 +8,7 @@
 //! killed) and a one-line reason when the kernel stopped the task
 //! (OOM killer, pids limit).
 
+use super::network::{self, CniConfig, NetRequest, NetworkError};
 use super::provisioner::{self, Prepared, ProvisionError};
 use super::security::{SeccompChoice, SeccompProfiles, SecurityError};
 use crate::fetch::{FetchConfig, FetchError, FetchUser, Fetcher, UriSpec};
@@ -17,7 +18,8 @@ use crate::runtime::{
     Container, ExitRecord, ExitStatus, Limits, Network, Rlimit, Runtime, RuntimeConfig,
     RuntimeError, SandboxSpec, Stdio, User, DEFAULT_PATH,
 };
-use crate::state::paths::{WorkDir, SANDBOX_MOUNT};
+use crate::state::gc;
+use crate::state::paths::{RuntimeDir, WorkDir, SANDBOX_MOUNT};
 use crate::support::{format_size, random_uuid};
 use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
 use nix::sys::signal::{SigSet, Signal};
@@ -41,7 +43,17 @@ pub struct RunOptions {
     pub env: Vec<(String, String)>,
     pub user: Option<User>,
     pub hostname: Option<String>,
+    /// `host` or `none`; ignored when `networks` names any.
     pub network: Network,
+    /// CNI networks to attach the task to (`bridge`: the config of that
+    /// name, else the built-in default bridge), in a network namespace
+    /// of its own.
+    pub networks: Vec<String>,
+    /// Host ports mapped to the task's: `(host, container, protocol)`.
+    pub ports: Vec<(u32, u32, String)>,
+    pub cni: CniConfig,
+    /// Where the task's network namespace is pinned while it runs.
+    pub runtime_dir: PathBuf,
     /// Working directory inside the sandbox.
     pub cwd: Option<PathBuf>,
     pub mounts: Vec<Mount>,
@@ -56,6 +68,10 @@ pub struct RunOptions {
     pub grace: Duration,
     /// Remove the sandbox directory once the task has ended.
     pub remove: bool,
+    /// `--gc-delay`: before the task starts, remove the sandboxes of
+    /// finished runs older than this (shortened as the disk fills, as the
+    /// agent's `--gc_delay`); `None`: keep them.
+    pub gc_delay: Option<Duration>,
     /// Give the task this process's stdin (otherwise /dev/null).
     pub interactive: bool,
     pub runtime: RuntimeConfig,
@@ -93,6 +109,8 @@ pub enum StandaloneError {
     Fetch(#[from] FetchError),
     #[error(transparent)]
     Security(#[from] SecurityError),
+    #[error(transparent)]
+    Network(#[from] NetworkError),
     #[error("{op}: {source}")]
     Io {
         op: &'static str,
@@ -101,9 +119,22 @@ pub enum StandaloneError {
     },
 }
 
+/// The agent's `--gc_disk_headroom` default, which `butte run`'s GC uses.
+pub const GC_DISK_HEADROOM: f64 = 0.1;
+
 /// Runs the task to completion.
 pub fn run(opts: &RunOptions) -> Result<RunOutcome, StandaloneError> {
     let runtime = Runtime::new(&opts.runtime)?;
+    if let Some(delay) = opts.gc_delay {
+        let work = WorkDir::new(&opts.work_dir);
+        match gc::prune_standalone(&work, delay, GC_DISK_HEADROOM) {
+            Ok(removed) if !removed.is_empty() => {
+                tracing::info!(sandboxes = removed.len(), "removed finished sandboxes")
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!("garbage collection of finished sandboxes: {e}"),
+        }
+    }
     let id = random_uuid().map_err(|source| StandaloneError::Io {
         op: "generate container id",
         source,
@@ -146,10 +177,24 @@ fn run_prepared(
         fs::create_dir_all(parent).map_err(sandbox_err)?;
     }
     fs::create_dir(&sandbox).map_err(sandbox_err)?;
-    let result = fetch(opts, &sandbox).and_then(|()| run_in(opts, runtime, &spec, &sandbox));
+    // Held while the task runs: another `butte run`'s GC leaves it alone.
+    let lock = gc::lock_sandbox(&sandbox);
+    let run_dir = RuntimeDir::new(&opts.runtime_dir).container(&id);
+    let mut spec = spec;
+    let result = fetch(opts, &sandbox)
+        .and_then(|()| attach(opts, &id, &run_dir, &mut spec))
+        .and_then(|()| run_in(opts, runtime, &spec, &sandbox));
+    if !opts.networks.is_empty() {
+        network::teardown(&opts.cni, &run_dir);
+        let _ = fs::remove_dir_all(&run_dir);
+    }
     if result.is_err() || opts.remove {
         let _ = fs::remove_dir_all(&sandbox);
+    } else {
+        // Its age for the GC counts from the task's end.
+        let _ = gc::touch(&sandbox);
     }
+    drop(lock);
     result.map(|(record, reason)| RunOutcome {
         id,
         sandbox,
@@ -157,6 +202,50 @@ fn run_prepared(
         record,
         reason,
     })
+}
+
+/// Attaches the task to its CNI networks, if any: a network namespace of
+/// its own, pinned in `run_dir`, and its own `/etc` files.
+fn attach(
+    opts: &RunOptions,
+    id: &str,
+    run_dir: &Path,
+    spec: &mut SandboxSpec,
+) -> Result<(), StandaloneError> {
+    if opts.networks.is_empty() {
+        if !opts.ports.is_empty() {
+            return Err(NetworkError::Invalid {
+                name: "host".into(),
+                reason: "ports can only be published on a cni network (--net bridge)".into(),
+            }
+            .into());
+        }
+        return Ok(());
+    }
+    let mut requests = Vec::new();
+    for name in &opts.networks {
+        let config = match opts.cni.find(name) {
+            Ok(c) => c,
+            Err(_) if name == "bridge" => {
+                network::default_bridge(&opts.work_dir.join("cni").join("networks"))
+            }
+            Err(e) => return Err(e.into()),
+        };
+        requests.push(NetRequest {
+            config,
+            runtime_config: network::port_mappings(&opts.ports),
+            args: Default::default(),
+            info: serde_json::Value::Null,
+        });
+    }
+    fs::create_dir_all(run_dir).map_err(|source| StandaloneError::Io {
+        op: "create the runtime dir",
+        source,
+    })?;
+    let attached = network::setup(&opts.cni, run_dir, id, &spec.hostname(), requests)?;
+    spec.network = Network::Join(attached.netns);
+    spec.mounts.extend(attached.mounts);
+    Ok(())
 }
 
 /// Fetches the run's URIs into its sandbox. The cache is keyed by the
@@ -192,7 +281,7 @@ pub fn build_spec(
         (None, None) => None,
     };
     spec.hostname = opts.hostname.clone();
-    spec.network = opts.network;
+    spec.network = opts.network.clone();
     spec.rlimits = opts.rlimits.clone();
     let sandbox_in_task = match prepared {
         Some(p) => {
@@ -486,6 +575,10 @@ mod tests {
             user: None,
             hostname: None,
             network: Network::Host,
+            networks: Vec::new(),
+            ports: Vec::new(),
+            cni: CniConfig::default(),
+            runtime_dir: "/r".into(),
             cwd: None,
             mounts: vec![],
             rlimits: vec![],
@@ -495,6 +588,7 @@ mod tests {
             work_dir: "/w".into(),
             grace: Duration::from_secs(3),
             remove: false,
+            gc_delay: None,
             interactive: false,
             runtime: RuntimeConfig {
                 cgroup_root: "/x".into(),

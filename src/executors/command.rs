@@ -25,6 +25,12 @@ use std::time::{Duration, Instant};
 pub const DEFAULT_KILL_GRACE: Duration = Duration::from_secs(3);
 /// How long to wait for the agent to acknowledge the terminal update.
 pub const TERMINAL_ACK_TIMEOUT: Duration = Duration::from_secs(60);
+/// After a SHUTDOWN, how long the executor stays once its last update is
+/// sent: an agent shutting down a framework acknowledges nothing more
+/// (Mesos' agent drops the updates of a terminating framework), so waiting
+/// for the acknowledgement would only wait for the agent's SIGKILL.
+/// Mesos' executors leave about a second after their last update.
+pub const AFTER_SHUTDOWN: Duration = Duration::from_secs(1);
 
 /// The grace period a kill policy gives, if any.
 pub fn policy_grace(policy: Option<&KillPolicy>) -> Option<Duration> {
@@ -84,6 +90,8 @@ pub struct CommandExecutor {
     last_status: Option<TaskStatus>,
     max_completion_at: Option<Instant>,
     terminal_sent_at: Option<Instant>,
+    /// A SHUTDOWN was received (see [`AFTER_SHUTDOWN`]).
+    shutting_down: bool,
     exit: Option<i32>,
 }
 
@@ -153,15 +161,33 @@ impl CommandExecutor {
             Ok(i) => i,
             Err(e) => return self.fail(s, e),
         };
+        // Under a Mesos agent: what its flags ask (see `flags`).
+        if let Some(why) = s.mesos.unsupported() {
+            return self.fail(
+                s,
+                format!("Failed to launch task: butte-executor cannot apply {why}"),
+            );
+        }
+        let mut task = task;
+        if let Some(command) = &s.mesos.task_command {
+            task.command = Some(command.clone());
+        }
+        let mut env = s.env.clone();
+        if let Err(e) = launch::apply_environment(&mut env, s.mesos.task_environment.as_ref()) {
+            return self.fail(s, format!("Failed to launch task: --task_environment: {e}"));
+        }
         let place = Place {
-            env: &s.env,
+            env: &env,
             sandbox: &s.config.directory,
             own_sandbox: false,
         };
-        let plan = match launch::plan(&task, &info, &place) {
+        let mut plan = match launch::plan(&task, &info, &place) {
             Ok(p) => p,
             Err(e) => return self.fail(s, format!("Failed to launch task: {e}")),
         };
+        if let Some(user) = &s.mesos.user {
+            plan.user = Some(user.clone());
+        }
         let pid = match s.start_task(&task_id, &plan, root.as_mut()) {
             Ok(pid) => pid,
             Err(e) => return self.fail(s, format!("Failed to launch task: {e}")),
@@ -234,11 +260,21 @@ impl CommandExecutor {
         }
     }
 
+    /// How long the terminal update's acknowledgement is waited for.
+    fn ack_wait(&self) -> Duration {
+        if self.shutting_down {
+            AFTER_SHUTDOWN
+        } else {
+            TERMINAL_ACK_TIMEOUT
+        }
+    }
+
     fn shutdown(&mut self, s: &mut Session) {
         eprintln!("butte executor: shutting down");
+        self.shutting_down = true;
         if !self.launched {
             if self.terminated && !s.gave_up() {
-                // A failed launch: its update still awaits the ACK.
+                // A failed launch: its update was sent; leave shortly.
                 return;
             }
             self.exit = Some(0);
@@ -359,13 +395,18 @@ impl Behavior for CommandExecutor {
         }
         if self
             .terminal_sent_at
-            .is_some_and(|t| now >= t + TERMINAL_ACK_TIMEOUT)
+            .is_some_and(|t| now >= t + self.ack_wait())
             && self.exit.is_none()
         {
-            eprintln!(
-                "butte executor: did not receive ACK for the terminal status update from the agent"
-            );
-            self.exit = Some(1);
+            if self.shutting_down {
+                eprintln!("butte executor: shut down; leaving after the last update");
+                self.exit = Some(0);
+            } else {
+                eprintln!(
+                    "butte executor: did not receive ACK for the terminal status update from the agent"
+                );
+                self.exit = Some(1);
+            }
         }
     }
 
@@ -378,7 +419,7 @@ impl Behavior for CommandExecutor {
         [
             group,
             self.max_completion_at.filter(|_| !self.killed),
-            self.terminal_sent_at.map(|t| t + TERMINAL_ACK_TIMEOUT),
+            self.terminal_sent_at.map(|t| t + self.ack_wait()),
         ]
         .into_iter()
         .flatten()

@@ -11,7 +11,9 @@
 //!   acknowledged (or 60s after its last task ended).
 
 use super::checks::{empty_check_status, ProbeContext, TaskChecks};
-use super::command::{policy_grace, terminal_state, DEFAULT_KILL_GRACE, TERMINAL_ACK_TIMEOUT};
+use super::command::{
+    policy_grace, terminal_state, AFTER_SHUTDOWN, DEFAULT_KILL_GRACE, TERMINAL_ACK_TIMEOUT,
+};
 use super::exit::{command_message, Exit};
 use super::launch::{self, Place};
 use super::probe::Outcome;
@@ -294,8 +296,16 @@ impl DefaultExecutor {
     fn finish(&mut self, s: &Session) {
         if s.all_acknowledged() || s.gave_up() {
             self.exit = Some(if s.gave_up() { 1 } else { 0 });
-        } else if self.leave_at.is_none() {
-            self.leave_at = Some(Instant::now() + TERMINAL_ACK_TIMEOUT);
+        } else {
+            // After a SHUTDOWN, no acknowledgement may come (see
+            // `AFTER_SHUTDOWN`).
+            let wait = if self.shutting_down {
+                AFTER_SHUTDOWN
+            } else {
+                TERMINAL_ACK_TIMEOUT
+            };
+            let at = Instant::now() + wait;
+            self.leave_at = Some(self.leave_at.map_or(at, |l| l.min(at)));
         }
     }
 

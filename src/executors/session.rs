@@ -14,8 +14,10 @@
 
 use super::config::Config;
 use super::exit::Exit;
+use super::flags::MesosFlags;
 use super::launch::{self, Plan};
 use super::link::Link;
+use super::logger;
 use super::prepared::{PrepareError, PreparedTasks, TaskRoot};
 use super::probe::Outcome;
 use super::reaper::Reaper;
@@ -104,8 +106,14 @@ pub struct Session {
     conn: Conn,
     /// Since when we have been without a subscription.
     lost_at: Option<Instant>,
+    /// Failed attempts since the last subscription (the backoff grows).
+    attempts: u32,
     ever_subscribed: bool,
     seed: u64,
+    /// The rotated output's pipes, when the agent asked for rotation.
+    output: Option<logger::Watch>,
+    /// Mesos' executor flags, when a Mesos agent started us.
+    pub mesos: MesosFlags,
 }
 
 /// What the connection state asks of the loop.
@@ -148,9 +156,18 @@ impl Session {
             agent_id: None,
             conn: Conn::Subscribing,
             lost_at: Some(Instant::now()),
+            attempts: 0,
             ever_subscribed: false,
             seed: seed | 1,
+            output: None,
+            mesos: MesosFlags::default(),
         }
+    }
+
+    /// Lets the session wait, at each task's exit, for the rotated output
+    /// to reach the files.
+    pub fn watch_output(&mut self, output: Option<logger::Watch>) {
+        self.output = output;
     }
 
     /// True while subscribed.
@@ -302,6 +319,7 @@ impl Session {
         }
         self.conn = Conn::Subscribed;
         self.lost_at = None;
+        self.attempts = 0;
         self.ever_subscribed = true;
         // Updates made while the SUBSCRIBE was on its way go now.
         let late: Vec<call::Update> = self
@@ -329,8 +347,9 @@ impl Session {
             self.conn = Conn::Lost;
             return Step::GiveUp;
         }
-        let max = self.config.subscription_backoff_max.as_secs_f64();
-        let wait = Duration::from_secs_f64((max * self.random_fraction()).max(0.01));
+        let ceiling = backoff_ceiling(self.attempts, self.config.subscription_backoff_max);
+        self.attempts = self.attempts.saturating_add(1);
+        let wait = ceiling.mul_f64(0.5 + 0.5 * self.random_fraction());
         self.conn = Conn::Waiting {
             retry_at: now + wait,
         };
@@ -373,6 +392,20 @@ impl Session {
         self.seed = x;
         (x >> 11) as f64 / (1u64 << 53) as f64
     }
+}
+
+/// The longest wait before the next SUBSCRIBE after ATTEMPTS failures:
+/// 10 ms, growing by half each time, up to `MESOS_SUBSCRIPTION_BACKOFF_MAX`
+/// (the wait itself is drawn from the upper half). A restarted agent is
+/// back within a few hundred milliseconds (its port queues connections
+/// while it recovers): its executors find it within about half its
+/// absence, instead of after up to the whole maximum as with a single
+/// draw in [0, max), while retries still spread apart.
+fn backoff_ceiling(attempts: u32, max: Duration) -> Duration {
+    let micros = (10_000.0 * 1.5f64.powi(attempts.min(64) as i32)).round();
+    Duration::from_micros(micros.min(u64::MAX as f64) as u64)
+        .min(max)
+        .max(Duration::from_millis(1))
 }
 
 /// The launch info file (empty without one, or when it is missing).
@@ -431,7 +464,14 @@ pub fn run(mut s: Session, b: &mut dyn Behavior, inputs: &Receiver<Input>) -> i3
                     b.connection_lost(&mut s);
                 }
             }
-            Ok(Input::Exited { task_id, exit }) => b.exited(&mut s, &task_id, exit),
+            Ok(Input::Exited { task_id, exit }) => {
+                // The task's last bytes reach its files before its
+                // terminal update goes out.
+                if let Some(w) = &s.output {
+                    w.settle();
+                }
+                b.exited(&mut s, &task_id, exit)
+            }
             Ok(Input::Probe {
                 task_id,
                 kind,
@@ -453,5 +493,28 @@ pub fn run(mut s: Session, b: &mut dyn Behavior, inputs: &Receiver<Input>) -> i3
             Step::Nothing => {}
         }
         b.tick(&mut s, now);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::backoff_ceiling;
+    use std::time::Duration;
+
+    #[test]
+    fn resubscription_backoff_grows_up_to_the_maximum() {
+        let max = Duration::from_secs(2);
+        let us = |n| backoff_ceiling(n, max).as_micros();
+        assert_eq!(
+            [us(0), us(1), us(2), us(3)],
+            [10_000, 15_000, 22_500, 33_750]
+        );
+        assert_eq!(us(13), 1_946_195);
+        assert_eq!(us(14), 2_000_000);
+        assert_eq!(us(u32::MAX), 2_000_000);
+        assert_eq!(
+            backoff_ceiling(5, Duration::from_millis(50)),
+            Duration::from_millis(50)
+        );
     }
 }

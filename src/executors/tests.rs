@@ -6,9 +6,9 @@ use super::{run, Options};
 use crate::api::recordio;
 use crate::proto::mesos::v1::executor::{call, event, Call, Event};
 use crate::proto::mesos::v1::{
-    framework_info, health_check, task_status, AgentId, AgentInfo, CommandInfo, DurationInfo,
-    ExecutorId, ExecutorInfo, FrameworkInfo, HealthCheck, KillPolicy, TaskGroupInfo, TaskId,
-    TaskInfo, TaskState, TaskStatus,
+    environment, framework_info, health_check, task_status, AgentId, AgentInfo, CommandInfo,
+    DurationInfo, Environment, ExecutorId, ExecutorInfo, FrameworkInfo, HealthCheck, KillPolicy,
+    TaskGroupInfo, TaskId, TaskInfo, TaskState, TaskStatus,
 };
 use prost::Message;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -221,6 +221,21 @@ fn start_executor(agent: &FakeAgent, dir: &Path, default: bool) -> JoinHandle<i3
 }
 
 fn start_with(agent: &FakeAgent, config: Config, default: bool) -> JoinHandle<i32> {
+    start_with_flags(agent, config, default, &[])
+}
+
+/// An executor started as a Mesos agent starts `mesos-executor`, with
+/// these Mesos flags.
+fn start_with_flags(
+    agent: &FakeAgent,
+    config: Config,
+    default: bool,
+    flags: &[&str],
+) -> JoinHandle<i32> {
+    let mut mesos = super::MesosFlags::default();
+    for f in flags {
+        mesos.add(f, default).unwrap();
+    }
     let dir = config.directory.clone();
     let env = vec![
         ("PATH".to_string(), "/usr/bin:/bin".to_string()),
@@ -234,6 +249,8 @@ fn start_with(agent: &FakeAgent, config: Config, default: bool) -> JoinHandle<i3
         launch_info: None,
         self_exe: "/proc/self/exe".into(),
         reap_all: false,
+        logrotate: None,
+        mesos,
     };
     let h = std::thread::spawn(move || run(config, env, options));
     let sub = agent.next_call();
@@ -419,6 +436,90 @@ fn shutdown_before_launch_exits_at_once() {
         ..Default::default()
     });
     assert_eq!(join(h), 0);
+}
+
+#[test]
+fn mesos_task_command_and_environment_flags_are_applied() {
+    let agent = FakeAgent::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_with_flags(
+        &agent,
+        config(&agent, dir.path()),
+        false,
+        &[
+            "--launcher_dir=/usr/libexec/mesos",
+            r#"--task_command={"shell":true,"value":"echo $FROM_FLAG $OWN > out"}"#,
+            r#"--task_environment={"variables":[{"name":"FROM_FLAG","type":"VALUE","value":"flag"},{"name":"OWN","type":"VALUE","value":"flag"}]}"#,
+        ],
+    );
+    // The task's own variables win over the flag's, as in Mesos.
+    let mut t = task("t5", "echo not this one > out");
+    t.command.as_mut().unwrap().environment = Some(Environment {
+        variables: vec![environment::Variable {
+            name: "OWN".into(),
+            r#type: Some(environment::variable::Type::Value as i32),
+            value: Some("task".into()),
+            secret: None,
+        }],
+    });
+    agent.push(launch(t));
+    assert_eq!(state(&agent.next_update()), TaskState::TaskStarting);
+    assert_eq!(state(&agent.next_update()), TaskState::TaskRunning);
+    assert_eq!(state(&agent.next_update()), TaskState::TaskFinished);
+    assert_eq!(join(h), 0);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out")).unwrap(),
+        "flag flag\n"
+    );
+}
+
+#[test]
+fn a_mesos_flag_butte_cannot_apply_fails_the_task_naming_it() {
+    let agent = FakeAgent::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_with_flags(
+        &agent,
+        config(&agent, dir.path()),
+        false,
+        &[
+            "--rootfs=/somewhere",
+            "--sandbox_directory=/mnt/mesos/sandbox",
+        ],
+    );
+    agent.push(launch(task("t6", "touch ran")));
+    assert_eq!(state(&agent.next_update()), TaskState::TaskStarting);
+    let failed = agent.next_update();
+    assert_eq!(state(&failed), TaskState::TaskFailed);
+    let message = failed.message.unwrap_or_default();
+    assert!(message.contains("--rootfs"), "{message}");
+    assert_eq!(join(h), 0);
+    assert!(!dir.path().join("ran").exists(), "the task ran on the host");
+}
+
+/// A Mesos agent shutting down a framework acknowledges no more updates:
+/// the executor leaves about a second after its TASK_KILLED instead of
+/// waiting for the agent's SIGKILL.
+#[test]
+fn after_shutdown_the_executor_leaves_a_second_after_its_last_update() {
+    let agent = FakeAgent::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_executor(&agent, dir.path(), false);
+    agent.push(launch(task("t7", "sleep 30")));
+    assert_eq!(state(&agent.next_update()), TaskState::TaskStarting);
+    assert_eq!(state(&agent.next_update()), TaskState::TaskRunning);
+    agent.push(Event {
+        r#type: Some(event::Type::Shutdown as i32),
+        ..Default::default()
+    });
+    let killed = agent.next_unacked_update();
+    let sent = std::time::Instant::now();
+    assert_eq!(state(&killed), TaskState::TaskKilled);
+    assert_eq!(join(h), 0);
+    let stayed = sent.elapsed();
+    assert!(
+        stayed >= Duration::from_millis(900) && stayed < Duration::from_secs(5),
+        "left {stayed:?} after TASK_KILLED"
+    );
 }
 
 #[test]
@@ -670,6 +771,8 @@ fn rootfs_task_runs_in_its_image() {
         launch_info: Some(infos),
         self_exe: concat!(env!("CARGO_MANIFEST_DIR"), "/target/debug/butte").into(),
         reap_all: false,
+        logrotate: None,
+        mesos: Default::default(),
     };
     let (config, env) = (
         config(&agent, dir.path()),

@@ -21,7 +21,7 @@ mod registry;
 mod store;
 
 pub use digest::Digest;
-pub use gc::{prune, remove, GcSummary};
+pub use gc::{collect, prune, remove, usage, GcSummary};
 pub use import::import;
 pub use manifest::{ImageConfig, Platform, RunConfig};
 pub use provision::{provision, release, Backend, Provisioned};

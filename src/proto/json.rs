@@ -24,6 +24,15 @@ pub fn to_json<M: ReflectMessage>(message: &M) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
+/// Writes the JSON form of `message` (as [`to_json`]) into `out`, without
+/// building a `serde_json::Value` tree: for large answers.
+pub fn write_json<M: ReflectMessage>(out: &mut Vec<u8>, message: &M) {
+    let dynamic = message.transcode_to_dynamic();
+    let mut serializer = serde_json::Serializer::new(out);
+    // Writing into a Vec cannot fail (see `to_json`).
+    let _ = dynamic.serialize_with_options(&mut serializer, &SERIALIZE);
+}
+
 /// Parses the JSON form of an `M`. Accepts proto or camelCase field names,
 /// enums by name or number and numbers as strings; rejects unknown fields
 /// (naming the field) and missing proto2 `required` fields.

@@ -36,9 +36,33 @@ pub struct TaskLaunchInfo {
 /// Launch values for the tasks of one executor, by task id.
 pub type LaunchInfos = BTreeMap<String, TaskLaunchInfo>;
 
+/// The environment variable through which the agent asks a built-in
+/// executor to rotate its container's `stdout` and `stderr` (Mesos'
+/// `LogrotateContainerLogger`); its value is a [`Logrotate`] in JSON. The
+/// executor removes it from its tasks' environment.
+pub const LOGROTATE_ENV: &str = "BUTTE_LOGROTATE";
+
+/// How one stream's file in the sandbox is rotated.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Rotation {
+    /// The most bytes the file holds; when the next bytes would not fit,
+    /// it is rotated first.
+    pub max_size: u64,
+    /// How many rotated files (`stdout.1` ... `stdout.N`) are kept, as
+    /// logrotate's `rotate N`: `Some(0)` keeps none, `None` keeps all.
+    pub keep: Option<u32>,
+}
+
+/// The rotation of a container's `stdout` and `stderr`.
+#[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Logrotate {
+    pub stdout: Rotation,
+    pub stderr: Rotation,
+}
+
 #[cfg(test)]
 mod tests {
-    use super::{LaunchInfos, TaskLaunchInfo};
+    use super::{LaunchInfos, Logrotate, Rotation, TaskLaunchInfo};
 
     #[test]
     fn launch_infos_round_trip_through_json() {
@@ -62,5 +86,21 @@ mod tests {
         );
         let back: LaunchInfos = serde_json::from_str(&text).expect("parses");
         assert_eq!(back, infos);
+    }
+
+    #[test]
+    fn logrotate_round_trips_through_json() {
+        let l = Logrotate {
+            stdout: Rotation {
+                max_size: 10 << 20,
+                keep: Some(3),
+            },
+            stderr: Rotation {
+                max_size: 4096,
+                keep: None,
+            },
+        };
+        let text = serde_json::to_string(&l).expect("serializes");
+        assert_eq!(serde_json::from_str::<Logrotate>(&text).unwrap(), l);
     }
 }

@@ -7,6 +7,7 @@
 //! | `mesos.internal` | [`mesos::internal`] |
 //! | `mesos.v1` | [`mesos::v1`] |
 //! | `mesos.v1.executor` | [`mesos::v1::executor`] |
+//! | `mesos.v1.agent` | [`mesos::v1::agent`] |
 //!
 //! Every message implements [`prost::Name`] (`full_name()` is the Mesos
 //! name, e.g. `mesos.internal.RunTaskMessage`, which is also the libprocess
@@ -27,7 +28,7 @@ use std::sync::LazyLock;
 
 pub use codec::{decode, devolve, evolve};
 pub use error::ProtoError;
-pub use json::{from_json, to_json};
+pub use json::{from_json, to_json, write_json};
 
 use prost_reflect::DescriptorPool;
 
@@ -59,6 +60,12 @@ pub mod mesos {
         #[allow(clippy::all, clippy::pedantic, missing_docs)]
         pub mod executor {
             include!(concat!(env!("OUT_DIR"), "/mesos.v1.executor.rs"));
+        }
+
+        /// Package `mesos.v1.agent` (the v1 operator API of the agent).
+        #[allow(clippy::all, clippy::pedantic, missing_docs)]
+        pub mod agent {
+            include!(concat!(env!("OUT_DIR"), "/mesos.v1.agent.rs"));
         }
     }
 }
@@ -92,5 +99,7 @@ mod tests {
         same_name::<v1::AgentInfo>();
         same_name::<v1::executor::Event>();
         same_name::<v1::executor::event::LaunchGroup>();
+        same_name::<v1::agent::Call>();
+        same_name::<v1::agent::response::get_containers::Container>();
     }
 }

@@ -2,7 +2,8 @@
 //! namespaces. Single-threaded, it receives the spec, builds the sandbox
 //! and execs the task, reporting the failing step if any.
 //!
-//! Order: signal mask cleared, spec received, cgroup joined, new session, hostname,
+//! Order: signal mask cleared, spec received, cgroup joined, network
+//! namespace joined (`Network::Join`), new session, hostname,
 //! mounts (see `mounts`), user looked up, working directory, rlimits,
 //! command resolved, capability bounding set, user switch, capability
 //! sets, no_new_privs, seccomp filter, `FromHelper::Exec`, execve. The
@@ -15,7 +16,7 @@ use super::channel::{self, FailureKind, Frame, FromHelper, HelperFailure, ToHelp
 use super::mounts;
 use super::program::{errno, find_program, phrase as message};
 use super::seccomp;
-use super::spec::{RlimitResource, SandboxSpec, User, DEFAULT_PATH};
+use super::spec::{Network, RlimitResource, SandboxSpec, User, DEFAULT_PATH};
 use super::sys;
 use super::user;
 use ::caps::CapSet;
@@ -75,6 +76,12 @@ fn launch(spec: &SandboxSpec, chan: &mut UnixStream) -> Result<Never, HelperFail
         nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
     )
     .map_err(|e| setup_err("set close-on-exec on the channel")(errno(e)))?;
+    if let Network::Join(pin) = &spec.network {
+        let step = || format!("join network namespace {}", pin.display());
+        let ns = fs::File::open(pin).map_err(setup_err(step()))?;
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| setup_err(step())(errno(e)))?;
+    }
     nix::unistd::setsid().map_err(|e| setup_err("setsid")(errno(e)))?;
     nix::unistd::sethostname(spec.hostname()).map_err(|e| setup_err("set hostname")(errno(e)))?;
 

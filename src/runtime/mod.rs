@@ -17,6 +17,7 @@ mod container;
 mod enter;
 mod helper;
 mod mounts;
+mod netns;
 mod program;
 pub mod seccomp;
 mod spec;
@@ -24,10 +25,11 @@ mod spec;
 mod sys;
 mod user;
 
-pub use cgroups::{CgroupError, ResourceStats, Version as CgroupVersion};
+pub use cgroups::{CgroupError, Pressure, ResourceStats, Version as CgroupVersion};
 pub use channel::{FailureKind, HelperFailure};
 pub use container::{adopt, main_pid, Adopted, AdoptedExit, Container, ExitRecord, ExitStatus};
 pub use enter::{enter_main, EnterArgs};
+pub use netns::{create_netns, netns_pinned, remove_netns};
 pub use spec::{
     default_device_rules, DeviceKind, DeviceRule, Devices, Limits, Network, Rlimit, RlimitResource,
     Rootfs, SandboxSpec, SpecError, User, DEFAULT_PATH,
@@ -286,6 +288,7 @@ impl Runtime {
         let (parent, child) = UnixStream::pair().map_err(err)?;
         let mut namespaces =
             libc::CLONE_NEWPID | libc::CLONE_NEWNS | libc::CLONE_NEWUTS | libc::CLONE_NEWIPC;
+        // `Network::Join`: the helper joins the pinned namespace itself.
         if spec.network == Network::None {
             namespaces |= libc::CLONE_NEWNET;
         }

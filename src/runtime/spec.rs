@@ -33,7 +33,8 @@ pub struct SandboxSpec {
     /// Hostname in the sandbox's UTS namespace (default: the first 12
     /// letters and digits of the id).
     pub hostname: Option<String>,
-    /// Network: the host's (default) or a fresh, empty namespace.
+    /// Network: the host's (default), a fresh, empty namespace, or one
+    /// made beforehand (see [`crate::runtime::create_netns`]).
     pub network: Network,
     /// cgroup limits.
     pub limits: Limits,
@@ -182,12 +183,15 @@ pub struct Rootfs {
 }
 
 /// The network namespace of a sandbox.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub enum Network {
     #[default]
     Host,
     /// A new network namespace with only a loopback interface (down).
     None,
+    /// The network namespace pinned at this path (a bind mount of an
+    /// nsfs file), which the helper joins before anything else.
+    Join(PathBuf),
 }
 
 /// cgroup limits; `None` leaves a resource unlimited.
@@ -244,6 +248,8 @@ pub enum SpecError {
     Rootfs(PathBuf, String),
     #[error("mount target {0}: must be an absolute path without '..'")]
     MountTarget(PathBuf),
+    #[error("network namespace {0}: must be an absolute path")]
+    Netns(PathBuf),
     #[error("invalid hostname {0:?}")]
     Hostname(String),
     #[error("invalid environment variable name {0:?}")]
@@ -317,6 +323,11 @@ impl SandboxSpec {
                     Ok(_) => return Err(err("not a directory")),
                     Err(e) => return Err(err(&e.to_string().to_lowercase())),
                 }
+            }
+        }
+        if let Network::Join(p) = &self.network {
+            if !p.is_absolute() {
+                return Err(SpecError::Netns(p.clone()));
             }
         }
         for m in &self.mounts {

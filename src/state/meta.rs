@@ -120,6 +120,17 @@ pub fn set_latest_agent(work: &WorkDir, agent: &str) -> Result<(), StateError> {
     set_latest(&work.meta_agents().join(LATEST), agent)
 }
 
+/// Removes `meta/slaves/latest` (if there is one): the next start recovers
+/// nothing and registers as a new agent, as after `--recover=cleanup`.
+pub fn remove_latest_agent(work: &WorkDir) -> Result<(), StateError> {
+    let link = work.meta_agents().join(LATEST);
+    match fs::remove_file(&link) {
+        Ok(()) => sync_dir(parent(&link)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StateError::io("remove", &link, e)),
+    }
+}
+
 /// Checkpoints `framework.info` and, for a framework with a libprocess
 /// pid (a scheduler driver; HTTP frameworks have none), `framework.pid`.
 pub fn checkpoint_framework(
@@ -186,7 +197,12 @@ pub fn checkpoint_run(
         checkpoint_text(&path, &pid.to_string())?;
     }
     if http {
-        checkpoint_text(&work.http_marker(agent, framework, executor, container), "")?;
+        // Written once: a re-subscription (200 of them after a restart)
+        // costs no fsync.
+        let marker = work.http_marker(agent, framework, executor, container);
+        if !exists(&marker)? {
+            checkpoint_text(&marker, "")?;
+        }
     }
     Ok(())
 }
@@ -280,6 +296,7 @@ pub fn checkpoint_entry<M: prost::Message>(path: &Path, msg: &M) -> Result<(), S
     let tmp = temp_name(entry);
     fs::create_dir(&tmp).map_err(|e| StateError::io("create directory", &tmp, e))?;
     let built = checkpoint(&tmp.join(file), msg).and_then(|()| {
+        crate::support::crash::point("entry");
         fs::rename(&tmp, entry).map_err(|e| StateError::io("rename into place", entry, e))
     });
     match built {
@@ -445,6 +462,7 @@ pub(crate) fn write_atomic(
         let _ = fs::remove_file(&tmp);
         return Err(StateError::io("write", path, e));
     }
+    crate::support::crash::point("checkpoint");
     if let Err(e) = fs::rename(&tmp, path) {
         let _ = fs::remove_file(&tmp);
         return Err(StateError::io("rename into place", path, e));

@@ -1,7 +1,9 @@
 //! The agent's state on disk: the work directory layout (`paths`), the
 //! checkpoints under `meta/` and their recovery (`meta`), and the per-task
-//! status update logs (`updates`).
+//! status update logs (`updates`), and what garbage collection of
+//! sandboxes needs from the disk (`gc`).
 
+pub mod gc;
 pub mod meta;
 pub mod paths;
 pub mod updates;

@@ -27,6 +27,8 @@
 //! |-- slaves/<agent>/frameworks/<fw>/executors/<ex>/runs/<container>/
 //! |                                 sandboxes (stdout, stderr, fetched
 //! |                                 files), and runs/latest
+//! |-- gc/                         directories on their way out (renamed
+//! |                                 here, then removed)
 //! |-- provisioner/<container>/      overlay upper/work dirs (image issue)
 //! |-- store/                        images: blobs, layers, refs, leases
 //! |-- seccomp/<sha256>.bpf          compiled seccomp programs, by profile,
@@ -199,14 +201,27 @@ impl WorkDir {
     /// `slaves/<agent>/frameworks/<fw>/executors/<ex>`: the executor's
     /// sandboxes, one per run, and `runs/latest`.
     pub fn executor_sandboxes(&self, agent: &str, fw: &str, ex: &str) -> PathBuf {
-        self.root
-            .join("slaves")
+        self.executor_dir(agent, fw, ex).join("runs")
+    }
+
+    /// `slaves/`: the sandboxes of every agent id this work dir had.
+    pub fn agents_sandboxes(&self) -> PathBuf {
+        self.root.join("slaves")
+    }
+
+    /// `slaves/<agent>/frameworks/<fw>`: a framework's sandboxes.
+    pub fn framework_sandboxes(&self, agent: &str, fw: &str) -> PathBuf {
+        self.agents_sandboxes()
             .join(agent)
             .join("frameworks")
             .join(fw)
+    }
+
+    /// `slaves/<agent>/frameworks/<fw>/executors/<ex>`: an executor's.
+    pub fn executor_dir(&self, agent: &str, fw: &str, ex: &str) -> PathBuf {
+        self.framework_sandboxes(agent, fw)
             .join("executors")
             .join(ex)
-            .join("runs")
     }
 
     /// The sandbox of one executor run.

@@ -109,8 +109,14 @@ impl UpdateLog {
         framed.extend_from_slice(&body);
         // The file is opened without O_APPEND (replay needs to read it), so
         // write at the end explicitly.
+        crate::support::crash::point("update-log");
         let written = (|| {
             use std::os::unix::fs::FileExt;
+            if crate::support::crash::due("update-log-torn") {
+                self.file
+                    .write_all_at(&framed[..framed.len() / 2], self.len)?;
+                crate::support::crash::now("update-log-torn");
+            }
             self.file.write_all_at(&framed, self.len)?;
             self.file.sync_data()
         })();

@@ -4,8 +4,10 @@
 
 pub mod caps;
 pub mod chunks;
+pub mod crash;
 pub mod http;
 pub mod jwt;
+pub mod notify;
 pub mod prepared;
 mod stout;
 

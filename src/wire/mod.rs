@@ -23,6 +23,9 @@ mod server;
 mod transport;
 mod upid;
 
+pub mod authentication;
+pub mod detector;
+
 #[doc(hidden)]
 pub mod fuzz;
 

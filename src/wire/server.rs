@@ -18,25 +18,30 @@
 //! truncated body is logged (`tracing::warn!`) and answered 400; a body over
 //! [`MAX_MESSAGE_BYTES`] is read to its end and thrown away, then answered
 //! 413, so the connection stays usable. Bytes that are not HTTP make hyper
-//! answer 400 and close that connection, which is logged too. The message
-//! name is not checked here: the agent ignores, with a warning, names it
-//! does not know.
+//! answer 400 and close that connection, which is logged too. A peer that
+//! closes between requests or while a response streams to it (an executor
+//! that exits with its SUBSCRIBE stream open) sent nothing malformed: that
+//! is logged at debug level only. The message name is not checked here: the
+//! agent ignores, with a warning, names it does not know.
 
 use std::convert::Infallible;
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::{Bytes, BytesMut};
 use http_body_util::combinators::BoxBody;
 use http_body_util::{BodyExt, Empty, Full};
-use hyper::body::Incoming;
+use hyper::body::{Frame, Incoming, SizeHint};
 use hyper::server::conn::http1;
 use hyper::service::service_fn;
 use hyper::{Request, Response, StatusCode};
 use hyper_util::rt::TokioIo;
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{mpsc::UnboundedSender, watch, OwnedSemaphorePermit, Semaphore};
 use tracing::{debug, warn};
@@ -78,8 +83,9 @@ pub fn empty() -> Body {
 }
 
 /// Serves `listener` until `shutdown` turns true or its sender is dropped:
-/// messages for `local_id` go to `inbox` as [`WireEvent::Message`], other
-/// requests to `handler`. On shutdown it stops accepting, asks every open
+/// messages for `local_id` (and for the agent's authenticatee processes,
+/// `crammd5-authenticatee(N)`) go to `inbox` as [`WireEvent::Message`],
+/// other requests to `handler`. On shutdown it stops accepting, asks every open
 /// connection to finish its current exchange and close, and returns
 /// without waiting for them.
 pub async fn serve(
@@ -163,7 +169,7 @@ impl Port {
             Ok(message) => message,
             Err(e) => return refuse(StatusCode::BAD_REQUEST, e),
         };
-        if message.to != self.local_id {
+        if message.to != self.local_id && !super::authentication::is_authenticatee(&message.to) {
             let err = WireError::UnknownProcess {
                 to: super::error::clip(&message.to),
                 local: self.local_id.clone(),
@@ -194,14 +200,25 @@ async fn connection(
     if let Err(e) = stream.set_nodelay(true) {
         debug!(%peer, error = %e, "setting TCP_NODELAY failed");
     }
+    let progress = Arc::new(Progress::default());
+    let seen = progress.clone();
     let service = service_fn(move |req| {
         let port = port.clone();
-        async move { Ok::<_, Infallible>(port.route(req, peer).await) }
+        let progress = seen.clone();
+        progress.dispatched();
+        async move {
+            let response = port.route(req, peer).await;
+            Ok::<_, Infallible>(response.map(|body| Tracked::wrap(body, progress)))
+        }
     });
+    let io = Watched {
+        inner: stream,
+        progress: progress.clone(),
+    };
     let conn = http1::Builder::new()
         .keep_alive(true)
         .header_read_timeout(None)
-        .serve_connection(TokioIo::new(stream), service);
+        .serve_connection(TokioIo::new(io), service);
     tokio::pin!(conn);
     let result = tokio::select! {
         result = conn.as_mut() => result,
@@ -210,12 +227,167 @@ async fn connection(
             conn.await
         }
     };
-    match result {
+    match result
+        .as_ref()
+        .map_err(|e| (e, closing(e, progress.partial_request())))
+    {
         Ok(()) => debug!(%peer, "connection closed"),
-        Err(e) if e.is_parse() || e.is_parse_too_large() || e.is_incomplete_message() => {
+        Err((e, Closing::Malformed)) => {
             warn!(%peer, error = %e, "closed a connection that sent malformed HTTP")
         }
-        Err(e) => debug!(%peer, error = %e, "connection ended"),
+        Err((e, Closing::PeerLeft)) => debug!(%peer, error = %e, "the peer closed the connection"),
+        Err((e, Closing::Other)) => debug!(%peer, error = %e, "connection ended"),
+    }
+}
+
+/// How a connection that ended in an error ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Closing {
+    /// The peer sent bytes that are not HTTP, or closed in the middle of
+    /// a request's head.
+    Malformed,
+    /// The peer closed between requests, or while its response was being
+    /// written (a streaming response it no longer wants): nothing wrong.
+    PeerLeft,
+    /// Anything else (an I/O error, a shutdown).
+    Other,
+}
+
+/// Sorts hyper's error: an incomplete message is malformed only when the
+/// peer had begun a request the server had not yet taken.
+fn closing(e: &hyper::Error, partial_request: bool) -> Closing {
+    if e.is_parse() || e.is_parse_too_large() {
+        Closing::Malformed
+    } else if e.is_incomplete_message() {
+        if partial_request {
+            Closing::Malformed
+        } else {
+            Closing::PeerLeft
+        }
+    } else {
+        Closing::Other
+    }
+}
+
+/// What a connection has read, to tell a peer that left from one that
+/// sent half a request.
+#[derive(Default)]
+struct Progress {
+    /// Requests taken whose responses are not yet written (or dropped).
+    open: AtomicUsize,
+    /// Bytes arrived while no request was open, and no request was taken
+    /// since: the start of a request's head.
+    partial: AtomicBool,
+}
+
+impl Progress {
+    fn dispatched(&self) {
+        self.open.fetch_add(1, Ordering::SeqCst);
+        self.partial.store(false, Ordering::SeqCst);
+    }
+
+    fn answered(&self) {
+        self.open.fetch_sub(1, Ordering::SeqCst);
+    }
+
+    fn read(&self, bytes: usize) {
+        if bytes > 0 && self.open.load(Ordering::SeqCst) == 0 {
+            self.partial.store(true, Ordering::SeqCst);
+        }
+    }
+
+    fn partial_request(&self) -> bool {
+        self.partial.load(Ordering::SeqCst)
+    }
+}
+
+/// The connection's stream, noting what it reads in a [`Progress`].
+struct Watched {
+    inner: TcpStream,
+    progress: Arc<Progress>,
+}
+
+impl AsyncRead for Watched {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let before = buf.filled().len();
+        let polled = Pin::new(&mut self.inner).poll_read(cx, buf);
+        if let Poll::Ready(Ok(())) = polled {
+            self.progress.read(buf.filled().len() - before);
+        }
+        polled
+    }
+}
+
+impl AsyncWrite for Watched {
+    fn poll_write(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write(cx, buf)
+    }
+
+    fn poll_flush(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_flush(cx)
+    }
+
+    fn poll_shutdown(mut self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.inner).poll_shutdown(cx)
+    }
+
+    fn poll_write_vectored(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.inner).poll_write_vectored(cx, bufs)
+    }
+
+    fn is_write_vectored(&self) -> bool {
+        self.inner.is_write_vectored()
+    }
+}
+
+/// A response body that tells the connection's [`Progress`] when it is
+/// done with (written to its end, or dropped when the peer left).
+struct Tracked {
+    inner: Body,
+    progress: Arc<Progress>,
+}
+
+impl Tracked {
+    fn wrap(inner: Body, progress: Arc<Progress>) -> Tracked {
+        Tracked { inner, progress }
+    }
+}
+
+impl Drop for Tracked {
+    fn drop(&mut self) {
+        self.progress.answered();
+    }
+}
+
+impl hyper::body::Body for Tracked {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        Pin::new(&mut self.inner).poll_frame(cx)
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.inner.is_end_stream()
+    }
+
+    fn size_hint(&self) -> SizeHint {
+        self.inner.size_hint()
     }
 }
 

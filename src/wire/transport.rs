@@ -52,10 +52,25 @@ struct Inner {
     peers: Mutex<HashMap<SocketAddr, UnboundedSender<Outgoing>>>,
 }
 
-/// One encoded message and whom it is for.
+/// One encoded message and whom it is for; or, with `flushed`, a marker
+/// that [`Transport::flush`] waits on (no bytes).
 struct Outgoing {
     to: Upid,
     bytes: Vec<u8>,
+    flushed: Option<oneshot::Sender<()>>,
+}
+
+impl Outgoing {
+    /// A flush marker: says so and is done; true if it was one.
+    fn marker(&mut self) -> bool {
+        match self.flushed.take() {
+            Some(done) => {
+                let _ = done.send(());
+                true
+            }
+            None => false,
+        }
+    }
 }
 
 impl Transport {
@@ -80,10 +95,17 @@ impl Transport {
 
     /// Queues message `name` with `body` for `to`; never blocks.
     pub fn send(&self, to: &Upid, name: &str, body: Vec<u8>) {
-        let bytes = encode_message(&self.inner.local, to, name, &body);
+        self.send_as(&self.inner.local.clone(), to, name, body);
+    }
+
+    /// As [`send`](Self::send), from another process of this address
+    /// (the agent's authenticatee): peers reply to FROM.
+    pub fn send_as(&self, from: &Upid, to: &Upid, name: &str, body: Vec<u8>) {
+        let bytes = encode_message(from, to, name, &body);
         let mut out = Outgoing {
             to: to.clone(),
             bytes,
+            flushed: None,
         };
         let mut peers = lock(&self.inner.peers);
         if let Some(queue) = peers.get(&to.addr) {
@@ -109,6 +131,32 @@ impl Transport {
     }
 }
 
+impl Transport {
+    /// Waits (LIMIT at most) until every message queued so far has been
+    /// written to its connection or dropped: before the agent exits, so
+    /// that its last messages (an `UnregisterSlaveMessage`) leave.
+    pub async fn flush(&self, limit: std::time::Duration) {
+        let waits: Vec<oneshot::Receiver<()>> = lock(&self.inner.peers)
+            .values()
+            .filter_map(|queue| {
+                let (done, wait) = oneshot::channel();
+                let marker = Outgoing {
+                    to: self.inner.local.clone(),
+                    bytes: Vec::new(),
+                    flushed: Some(done),
+                };
+                queue.send(marker).ok().map(|()| wait)
+            })
+            .collect();
+        let all = async {
+            for w in waits {
+                let _ = w.await;
+            }
+        };
+        let _ = tokio::time::timeout(limit, all).await;
+    }
+}
+
 /// A poisoned map is still a valid map: a panic elsewhere must not stop
 /// the sending.
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -123,13 +171,19 @@ async fn writer(
     mut queue: UnboundedReceiver<Outgoing>,
     events: UnboundedSender<WireEvent>,
 ) {
-    while let Some(first) = queue.recv().await {
+    while let Some(mut first) = queue.recv().await {
+        if first.marker() {
+            continue;
+        }
         let stream = match TcpStream::connect(addr).await {
             Ok(stream) => stream,
             Err(e) => {
                 let mut last = first.to;
                 let mut dropped = 1;
-                while let Ok(queued) = queue.try_recv() {
+                while let Ok(mut queued) = queue.try_recv() {
+                    if queued.marker() {
+                        continue;
+                    }
                     last = queued.to;
                     dropped += 1;
                 }
@@ -148,7 +202,7 @@ async fn writer(
         let mut last = first.to.clone();
         let mut next = Some(first);
         loop {
-            let message = match next.take() {
+            let mut message = match next.take() {
                 Some(message) => message,
                 None => tokio::select! {
                     // A closed peer first: what is queued then waits for
@@ -166,6 +220,9 @@ async fn writer(
                     },
                 },
             };
+            if message.marker() {
+                continue;
+            }
             last = message.to.clone();
             if let Err(e) = write.write_all(&message.bytes).await {
                 warn!(peer = %last, error = %e, "sending to libprocess peer failed; dropped");

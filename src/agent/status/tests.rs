@@ -298,3 +298,13 @@ fn logged_updates_survive_a_restart() {
     assert_eq!(m.recover("F", "u", &missing, &[], &none).unwrap(), 0);
     assert!(!missing.exists());
 }
+
+#[test]
+fn only_a_stream_holding_nothing_is_forgotten_for_an_unlogged_update() {
+    let now = Instant::now();
+    let mut m = resumed(now);
+    assert!(m.forget_empty("F", "none"));
+    m.update(running("t", 1), None, now).unwrap();
+    assert!(!m.forget_empty("F", "t"));
+    assert_eq!(uuids(m.pending("F", "t")), [1]);
+}

@@ -4,8 +4,8 @@
 
 use hyper::header::{HeaderMap, ACCEPT, CONTENT_TYPE};
 
-pub(super) const APPLICATION_JSON: &str = "application/json";
-pub(super) const APPLICATION_PROTOBUF: &str = "application/x-protobuf";
+pub(crate) const APPLICATION_JSON: &str = "application/json";
+pub(crate) const APPLICATION_PROTOBUF: &str = "application/x-protobuf";
 
 /// How calls and events are encoded.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -26,7 +26,7 @@ impl ContentType {
 
 /// Why a request's `Content-Type` cannot be used.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum ContentTypeProblem {
+pub(crate) enum ContentTypeProblem {
     Missing,
     Unsupported,
 }
@@ -34,7 +34,7 @@ pub(super) enum ContentTypeProblem {
 /// The request's encoding. Like the Mesos agent, the header must be exactly
 /// one of the two media types: parameters such as `; charset=utf-8` are not
 /// accepted.
-pub(super) fn request_content_type(headers: &HeaderMap) -> Result<ContentType, ContentTypeProblem> {
+pub(crate) fn request_content_type(headers: &HeaderMap) -> Result<ContentType, ContentTypeProblem> {
     let value = headers
         .get(CONTENT_TYPE)
         .ok_or(ContentTypeProblem::Missing)?;
@@ -48,7 +48,7 @@ pub(super) fn request_content_type(headers: &HeaderMap) -> Result<ContentType, C
 /// The events' encoding for a SUBSCRIBE, chosen as the Mesos agent does:
 /// JSON whenever `Accept` allows it (a missing header allows everything),
 /// else protobuf; `None` when it allows neither.
-pub(super) fn negotiate_events(headers: &HeaderMap) -> Option<ContentType> {
+pub(crate) fn negotiate_events(headers: &HeaderMap) -> Option<ContentType> {
     let accept = accept_header(headers);
     let accept = accept.as_deref();
     if accepts_media_type(accept, APPLICATION_JSON) {

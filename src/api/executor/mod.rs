@@ -40,19 +40,20 @@
 mod auth;
 #[doc(hidden)]
 pub mod fuzz;
-mod media;
+pub(crate) mod media;
 mod stream;
 mod validate;
 
 #[cfg(test)]
 mod tests;
 
+use crate::api::{bad_request, text};
 use std::convert::Infallible;
 use std::time::Duration;
 
 use bytes::Bytes;
-use http_body_util::{BodyExt, Empty, Full, LengthLimitError, Limited};
-use hyper::header::{HeaderValue, ALLOW, CONTENT_TYPE};
+use http_body_util::{BodyExt, Empty, LengthLimitError, Limited};
+use hyper::header::{HeaderValue, CONTENT_TYPE};
 use hyper::{Method, Request, Response, StatusCode};
 use prost::Message as _;
 
@@ -207,16 +208,13 @@ where
         }
     };
     if parts.method != Method::POST {
-        let mut r = text(
-            StatusCode::METHOD_NOT_ALLOWED,
+        return Err(crate::api::method_not_allowed(
+            "POST",
             format!(
                 "405 Method Not Allowed. Expecting one of {{ 'POST' }}, but received '{}'.",
                 parts.method
             ),
-        );
-        r.headers_mut()
-            .insert(ALLOW, HeaderValue::from_static("POST"));
-        return Err(r);
+        ));
     }
     let content_type = media::request_content_type(&parts.headers).map_err(|p| match p {
         ContentTypeProblem::Missing => bad_request("Expecting 'Content-Type' to be present"),
@@ -259,12 +257,7 @@ where
         Valid::Heartbeat(framework_id, executor_id) => {
             api.heartbeat(framework_id, executor_id).await
         }
-        Valid::Unknown => {
-            return Err(text(
-                StatusCode::NOT_IMPLEMENTED,
-                "501 Not Implemented.".into(),
-            ))
-        }
+        Valid::Unknown => return Err(text(StatusCode::NOT_IMPLEMENTED, "501 Not Implemented.")),
     };
     match answer {
         Ok(()) => Ok(empty(StatusCode::ACCEPTED)),
@@ -356,20 +349,6 @@ fn encode_event(accept: ContentType, event: &Event) -> Bytes {
         ContentType::Protobuf => event.encode_to_vec(),
     };
     Bytes::from(recordio::encode(&record))
-}
-
-fn text(status: StatusCode, message: String) -> Response<Body> {
-    let mut r = Response::new(Full::new(Bytes::from(message)).boxed());
-    *r.status_mut() = status;
-    r.headers_mut().insert(
-        CONTENT_TYPE,
-        HeaderValue::from_static("text/plain; charset=utf-8"),
-    );
-    r
-}
-
-fn bad_request(message: impl Into<String>) -> Response<Body> {
-    text(StatusCode::BAD_REQUEST, message.into())
 }
 
 fn empty(status: StatusCode) -> Response<Body> {

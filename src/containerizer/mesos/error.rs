@@ -32,6 +32,12 @@ pub enum ContainerizerError {
         #[source]
         source: io::Error,
     },
+    #[error("container {id}: the work dir's filesystem is full ({free} bytes left under {path}); launches resume once space is freed")]
+    DiskFull {
+        id: String,
+        path: PathBuf,
+        free: u64,
+    },
     #[error("container {id}: fetch: {source}")]
     Fetch {
         id: String,
@@ -60,10 +66,21 @@ pub enum ContainerizerError {
         #[source]
         source: RuntimeError,
     },
+    #[error("container {id}: {source}")]
+    Network {
+        id: String,
+        #[source]
+        source: Box<crate::containerizer::network::NetworkError>,
+    },
     #[error("container {0} already exists")]
     Exists(String),
     #[error("unknown container {0}")]
     Unknown(String),
+    #[error("image garbage collection: {source}")]
+    ImageGc {
+        #[source]
+        source: crate::image::ImageError,
+    },
     #[error("container {id}: wait: {source}")]
     Wait {
         id: String,

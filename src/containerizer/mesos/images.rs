@@ -66,7 +66,7 @@ pub fn reference(
 /// Prefixes `name` with `registry` (`--docker_registry`, scheme and
 /// trailing `/` dropped) unless the name has a registry of its own, the
 /// registry is Docker Hub (the default anyway) or a local directory.
-fn qualify(name: &str, registry: Option<&str>) -> String {
+pub(super) fn qualify(name: &str, registry: Option<&str>) -> String {
     let Some(reg) = registry else {
         return name.to_string();
     };

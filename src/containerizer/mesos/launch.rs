@@ -3,20 +3,25 @@
 //! no cgroup, mount or process) but keeps the sandbox, where operators
 //! look, and names the step.
 
+use super::disk::{self, DiskQuota};
 use super::env;
 use super::error::ContainerizerError;
 use super::images::{self, Images};
 use super::lifecycle::Entry;
+use super::network;
 use super::plan::{self, Inputs, LAUNCH_INFO};
-use super::{sandbox, ExecutorKind, Inner, LaunchRequest, Launched, MesosContainerizer};
+use super::{
+    sandbox, ExecutorKind, Inner, LaunchRequest, LaunchTimings, Launched, MesosContainerizer,
+};
 use crate::fetch::{FetchUser, UriSpec};
 use crate::proto::mesos::command_info::Uri;
-use crate::runtime::{Container, Stdio};
+use crate::runtime::{Container, Network, Stdio};
 use crate::support::atomic_write;
 use std::fs::{self, File};
 use std::os::unix::fs::DirBuilderExt;
 use std::path::Path;
 use std::sync::Arc;
+use std::time::Instant;
 
 /// The user an executor runs as, resolved on this host.
 struct RunAs {
@@ -30,6 +35,7 @@ impl MesosContainerizer {
     /// (fetching and pulling can take long): call it from a blocking
     /// thread.
     pub fn launch(&self, req: LaunchRequest) -> Result<Launched, ContainerizerError> {
+        let started = Instant::now();
         let inner = &self.inner;
         let id = req.container_id.clone();
         check_ids(&req)?;
@@ -39,18 +45,27 @@ impl MesosContainerizer {
                 return Err(ContainerizerError::Exists(id));
             }
         }
-        let result = inner.launch(&req);
+        let mut timings = LaunchTimings::default();
+        let result = inner.launch(&req, &mut timings);
         let mut table = inner.table();
         table.launching.remove(&id);
         let (container, sandbox, leases) = result?;
+        timings.total = started.elapsed();
+        let resources = req.executor.resources.iter();
+        let disk = disk::quota(resources.chain(req.tasks.iter().flat_map(|t| &t.resources))).map(
+            |quota| DiskQuota {
+                quota,
+                sandbox: sandbox.clone(),
+            },
+        );
         let launched = Launched {
             container_id: id.clone(),
             pid: container.pid(),
             sandbox,
+            timings,
         };
-        table
-            .containers
-            .insert(id.clone(), Arc::new(Entry::launched(id, container, leases)));
+        let entry = Entry::launched(id.clone(), container, leases).with_disk(disk);
+        table.containers.insert(id, Arc::new(entry));
         Ok(launched)
     }
 }
@@ -59,8 +74,10 @@ impl Inner {
     fn launch(
         &self,
         req: &LaunchRequest,
+        timings: &mut LaunchTimings,
     ) -> Result<(Container, std::path::PathBuf, Vec<String>), ContainerizerError> {
         let id = req.container_id.as_str();
+        disk::check_free(&self.config.work_dir, id)?;
         let user = self.user(req)?;
         let owner = user.as_ref().map(|u| (u.uid, u.gid));
         let executor_id = req.executor.executor_id.value.as_str();
@@ -80,8 +97,18 @@ impl Inner {
                 .executor_sandbox(&req.agent_id, &framework_id, executor_id, id),
             source,
         })?;
-        self.fetch(req, &sandbox, user.as_ref())?;
-        let images = self.provision(req)?;
+        let step = Instant::now();
+        if self.fetch(req, &sandbox, user.as_ref())? {
+            timings.fetch = Some(step.elapsed());
+        }
+        let step = Instant::now();
+        let images = {
+            let _no_gc = self.image_gc.read().unwrap_or_else(|e| e.into_inner());
+            self.provision(req)?
+        };
+        if images.executor.is_some() || !images.tasks.is_empty() {
+            timings.provision = Some(step.elapsed());
+        }
         match self.start(req, &sandbox, user.as_ref(), &images) {
             Ok(container) => Ok((container, sandbox, images.leases)),
             Err(e) => {
@@ -122,16 +149,17 @@ impl Inner {
     }
 
     /// Fetches the executor's URIs and, for the built-in executors, its
-    /// tasks' (once each), as the executor's user.
+    /// tasks' (once each), as the executor's user; true when there were
+    /// any.
     fn fetch(
         &self,
         req: &LaunchRequest,
         sandbox: &Path,
         user: Option<&RunAs>,
-    ) -> Result<(), ContainerizerError> {
+    ) -> Result<bool, ContainerizerError> {
         let uris = uris(req);
         if uris.is_empty() {
-            return Ok(());
+            return Ok(false);
         }
         let err = |source| ContainerizerError::Fetch {
             id: req.container_id.clone(),
@@ -143,7 +171,7 @@ impl Inner {
         };
         self.fetcher
             .fetch(&uris, sandbox, &fetch_user)
-            .map(drop)
+            .map(|_| true)
             .map_err(err)
     }
 
@@ -252,10 +280,25 @@ impl Inner {
                 id,
             );
         }
+        // Last before the start: the network (a failure from here on is
+        // undone by `remove_run_dir`, which runs the CNI DELs).
+        if let Some((net, hostname)) = network::setup(&self.config.cni, &run_dir, req)? {
+            plan.spec.network = Network::Join(net.netns);
+            plan.spec.hostname = Some(hostname);
+            plan.spec.mounts.extend(net.mounts);
+        }
         if let Some(infos) = &plan.launch_infos {
             let path = run_dir.join(LAUNCH_INFO);
             let json = serde_json::to_vec_pretty(infos).expect("launch infos serialize");
             atomic_write(&path, &json).map_err(dir_err("write launch info", &path))?;
+        }
+        if req.kind == ExecutorKind::Custom
+            && self.config.container_logger != super::ContainerLogger::Sandbox
+        {
+            tracing::info!(
+                container = id,
+                "a custom executor's stdout and stderr are plain files: only the built-in executors rotate them"
+            );
         }
         let owner = user.map(|u| (u.uid, u.gid));
         let output = |name: &str| {
@@ -281,9 +324,11 @@ impl Inner {
             })
     }
 
-    /// Removes `<runtime_dir>/containers/<id>` (launch info, mount points).
+    /// Detaches the container from its networks and removes
+    /// `<runtime_dir>/containers/<id>` (launch info, mount points, netns).
     pub(super) fn remove_run_dir(&self, id: &str) {
         let dir = self.run_dirs.container(id);
+        crate::containerizer::network::teardown(&self.config.cni, &dir);
         match fs::remove_dir_all(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}

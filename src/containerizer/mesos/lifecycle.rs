@@ -2,14 +2,18 @@
 //! executor's pidfd), limitations, destroy, and taking over a container
 //! after an agent restart.
 
+use super::disk::DiskQuota;
 use super::error::ContainerizerError;
 use super::handle::{Exit, Handle};
 use super::images;
 use super::limitation::{self, Limitation, Termination};
 use super::{Inner, MesosContainerizer};
 use crate::containerizer::provisioner;
+use crate::proto::mesos::network_info::{IpAddress, Protocol};
+use crate::proto::mesos::{ContainerId, ContainerStatus, NetworkInfo};
 use crate::runtime::{self, Container, ExitStatus, ResourceStats, RuntimeError};
 use nix::sys::signal::Signal;
+use std::net::IpAddr;
 use std::os::fd::OwnedFd;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
@@ -40,6 +44,8 @@ struct State {
     termination: Option<Termination>,
     /// The usage at the end.
     last_stats: ResourceStats,
+    /// The sandbox's disk quota, measured while the container runs.
+    disk: Option<DiskQuota>,
 }
 
 impl Entry {
@@ -61,8 +67,52 @@ impl Entry {
                 limitation: None,
                 termination,
                 last_stats: ResourceStats::default(),
+                disk: None,
             }),
         }
+    }
+
+    /// Gives the container a disk quota for the watcher to enforce.
+    pub fn with_disk(self, disk: Option<DiskQuota>) -> Entry {
+        self.set_disk(disk);
+        self
+    }
+
+    pub(super) fn set_disk(&self, disk: Option<DiskQuota>) {
+        self.lock().disk = disk;
+    }
+
+    /// What the disk watcher measures, while the container runs and has a
+    /// quota: the quota and sandbox, and the leases (overlay upper dirs).
+    pub(super) fn disk_watch(&self) -> Option<(DiskQuota, Vec<String>)> {
+        let st = self.lock();
+        if st.handle.is_none() || st.limitation.is_some() || st.termination.is_some() {
+            return None;
+        }
+        Some((st.disk.clone()?, st.leases.clone()))
+    }
+
+    /// The watcher found the container over its disk quota: records the
+    /// limitation and kills the container (its exit then arrives through
+    /// `wait`, which reports the limitation).
+    pub(super) fn exceeded_disk(&self, used: u64, quota: u64) {
+        let mut st = self.lock();
+        if st.limitation.is_some() || st.termination.is_some() {
+            return;
+        }
+        let Some(handle) = st.handle.as_ref() else {
+            return;
+        };
+        let limit = limitation::disk(used, quota);
+        tracing::warn!(
+            container = self.id,
+            "{}: killing the container",
+            limit.message
+        );
+        if let Err(e) = handle.signal(Signal::SIGKILL) {
+            tracing::warn!(container = self.id, error = %e, "kill after the disk quota");
+        }
+        st.limitation = Some(limit);
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -153,6 +203,36 @@ impl MesosContainerizer {
         }
         let stats = st.handle.as_ref()?.stats();
         limitation::seen(&stats, self.inner.config.pids_limit, true)
+    }
+
+    /// What Mesos reports of a container in `TaskStatus.container_status`:
+    /// its id and its networks with their addresses; a container on the
+    /// host's network has one unnamed network with `agent_ip`, as Mesos'
+    /// agent reports it. (Mesos' containerizer leaves `executor_pid` and
+    /// `cgroup_info` unset: the latter is the `net_cls` isolator's.)
+    pub fn container_status(&self, container_id: &str, agent_ip: IpAddr) -> ContainerStatus {
+        let mut network_infos = self.network_infos(container_id);
+        if network_infos.is_empty() {
+            network_infos.push(NetworkInfo {
+                ip_addresses: vec![IpAddress {
+                    protocol: Some(if agent_ip.is_ipv6() {
+                        Protocol::IPv6 as i32
+                    } else {
+                        Protocol::IPv4 as i32
+                    }),
+                    ip_address: Some(agent_ip.to_string()),
+                }],
+                ..Default::default()
+            });
+        }
+        ContainerStatus {
+            container_id: Some(ContainerId {
+                value: container_id.to_string(),
+                parent: None,
+            }),
+            network_infos,
+            ..Default::default()
+        }
     }
 
     /// Kills everything in the container (SIGKILL), waits for it, releases

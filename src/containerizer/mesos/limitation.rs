@@ -2,7 +2,9 @@
 //! kill in the cgroup is `REASON_CONTAINER_LIMITATION_MEMORY` with the
 //! message of Mesos' memory isolator ("Memory limit exceeded: Requested:
 //! 64MB Maximum Used: 64MB"); forks refused at the pids limit are
-//! `REASON_CONTAINER_LIMITATION`.
+//! `REASON_CONTAINER_LIMITATION`; a sandbox over its `disk` is
+//! `REASON_CONTAINER_LIMITATION_DISK` ("Disk usage (10340KB) exceeds quota
+//! (10MB)", as Mesos' disk isolator says).
 
 use crate::proto::mesos::task_status::Reason;
 use crate::runtime::{ExitStatus, ResourceStats};
@@ -87,6 +89,19 @@ fn memory(stats: &ResourceStats) -> Limitation {
     }
 }
 
+/// Mesos' disk isolator message: the usage and the quota, as stout
+/// prints byte counts.
+pub(super) fn disk(used: u64, quota: u64) -> Limitation {
+    Limitation {
+        reason: Reason::ContainerLimitationDisk,
+        message: format!(
+            "Disk usage ({}) exceeds quota ({})",
+            format_bytes(used),
+            format_bytes(quota)
+        ),
+    }
+}
+
 /// How an executor ended, in words.
 pub(super) fn describe(s: ExitStatus) -> String {
     match s {
@@ -119,6 +134,13 @@ mod tests {
         );
         let t = Termination::new(Some(ExitStatus::Signaled(9)), Some(l.clone()));
         assert_eq!(t.message, l.message);
+    }
+
+    #[test]
+    fn disk_limitation_has_the_mesos_reason_and_message() {
+        let l = disk(10340 << 10, 10 << 20);
+        assert_eq!(l.reason, Reason::ContainerLimitationDisk);
+        assert_eq!(l.message, "Disk usage (10340KB) exceeds quota (10MB)");
     }
 
     #[test]

@@ -11,7 +11,7 @@ use crate::containerizer::provisioner;
 use crate::containerizer::security::SeccompChoice;
 use crate::image::RunConfig;
 use crate::mount::Mount;
-use crate::proto::launch::{LaunchInfos, TaskLaunchInfo};
+use crate::proto::launch::{LaunchInfos, Logrotate, TaskLaunchInfo, LOGROTATE_ENV};
 use crate::proto::mesos::{CommandInfo, ContainerInfo};
 use crate::runtime::{Network, SandboxSpec, User};
 use crate::state::paths::SANDBOX_MOUNT;
@@ -103,6 +103,12 @@ pub fn plan(i: &Inputs<'_>) -> Result<Plan, ContainerizerError> {
             reason: "SECRET variables need a secret resolver, which butte lacks".into(),
         },
     )?;
+    if req.kind != ExecutorKind::Custom {
+        if let Some(l) = logrotate(req, i.config)? {
+            let json = serde_json::to_string(&l).expect("logrotate settings serialize");
+            spec.env.push((LOGROTATE_ENV.to_string(), json));
+        }
+    }
     spec.cwd = Some(sandbox_inside.clone());
     spec.user = i.user.map(|u| User::Name(u.to_string()));
     spec.hostname = i.hostname.clone();
@@ -185,6 +191,32 @@ pub fn plan(i: &Inputs<'_>) -> Result<Plan, ContainerizerError> {
         .apply(&mut spec, &choice)
         .map_err(|e| seccomp_error(id, e))?;
     Ok(Plan { spec, launch_infos })
+}
+
+/// The rotation a built-in executor applies to its container's output
+/// (`None`: plain files), from the agent's logger and the
+/// `CONTAINER_LOGGER_*` variables of the executor's and tasks' commands.
+fn logrotate(
+    req: &LaunchRequest,
+    config: &MesosConfig,
+) -> Result<Option<Logrotate>, ContainerizerError> {
+    let commands = req
+        .executor
+        .command
+        .iter()
+        .chain(req.tasks.iter().filter_map(|t| t.command.as_ref()));
+    let vars = commands
+        .filter_map(|c| c.environment.as_ref())
+        .flat_map(|e| &e.variables)
+        .map(|v| (v.name.as_str(), v.value()));
+    config
+        .container_logger
+        .for_container(vars)
+        .map_err(|e| ContainerizerError::Invalid {
+            id: req.container_id.clone(),
+            what: "container logger settings".into(),
+            reason: e.to_string(),
+        })
 }
 
 fn seccomp_error(id: &str, e: impl std::fmt::Display) -> ContainerizerError {
@@ -382,6 +414,70 @@ mod tests {
             hostname: Some("node7".into()),
             images,
         }
+    }
+
+    #[test]
+    fn logrotate_settings_reach_built_in_executors_only() {
+        use crate::containerizer::mesos::{ContainerLogger, LogrotateFlags, LOGROTATE_LOGGER};
+        use crate::proto::mesos::{environment::Variable, Environment};
+        let images = Images::default();
+        let mut config = config();
+        let value = |req: &LaunchRequest, config: &MesosConfig| {
+            plan(&inputs(req, config, &images)).map(|p| {
+                p.spec
+                    .env
+                    .iter()
+                    .find(|(k, _)| k == LOGROTATE_ENV)
+                    .map(|(_, v)| serde_json::from_str::<Logrotate>(v).unwrap())
+            })
+        };
+        let mut req = request(ExecutorKind::Command, None, &["t1"]);
+        // Plain files by default.
+        assert_eq!(value(&req, &config).unwrap(), None);
+        config.container_logger =
+            ContainerLogger::new(LOGROTATE_LOGGER, LogrotateFlags::default()).unwrap();
+        let l = value(&req, &config)
+            .unwrap()
+            .expect("settings for the executor");
+        assert_eq!((l.stdout.max_size, l.stdout.keep), (10 << 20, Some(0)));
+        // The task's command overrides them.
+        req.tasks[0].command = Some(CommandInfo {
+            environment: Some(Environment {
+                variables: vec![Variable {
+                    name: "CONTAINER_LOGGER_LOGROTATE_STDOUT_OPTIONS".into(),
+                    value: Some("rotate 4".into()),
+                    ..Variable::default()
+                }],
+            }),
+            ..CommandInfo::default()
+        });
+        let l = value(&req, &config).unwrap().unwrap();
+        assert_eq!(l.stdout.keep, Some(4));
+        // A bad override fails the launch, naming the variable.
+        req.tasks[0]
+            .command
+            .as_mut()
+            .unwrap()
+            .environment
+            .as_mut()
+            .unwrap()
+            .variables[0]
+            .value = Some("compress".into());
+        let e = value(&req, &config).expect_err("refused").to_string();
+        assert!(
+            e.contains("CONTAINER_LOGGER_LOGROTATE_STDOUT_OPTIONS"),
+            "{e}"
+        );
+        // A custom executor keeps plain files.
+        let custom = request(
+            ExecutorKind::Custom,
+            Some(CommandInfo {
+                value: Some("true".into()),
+                ..CommandInfo::default()
+            }),
+            &[],
+        );
+        assert_eq!(value(&custom, &config).unwrap(), None);
     }
 
     #[test]

@@ -13,7 +13,7 @@
 mod devices;
 mod stats;
 
-pub use stats::ResourceStats;
+pub use stats::{Pressure, ResourceStats};
 
 use super::spec::{Devices, Limits};
 use std::fs;

@@ -12,6 +12,8 @@
 //! - [`pidfd_open`]: a pidfd for a process that is not our child (a
 //!   sandbox adopted after an agent restart).
 //! - [`adopt_channel_fd`]: the helper takes ownership of its inherited fd.
+//! - [`loopback_up`]: bring up `lo` of the calling thread's network
+//!   namespace (`SIOCSIFFLAGS`, which nix does not wrap).
 
 use std::ffi::{c_char, c_int, CString};
 use std::io;
@@ -574,6 +576,37 @@ pub fn reset_ignored_signals() -> io::Result<()> {
         if r < 0 {
             return Err(io::Error::last_os_error());
         }
+    }
+    Ok(())
+}
+
+/// Brings up the loopback interface of the calling thread's network
+/// namespace (what `ip link set lo up` does).
+pub fn loopback_up() -> io::Result<()> {
+    // SAFETY: plain syscall; the returned fd is owned right away.
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: `fd` is a fresh socket nobody else owns.
+    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    // SAFETY: `ifreq` is plain old data; all zeroes is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as c_char;
+    }
+    // SAFETY: SIOCGIFFLAGS reads into the `ifreq` we own, which outlives
+    // the call.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCGIFFLAGS, &mut req) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: SIOCGIFFLAGS filled the flags member of the union.
+    unsafe {
+        req.ifr_ifru.ifru_flags |= (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    }
+    // SAFETY: SIOCSIFFLAGS reads the `ifreq` we own.
+    if unsafe { libc::ioctl(sock.as_raw_fd(), libc::SIOCSIFFLAGS, &req) } < 0 {
+        return Err(io::Error::last_os_error());
     }
     Ok(())
 }

@@ -453,3 +453,175 @@ async fn dropping_the_shutdown_sender_stops_the_server() {
         .expect("serve did not return")
         .unwrap();
 }
+
+/// Log lines written while a test runs (the current thread's subscriber,
+/// which the single-threaded test runtime's tasks share).
+#[derive(Clone, Default)]
+struct Logs(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl Logs {
+    fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let writer = logs.clone();
+        let subscriber = tracing_subscriber::fmt()
+            .with_max_level(tracing::Level::DEBUG)
+            .with_ansi(false)
+            .with_writer(move || writer.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).into_owned()
+    }
+
+    /// Waits until a line contains `needle`; returns every line so far.
+    async fn wait_for(&self, needle: &str) -> String {
+        let found = async {
+            loop {
+                let text = self.text();
+                if text.contains(needle) {
+                    return text;
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+        };
+        match timeout(WAIT, found).await {
+            Ok(text) => text,
+            Err(_) => panic!("no log line with {needle:?} in:\n{}", self.text()),
+        }
+    }
+}
+
+/// `/stream` answers a body that never ends (as SUBSCRIBE does); other
+/// paths a short text.
+struct Streams;
+
+/// One chunk, then nothing more, ever.
+struct Endless(bool);
+
+impl hyper::body::Body for Endless {
+    type Data = Bytes;
+    type Error = Infallible;
+
+    fn poll_frame(
+        mut self: Pin<&mut Self>,
+        _cx: &mut Context<'_>,
+    ) -> Poll<Option<Result<Frame<Bytes>, Infallible>>> {
+        if self.0 {
+            return Poll::Pending;
+        }
+        self.0 = true;
+        Poll::Ready(Some(Ok(Frame::data(Bytes::from_static(b"first event\n")))))
+    }
+}
+
+impl HttpHandler for Streams {
+    fn handle(&self, req: Request<Incoming>) -> ResponseFuture {
+        let streaming = req.uri().path() == "/stream";
+        Box::pin(async move {
+            if streaming {
+                Response::new(Endless(false).boxed())
+            } else {
+                Response::new(full("short"))
+            }
+        })
+    }
+}
+
+async fn streaming_agent() -> (SocketAddr, watch::Sender<bool>) {
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let (inbox, _) = unbounded_channel();
+    let (shutdown, rx) = watch::channel(false);
+    let port = Port {
+        local_id: "slave(1)".to_string(),
+        inbox,
+        handler: Arc::new(Streams),
+        limit: MAX_MESSAGE_BYTES,
+    };
+    tokio::spawn(port.serve(listener, rx));
+    (addr, shutdown)
+}
+
+#[tokio::test]
+async fn a_peer_leaving_a_streaming_response_is_not_malformed() {
+    let (logs, _guard) = Logs::capture();
+    let (addr, _shutdown) = streaming_agent().await;
+    let mut conn = Conn {
+        stream: TcpStream::connect(addr).await.unwrap(),
+        buf: Vec::new(),
+    };
+    conn.write(b"POST /stream HTTP/1.1\r\nHost: x\r\nContent-Length: 4\r\n\r\n{}{}")
+        .await;
+    let mut chunk = [0u8; 1024];
+    let n = timeout(WAIT, conn.stream.read(&mut chunk))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(String::from_utf8_lossy(&chunk[..n]).contains("first event"));
+    drop(conn);
+    let text = logs.wait_for("the peer closed the connection").await;
+    assert!(!text.contains("WARN"), "{text}");
+}
+
+#[tokio::test]
+async fn a_peer_closing_an_idle_keep_alive_connection_is_not_malformed() {
+    let (logs, _guard) = Logs::capture();
+    let (addr, _shutdown) = streaming_agent().await;
+    let mut conn = Conn {
+        stream: TcpStream::connect(addr).await.unwrap(),
+        buf: Vec::new(),
+    };
+    conn.write(b"GET /short HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(conn.response().await.ends_with("short"));
+    drop(conn);
+    let text = logs.wait_for("connection closed").await;
+    assert!(!text.contains("WARN"), "{text}");
+}
+
+#[tokio::test]
+async fn half_a_request_head_is_still_malformed() {
+    let (logs, _guard) = Logs::capture();
+    let (addr, _shutdown) = streaming_agent().await;
+    let mut conn = Conn {
+        stream: TcpStream::connect(addr).await.unwrap(),
+        buf: Vec::new(),
+    };
+    conn.write(b"GET /short HTTP/1.1\r\nHost: x\r\n\r\n").await;
+    assert!(conn.response().await.ends_with("short"));
+    conn.write(b"GET /short HTTP/1.1\r\nHo").await;
+    conn.shutdown().await;
+    conn.wait_closed().await;
+    let text = logs.wait_for("malformed HTTP").await;
+    assert!(
+        text.lines()
+            .any(|l| l.contains("WARN") && l.contains("malformed HTTP")),
+        "{text}"
+    );
+}
+
+#[tokio::test]
+async fn bytes_that_are_not_http_are_still_malformed() {
+    let (logs, _guard) = Logs::capture();
+    let (addr, _shutdown) = streaming_agent().await;
+    let mut conn = Conn {
+        stream: TcpStream::connect(addr).await.unwrap(),
+        buf: Vec::new(),
+    };
+    conn.write(b"\x16\x03\x01 not http at all\r\n\r\n").await;
+    conn.wait_closed().await;
+    let text = logs.wait_for("malformed HTTP").await;
+    assert!(text.contains("WARN"), "{text}");
+}

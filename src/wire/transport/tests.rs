@@ -209,3 +209,36 @@ fn send_outside_a_runtime_drops_the_message_without_panicking() {
     let transport = Transport::new(agent_pid(), tx);
     transport.send(&agent_pid(), "mesos.internal.X", Vec::new());
 }
+
+#[tokio::test]
+async fn flush_returns_once_the_queued_messages_are_written() {
+    let (listener, master) = peer().await;
+    let (tx, _events) = unbounded_channel();
+    let transport = Transport::new(agent_pid(), tx);
+    // The peer accepts late: the flush waits for the connection and the
+    // write, not for a fixed time.
+    transport.send(
+        &master,
+        "mesos.internal.UnregisterSlaveMessage",
+        b"bye".to_vec(),
+    );
+    let accepting = tokio::spawn(async move {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        let mut stream = accept(&listener).await;
+        let expected = encode_message(
+            &agent_pid(),
+            &master,
+            "mesos.internal.UnregisterSlaveMessage",
+            b"bye",
+        );
+        read_exactly(&mut stream, expected.len()).await == expected
+    });
+    let started = std::time::Instant::now();
+    transport.flush(WAIT).await;
+    assert!(started.elapsed() < WAIT, "the flush ran to its limit");
+    assert!(accepting.await.unwrap(), "the message did not arrive whole");
+    // Nothing queued: at once, and no connection is opened for it.
+    let started = std::time::Instant::now();
+    transport.flush(WAIT).await;
+    assert!(started.elapsed() < Duration::from_secs(1));
+}

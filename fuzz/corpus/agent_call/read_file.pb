@@ -1,0 +1,3 @@
+application/x-protobuf
+*
+/x

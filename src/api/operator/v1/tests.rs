@@ -1,0 +1,509 @@
+//! The v1 operator API against a fake agent, as a client sees it: status
+//! codes, encodings, validation, files, authentication.
+
+use super::*;
+use crate::proto::mesos::v1::agent::{response, Response as AgentResponse};
+use crate::proto::mesos::v1::Flag;
+use base64::Engine as _;
+use hyper::header::{ACCEPT, AUTHORIZATION};
+use serde_json::{json, Value};
+
+/// Answers GET_FLAGS with one flag and records SET_LOGGING_LEVEL.
+struct Fake {
+    sandbox: std::path::PathBuf,
+    calls: std::sync::Mutex<Vec<AgentCall>>,
+}
+
+impl OperatorApi for Fake {
+    fn view(
+        &self,
+        _: super::super::View,
+    ) -> super::super::BoxFuture<'_, Result<Bytes, OperatorError>> {
+        Box::pin(async { Err(OperatorError::Internal("no views here".into())) })
+    }
+
+    fn attached(
+        &self,
+    ) -> super::super::BoxFuture<'_, Result<super::super::Attached, OperatorError>> {
+        let mut a = super::super::Attached::new();
+        a.insert("/sandbox".into(), self.sandbox.clone());
+        Box::pin(async move { Ok(a) })
+    }
+
+    fn call(
+        &self,
+        call: AgentCall,
+    ) -> super::super::BoxFuture<'_, Result<Option<AgentResponse>, OperatorError>> {
+        self.calls.lock().unwrap().push(call.clone());
+        Box::pin(async move {
+            Ok(match call {
+                AgentCall::SetLoggingLevel { .. } => None,
+                _ => Some(AgentResponse {
+                    r#type: Some(response::Type::GetFlags as i32),
+                    get_flags: Some(response::GetFlags {
+                        flags: vec![Flag {
+                            name: "work_dir".into(),
+                            value: Some("/var/lib/butte".into()),
+                        }],
+                    }),
+                    ..Default::default()
+                }),
+            })
+        })
+    }
+}
+
+struct Reply {
+    status: StatusCode,
+    headers: hyper::HeaderMap,
+    body: Bytes,
+}
+
+impl Reply {
+    fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    fn json(&self) -> Value {
+        assert_eq!(self.status, StatusCode::OK, "{}", self.text());
+        assert_eq!(self.headers[CONTENT_TYPE], "application/json");
+        serde_json::from_slice(&self.body).unwrap()
+    }
+}
+
+fn fake() -> (tempfile::TempDir, Arc<Fake>) {
+    let tmp = tempfile::tempdir().unwrap();
+    std::fs::write(tmp.path().join("stdout"), "hello from lab\n").unwrap();
+    let fake = Arc::new(Fake {
+        sandbox: tmp.path().to_path_buf(),
+        calls: Default::default(),
+    });
+    (tmp, fake)
+}
+
+async fn send(
+    api: Arc<Fake>,
+    auth: &Authenticator,
+    method: Method,
+    headers: &[(&str, &str)],
+    body: impl Into<Bytes>,
+) -> Reply {
+    let mut req = Request::builder().method(method).uri(PATH);
+    for (k, v) in headers {
+        req = req.header(*k, *v);
+    }
+    let req = req.body(Full::new(body.into())).unwrap();
+    let r = handle(api, auth, req).await;
+    let status = r.status();
+    let headers = r.headers().clone();
+    let body = r.into_body().collect().await.unwrap().to_bytes();
+    Reply {
+        status,
+        headers,
+        body,
+    }
+}
+
+async fn post(api: Arc<Fake>, body: &str) -> Reply {
+    send(
+        api,
+        &Authenticator::default(),
+        Method::POST,
+        &[("content-type", "application/json")],
+        body.to_string(),
+    )
+    .await
+}
+
+#[tokio::test]
+async fn health_is_answered_in_json_like_mesos() {
+    let (_tmp, api) = fake();
+    let r = post(api, r#"{"type":"GET_HEALTH"}"#).await;
+    assert_eq!(
+        r.json(),
+        json!({"type": "GET_HEALTH", "get_health": {"healthy": true}})
+    );
+}
+
+#[tokio::test]
+async fn protobuf_in_and_out_when_accept_asks_for_it() {
+    let (_tmp, api) = fake();
+    let call = Call {
+        r#type: Some(call::Type::GetFlags as i32),
+        ..Default::default()
+    };
+    let r = send(
+        api.clone(),
+        &Authenticator::default(),
+        Method::POST,
+        &[
+            ("content-type", "application/x-protobuf"),
+            ("accept", "application/x-protobuf"),
+        ],
+        call.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers[CONTENT_TYPE], "application/x-protobuf");
+    let decoded = AgentResponse::decode(r.body.as_ref()).unwrap();
+    assert_eq!(decoded.get_flags.unwrap().flags[0].name, "work_dir");
+    // JSON is preferred whenever allowed; neither allowed is a 406.
+    let r = send(
+        api.clone(),
+        &Authenticator::default(),
+        Method::POST,
+        &[
+            ("content-type", "application/x-protobuf"),
+            (ACCEPT.as_str(), "*/*"),
+        ],
+        call.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(r.json()["get_flags"]["flags"][0]["value"], "/var/lib/butte");
+    let r = send(
+        api,
+        &Authenticator::default(),
+        Method::POST,
+        &[
+            ("content-type", "application/x-protobuf"),
+            ("accept", "text/html"),
+        ],
+        call.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_ACCEPTABLE, "{}", r.text());
+}
+
+#[tokio::test]
+async fn bad_requests_get_mesos_status_codes_with_a_message() {
+    let (_tmp, api) = fake();
+    let auth = Authenticator::default();
+    let r = send(api.clone(), &auth, Method::GET, &[], "").await;
+    assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(r.headers[hyper::header::ALLOW], "POST");
+    let r = send(api.clone(), &auth, Method::POST, &[], "{}").await;
+    assert_eq!(
+        (r.status, r.text().as_str()),
+        (
+            StatusCode::BAD_REQUEST,
+            "Expecting 'Content-Type' to be present"
+        )
+    );
+    let r = send(
+        api.clone(),
+        &auth,
+        Method::POST,
+        &[("content-type", "text/plain")],
+        "{}",
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    for (body, status, says) in [
+        ("{not json", 400, "Failed to parse body into JSON"),
+        (
+            r#"{"type":"GET_EVERYTHING"}"#,
+            400,
+            "Failed to convert JSON into Call protobuf",
+        ),
+        (r#"{"type":"GET_HEALTH","bogus":1}"#, 400, "bogus"),
+        ("{}", 400, "Expecting 'type' to be present"),
+        (
+            r#"{"type":"GET_METRICS"}"#,
+            400,
+            "Expecting 'get_metrics' to be present",
+        ),
+        (
+            r#"{"type":"READ_FILE","read_file":{"path":"/x"}}"#,
+            400,
+            "offset",
+        ),
+        (
+            r#"{"type":"LAUNCH_CONTAINER"}"#,
+            400,
+            "Expecting 'launch_container' to be present",
+        ),
+        (
+            r#"{"type":"WAIT_CONTAINER","wait_container":{"container_id":{"value":"a.b"}}}"#,
+            400,
+            "contains invalid characters",
+        ),
+        (r#"{"type":"UNKNOWN"}"#, 501, "UNKNOWN"),
+        (
+            r#"{"type":"LAUNCH_NESTED_CONTAINER_SESSION","launch_nested_container_session":{"container_id":{"value":"c","parent":{"value":"p"}}}}"#,
+            501,
+            "LAUNCH_NESTED_CONTAINER_SESSION",
+        ),
+        (r#"{"type":"PRUNE_IMAGES"}"#, 501, "PRUNE_IMAGES"),
+    ] {
+        let r = post(api.clone(), body).await;
+        assert_eq!(r.status.as_u16(), status, "{body}: {}", r.text());
+        assert!(r.text().contains(says), "{body}: {}", r.text());
+    }
+    let r = send(
+        api.clone(),
+        &auth,
+        Method::POST,
+        &[("content-type", "application/x-protobuf")],
+        vec![0xff, 0xff, 0xff],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(
+        r.text()
+            .starts_with("Failed to parse body into Call protobuf"),
+        "{}",
+        r.text()
+    );
+    // An enum number the enum lacks is no type, as for a proto2 parser.
+    let r = send(
+        api.clone(),
+        &auth,
+        Method::POST,
+        &[("content-type", "application/x-protobuf")],
+        vec![0x08, 99],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    let r = send(
+        api.clone(),
+        &auth,
+        Method::POST,
+        &[("content-type", "application/json")],
+        vec![b' '; MAX_CALL_BYTES + 1],
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::PAYLOAD_TOO_LARGE);
+    assert!(api.calls.lock().unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn files_are_listed_and_read_through_the_confinement() {
+    let (tmp, api) = fake();
+    std::os::unix::fs::symlink("/etc/passwd", tmp.path().join("passwd")).unwrap();
+    let r = post(
+        api.clone(),
+        r#"{"type":"LIST_FILES","list_files":{"path":"/sandbox"}}"#,
+    )
+    .await
+    .json();
+    let infos = r["list_files"]["file_infos"].as_array().unwrap();
+    let stdout = infos
+        .iter()
+        .find(|f| f["path"] == "/sandbox/stdout")
+        .unwrap();
+    assert_eq!(stdout["size"], 15);
+    assert_eq!(stdout["mode"].as_u64().unwrap() & 0o170000, 0o100000);
+    assert!(stdout["mtime"]["nanoseconds"].as_i64().unwrap() > 0);
+
+    let r = post(
+        api.clone(),
+        r#"{"type":"READ_FILE","read_file":{"path":"/sandbox/stdout","offset":6,"length":4}}"#,
+    )
+    .await
+    .json();
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(r["read_file"]["data"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(
+        (r["read_file"]["size"].as_u64(), data.as_slice()),
+        (Some(15), &b"from"[..])
+    );
+    // A huge length is capped (as Mesos caps it), not an error.
+    let big = "x".repeat(200 * 1024);
+    std::fs::write(tmp.path().join("big"), &big).unwrap();
+    let r = post(
+        api.clone(),
+        &format!(
+            r#"{{"type":"READ_FILE","read_file":{{"path":"/sandbox/big","offset":0,"length":{}}}}}"#,
+            u64::MAX
+        ),
+    )
+    .await
+    .json();
+    let data = base64::engine::general_purpose::STANDARD
+        .decode(r["read_file"]["data"].as_str().unwrap())
+        .unwrap();
+    assert_eq!(data.len() as u64, files::MAX_READ);
+    // A length beyond 64 bits, a link out, `..`, an unattached path.
+    for (body, status) in [
+        (
+            r#"{"type":"READ_FILE","read_file":{"path":"/sandbox/big","offset":0,"length":99999999999999999999999}}"#,
+            400,
+        ),
+        (
+            r#"{"type":"READ_FILE","read_file":{"path":"/sandbox/passwd","offset":0}}"#,
+            400,
+        ),
+        (
+            r#"{"type":"READ_FILE","read_file":{"path":"/sandbox/../../etc/passwd","offset":0}}"#,
+            400,
+        ),
+        (
+            r#"{"type":"READ_FILE","read_file":{"path":"/etc/passwd","offset":0}}"#,
+            404,
+        ),
+        (r#"{"type":"LIST_FILES","list_files":{"path":"/etc"}}"#, 404),
+    ] {
+        let r = post(api.clone(), body).await;
+        assert_eq!(r.status.as_u16(), status, "{body}: {}", r.text());
+        assert!(!r.text().contains("root:"), "{body}");
+    }
+}
+
+#[tokio::test]
+async fn set_logging_level_is_an_empty_200_and_reaches_the_agent() {
+    let (_tmp, api) = fake();
+    let r = post(
+        api.clone(),
+        r#"{"type":"SET_LOGGING_LEVEL","set_logging_level":{"level":1,"duration":{"nanoseconds":2000000000}}}"#,
+    )
+    .await;
+    assert_eq!((r.status, r.body.len()), (StatusCode::OK, 0));
+    assert_eq!(
+        api.calls.lock().unwrap().as_slice(),
+        [AgentCall::SetLoggingLevel {
+            level: 1,
+            duration: Duration::from_secs(2)
+        }]
+    );
+}
+
+#[tokio::test]
+async fn the_whole_api_is_in_the_read_write_realm() {
+    let (_tmp, api) = fake();
+    let creds = vec![super::super::Credential {
+        principal: "ops".into(),
+        secret: "s3cret".into(),
+    }];
+    let rw = Authenticator::new(false, true, creds.clone()).unwrap();
+    let json = [("content-type", "application/json")];
+    let r = send(
+        api.clone(),
+        &rw,
+        Method::POST,
+        &json,
+        r#"{"type":"GET_HEALTH"}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED);
+    assert_eq!(
+        r.headers[WWW_AUTHENTICATE],
+        "Basic realm=\"mesos-agent-readwrite\""
+    );
+    let token = format!(
+        "Basic {}",
+        base64::engine::general_purpose::STANDARD.encode("ops:s3cret")
+    );
+    let with = [json[0], (AUTHORIZATION.as_str(), token.as_str())];
+    let r = send(
+        api.clone(),
+        &rw,
+        Method::POST,
+        &with,
+        r#"{"type":"GET_HEALTH"}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    // Read-only authentication alone leaves /api/v1 open, as in Mesos.
+    let ro = Authenticator::new(true, false, creds).unwrap();
+    let r = send(api, &ro, Method::POST, &json, r#"{"type":"GET_HEALTH"}"#).await;
+    assert_eq!(r.status, StatusCode::OK);
+}
+
+#[test]
+fn fuzz_entry_holds_on_samples() {
+    for sample in [
+        &b"application/json\n{\"type\":\"GET_HEALTH\"}"[..],
+        b"application/json\n{\"type\":\"READ_FILE\",\"read_file\":{\"path\":\"/x\",\"offset\":1}}",
+        b"application/x-protobuf\n\x08\x63",
+        b"application/x-protobuf\n\x08\x01",
+        b"application/json\n{\"type\":99}",
+    ] {
+        fuzz::call(sample);
+    }
+}
+
+#[test]
+fn lists_mesos_writes_itself_are_always_there() {
+    let r = AgentResponse {
+        r#type: Some(response::Type::GetState as i32),
+        get_state: Some(response::GetState {
+            get_tasks: Some(Default::default()),
+            get_executors: Some(Default::default()),
+            get_frameworks: Some(Default::default()),
+        }),
+        ..Default::default()
+    };
+    assert_eq!(
+        to_json(&r),
+        json!({"type": "GET_STATE", "get_state": {
+            "get_tasks": {"pending_tasks": [], "queued_tasks": [], "launched_tasks": [],
+                          "terminated_tasks": [], "completed_tasks": []},
+            "get_executors": {"executors": [], "completed_executors": []},
+            "get_frameworks": {"frameworks": [], "completed_frameworks": []}}})
+    );
+    assert_eq!(
+        serde_json::from_slice::<Value>(&json_bytes(&r)).unwrap(),
+        to_json(&r)
+    );
+}
+
+#[test]
+fn the_list_writer_writes_what_the_json_mapping_gives() {
+    use crate::proto::mesos::v1::{self as m, agent::response::get_frameworks};
+    let task = |id: &str| m::Task {
+        name: id.into(),
+        task_id: m::TaskId { value: id.into() },
+        framework_id: m::FrameworkId { value: "f".into() },
+        agent_id: m::AgentId { value: "a".into() },
+        state: m::TaskState::TaskRunning as i32,
+        statuses: vec![m::TaskStatus {
+            task_id: m::TaskId { value: id.into() },
+            state: m::TaskState::TaskRunning as i32,
+            timestamp: Some(1.5),
+            uuid: Some(vec![1, 2, 3]),
+            ..Default::default()
+        }],
+        ..Default::default()
+    };
+    let tasks = response::GetTasks {
+        launched_tasks: vec![task("t1"), task("t2")],
+        completed_tasks: vec![task("t0")],
+        ..Default::default()
+    };
+    let frameworks = response::GetFrameworks {
+        frameworks: vec![get_frameworks::Framework {
+            framework_info: m::FrameworkInfo {
+                user: "root".into(),
+                name: "fw".into(),
+                failover_timeout: Some(0.0),
+                ..Default::default()
+            },
+        }],
+        ..Default::default()
+    };
+    for r in [
+        AgentResponse {
+            r#type: Some(response::Type::GetState as i32),
+            get_state: Some(response::GetState {
+                get_tasks: Some(tasks.clone()),
+                get_executors: None,
+                get_frameworks: Some(frameworks.clone()),
+            }),
+            ..Default::default()
+        },
+        AgentResponse {
+            r#type: Some(response::Type::GetTasks as i32),
+            get_tasks: Some(tasks),
+            ..Default::default()
+        },
+        AgentResponse {
+            r#type: Some(response::Type::GetFrameworks as i32),
+            get_frameworks: Some(frameworks),
+            ..Default::default()
+        },
+    ] {
+        let written: Value = serde_json::from_slice(&json_bytes(&r)).unwrap();
+        assert_eq!(written, to_json(&r));
+    }
+}
