@@ -140,7 +140,8 @@ chmod 0755 "$init/init"
 
 # --- the root file system image (a raw ext4, booted with snapshot=on)
 rm -rf "$root/var/cache/apt/archives/"*.deb "$root/boot/"*
-mkfs.ext4 -q -F -L root -d "$root" "$tmp/rootfs.ext4" 3G
+# Its "Creating regular file" goes to stderr: stdout is the image directory.
+mkfs.ext4 -q -F -L root -d "$root" "$tmp/rootfs.ext4" 3G >&2
 
 # Images of older versions of this script go.
 find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name 'build.*' -exec rm -rf {} +
