@@ -9,9 +9,11 @@
 //! leaves it. The host's network namespace is never touched.
 
 use crate::support::master::{
-    self, command_task, describe, framework, status, AgentProcess, FakeMaster, WAIT,
+    self, command_task, describe, framework, image_container, status, AgentProcess, FakeMaster,
+    WAIT,
 };
-use crate::support::{busybox, enabled, text, Fixture};
+use crate::support::registry::Registry;
+use crate::support::{busybox, busybox_oci, enabled, text, Fixture};
 use butte::proto::mesos::internal::StatusUpdate;
 use butte::proto::mesos::network_info::PortMapping;
 use butte::proto::mesos::{
@@ -390,7 +392,9 @@ fn task_on_a_bridge_network_gets_an_ip_and_a_mapped_port() {
     if !enabled() || !in_own_netns("task_on_a_bridge_network_gets_an_ip_and_a_mapped_port") {
         return;
     }
-    let (fx, master, agent, net) = start_networked(&[]);
+    let registry = Registry::start();
+    registry.push(&busybox_oci(), "1", "library/busybox:1");
+    let (fx, master, agent, net) = start_networked(&["--docker_registry", &registry.url()]);
     let fw = framework("cni");
     let cmd = "echo served-by-task > index.html; cat /etc/hostname /etc/hosts /etc/resolv.conf > etc.txt; \
                exec /usr/bin/python3 -m http.server 80 --bind 0.0.0.0";
@@ -438,20 +442,26 @@ fn task_on_a_bridge_network_gets_an_ip_and_a_mapped_port() {
         "web-host\n"
     );
 
-    // A second task on the network reaches the first at its address.
+    // A second task on the network, in the busybox image, reaches the
+    // first at its address; it too sees its own /etc files, not the
+    // image's.
     let fetch = format!(
-        "/usr/bin/python3 -c 'import urllib.request as u; print(u.urlopen(\"http://{ip}:80/index.html\", timeout=10).read().decode())' > got.txt"
+        "cd $MESOS_SANDBOX; wget -q -O got.txt http://{ip}:80/index.html; cat /etc/hostname /etc/hosts /etc/resolv.conf > etc.txt"
     );
-    master.run_task(&fw, &net_task("client", &fetch, "testnet", &[]));
+    let mut client = net_task("client", &fetch, "testnet", &[]);
+    let image = image_container("library/busybox:1");
+    client.container.as_mut().unwrap().mesos = image.mesos;
+    master.run_task(&fw, &client);
     let done = master.ack_until("client", TaskState::TaskFinished);
     let client_ip = &addresses(&done)[0].1;
     assert_ne!(client_ip, ip);
-    let got = fs::read_to_string(
-        agent
-            .sandbox(&master.slave_id(), &fw, "client")
-            .join("got.txt"),
-    );
-    assert_eq!(got.unwrap_or_default(), "served-by-task\n\n");
+    let client_dir = agent.sandbox(&master.slave_id(), &fw, "client");
+    let got = fs::read_to_string(client_dir.join("got.txt"));
+    assert_eq!(got.unwrap_or_default(), "served-by-task\n");
+    let etc = fs::read_to_string(client_dir.join("etc.txt")).unwrap_or_default();
+    assert!(etc.starts_with("client-host\n"), "{etc}");
+    assert!(etc.contains(&format!("{client_ip} client-host")), "{etc}");
+    assert!(etc.contains("nameserver 10.77.0.53"), "{etc}");
 
     master.kill_task(&fw, "web", None);
     let killed = master.ack_until("web", TaskState::TaskKilled);

@@ -151,7 +151,9 @@ fn task_with_an_image_runs_inside_it() {
     let fw = framework("image");
     let mut task = command_task(
         "boxed",
-        "cat /etc/os-release || ls /bin/busybox; test -e /etc/debian_version && echo on-the-host || echo in-the-image; grep CapEff /proc/self/status; grep Seccomp_filters /proc/self/status; unshare -U true || echo userns-denied",
+        "cat /etc/os-release || ls /bin/busybox; test -e /etc/debian_version && echo on-the-host || echo in-the-image; grep CapEff /proc/self/status; grep Seccomp_filters /proc/self/status; unshare -U true || echo userns-denied; \
+         cat /etc/hosts > $MESOS_SANDBOX/hosts.txt; cat /etc/resolv.conf > $MESOS_SANDBOX/resolv.txt; \
+         (echo 10.9.9.9 intruder >> /etc/hosts) 2>/dev/null || echo etc-hosts-read-only",
     );
     task.container = Some(image_container("library/busybox:1"));
     master.run_task(&fw, &task);
@@ -169,6 +171,21 @@ fn task_with_an_image_runs_inside_it() {
     // needs) and the task's own on top: a user namespace is denied.
     assert!(out.contains("Seccomp_filters:\t2"), "{out}");
     assert!(out.contains("userns-denied"), "{out}");
+    // On the host network the task sees the host's /etc/hosts and
+    // /etc/resolv.conf, not the image's, and cannot rewrite them.
+    let dir = sandbox(&master, &agent, &fw, &done);
+    for (file, host) in [
+        ("hosts.txt", "/etc/hosts"),
+        ("resolv.txt", "/etc/resolv.conf"),
+    ] {
+        assert_eq!(
+            read(dir.join(file)),
+            fs::read_to_string(host).unwrap_or_default(),
+            "{file}"
+        );
+    }
+    assert!(out.contains("etc-hosts-read-only"), "{out}");
+    assert!(!read(dir.join("hosts.txt")).contains("intruder"));
     master::finish(fx, master, agent);
 }
 

@@ -219,7 +219,8 @@ fn prepare(args: &EnterArgs) -> Result<(), EnterError> {
     let none: Option<&str> = None;
     nix::mount::mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .map_err(|e| setup("make / private")(errno(e)))?;
-    mounts::execute(&mounts::plan(&plan_spec(&args.rootfs, &sandbox))).map_err(|e| {
+    let etc = network_files();
+    mounts::execute(&mounts::plan(&plan_spec(&args.rootfs, &sandbox, &etc))).map_err(|e| {
         EnterError::Setup {
             step: e.step,
             message: phrase(&e.source),
@@ -446,9 +447,27 @@ fn run(task: &Task, filter: Option<&[u8]>) -> Result<Never, EnterError> {
     })
 }
 
+/// The files of the executor's network identity that a task in a root
+/// filesystem sees instead of its image's own, as Mesos' `network/cni`
+/// isolator binds them: the container's own when it is on a CNI network
+/// (the agent bound them over the executor's `/etc`), else the host's.
+pub const NETWORK_FILES: [&str; 3] = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"];
+
+/// The [`NETWORK_FILES`] the executor has, each resolved to the file it
+/// names (`/etc/resolv.conf` is often a link into `/run`).
+fn network_files() -> Vec<(PathBuf, &'static str)> {
+    NETWORK_FILES
+        .iter()
+        .filter_map(|f| Some((fs::canonicalize(f).ok()?, *f)))
+        .filter(|(source, _)| source.is_file())
+        .collect()
+}
+
 /// The runtime's plan for a sandbox on `rootfs` with the sandbox directory
-/// bound at [`SANDBOX_TARGET`].
-fn plan_spec(rootfs: &Path, sandbox: &Path) -> SandboxSpec {
+/// bound at [`SANDBOX_TARGET`] and each of `etc` (a host file, its target)
+/// bound read-only: a task on the host network must not rewrite the
+/// host's files.
+fn plan_spec(rootfs: &Path, sandbox: &Path, etc: &[(PathBuf, &str)]) -> SandboxSpec {
     let mut spec = SandboxSpec::new("enter", vec!["enter".into()]);
     spec.rootfs = Some(Rootfs {
         path: rootfs.to_path_buf(),
@@ -456,6 +475,10 @@ fn plan_spec(rootfs: &Path, sandbox: &Path) -> SandboxSpec {
         readonly: false,
     });
     spec.mounts = vec![Mount::bind(sandbox, SANDBOX_TARGET, false)];
+    spec.mounts.extend(
+        etc.iter()
+            .map(|(source, target)| Mount::bind(source, *target, true)),
+    );
     spec
 }
 
@@ -564,9 +587,11 @@ mod tests {
 
     #[test]
     fn plan_pivots_into_the_rootfs_with_the_sandbox_mounted() {
+        let etc = [(PathBuf::from("/run/net/hosts"), "/etc/hosts")];
         let steps = mounts::plan(&plan_spec(
             Path::new("/run/butte/rootfs"),
             Path::new("/var/sandbox"),
+            &etc,
         ));
         let pivot = steps
             .iter()
@@ -583,6 +608,12 @@ mod tests {
             .position(|s| matches!(s, Step::BindSource { target, .. } if target == Path::new(SANDBOX_TARGET)))
             .unwrap();
         assert!(open < pivot && pivot < bind, "{steps:?}");
+        assert!(steps.iter().any(
+            |s| matches!(s, Step::OpenSource { path, .. } if path == Path::new("/run/net/hosts"))
+        ));
+        assert!(steps.iter().any(
+            |s| matches!(s, Step::BindSource { target, .. } if target == Path::new("/etc/hosts"))
+        ));
         assert!(steps.iter().any(
             |s| matches!(s, Step::Mount { target, fstype, .. } if target == Path::new("/proc") && fstype.as_deref() == Some("proc"))
         ));

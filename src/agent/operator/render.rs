@@ -6,8 +6,12 @@ use super::snapshot::{ExecutorView, FrameworkView, Snapshot, Tally};
 use crate::agent::config::MESOS_VERSION;
 use crate::agent::state::ExecutorState;
 use crate::proto::mesos::framework_info::capability::Type as FrameworkCapability;
+use crate::proto::mesos::network_info::Protocol;
 use crate::proto::mesos::value::Type as ValueType;
-use crate::proto::mesos::{Attribute, Resource, Task, TaskInfo, TaskState, TaskStatus};
+use crate::proto::mesos::{
+    Attribute, ContainerId, ContainerStatus, Labels, NetworkInfo, Resource, Task, TaskInfo,
+    TaskState, TaskStatus,
+};
 use crate::proto::to_json;
 use crate::runtime::ResourceStats;
 use serde_json::{json, Map, Value};
@@ -446,7 +450,7 @@ struct TaskJson<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     user: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    labels: Option<Value>,
+    labels: Option<LabelsJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     discovery: Option<Value>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -467,7 +471,7 @@ fn task(t: &Task) -> TaskJson<'_> {
         role: task_role(&t.resources),
         statuses: t.statuses.iter().map(status).collect(),
         user: t.user.as_deref(),
-        labels: t.labels.as_ref().map(|l| to_json(l)["labels"].clone()),
+        labels: t.labels.as_ref().map(LabelsJson),
         discovery: t.discovery.as_ref().map(to_json),
         container: t.container.as_ref().map(to_json),
         health_check: t.health_check.as_ref().map(to_json),
@@ -503,9 +507,9 @@ struct StatusJson<'a> {
     state: &'static str,
     timestamp: f64,
     #[serde(skip_serializing_if = "Option::is_none")]
-    labels: Option<Value>,
+    labels: Option<LabelsJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    container_status: Option<Value>,
+    container_status: Option<ContainerStatusJson<'a>>,
     #[serde(skip_serializing_if = "Option::is_none")]
     healthy: Option<bool>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -518,11 +522,140 @@ fn status(st: &TaskStatus) -> StatusJson<'_> {
     StatusJson {
         state: st.state().as_str_name(),
         timestamp: st.timestamp.unwrap_or(0.0),
-        labels: st.labels.as_ref().map(|l| to_json(l)["labels"].clone()),
-        container_status: st.container_status.as_ref().map(to_json),
+        labels: st.labels.as_ref().map(LabelsJson),
+        container_status: st.container_status.as_ref().map(container_status),
         healthy: st.healthy,
         check_status: st.check_status.as_ref().map(to_json),
         _of: std::marker::PhantomData,
+    }
+}
+
+/// A `Labels` as the list Mesos' models write (`[{"key", "value"}]`).
+struct LabelsJson<'a>(&'a Labels);
+
+#[derive(serde::Serialize)]
+struct LabelJson<'a> {
+    key: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    value: Option<&'a str>,
+}
+
+impl serde::Serialize for LabelsJson<'_> {
+    fn serialize<S: serde::Serializer>(&self, ser: S) -> Result<S::Ok, S::Error> {
+        ser.collect_seq(self.0.labels.iter().map(|l| LabelJson {
+            key: &l.key,
+            value: l.value.as_deref(),
+        }))
+    }
+}
+
+/// A `Labels` message as `JSON::Protobuf` writes it: `{"labels": [...]}`.
+#[derive(serde::Serialize)]
+struct LabelsMessageJson<'a> {
+    #[serde(skip_serializing_if = "is_empty_labels")]
+    labels: LabelsJson<'a>,
+}
+
+fn is_empty_labels(l: &LabelsJson) -> bool {
+    l.0.labels.is_empty()
+}
+
+/// `ContainerStatus` as Mesos' `JSON::Protobuf` writes it (the fields
+/// that are set, in declaration order), by hand: the reflective
+/// [`to_json`] of every status was most of `/state`'s rendering.
+#[derive(serde::Serialize)]
+pub(super) struct ContainerStatusJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    container_id: Option<ContainerIdJson<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    network_infos: Vec<NetworkInfoJson<'a>>,
+    /// Rare (the `net_cls` isolator's, which butte lacks): reflective.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    cgroup_info: Option<Value>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    executor_pid: Option<u32>,
+}
+
+pub(super) fn container_status(c: &ContainerStatus) -> ContainerStatusJson<'_> {
+    ContainerStatusJson {
+        container_id: c.container_id.as_ref().map(container_id),
+        network_infos: c.network_infos.iter().map(network_info).collect(),
+        cgroup_info: c.cgroup_info.as_ref().map(to_json),
+        executor_pid: c.executor_pid,
+    }
+}
+
+#[derive(serde::Serialize)]
+struct ContainerIdJson<'a> {
+    value: &'a str,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    parent: Option<Box<ContainerIdJson<'a>>>,
+}
+
+fn container_id(id: &ContainerId) -> ContainerIdJson<'_> {
+    ContainerIdJson {
+        value: &id.value,
+        parent: id.parent.as_deref().map(|p| Box::new(container_id(p))),
+    }
+}
+
+#[derive(serde::Serialize)]
+struct NetworkInfoJson<'a> {
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    ip_addresses: Vec<IpAddressJson<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    name: Option<&'a str>,
+    #[serde(skip_serializing_if = "<[String]>::is_empty")]
+    groups: &'a [String],
+    #[serde(skip_serializing_if = "Option::is_none")]
+    labels: Option<LabelsMessageJson<'a>>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    port_mappings: Vec<PortMappingJson<'a>>,
+}
+
+#[derive(serde::Serialize)]
+struct IpAddressJson<'a> {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    ip_address: Option<&'a str>,
+}
+
+#[derive(serde::Serialize)]
+struct PortMappingJson<'a> {
+    host_port: u32,
+    container_port: u32,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    protocol: Option<&'a str>,
+}
+
+fn network_info(n: &NetworkInfo) -> NetworkInfoJson<'_> {
+    NetworkInfoJson {
+        ip_addresses: n
+            .ip_addresses
+            .iter()
+            .map(|a| IpAddressJson {
+                protocol: a
+                    .protocol
+                    .and_then(|p| Protocol::try_from(p).ok())
+                    .map(|p| p.as_str_name()),
+                ip_address: a.ip_address.as_deref(),
+            })
+            .collect(),
+        name: n.name.as_deref(),
+        groups: &n.groups,
+        labels: n.labels.as_ref().map(|l| LabelsMessageJson {
+            labels: LabelsJson(l),
+        }),
+        port_mappings: n
+            .port_mappings
+            .iter()
+            .map(|p| PortMappingJson {
+                host_port: p.host_port,
+                container_port: p.container_port,
+                protocol: p.protocol.as_deref(),
+            })
+            .collect(),
     }
 }
 

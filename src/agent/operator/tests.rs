@@ -270,3 +270,65 @@ pub(super) fn snapshot_for_v1() -> Snapshot {
     ex.completed = vec![Arc::new(task("t0", TaskState::TaskFinished))];
     s
 }
+
+/// The hand-written `container_status` says what the reflective JSON of
+/// the message says, every field set.
+#[test]
+fn container_status_json_matches_the_reflective_one() {
+    use crate::proto::mesos::network_info::{IpAddress, PortMapping, Protocol};
+    use crate::proto::mesos::{ContainerId, ContainerStatus, Label, Labels, NetworkInfo};
+    let labels = Labels {
+        labels: vec![
+            Label {
+                key: "team".into(),
+                value: Some("blue".into()),
+            },
+            Label {
+                key: "bare".into(),
+                value: None,
+            },
+        ],
+    };
+    let cs = ContainerStatus {
+        container_id: Some(ContainerId {
+            value: "child".into(),
+            parent: Some(Box::new(ContainerId {
+                value: "parent".into(),
+                parent: None,
+            })),
+        }),
+        network_infos: vec![
+            NetworkInfo {
+                ip_addresses: vec![
+                    IpAddress {
+                        protocol: Some(Protocol::IPv4 as i32),
+                        ip_address: Some("10.77.0.2".into()),
+                    },
+                    IpAddress {
+                        protocol: Some(Protocol::IPv6 as i32),
+                        ip_address: Some("fd00::2".into()),
+                    },
+                    IpAddress {
+                        protocol: None,
+                        ip_address: Some("10.77.0.3".into()),
+                    },
+                ],
+                name: Some("testnet".into()),
+                groups: vec!["g1".into(), "g2".into()],
+                labels: Some(labels),
+                port_mappings: vec![PortMapping {
+                    host_port: 18080,
+                    container_port: 80,
+                    protocol: Some("tcp".into()),
+                }],
+            },
+            NetworkInfo::default(),
+        ],
+        cgroup_info: None,
+        executor_pid: Some(4242),
+    };
+    assert_eq!(
+        serde_json::to_value(render::container_status(&cs)).unwrap(),
+        crate::proto::to_json(&cs)
+    );
+}
