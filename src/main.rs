@@ -1270,7 +1270,7 @@ mod agent_cli {
     pub fn mesos_args(
         args: Vec<OsString>,
     ) -> Result<Vec<OsString>, butte::agent::flags::FlagsError> {
-        if args.get(1).is_none_or(|a| a != "agent") {
+        if !args.get(1).is_some_and(|a| a == "agent") {
             return Ok(args);
         }
         let cmd = <super::Cli as clap::CommandFactory>::command();

@@ -202,10 +202,10 @@ const NO_DOCKER: &str =
 const NO_APPC: &str = "no appc images";
 const NO_MODULES: &str = "butte loads no Mesos C++ modules";
 const NO_RP: &str = "no resource providers or CSI";
-const NO_OVERSUB: &str = "no oversubscription (revocable resources)";
+const NO_OVERSUB: &str = "no oversubscription: no revocable resources";
 const NO_PORT_MAPPING: &str = "no network/port_mapping isolator";
 const NO_PERF: &str = "no perf_event isolator";
-const LOGS: &str = "butte logs to stderr (the journal under systemd); BUTTE_LOG sets the level";
+const LOGS: &str = "butte logs to stderr, which goes to the journal under systemd, at BUTTE_LOG's or --logging_level's level";
 const NO_VOLUMES: &str = "no volume isolators";
 
 use Kind::*;
@@ -226,7 +226,7 @@ pub static FLAGS: &[MesosFlag] = &[
     imp("isolation", Str),
     vals("launcher", Str, |v| match v {
         "linux" => Verdict::Same,
-        _ => Verdict::Ignored("butte always uses the Linux launcher (namespaces and cgroups)"),
+        _ => Verdict::Ignored("butte always uses the Linux launcher: namespaces and cgroups"),
     }),
     vals("image_providers", Str, |v| {
         if v.split(',')
@@ -234,7 +234,7 @@ pub static FLAGS: &[MesosFlag] = &[
         {
             Verdict::Same
         } else {
-            Verdict::Refused("butte provides Docker images only (no APPC)")
+            Verdict::Refused("butte provides Docker images only, no APPC")
         }
     }),
     ign(
@@ -271,7 +271,7 @@ pub static FLAGS: &[MesosFlag] = &[
     ign(
         "launcher_dir",
         Str,
-        "butte runs its own executor (butte-executor next to butte, else butte executor)",
+        "butte runs its own executors: butte-executor next to butte, else butte executor",
     ),
     ign("hadoop_home", Str, "the fetcher has no HDFS support"),
     vals("switch_user", Bool, |v| match v {
@@ -302,7 +302,7 @@ pub static FLAGS: &[MesosFlag] = &[
     ign(
         "executor_reregistration_retry_interval",
         Duration,
-        "for v0 (libprocess) executors of Mesos before 1.1.2",
+        "only for v0 executors of Mesos before 1.1.2",
     ),
     imp("executor_shutdown_grace_period", Duration),
     with_aliases(imp("executor_secret_key", FilePath), &["jwt_secret_key"]),
@@ -326,7 +326,7 @@ pub static FLAGS: &[MesosFlag] = &[
     ign(
         "strict",
         Bool,
-        "recovery keeps what it can read and reports the rest (docs/agent.md)",
+        "recovery keeps what it can read and reports the rest",
     ),
     ign(
         "max_completed_executors_per_framework",
@@ -341,7 +341,7 @@ pub static FLAGS: &[MesosFlag] = &[
     ign(
         "cgroups_hierarchy",
         Str,
-        "butte finds the cgroup mount (v1 or v2) itself",
+        "butte finds the cgroup mounts, v1 or v2, itself",
     ),
     imp("cgroups_root", Str),
     vals("cgroups_enable_cfs", Bool, |v| match v {
@@ -370,7 +370,7 @@ pub static FLAGS: &[MesosFlag] = &[
     ign(
         "allowed_devices",
         Json,
-        "containers get butte's fixed device allowlist (Mesos' defaults)",
+        "containers get butte's fixed device allowlist, Mesos' defaults",
     ),
     with_aliases(
         ign(
@@ -389,12 +389,12 @@ pub static FLAGS: &[MesosFlag] = &[
     ign(
         "systemd_enable_support",
         Bool,
-        "containers live in butte's own cgroups; the unit delegates them (Delegate=yes)",
+        "containers live in butte's own cgroups, which its unit delegates",
     ),
     ign(
         "systemd_runtime_directory",
         Str,
-        "containers live in butte's own cgroups; the unit delegates them (Delegate=yes)",
+        "containers live in butte's own cgroups, which its unit delegates",
     ),
     with_aliases(
         refuse(
@@ -430,7 +430,7 @@ pub static FLAGS: &[MesosFlag] = &[
     refuse(
         "firewall_rules",
         Json,
-        "butte cannot disable endpoints; use --authenticate_http_readonly/readwrite",
+        "butte cannot disable endpoints, use --authenticate_http_readonly and --authenticate_http_readwrite",
     ),
     imp("credential", FilePath),
     refuse(
@@ -442,7 +442,7 @@ pub static FLAGS: &[MesosFlag] = &[
         if v.split(',').all(|c| c.trim() == "mesos") {
             Verdict::Same
         } else {
-            Verdict::Refused("only `mesos`: butte has no Docker-daemon containerizer (its Mesos containerizer runs Docker images)")
+            Verdict::Refused("only `mesos`: butte has no Docker-daemon containerizer, its Mesos containerizer runs Docker images")
         }
     }),
     ign("docker", Str, NO_DOCKER),
@@ -468,7 +468,7 @@ pub static FLAGS: &[MesosFlag] = &[
     refuse(
         "default_container_info",
         Json,
-        "butte cannot apply a default ContainerInfo (volumes, networks) to executors",
+        "butte cannot apply a default ContainerInfo, its volumes and networks, to executors",
     ),
     ign("docker_stop_timeout", Duration, NO_DOCKER),
     ign("ephemeral_ports_per_container", Int, NO_PORT_MAPPING),
@@ -994,10 +994,18 @@ fn config_dir(
     known: &dyn Fn(&str) -> bool,
     src: &dyn Sources,
 ) -> Result<Vec<(String, String)>, FlagsError> {
-    let mut names = src.list(dir).map_err(|source| FlagsError::ConfigDir {
-        dir: dir.into(),
-        source,
-    })?;
+    // An absent directory is none (the packaged unit names both
+    // Mesosphere directories whether or not they exist).
+    let mut names = match src.list(dir) {
+        Ok(names) => names,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(Vec::new()),
+        Err(source) => {
+            return Err(FlagsError::ConfigDir {
+                dir: dir.into(),
+                source,
+            })
+        }
+    };
     names.sort();
     let mut out = Vec::new();
     for file in names {

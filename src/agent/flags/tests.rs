@@ -322,3 +322,33 @@ fn ignored_flags_parse_from_arguments_and_environment() {
         ]
     );
 }
+
+/// The packaged unit reads the Mesosphere layout: `/etc/mesos/zk` and
+/// `/etc/mesos-slave/<flag>` files, above `/etc/default/butte-agent`'s
+/// variables, and starts without them.
+#[test]
+fn the_packaged_unit_reads_mesosphere_directories() {
+    let unit = include_str!("../../../packaging/butte-agent.service");
+    let exec = unit
+        .lines()
+        .find_map(|l| l.strip_prefix("ExecStart="))
+        .unwrap();
+    let words: Vec<&str> = exec.split_whitespace().collect();
+    assert_eq!(&words[..2], ["/usr/bin/butte", "agent"]);
+    let src = Fake::default()
+        .file("/etc/mesos/zk", "zk://zk1:2181,zk2:2181,zk3:2181/mesos\n")
+        .file("/etc/mesos-slave/attributes", "rack:r1\n")
+        .file("/etc/mesos-slave/?no-switch_user", "")
+        .env("MESOS_MASTER", "old-master:5050");
+    let mut out = run(&words[2..], &src).unwrap();
+    out.sort();
+    assert!(
+        out.contains(&"--master=zk://zk1:2181,zk2:2181,zk3:2181/mesos".to_string()),
+        "{out:?}"
+    );
+    assert!(out.contains(&"--attributes=rack:r1".to_string()), "{out:?}");
+    assert!(out.contains(&"--switch_user=false".to_string()), "{out:?}");
+    // Neither directory there: the arguments as they are.
+    let bare = run(&words[2..], &Fake::default()).unwrap();
+    assert_eq!(bare, words[2..]);
+}
