@@ -350,7 +350,7 @@ pub static FLAGS: &[MesosFlag] = &[
     }),
     vals("cgroups_limit_swap", Bool, |v| match v {
         "true" | "1" => Verdict::Same,
-        _ => Verdict::Ignored("butte's memory limit never leaves room for swap"),
+        _ => Verdict::Ignored("butte's memory limit turns swap off for containers"),
     }),
     ign(
         "cgroups_cpu_enable_pids_and_tids_count",
@@ -792,7 +792,7 @@ fn values_help(name: &str) -> &'static str {
         "docker_ignore_runtime" => "`false`; butte always applies an image's runtime config.",
         "switch_user" => "`true`; butte always runs tasks as their user.",
         "cgroups_enable_cfs" => "`true`; butte always sets a CFS quota.",
-        "cgroups_limit_swap" => "`true`; butte's memory limit leaves no swap.",
+        "cgroups_limit_swap" => "`true`; butte's memory limit turns swap off.",
         "disallow_sharing_agent_ipc_namespace" => "`true`; butte never shares it.",
         "disallow_sharing_agent_pid_namespace" => "`true`; butte never shares it.",
         "containerizers" => "`mesos` only; `docker` is refused.",
