@@ -18,6 +18,7 @@ mod hardening;
 mod image;
 mod image_gc;
 mod logrotate;
+mod mesos_flags;
 mod operator;
 mod prometheus;
 mod recovery;

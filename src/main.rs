@@ -17,7 +17,12 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "butte", version, about = "A Mesos agent and container runtime")]
+#[command(
+    name = "butte",
+    version,
+    propagate_version = true,
+    about = "A Mesos agent and container runtime"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -679,6 +684,7 @@ mod agent_cli {
     use butte::image::PullOptions;
     use butte::runtime::RuntimeConfig;
     use butte::state::paths::{DEFAULT_RUNTIME_DIR, DEFAULT_WORK_DIR};
+    use std::ffi::OsString;
     use std::net::{IpAddr, SocketAddr};
     use std::path::PathBuf;
     use std::process::ExitCode;
@@ -689,16 +695,22 @@ mod agent_cli {
         /// The master: HOST:PORT, zk://[user:pass@]host1:port1,host2:port2/path
         /// (the leader of the masters' group in ZooKeeper), or file:///path
         /// (a file holding either).
-        #[arg(long, env = "MESOS_MASTER")]
+        #[arg(help_heading = "Master and registration", long, env = "MESOS_MASTER")]
         master: String,
         /// IP address to listen on (default: all).
-        #[arg(long, env = "MESOS_IP")]
+        #[arg(help_heading = "Addresses", long, env = "MESOS_IP")]
         ip: Option<IpAddr>,
         /// Port to listen on; 0 picks a free one.
-        #[arg(long, env = "MESOS_PORT", default_value_t = 5051)]
+        #[arg(
+            help_heading = "Addresses",
+            long,
+            env = "MESOS_PORT",
+            default_value_t = 5051
+        )]
         port: u16,
         /// IP address advertised to the master.
         #[arg(
+            help_heading = "Addresses",
             long = "advertise_ip",
             alias = "advertise-ip",
             env = "MESOS_ADVERTISE_IP"
@@ -706,29 +718,39 @@ mod agent_cli {
         advertise_ip: Option<IpAddr>,
         /// Port advertised to the master.
         #[arg(
+            help_heading = "Addresses",
             long = "advertise_port",
             alias = "advertise-port",
             env = "MESOS_ADVERTISE_PORT"
         )]
         advertise_port: Option<u16>,
         /// Hostname reported to the master (default: the system's).
-        #[arg(long, env = "MESOS_HOSTNAME")]
+        #[arg(help_heading = "Addresses", long, env = "MESOS_HOSTNAME")]
         hostname: Option<String>,
         /// Total consumable resources: `cpus:4;mem:8192;disk:1000;ports:[31000-32000]`
         /// or a JSON array of Resource; what is missing is detected.
-        #[arg(long, env = "MESOS_RESOURCES")]
+        #[arg(
+            help_heading = "Resources and attributes",
+            long,
+            env = "MESOS_RESOURCES"
+        )]
         resources: Option<String>,
         /// Attributes of this machine: `rack:a;zone:2`.
-        #[arg(long, env = "MESOS_ATTRIBUTES")]
+        #[arg(
+            help_heading = "Resources and attributes",
+            long,
+            env = "MESOS_ATTRIBUTES"
+        )]
         attributes: Option<String>,
         /// Where checkpoints, sandboxes, images and the fetcher cache live.
-        #[arg(long = "work_dir", alias = "work-dir", env = "MESOS_WORK_DIR", default_value = DEFAULT_WORK_DIR)]
+        #[arg(help_heading = "Directories and recovery", long = "work_dir", alias = "work-dir", env = "MESOS_WORK_DIR", default_value = DEFAULT_WORK_DIR)]
         work_dir: PathBuf,
         /// Volatile state: mount points, launch files.
-        #[arg(long = "runtime_dir", alias = "runtime-dir", env = "MESOS_RUNTIME_DIR", default_value = DEFAULT_RUNTIME_DIR)]
+        #[arg(help_heading = "Directories and recovery", long = "runtime_dir", alias = "runtime-dir", env = "MESOS_RUNTIME_DIR", default_value = DEFAULT_RUNTIME_DIR)]
         runtime_dir: PathBuf,
         /// The cgroup every container is nested under.
         #[arg(
+            help_heading = "Containers and isolation",
             long = "cgroups_root",
             alias = "cgroups-root",
             env = "MESOS_CGROUPS_ROOT",
@@ -738,59 +760,71 @@ mod agent_cli {
         /// Accepted for compatibility: namespaces and cgroups (cpu, memory,
         /// pids) are always used.
         #[arg(
+            help_heading = "Containers and isolation",
             long,
             env = "MESOS_ISOLATION",
             default_value = "filesystem/linux,cgroups/cpu,cgroups/mem,cgroups/pids,namespaces/pid"
         )]
         isolation: String,
         /// How long an executor may take from its start to subscribing.
-        #[arg(long = "executor_registration_timeout", alias = "executor-registration-timeout", env = "MESOS_EXECUTOR_REGISTRATION_TIMEOUT", default_value = "1mins", value_parser = parse_duration_arg)]
+        #[arg(help_heading = "Executors", long = "executor_registration_timeout", alias = "executor-registration-timeout", env = "MESOS_EXECUTOR_REGISTRATION_TIMEOUT", default_value = "1mins", value_parser = parse_duration_arg)]
         executor_registration_timeout: Duration,
         /// After a restart, how long executors have to reconnect.
-        #[arg(long = "executor_reregistration_timeout", alias = "executor-reregistration-timeout", env = "MESOS_EXECUTOR_REREGISTRATION_TIMEOUT", default_value = "5secs", value_parser = parse_duration_arg)]
+        #[arg(help_heading = "Executors", long = "executor_reregistration_timeout", alias = "executor-reregistration-timeout", env = "MESOS_EXECUTOR_REREGISTRATION_TIMEOUT", default_value = "5secs", value_parser = parse_duration_arg)]
         executor_reregistration_timeout: Duration,
         /// Time an executor gets to stop on its own before it is killed.
-        #[arg(long = "executor_shutdown_grace_period", alias = "executor-shutdown-grace-period", env = "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", default_value = "5secs", value_parser = parse_duration_arg)]
+        #[arg(help_heading = "Executors", long = "executor_shutdown_grace_period", alias = "executor-shutdown-grace-period", env = "MESOS_EXECUTOR_SHUTDOWN_GRACE_PERIOD", default_value = "5secs", value_parser = parse_duration_arg)]
         executor_shutdown_grace_period: Duration,
         /// How long executors wait for a restarted agent before exiting.
-        #[arg(long = "recovery_timeout", alias = "recovery-timeout", env = "MESOS_RECOVERY_TIMEOUT", default_value = "15mins", value_parser = parse_duration_arg)]
+        #[arg(help_heading = "Directories and recovery", long = "recovery_timeout", alias = "recovery-timeout", env = "MESOS_RECOVERY_TIMEOUT", default_value = "15mins", value_parser = parse_duration_arg)]
         recovery_timeout: Duration,
         /// `reconnect` to executors after a restart, or `cleanup`: kill them,
         /// forget the agent's id (the next start registers anew) and exit.
-        #[arg(long, env = "MESOS_RECOVER", default_value = "reconnect", value_parser = ["reconnect", "cleanup"])]
+        #[arg(help_heading = "Directories and recovery", long, env = "MESOS_RECOVER", default_value = "reconnect", value_parser = ["reconnect", "cleanup"])]
         recover: String,
         /// The ZooKeeper session timeout of zk:// master detection.
-        #[arg(long = "zk_session_timeout", alias = "zk-session-timeout", env = "MESOS_ZK_SESSION_TIMEOUT", default_value = "10secs", value_parser = parse_duration_arg)]
+        #[arg(help_heading = "Master and registration", long = "zk_session_timeout", alias = "zk-session-timeout", env = "MESOS_ZK_SESSION_TIMEOUT", default_value = "10secs", value_parser = parse_duration_arg)]
         zk_session_timeout: Duration,
         /// A file with the principal and secret to authenticate to the master
         /// with: `principal secret` or {"principal": .., "secret": ..}.
-        #[arg(long, env = "MESOS_CREDENTIAL")]
+        #[arg(
+            help_heading = "Master and registration",
+            long,
+            env = "MESOS_CREDENTIAL"
+        )]
         credential: Option<PathBuf>,
         /// The authentication mechanism: only `crammd5`.
-        #[arg(long, env = "MESOS_AUTHENTICATEE", default_value = "crammd5")]
+        #[arg(
+            help_heading = "Master and registration",
+            long,
+            env = "MESOS_AUTHENTICATEE",
+            default_value = "crammd5"
+        )]
         authenticatee: String,
         /// An authentication attempt's timeout is drawn from [min, min + 2 * factor],
         /// the range doubling at each retry.
-        #[arg(long = "authentication_backoff_factor", alias = "authentication-backoff-factor", env = "MESOS_AUTHENTICATION_BACKOFF_FACTOR", default_value = "1secs", value_parser = parse_duration_arg)]
+        #[arg(help_heading = "Master and registration", long = "authentication_backoff_factor", alias = "authentication-backoff-factor", env = "MESOS_AUTHENTICATION_BACKOFF_FACTOR", default_value = "1secs", value_parser = parse_duration_arg)]
         authentication_backoff_factor: Duration,
         /// The shortest authentication attempt timeout.
-        #[arg(long = "authentication_timeout_min", alias = "authentication-timeout-min", env = "MESOS_AUTHENTICATION_TIMEOUT_MIN", default_value = "5secs", value_parser = parse_duration_arg)]
+        #[arg(help_heading = "Master and registration", long = "authentication_timeout_min", alias = "authentication-timeout-min", env = "MESOS_AUTHENTICATION_TIMEOUT_MIN", default_value = "5secs", value_parser = parse_duration_arg)]
         authentication_timeout_min: Duration,
         /// The longest authentication attempt timeout.
-        #[arg(long = "authentication_timeout_max", alias = "authentication-timeout-max", env = "MESOS_AUTHENTICATION_TIMEOUT_MAX", default_value = "1mins", value_parser = parse_duration_arg)]
+        #[arg(help_heading = "Master and registration", long = "authentication_timeout_max", alias = "authentication-timeout-max", env = "MESOS_AUTHENTICATION_TIMEOUT_MAX", default_value = "1mins", value_parser = parse_duration_arg)]
         authentication_timeout_max: Duration,
         /// Registration retries wait a random time up to this, doubling up to 1 min.
-        #[arg(long = "registration_backoff_factor", alias = "registration-backoff-factor", env = "MESOS_REGISTRATION_BACKOFF_FACTOR", default_value = "1secs", value_parser = parse_duration_arg)]
+        #[arg(help_heading = "Master and registration", long = "registration_backoff_factor", alias = "registration-backoff-factor", env = "MESOS_REGISTRATION_BACKOFF_FACTOR", default_value = "1secs", value_parser = parse_duration_arg)]
         registration_backoff_factor: Duration,
         /// First retry of an unacknowledged status update (doubling up to 10 mins).
-        #[arg(long = "status_update_retry_interval", alias = "status-update-retry-interval", env = "MESOS_STATUS_UPDATE_RETRY_INTERVAL", default_value = "10secs", value_parser = parse_duration_arg)]
+        #[arg(help_heading = "Executors", long = "status_update_retry_interval", alias = "status-update-retry-interval", env = "MESOS_STATUS_UPDATE_RETRY_INTERVAL", default_value = "10secs", value_parser = parse_duration_arg)]
         status_update_retry_interval: Duration,
-        /// Interval of HEARTBEAT events on executor subscriptions.
-        #[arg(long = "executor_heartbeat_interval", alias = "executor-heartbeat-interval", env = "MESOS_EXECUTOR_HEARTBEAT_INTERVAL", default_value = "30secs", value_parser = parse_duration_arg)]
+        /// Interval of HEARTBEAT events on executor subscriptions (also
+        /// `--executor_heartbeat_interval`, butte's older name).
+        #[arg(help_heading = "Executors", long = "http_heartbeat_interval", aliases = ["http-heartbeat-interval", "executor_heartbeat_interval", "executor-heartbeat-interval"], env = "MESOS_HTTP_HEARTBEAT_INTERVAL", default_value = "30secs", value_parser = parse_duration_arg)]
         executor_heartbeat_interval: Duration,
         /// Default registry for image names without one; an `http://` URL
         /// makes it a plain-http registry.
         #[arg(
+            help_heading = "Images and fetcher",
             long = "docker_registry",
             alias = "docker-registry",
             env = "MESOS_DOCKER_REGISTRY"
@@ -798,6 +832,7 @@ mod agent_cli {
         docker_registry: Option<String>,
         /// Docker config.json with registry credentials.
         #[arg(
+            help_heading = "Images and fetcher",
             long = "docker_config",
             alias = "docker-config",
             env = "MESOS_DOCKER_CONFIG"
@@ -805,6 +840,7 @@ mod agent_cli {
         docker_config: Option<PathBuf>,
         /// Registries (HOST[:PORT]) spoken to over plain http.
         #[arg(
+            help_heading = "Images and fetcher",
             long = "insecure_registries",
             alias = "insecure-registries",
             env = "MESOS_INSECURE_REGISTRIES",
@@ -812,14 +848,15 @@ mod agent_cli {
         )]
         insecure_registries: Vec<String>,
         /// Limit of the fetcher cache; 0 disables it.
-        #[arg(long = "fetcher_cache_size", alias = "fetcher-cache-size", env = "MESOS_FETCHER_CACHE_SIZE", default_value = "2G", value_parser = parse_size_arg)]
+        #[arg(help_heading = "Images and fetcher", long = "fetcher_cache_size", alias = "fetcher-cache-size", env = "MESOS_FETCHER_CACHE_SIZE", default_value = "2G", value_parser = parse_size_arg)]
         fetcher_cache_size: u64,
         /// Fail a download when the server sends nothing for this long.
-        #[arg(long = "fetcher_stall_timeout", alias = "fetcher-stall-timeout", env = "MESOS_FETCHER_STALL_TIMEOUT", default_value = "60secs", value_parser = parse_duration_arg)]
+        #[arg(help_heading = "Images and fetcher", long = "fetcher_stall_timeout", alias = "fetcher-stall-timeout", env = "MESOS_FETCHER_STALL_TIMEOUT", default_value = "60secs", value_parser = parse_duration_arg)]
         fetcher_stall_timeout: Duration,
         /// Directory of seccomp profiles (Docker's JSON format) that
         /// `--seccomp_profile_name` and tasks' `SeccompInfo.profile_name` name.
         #[arg(
+            help_heading = "Containers and isolation",
             long = "seccomp_config_dir",
             alias = "seccomp-config-dir",
             env = "MESOS_SECCOMP_CONFIG_DIR"
@@ -828,6 +865,7 @@ mod agent_cli {
         /// The default seccomp profile, a file in `--seccomp_config_dir`
         /// (default: the built-in profile, Docker's default).
         #[arg(
+            help_heading = "Containers and isolation",
             long = "seccomp_profile_name",
             alias = "seccomp-profile-name",
             env = "MESOS_SECCOMP_PROFILE_NAME",
@@ -837,6 +875,7 @@ mod agent_cli {
         /// Directory of CNI network configurations (`.conflist`, `.conf`)
         /// that `ContainerInfo.network_infos[].name` selects from.
         #[arg(
+            help_heading = "Networking (CNI)",
             long = "network_cni_config_dir",
             alias = "network-cni-config-dir",
             env = "MESOS_NETWORK_CNI_CONFIG_DIR"
@@ -844,6 +883,7 @@ mod agent_cli {
         network_cni_config_dir: Option<PathBuf>,
         /// Directory (or `:`-separated directories) of CNI plugin binaries.
         #[arg(
+            help_heading = "Networking (CNI)",
             long = "network_cni_plugins_dir",
             alias = "network-cni-plugins-dir",
             env = "MESOS_NETWORK_CNI_PLUGINS_DIR",
@@ -853,7 +893,7 @@ mod agent_cli {
         /// Keep what CNI DEL needs under the work dir (`<work_dir>/cni`)
         /// instead of the runtime dir, so that after a reboot the DEL of
         /// the containers the reboot ended still releases their addresses.
-        #[arg(
+        #[arg(help_heading = "Networking (CNI)", 
             long = "network_cni_root_dir_persist",
             alias = "network-cni-root-dir-persist",
             env = "MESOS_NETWORK_CNI_ROOT_DIR_PERSIST",
@@ -868,7 +908,7 @@ mod agent_cli {
         /// Every executor API call must carry the executor's token
         /// (`Authorization: Bearer`, from MESOS_EXECUTOR_AUTHENTICATION_TOKEN);
         /// `=false` lets old executors without one in.
-        #[arg(
+        #[arg(help_heading = "Executors", 
             long = "authenticate_http_executors",
             alias = "authenticate-http-executors",
             env = "MESOS_AUTHENTICATE_HTTP_EXECUTORS",
@@ -881,18 +921,11 @@ mod agent_cli {
             value_parser = parse_bool_arg
         )]
         authenticate_http_executors: bool,
-        /// Mesos' negation: the same as --authenticate_http_executors=false.
-        #[arg(
-            long = "no-authenticate_http_executors",
-            alias = "no-authenticate-http-executors",
-            hide = true
-        )]
-        no_authenticate_http_executors: bool,
         /// A file whose bytes sign executor tokens (default: a random key
         /// generated into the work dir at the first start, mode 0600).
-        #[arg(
+        #[arg(help_heading = "Executors", 
             long = "executor_secret_key",
-            alias = "executor-secret-key",
+            aliases = ["executor-secret-key", "jwt_secret_key", "jwt-secret-key"],
             env = "MESOS_EXECUTOR_SECRET_KEY",
             value_name = "PATH"
         )]
@@ -900,13 +933,14 @@ mod agent_cli {
         // disk: GC and quota
         /// How long the sandboxes and checkpoints of finished executors,
         /// runs and frameworks are kept (shortened as the disk fills).
-        #[arg(long = "gc_delay", alias = "gc-delay", env = "MESOS_GC_DELAY", default_value = "1weeks", value_parser = parse_duration_arg)]
+        #[arg(help_heading = "Disk: GC and quota", long = "gc_delay", alias = "gc-delay", env = "MESOS_GC_DELAY", default_value = "1weeks", value_parser = parse_duration_arg)]
         gc_delay: Duration,
         /// How often the work dir's disk usage is checked.
-        #[arg(long = "disk_watch_interval", alias = "disk-watch-interval", env = "MESOS_DISK_WATCH_INTERVAL", default_value = "1mins", value_parser = parse_duration_arg)]
+        #[arg(help_heading = "Disk: GC and quota", long = "disk_watch_interval", alias = "disk-watch-interval", env = "MESOS_DISK_WATCH_INTERVAL", default_value = "1mins", value_parser = parse_duration_arg)]
         disk_watch_interval: Duration,
         /// Directories older than gc_delay * max(0, 1 - HEADROOM - usage) are removed.
         #[arg(
+            help_heading = "Disk: GC and quota",
             long = "gc_disk_headroom",
             alias = "gc-disk-headroom",
             env = "MESOS_GC_DISK_HEADROOM",
@@ -914,7 +948,7 @@ mod agent_cli {
         )]
         gc_disk_headroom: f64,
         /// Kill a container whose sandbox grows past its `disk` resource.
-        #[arg(
+        #[arg(help_heading = "Disk: GC and quota", 
             long = "enforce_container_disk_quota",
             alias = "enforce-container-disk-quota",
             env = "MESOS_ENFORCE_CONTAINER_DISK_QUOTA",
@@ -928,13 +962,14 @@ mod agent_cli {
         )]
         enforce_container_disk_quota: bool,
         /// How often each container's sandbox is measured for the quota.
-        #[arg(long = "container_disk_watch_interval", alias = "container-disk-watch-interval", env = "MESOS_CONTAINER_DISK_WATCH_INTERVAL", default_value = "15secs", value_parser = parse_duration_arg)]
+        #[arg(help_heading = "Disk: GC and quota", long = "container_disk_watch_interval", alias = "container-disk-watch-interval", env = "MESOS_CONTAINER_DISK_WATCH_INTERVAL", default_value = "15secs", value_parser = parse_duration_arg)]
         container_disk_watch_interval: Duration,
         // logs: rotation and image GC
         /// `org_apache_mesos_LogrotateContainerLogger` caps and rotates
         /// each container's stdout/stderr (built-in executors); the default,
         /// `org_apache_mesos_SandboxContainerLogger`, keeps plain files.
         #[arg(
+            help_heading = "Container logs",
             long = "container_logger",
             alias = "container-logger",
             env = "MESOS_CONTAINER_LOGGER",
@@ -942,10 +977,11 @@ mod agent_cli {
         )]
         container_logger: String,
         /// Logrotate logger: the most bytes of `stdout` before it is rotated.
-        #[arg(long = "logrotate_max_stdout_size", alias = "logrotate-max-stdout-size", env = "MESOS_LOGROTATE_MAX_STDOUT_SIZE", default_value = "10MB", value_parser = parse_size_arg)]
+        #[arg(help_heading = "Container logs", long = "logrotate_max_stdout_size", alias = "logrotate-max-stdout-size", env = "MESOS_LOGROTATE_MAX_STDOUT_SIZE", default_value = "10MB", value_parser = parse_size_arg)]
         logrotate_max_stdout_size: u64,
         /// Logrotate logger: logrotate options for `stdout` (`rotate N`: keep N files).
         #[arg(
+            help_heading = "Container logs",
             long = "logrotate_stdout_options",
             alias = "logrotate-stdout-options",
             env = "MESOS_LOGROTATE_STDOUT_OPTIONS",
@@ -953,10 +989,11 @@ mod agent_cli {
         )]
         logrotate_stdout_options: String,
         /// Logrotate logger: the most bytes of `stderr` before it is rotated.
-        #[arg(long = "logrotate_max_stderr_size", alias = "logrotate-max-stderr-size", env = "MESOS_LOGROTATE_MAX_STDERR_SIZE", default_value = "10MB", value_parser = parse_size_arg)]
+        #[arg(help_heading = "Container logs", long = "logrotate_max_stderr_size", alias = "logrotate-max-stderr-size", env = "MESOS_LOGROTATE_MAX_STDERR_SIZE", default_value = "10MB", value_parser = parse_size_arg)]
         logrotate_max_stderr_size: u64,
         /// Logrotate logger: logrotate options for `stderr`.
         #[arg(
+            help_heading = "Container logs",
             long = "logrotate_stderr_options",
             alias = "logrotate-stderr-options",
             env = "MESOS_LOGROTATE_STDERR_OPTIONS",
@@ -967,6 +1004,7 @@ mod agent_cli {
         /// `image_disk_headroom`, `image_disk_watch_interval` {"nanoseconds"}
         /// and `excluded_images`, as Mesos' ImageGcConfig.
         #[arg(
+            help_heading = "Images and fetcher",
             long = "image_gc_config",
             alias = "image-gc-config",
             env = "MESOS_IMAGE_GC_CONFIG",
@@ -976,7 +1014,7 @@ mod agent_cli {
         // operator: http auth
         /// The read-only operator endpoints (/state, /flags,
         /// /metrics/snapshot, /files/...) need HTTP Basic credentials.
-        #[arg(
+        #[arg(help_heading = "Operator HTTP API", 
             long = "authenticate_http_readonly",
             alias = "authenticate-http-readonly",
             env = "MESOS_AUTHENTICATE_HTTP_READONLY",
@@ -990,7 +1028,7 @@ mod agent_cli {
         )]
         authenticate_http_readonly: bool,
         /// Operator endpoints that change things need HTTP Basic credentials.
-        #[arg(
+        #[arg(help_heading = "Operator HTTP API", 
             long = "authenticate_http_readwrite",
             alias = "authenticate-http-readwrite",
             env = "MESOS_AUTHENTICATE_HTTP_READWRITE",
@@ -1006,29 +1044,119 @@ mod agent_cli {
         /// JSON file of HTTP credentials:
         /// {"credentials":[{"principal":"..","secret":".."}]}.
         #[arg(
+            help_heading = "Operator HTTP API",
             long = "http_credentials",
             alias = "http-credentials",
             env = "MESOS_HTTP_CREDENTIALS",
             value_name = "PATH"
         )]
         http_credentials: Option<PathBuf>,
+        /// Run this command (`sh -c`) and listen on the IP address it prints
+        /// (instead of `--ip`).
+        #[arg(
+            help_heading = "Addresses",
+            long = "ip_discovery_command",
+            alias = "ip-discovery-command",
+            env = "MESOS_IP_DISCOVERY_COMMAND",
+            conflicts_with = "ip"
+        )]
+        ip_discovery_command: Option<String>,
+        /// Where the fetcher cache lives (default: `<work_dir>/fetch-cache`).
+        #[arg(
+            help_heading = "Images and fetcher",
+            long = "fetcher_cache_dir",
+            alias = "fetcher-cache-dir",
+            env = "MESOS_FETCHER_CACHE_DIR"
+        )]
+        fetcher_cache_dir: Option<PathBuf>,
+        /// The agent's log level: INFO, WARNING or ERROR (BUTTE_LOG or
+        /// RUST_LOG, when set, win).
+        #[arg(
+            help_heading = "Logging",
+            long = "logging_level",
+            alias = "logging-level",
+            env = "MESOS_LOGGING_LEVEL",
+            default_value = "INFO",
+            value_parser = ["INFO", "WARNING", "ERROR"]
+        )]
+        logging_level: String,
+        /// A Mesosphere-style configuration directory (butte's own; repeatable):
+        /// each file `DIR/<flag>` is `--<flag>=<its content>`, `DIR/?<flag>`
+        /// is `--<flag>`, `DIR/?no-<flag>` is `--no-<flag>`, and `DIR/zk` (as
+        /// `/etc/mesos/zk`) is `--master`. The command line wins over a
+        /// file, a file over a MESOS_* variable.
+        #[arg(
+            help_heading = "Directories and recovery",
+            long = "config_dir",
+            alias = "config-dir",
+            value_name = "DIR"
+        )]
+        config_dir: Vec<PathBuf>,
+        /// Every other Mesos 1.11 agent flag: accepted and ignored (named in
+        /// one line at start), or refused when ignoring it is unsafe.
+        #[command(flatten)]
+        others: butte::agent::flags::OtherFlags,
     }
 
-    /// A boolean flag's value as Mesos reads it.
     fn parse_bool_arg(s: &str) -> Result<bool, String> {
-        match s {
-            "true" | "1" => Ok(true),
-            "false" | "0" => Ok(false),
-            _ => Err(format!("{s:?} is not a boolean: expected true or false")),
-        }
+        butte::agent::flags::parse_bool(s)
     }
 
     impl AgentArgs {
+        /// The log level `--logging_level` asks for.
+        pub fn log_level(&self) -> tracing::Level {
+            match self.logging_level.as_str() {
+                "ERROR" => tracing::Level::ERROR,
+                "WARNING" => tracing::Level::WARN,
+                _ => tracing::Level::INFO,
+            }
+        }
+
         fn config(self) -> anyhow::Result<AgentConfig> {
+            use butte::agent::flags;
+            let ignored = self.others.review()?;
+            if let Some(line) = flags::ignored_line(&ignored) {
+                tracing::warn!("{line}");
+            }
+            flags::check_isolation(&self.isolation)?;
+            let ip = match &self.ip_discovery_command {
+                Some(c) => Some(flags::discover_ip(c)?),
+                None => self.ip,
+            };
+            // Shown in /flags as given.
+            let mut given_flags: Vec<(String, String)> = self
+                .others
+                .set
+                .iter()
+                .map(|(n, v)| (n.to_string(), v.clone()))
+                .collect();
+            given_flags.push(("logging_level".into(), self.logging_level.clone()));
+            let text = [
+                (
+                    "container_logger",
+                    Some(&self.container_logger).filter(|l| !l.is_empty()),
+                ),
+                ("image_gc_config", self.image_gc_config.as_ref()),
+                ("ip_discovery_command", self.ip_discovery_command.as_ref()),
+            ];
+            for (name, value) in text {
+                if let Some(v) = value {
+                    given_flags.push((name.into(), v.clone()));
+                }
+            }
+            if let Some(d) = &self.seccomp_config_dir {
+                given_flags.push(("seccomp_config_dir".into(), d.display().to_string()));
+            }
+            if let Some(n) = &self.seccomp_profile_name {
+                given_flags.push(("seccomp_profile_name".into(), n.clone()));
+            }
             let mut runtime = RuntimeConfig::new()?;
             runtime.cgroup_parent = self.cgroups_root;
             let mut fetcher = FetchConfig::new(&self.work_dir);
             fetcher.cache_size = self.fetcher_cache_size;
+            if let Some(dir) = self.fetcher_cache_dir {
+                fetcher.cache_dir = dir;
+            }
             fetcher.http.read_timeout = self.fetcher_stall_timeout;
             let mut pull = PullOptions {
                 insecure: self.insecure_registries,
@@ -1056,7 +1184,7 @@ mod agent_cli {
                 .then(|| self.work_dir.join("cni"));
             Ok(AgentConfig {
                 master: self.master,
-                listen: SocketAddr::new(self.ip.unwrap_or(IpAddr::from([0, 0, 0, 0])), self.port),
+                listen: SocketAddr::new(ip.unwrap_or(IpAddr::from([0, 0, 0, 0])), self.port),
                 advertise_ip: self.advertise_ip,
                 advertise_port: self.advertise_port,
                 hostname,
@@ -1094,8 +1222,7 @@ mod agent_cli {
                         Some(seccomp_cache),
                     )?,
                 ),
-                authenticate_http_executors: self.authenticate_http_executors
-                    && !self.no_authenticate_http_executors,
+                authenticate_http_executors: self.authenticate_http_executors,
                 executor_secret_key: self.executor_secret_key,
                 disk: butte::agent::DiskConfig {
                     gc_delay: self.gc_delay,
@@ -1133,8 +1260,31 @@ mod agent_cli {
                 authenticate_http_readonly: self.authenticate_http_readonly,
                 authenticate_http_readwrite: self.authenticate_http_readwrite,
                 http_credentials: self.http_credentials,
+                given_flags,
             })
         }
+    }
+
+    /// The command line (ARGS, the program's) with `butte agent`'s
+    /// arguments read as Mesos reads its flags (`agent::flags::prepare`).
+    pub fn mesos_args(
+        args: Vec<OsString>,
+    ) -> Result<Vec<OsString>, butte::agent::flags::FlagsError> {
+        if !args.get(1).is_some_and(|a| a == "agent") {
+            return Ok(args);
+        }
+        let cmd = <super::Cli as clap::CommandFactory>::command();
+        let agent = cmd
+            .find_subcommand("agent")
+            .expect("butte has an agent subcommand");
+        let known = |name: &str| {
+            agent.get_arguments().any(|a| {
+                a.get_long() == Some(name)
+                    || a.get_all_aliases().is_some_and(|al| al.contains(&name))
+            })
+        };
+        let rest = butte::agent::flags::prepare(&args[2..], &known, &butte::agent::flags::System)?;
+        Ok(args[..2].iter().cloned().chain(rest).collect())
     }
 
     pub fn main(args: AgentArgs) -> anyhow::Result<ExitCode> {
@@ -1159,9 +1309,15 @@ fn main() -> ExitCode {
             return exit(butte::executors::main(args));
         }
     }
-    let cli = Cli::parse();
-    init_logging(match cli.command {
-        Command::Agent(_) => tracing::Level::INFO,
+    let cli = match agent_cli::mesos_args(std::env::args_os().collect()) {
+        Ok(args) => Cli::parse_from(args),
+        Err(e) => {
+            eprintln!("butte: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    init_logging(match &cli.command {
+        Command::Agent(a) => a.log_level(),
         _ => tracing::Level::WARN,
     });
     let result = match cli.command {
@@ -1178,5 +1334,90 @@ fn main() -> ExitCode {
             eprintln!("butte: {}", describe(&e));
             ExitCode::from(exit_code(&e))
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use butte::agent::flags::{Support, FLAGS};
+    use clap::CommandFactory;
+
+    fn agent() -> clap::Command {
+        Cli::command().find_subcommand("agent").unwrap().clone()
+    }
+
+    #[test]
+    fn the_agent_command_is_consistent() {
+        Cli::command().debug_assert();
+    }
+
+    #[test]
+    fn every_mesos_flag_is_an_argument_of_butte_agent() {
+        let agent = agent();
+        let names: Vec<String> = agent
+            .get_arguments()
+            .flat_map(|a| {
+                a.get_long()
+                    .into_iter()
+                    .chain(a.get_all_aliases().unwrap_or_default())
+                    .map(str::to_string)
+            })
+            .collect();
+        for f in FLAGS {
+            // clap's own, added to every subcommand when the command is built.
+            if f.name == "version" {
+                continue;
+            }
+            for name in std::iter::once(&f.name).chain(f.aliases) {
+                assert!(names.iter().any(|n| n == name), "--{name} is missing");
+            }
+            if matches!(f.support, Support::Implemented) {
+                let arg = agent
+                    .get_arguments()
+                    .find(|a| {
+                        a.get_long() == Some(f.name)
+                            || a.get_all_aliases().unwrap_or_default().contains(&f.name)
+                    })
+                    .unwrap();
+                // Its MESOS_ variable is read: by clap, or by agent::flags for
+                // a Mesos name that is an alias here.
+                if arg.get_long() == Some(f.name) {
+                    assert_eq!(
+                        arg.get_env().map(|e| e.to_string_lossy().into_owned()),
+                        Some(f.env()),
+                        "--{}",
+                        f.name
+                    );
+                }
+            }
+        }
+    }
+
+    fn parse(args: &[&str]) -> Result<Cli, clap::Error> {
+        let args: Vec<std::ffi::OsString> = args.iter().map(Into::into).collect();
+        Cli::try_parse_from(agent_cli::mesos_args(args).unwrap())
+    }
+
+    #[test]
+    fn mesos_spellings_parse() {
+        let cli = parse(&[
+            "butte",
+            "agent",
+            "--master=zk://zk:2181/mesos",
+            "--no-authenticate_http_executors",
+            "--executor_heartbeat_interval=5secs",
+            "--docker_socket=/var/run/docker.sock",
+            "--quiet",
+            "--no-switch_user",
+            "--logging_level=WARNING",
+        ])
+        .unwrap();
+        let Command::Agent(a) = cli.command else {
+            panic!("not the agent")
+        };
+        assert_eq!(a.log_level(), tracing::Level::WARN);
+        assert!(parse(&["butte", "agent", "--master=m", "--no_such_flag=1"]).is_err());
+        assert!(parse(&["butte", "agent", "--master=m", "--gc_delay=soon"]).is_err());
     }
 }

@@ -1107,6 +1107,18 @@ impl AgentProcess {
     /// As [`start`](Self::start), with `--master MASTER` (a `zk://` or
     /// `file://` value, or `HOST:PORT`).
     pub fn start_with_master(fx: &Fixture, master: &str, extra: &[&str]) -> AgentProcess {
+        AgentProcess::start_with_env(fx, master, extra, &[])
+    }
+
+    /// As [`start_with_master`](Self::start_with_master), with the
+    /// environment variables ENV added for the first start (e.g. a Mesos
+    /// configuration as `MESOS_*` variables).
+    pub fn start_with_env(
+        fx: &Fixture,
+        master: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> AgentProcess {
         let work_dir = fx.work.path().join("agent-work");
         let runtime_dir = fx.work.path().join("agent-run");
         let port = free_port();
@@ -1152,7 +1164,7 @@ impl AgentProcess {
             port,
             log: fx.work.path().join("agent.log"),
         };
-        agent.spawn();
+        agent.spawn_with(env);
         agent
     }
 

@@ -98,6 +98,10 @@ pub struct AgentConfig {
     /// `--gc_delay`, `--disk_watch_interval`, `--gc_disk_headroom`,
     /// `--enforce_container_disk_quota`, `--container_disk_watch_interval`.
     pub disk: DiskConfig,
+    /// Flags `/flags` shows as given (name, value): the Mesos flags butte
+    /// accepts without using them (see `agent::flags`), and those kept as
+    /// text (`--container_logger`, `--image_gc_config`, ...).
+    pub given_flags: Vec<(String, String)>,
 }
 
 // disk: GC and quota

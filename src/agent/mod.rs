@@ -10,6 +10,7 @@ mod authenticate;
 mod config;
 mod core;
 mod executors;
+pub mod flags;
 #[doc(hidden)]
 pub mod fuzz;
 mod gc;

@@ -342,5 +342,68 @@ pub fn flags(config: &AgentConfig, bound: SocketAddr) -> BTreeMap<String, String
     put("http_command_executor", "true".into());
     put("switch_user", "true".into());
     put("strict", "true".into());
+    // master detection and authentication
+    put("zk_session_timeout", d(config.zk_session_timeout));
+    if let Some(p) = &config.credential {
+        put("credential", p.display().to_string());
+    }
+    put("authenticatee", config.authenticatee.clone());
+    put(
+        "authentication_backoff_factor",
+        d(config.authentication_backoff_factor),
+    );
+    put(
+        "authentication_timeout_min",
+        d(config.authentication_timeout_min),
+    );
+    put(
+        "authentication_timeout_max",
+        d(config.authentication_timeout_max),
+    );
+    // images
+    if let Some(p) = &config.pull.registry_config {
+        put("docker_config", p.display().to_string());
+    }
+    if !config.pull.insecure.is_empty() {
+        put("insecure_registries", config.pull.insecure.join(","));
+    }
+    // CNI
+    if let Some(dir) = &config.cni.config_dir {
+        put("network_cni_config_dir", dir.display().to_string());
+    }
+    if !config.cni.plugin_dirs.is_empty() {
+        let dirs: Vec<String> = config
+            .cni
+            .plugin_dirs
+            .iter()
+            .map(|p| p.display().to_string())
+            .collect();
+        put("network_cni_plugins_dir", dirs.join(":"));
+    }
+    put(
+        "network_cni_root_dir_persist",
+        config.cni.persist_dir.is_some().to_string(),
+    );
+    // disk: GC and quota
+    put("gc_delay", d(config.disk.gc_delay));
+    put("disk_watch_interval", d(config.disk.disk_watch_interval));
+    put("gc_disk_headroom", config.disk.gc_disk_headroom.to_string());
+    put(
+        "enforce_container_disk_quota",
+        config.disk.enforce_container_disk_quota.to_string(),
+    );
+    put(
+        "container_disk_watch_interval",
+        d(config.disk.container_disk_watch_interval),
+    );
+    put(
+        "status_update_retry_interval",
+        d(config.status_update_retry_interval),
+    );
+    // The rest as given (Mesos flags butte accepts without using them, and
+    // flags kept as text); what butte does wins over what was asked.
+    for (name, value) in &config.given_flags {
+        f.entry(name.clone()).or_insert_with(|| value.clone());
+    }
     f
 }
