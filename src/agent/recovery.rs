@@ -162,7 +162,7 @@ impl Agent {
         self.info.id = Some(SlaveId {
             value: state.id.clone(),
         });
-        if let Some(config) = state.drain_config.clone() {
+        if let Some(config) = state.drain_config {
             tracing::info!(?config, "recovered a drain under way");
             self.drain = Some(super::drain::Drain {
                 config,

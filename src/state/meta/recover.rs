@@ -395,7 +395,7 @@ mod tests {
             &framed(&config),
         );
         let agent = recover(&work).unwrap().unwrap();
-        assert_eq!(agent.drain_config, Some(config.clone()));
+        assert_eq!(agent.drain_config, Some(config));
 
         super::super::remove_drain_config(&work, "S1").unwrap();
         assert_eq!(recover(&work).unwrap().unwrap().drain_config, None);
