@@ -782,6 +782,11 @@ mod agent_cli {
         /// forget the agent's id (the next start registers anew) and exit.
         #[arg(help_heading = "Directories and recovery", long, env = "MESOS_RECOVER", default_value = "reconnect", value_parser = ["reconnect", "cleanup"])]
         recover: String,
+        /// Which changes of resources, attributes, hostname or port a
+        /// restarted agent may make and keep its id: `equal` (none) or
+        /// `additive` (resources and attributes may only be added to).
+        #[arg(help_heading = "Directories and recovery", long = "reconfiguration_policy", alias = "reconfiguration-policy", env = "MESOS_RECONFIGURATION_POLICY", default_value = "equal", value_parser = ["equal", "additive"])]
+        reconfiguration_policy: String,
         /// The ZooKeeper session timeout of zk:// master detection.
         #[arg(help_heading = "Master and registration", long = "zk_session_timeout", alias = "zk-session-timeout", env = "MESOS_ZK_SESSION_TIMEOUT", default_value = "10secs", value_parser = parse_duration_arg)]
         zk_session_timeout: Duration,
@@ -1214,6 +1219,10 @@ mod agent_cli {
                 } else {
                     RecoverMode::Reconnect
                 },
+                reconfiguration_policy: self
+                    .reconfiguration_policy
+                    .parse()
+                    .map_err(anyhow::Error::msg)?,
                 isolation: self.isolation,
                 seccomp: std::sync::Arc::new(
                     butte::containerizer::security::SeccompProfiles::checked(

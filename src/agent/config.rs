@@ -62,6 +62,10 @@ pub struct AgentConfig {
     pub executor_heartbeat_interval: Duration,
     /// `--recover`: `reconnect` (default) or `cleanup`.
     pub recover: RecoverMode,
+    /// `--reconfiguration_policy`: which changes of resources, attributes,
+    /// hostname or port an agent may make across a restart and keep its
+    /// id (`equal`, the default, or `additive`).
+    pub reconfiguration_policy: super::ReconfigurationPolicy,
     /// `--isolation`, kept for compatibility and reported in /flags.
     pub isolation: String,
     /// `--seccomp_config_dir`, `--seccomp_profile_name`: compiled profiles.

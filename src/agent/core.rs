@@ -160,6 +160,11 @@ pub struct Agent {
     pub operator: super::operator::Books,
     /// The flags as `/flags` shows them.
     pub operator_flags: Arc<BTreeMap<String, String>>,
+    /// The drain the master asked for, while it lasts.
+    pub drain: Option<super::drain::Drain>,
+    /// Recovered with another (permitted) `SlaveInfo`: checkpointed once a
+    /// master has taken it.
+    pub reconfigured: bool,
 }
 
 impl Agent {
@@ -253,6 +258,8 @@ impl Agent {
             destroying: Arc::default(),
             operator: super::operator::Books::new(),
             operator_flags,
+            drain: None,
+            reconfigured: false,
         };
         let recovery = std::time::Instant::now();
         agent.recover().await?;

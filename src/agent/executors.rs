@@ -275,6 +275,7 @@ impl Agent {
             );
             self.shutdown_executor(fw_id, ex_id, None);
         }
+        self.drain_resubscribed(fw_id, ex_id);
         Ok(rx)
     }
 

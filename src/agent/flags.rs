@@ -317,12 +317,7 @@ pub static FLAGS: &[MesosFlag] = &[
     imp("container_logger", Str),
     imp("recover", Str),
     imp("recovery_timeout", Duration),
-    // The agent-reconfiguration work implements this flag (another branch).
-    ign(
-        "reconfiguration_policy",
-        Str,
-        "an agent whose resources or attributes changed registers anew",
-    ),
+    imp("reconfiguration_policy", Str),
     ign(
         "strict",
         Bool,

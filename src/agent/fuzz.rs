@@ -41,6 +41,7 @@ fn encoded(incoming: &Incoming) -> Option<Vec<u8>> {
         Incoming::UpdateFramework(m) => m.encode_to_vec(),
         Incoming::Shutdown(m) => m.encode_to_vec(),
         Incoming::CheckpointResources(m) => m.encode_to_vec(),
+        Incoming::Drain(m) => m.encode_to_vec(),
         Incoming::Ignored(..) => return None,
     })
 }

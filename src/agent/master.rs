@@ -196,6 +196,7 @@ impl Agent {
                 self.shutdown_executor(&fw, &ex, None);
             }
             Incoming::UpdateFramework(u) => self.update_framework(*u),
+            Incoming::Drain(d) => self.drain(d),
             Incoming::Shutdown(s) => {
                 let why = s.message.unwrap_or_default();
                 self.shutdown(&format!("the master asked: {why}"));
@@ -257,12 +258,13 @@ impl Agent {
             tracing::debug!("already registered");
             return;
         }
-        if self.id.is_none() {
+        if self.id.is_none() || self.reconfigured {
             self.id = Some(id.clone());
             self.info.id = Some(SlaveId { value: id.clone() });
             if let Err(e) = self.checkpoint_agent() {
                 tracing::error!("checkpoint the agent info: {e}");
             }
+            self.reconfigured = false;
         }
         self.link = Link::Running;
         self.registration_generation += 1;
@@ -367,6 +369,7 @@ pub(super) fn capabilities() -> Vec<Capability> {
         capability::Type::MultiRole,
         capability::Type::HierarchicalRole,
         capability::Type::ReservationRefinement,
+        capability::Type::AgentDraining,
     ]
     .into_iter()
     .map(|t| Capability {

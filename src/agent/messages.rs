@@ -3,9 +3,9 @@
 //! truncated or missing a required field is an error, never a panic.
 
 use crate::proto::mesos::internal::{
-    CheckpointResourcesMessage, FrameworkToExecutorMessage, KillTaskMessage, PingSlaveMessage,
-    RunTaskGroupMessage, RunTaskMessage, ShutdownExecutorMessage, ShutdownFrameworkMessage,
-    ShutdownMessage, SlaveRegisteredMessage, SlaveReregisteredMessage,
+    CheckpointResourcesMessage, DrainSlaveMessage, FrameworkToExecutorMessage, KillTaskMessage,
+    PingSlaveMessage, RunTaskGroupMessage, RunTaskMessage, ShutdownExecutorMessage,
+    ShutdownFrameworkMessage, ShutdownMessage, SlaveRegisteredMessage, SlaveReregisteredMessage,
     StatusUpdateAcknowledgementMessage, UpdateFrameworkMessage,
 };
 use crate::proto::ProtoError;
@@ -29,6 +29,8 @@ pub enum Incoming {
     /// reservations, persistent volumes), sent after every
     /// (re)registration and after such an operation.
     CheckpointResources(CheckpointResourcesMessage),
+    /// Kill every task, refuse new ones, and end drained (`drain.rs`).
+    Drain(DrainSlaveMessage),
     /// A message of the Mesos 1.11 master that this agent deliberately
     /// does not act on: the name and why.
     Ignored(&'static str, &'static str),
@@ -54,10 +56,6 @@ const IGNORED: &[(&str, &str)] = &[
         "AcknowledgeOperationStatusMessage",
         "operations go to agents with RESOURCE_PROVIDER or AGENT_OPERATION_FEEDBACK, \
          which this agent does not advertise",
-    ),
-    (
-        "DrainSlaveMessage",
-        "draining goes to agents with AGENT_DRAINING, which this agent does not advertise",
     ),
 ];
 
@@ -100,6 +98,7 @@ pub fn decode(name: &str, body: &[u8]) -> Result<Incoming, DecodeError> {
         "UpdateFrameworkMessage" => Incoming::UpdateFramework(Box::new(d(name, body)?)),
         "ShutdownMessage" => Incoming::Shutdown(d(name, body)?),
         "CheckpointResourcesMessage" => Incoming::CheckpointResources(d(name, body)?),
+        "DrainSlaveMessage" => Incoming::Drain(d(name, body)?),
         other => match IGNORED.iter().find(|(n, _)| *n == other) {
             Some((n, why)) => Incoming::Ignored(n, why),
             None => return Err(DecodeError::Unknown(name.to_string())),
@@ -160,11 +159,21 @@ mod tests {
             decode("mesos.internal.CheckpointResourcesMessage", &empty).unwrap(),
             Incoming::CheckpointResources(c) if c.resources.is_empty()
         ));
+        // DrainConfig's fields are optional: an empty config is a drain
+        // without a grace period cap.
+        let drain = DrainSlaveMessage::default().encode_to_vec();
+        assert!(matches!(
+            decode("mesos.internal.DrainSlaveMessage", &drain).unwrap(),
+            Incoming::Drain(d) if d.config.max_grace_period.is_none() && !d.config.mark_gone()
+        ));
+        assert!(
+            decode("mesos.internal.DrainSlaveMessage", b"").is_err(),
+            "a drain without its config is refused"
+        );
         for name in [
             "ApplyOperationMessage",
             "ReconcileOperationsMessage",
             "AcknowledgeOperationStatusMessage",
-            "DrainSlaveMessage",
         ] {
             match decode(&format!("mesos.internal.{name}"), b"").unwrap() {
                 Incoming::Ignored(n, why) => {

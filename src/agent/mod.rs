@@ -7,8 +7,10 @@
 //! through one channel of [`core::Input`]s.
 
 mod authenticate;
+mod compatibility;
 mod config;
 mod core;
+mod drain;
 mod executors;
 pub mod flags;
 #[doc(hidden)]
@@ -25,6 +27,7 @@ pub mod status;
 mod tasks;
 mod updates;
 
+pub use compatibility::ReconfigurationPolicy;
 pub use config::{AgentConfig, DiskConfig, RecoverMode, EXECUTOR_SECRET_KEY_FILE};
 pub use operator::logging::{install as install_log_control, SetFilter};
 
@@ -63,6 +66,17 @@ pub enum AgentError {
         left: usize,
         waited: std::time::Duration,
         ids: String,
+    },
+    #[error(
+        "recover agent {id}: {message}; to keep the agent id, restore the previous \
+         configuration (or, if it only grew, use --reconfiguration_policy=additive); \
+         to register as a new agent instead, remove {latest} (its executors are then \
+         not recovered)"
+    )]
+    Reconfigured {
+        id: String,
+        message: String,
+        latest: PathBuf,
     },
     #[error("the master {master} registered this agent as {given}, but it is {ours}")]
     WrongId {

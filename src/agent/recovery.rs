@@ -120,8 +120,37 @@ impl Agent {
         let Some(state) = state else {
             return Ok(());
         };
-        if state.info.is_none() {
+        let Some(previous) = &state.info else {
             return Ok(());
+        };
+        // `--reconfiguration_policy`: may this configuration run under the
+        // recovered id? (`--recover=cleanup` forgets the id anyway.)
+        let mut current = self.info.clone();
+        current.id = Some(SlaveId {
+            value: state.id.clone(),
+        });
+        if self.config.recover == RecoverMode::Reconnect {
+            if let Err(message) =
+                super::compatibility::check(self.config.reconfiguration_policy, previous, &current)
+            {
+                if !state.rebooted {
+                    return Err(AgentError::Reconfigured {
+                        id: state.id.clone(),
+                        message,
+                        latest: self.work.meta_agents().join(crate::state::paths::LATEST),
+                    });
+                }
+                // As Mesos does after a reboot: no executor survived it,
+                // so the agent starts as a new one rather than fail.
+                tracing::warn!(
+                    id = state.id,
+                    "the configuration changed across the reboot; starting as a new agent: {message}"
+                );
+                meta::remove_latest_agent(&self.work)?;
+                return Ok(());
+            }
+            // Checkpointed once the master takes it (re-registration).
+            self.reconfigured = *previous != current;
         }
         tracing::info!(
             id = state.id,
@@ -133,6 +162,13 @@ impl Agent {
         self.info.id = Some(SlaveId {
             value: state.id.clone(),
         });
+        if let Some(config) = state.drain_config {
+            tracing::info!(?config, "recovered a drain under way");
+            self.drain = Some(super::drain::Drain {
+                config,
+                started: super::updates::now_secs(),
+            });
+        }
         let mut gone = Vec::new();
         for fw in state.frameworks {
             let Some(info) = fw.info else { continue };
@@ -302,6 +338,8 @@ impl Agent {
                 },
             );
         }
+        // Nothing left to drain: the drain is over.
+        self.check_drained();
         Ok(())
     }
 

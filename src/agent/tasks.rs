@@ -179,6 +179,9 @@ impl Agent {
         if self.shutting_down {
             return Some(("the agent is shutting down".into(), Reason::SlaveRestarted));
         }
+        if self.drain.is_some() {
+            return Some(("the agent is draining".into(), Reason::SlaveDraining));
+        }
         // Ids name directories (sandboxes, checkpoints): the master refuses
         // ids with '/' and the like, and so does the agent.
         let mut named: Vec<(&'static str, &str)> = vec![("framework", fw_id), ("executor", ex_id)];
@@ -529,6 +532,7 @@ impl Agent {
         }
         if fw_done {
             self.gc_framework(fw_id);
+            self.check_drained();
         }
         if self.shutting_down
             && self.frameworks.values().all(|f| {

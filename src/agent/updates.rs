@@ -113,10 +113,12 @@ impl Agent {
     /// checkpointing framework.
     fn take_update(
         &mut self,
-        update: StatusUpdate,
+        mut update: StatusUpdate,
         from_executor: Option<&str>,
         logged: bool,
     ) -> Result<(), Refused> {
+        // Changed before it is logged: the log holds what the master gets.
+        self.drain_status(&mut update.status);
         let fw_id = update.framework_id.value.clone();
         let task = update.status.task_id.value.clone();
         // Where the task is, and where its updates are logged.

@@ -17,7 +17,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 
 use super::paths::{WorkDir, LATEST};
 pub use super::StateError;
-use crate::proto::mesos::{ExecutorInfo, FrameworkInfo, SlaveInfo, Task};
+use crate::proto::mesos::{DrainConfig, ExecutorInfo, FrameworkInfo, SlaveInfo, Task};
 
 mod recover;
 
@@ -128,6 +128,28 @@ pub fn remove_latest_agent(work: &WorkDir) -> Result<(), StateError> {
         Ok(()) => sync_dir(parent(&link)),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(StateError::io("remove", &link, e)),
+    }
+}
+
+/// Checkpoints the drain the master asked for (`drain.config`), so that
+/// it survives a restart of the agent.
+pub fn checkpoint_drain_config(
+    work: &WorkDir,
+    agent: &str,
+    config: &DrainConfig,
+) -> Result<(), StateError> {
+    valid_ids(&[("agent", agent)])?;
+    checkpoint(&work.drain_config(agent), config)
+}
+
+/// Removes `drain.config`: the drain is over (or there was none).
+pub fn remove_drain_config(work: &WorkDir, agent: &str) -> Result<(), StateError> {
+    valid_ids(&[("agent", agent)])?;
+    let path = work.drain_config(agent);
+    match fs::remove_file(&path) {
+        Ok(()) => sync_dir(parent(&path)),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(StateError::io("remove", &path, e)),
     }
 }
 

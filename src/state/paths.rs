@@ -13,6 +13,7 @@
 //! |       |-- latest -> <agent>     the agent id to recover
 //! |       `-- <agent>/
 //! |           |-- slave.info        SlaveInfo
+//! |           |-- drain.config      DrainConfig, while the agent drains
 //! |           `-- frameworks/<fw>/
 //! |               |-- framework.info, framework.pid
 //! |               `-- executors/<ex>/
@@ -104,6 +105,12 @@ impl WorkDir {
     /// `meta/slaves/<agent>/slave.info`.
     pub fn agent_info(&self, agent: &str) -> PathBuf {
         self.meta_agent(agent).join("slave.info")
+    }
+
+    /// `meta/slaves/<agent>/drain.config`: the drain under way, as the
+    /// master asked it (Mesos' name and framing).
+    pub fn drain_config(&self, agent: &str) -> PathBuf {
+        self.meta_agent(agent).join("drain.config")
     }
 
     /// `meta/slaves/<agent>/frameworks/<fw>`.

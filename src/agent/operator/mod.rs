@@ -302,6 +302,10 @@ pub fn flags(config: &AgentConfig, bound: SocketAddr) -> BTreeMap<String, String
         .into(),
     );
     put(
+        "reconfiguration_policy",
+        config.reconfiguration_policy.as_str().into(),
+    );
+    put(
         "registration_backoff_factor",
         d(config.registration_backoff_factor),
     );

@@ -301,10 +301,28 @@ fn state_head(s: &Snapshot) -> Map<String, Value> {
         "master_hostname": s.master_hostname,
         "flags": flags_object(s),
     });
-    match head {
+    let mut head = match head {
         Value::Object(m) => m,
         _ => Map::new(),
+    };
+    // As Mesos' agent shows a drain: the config as JSON (the default
+    // `mark_gone` included) and when it started, while it lasts.
+    if let Some(d) = &s.drain {
+        let mut config = Map::new();
+        if let Some(g) = &d.config.max_grace_period {
+            config.insert(
+                "max_grace_period".into(),
+                json!({ "nanoseconds": g.nanoseconds }),
+            );
+        }
+        config.insert("mark_gone".into(), json!(d.config.mark_gone()));
+        head.insert("drain_config".into(), Value::Object(config));
+        head.insert(
+            "estimated_drain_start_time_seconds".into(),
+            json!(d.started as i64),
+        );
     }
+    head
 }
 
 #[derive(serde::Serialize)]

@@ -128,6 +128,8 @@ pub struct Snapshot {
     pub counters: Counters,
     pub tally: Tally,
     pub pids: HashMap<String, i32>,
+    /// The drain under way (`/state`'s `drain_config`).
+    pub drain: Option<crate::agent::drain::Drain>,
 }
 
 impl ExecutorView {
@@ -221,6 +223,7 @@ impl Agent {
             counters: self.operator.counters.clone(),
             tally,
             pids: self.operator.pids.clone(),
+            drain: self.drain.clone(),
         }
     }
 

@@ -109,6 +109,7 @@ pub(super) fn snapshot() -> Snapshot {
         counters: Default::default(),
         tally: Default::default(),
         pids: Default::default(),
+        drain: None,
     }
     .tallied()
 }
@@ -227,6 +228,33 @@ fn completed_work_moves_to_the_history_and_is_bounded() {
     assert_eq!(done["tasks"], serde_json::json!([]));
     // A completed executor shows its own resources only.
     assert_eq!(done["resources"]["cpus"], 0.1);
+}
+
+/// `/state` shows a drain as Mesos' agent does: `drain_config` as JSON
+/// (the default `mark_gone` included) and its start in whole seconds, only
+/// while the agent drains.
+#[test]
+fn state_shows_the_drain_under_way() {
+    let s = render::state(&snapshot());
+    assert!(s.get("drain_config").is_none());
+    assert!(s.get("estimated_drain_start_time_seconds").is_none());
+    let s = render::state(&Snapshot {
+        drain: Some(crate::agent::drain::Drain {
+            config: crate::proto::mesos::DrainConfig {
+                max_grace_period: Some(crate::proto::mesos::DurationInfo {
+                    nanoseconds: 5_000_000_000,
+                }),
+                mark_gone: None,
+            },
+            started: 1700000000.9,
+        }),
+        ..snapshot()
+    });
+    assert_eq!(
+        s["drain_config"],
+        serde_json::json!({"max_grace_period": {"nanoseconds": 5_000_000_000i64}, "mark_gone": false})
+    );
+    assert_eq!(s["estimated_drain_start_time_seconds"], 1700000000);
 }
 
 #[test]

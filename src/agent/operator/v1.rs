@@ -97,7 +97,11 @@ pub fn answer(
         AgentCall::Agent => {
             r.get_agent = Some(response::GetAgent {
                 agent_info: Some(evolve(&s.info)),
-                ..Default::default()
+                drain_config: s.drain.as_ref().map(|d| evolve(&d.config)),
+                estimated_drain_start_time: s.drain.as_ref().map(|d| v1::TimeInfo {
+                    // Whole seconds, as Mesos reports it.
+                    nanoseconds: (d.started as i64) * 1_000_000_000,
+                }),
             });
             T::GetAgent
         }
@@ -293,6 +297,34 @@ mod tests {
         assert_eq!(j["type"], "GET_AGENT");
         assert_eq!(j["get_agent"]["agent_info"]["id"]["value"], "S0");
         assert_eq!(j["get_agent"]["agent_info"]["port"], 5051);
+        assert!(j["get_agent"].get("drain_config").is_none());
+        // While draining: the config and the start, in whole seconds.
+        let mut s = snapshot_for_v1();
+        s.drain = Some(crate::agent::drain::Drain {
+            config: v0::DrainConfig {
+                max_grace_period: Some(v0::DurationInfo {
+                    nanoseconds: 7_000_000_000,
+                }),
+                mark_gone: None,
+            },
+            started: 1700000000.75,
+        });
+        let a = answer_without_containers(&AgentCall::Agent, &s)
+            .get_agent
+            .unwrap();
+        assert_eq!(
+            a.drain_config
+                .unwrap()
+                .max_grace_period
+                .unwrap()
+                .nanoseconds,
+            7_000_000_000
+        );
+        assert_eq!(
+            a.estimated_drain_start_time.unwrap().nanoseconds,
+            1_700_000_000_000_000_000
+        );
+        let s = snapshot_for_v1();
         let j = to_json(&answer_without_containers(&AgentCall::Flags, &s));
         assert_eq!(
             j["get_flags"]["flags"][0],

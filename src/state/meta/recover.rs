@@ -17,7 +17,7 @@ use std::path::Path;
 
 use super::{check_recoverable, exists, read, read_latest, read_text, rebooted, TEMP_PREFIX};
 use crate::proto::mesos::internal::StatusUpdate;
-use crate::proto::mesos::{ExecutorInfo, FrameworkInfo, SlaveInfo, Task};
+use crate::proto::mesos::{DrainConfig, ExecutorInfo, FrameworkInfo, SlaveInfo, Task};
 use crate::state::paths::{WorkDir, LATEST};
 use crate::state::{updates, StateError};
 
@@ -29,6 +29,8 @@ pub struct AgentState {
     /// `frameworks` is empty).
     pub info: Option<SlaveInfo>,
     pub frameworks: Vec<FrameworkState>,
+    /// `drain.config`: the agent was draining when it stopped.
+    pub drain_config: Option<DrainConfig>,
     /// The host rebooted since `meta/boot_id` was written: every executor
     /// of the previous boot is gone.
     pub rebooted: bool,
@@ -99,6 +101,7 @@ pub fn recover(work: &WorkDir) -> Result<Option<AgentState>, StateError> {
         info: read(&work.agent_info(&id))?,
         id,
         frameworks: Vec::new(),
+        drain_config: None,
         rebooted,
     };
     if agent.info.is_none() {
@@ -111,6 +114,7 @@ pub fn recover(work: &WorkDir) -> Result<Option<AgentState>, StateError> {
             .frameworks
             .push(recover_framework(work, &agent.id, fw)?);
     }
+    agent.drain_config = read(&work.drain_config(&agent.id))?;
     Ok(Some(agent))
 }
 
@@ -370,6 +374,40 @@ mod tests {
         put(&t1.join("task.updates"), &log);
         // A task directory created just before the crash.
         fs::create_dir_all(run.join("tasks/T2")).unwrap();
+    }
+
+    /// `drain.config` as the Mesos agent writes it (framed DrainConfig)
+    /// is read back; the drain's checkpoint helpers write and remove it.
+    #[test]
+    fn recovers_the_drain_under_way() {
+        let dir = tempfile::tempdir().unwrap();
+        write_tree(dir.path());
+        let work = WorkDir::new(dir.path());
+        assert_eq!(recover(&work).unwrap().unwrap().drain_config, None);
+        let config = DrainConfig {
+            max_grace_period: Some(crate::proto::mesos::DurationInfo {
+                nanoseconds: 5_000_000_000,
+            }),
+            mark_gone: Some(true),
+        };
+        put(
+            &dir.path().join("meta/slaves/S1/drain.config"),
+            &framed(&config),
+        );
+        let agent = recover(&work).unwrap().unwrap();
+        assert_eq!(agent.drain_config, Some(config));
+
+        super::super::remove_drain_config(&work, "S1").unwrap();
+        assert_eq!(recover(&work).unwrap().unwrap().drain_config, None);
+        super::super::checkpoint_drain_config(&work, "S1", &config).unwrap();
+        assert_eq!(
+            fs::read(work.drain_config("S1")).unwrap(),
+            framed(&config),
+            "framed as Mesos frames it"
+        );
+        // Removing it twice is fine (a restart between the two).
+        super::super::remove_drain_config(&work, "S1").unwrap();
+        super::super::remove_drain_config(&work, "S1").unwrap();
     }
 
     #[test]
