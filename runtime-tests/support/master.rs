@@ -683,6 +683,20 @@ impl FakeMaster {
         Some(self.accept_registration(r.from, msg))
     }
 
+    /// Drops, unanswered, the (re-)registrations queued from an agent
+    /// process that is gone (its retries sent before an answer reached
+    /// it), reading for 50 ms what it left in flight.
+    pub fn discard_registrations(&self) {
+        let names = [
+            RegisterSlaveMessage::full_name(),
+            ReregisterSlaveMessage::full_name(),
+        ];
+        while self
+            .take(Duration::from_millis(50), |r| names.contains(&r.name))
+            .is_some()
+        {}
+    }
+
     fn accept_registration(&self, from: String, msg: RegisterSlaveMessage) -> (String, SlaveId) {
         check_version(msg.version.as_deref());
         self.check_authenticated(&from);
@@ -707,9 +721,10 @@ impl FakeMaster {
     /// Expects a ReregisterSlaveMessage (version >= 1.0.0, with the agent's
     /// id) and accepts it; returns the message. A re-registration the
     /// agent retried before the previous answer reached it may still be
-    /// queued from an agent process that is gone: as with libprocess, the
-    /// answer to it cannot be delivered, and the live agent's next attempt
-    /// is taken instead.
+    /// queued from an agent process that is gone: when nothing listens at
+    /// its address the answer cannot be delivered, and the live agent's
+    /// next attempt is taken instead; when a new agent listens there, the
+    /// caller must have discarded it ([`Self::discard_registrations`]).
     pub fn reregister(&self) -> ReregisterSlaveMessage {
         self.try_reregister(WAIT).unwrap_or_else(|| {
             panic!(
