@@ -169,11 +169,16 @@ fn executors_get_the_flags_environment_and_run_as_the_agent_without_switch_user(
         &[("AGENT_ONLY", "leaked")],
     );
     master.register();
-    // The framework's user would be switched to with --switch_user.
+    // The task's (else the framework's) user would be switched to with
+    // --switch_user; without, Mesos runs the task as the agent's user.
     let mut fw = framework("env");
     fw.user = "nobody".into();
     let check = r#"test "$FROM_FLAG" = yes && test -z "$AGENT_ONLY" && test "$PATH" = /usr/bin:/bin && test "$(id -u)" = 0"#;
-    master.run_task(&fw, &command_task("env", check));
+    let mut task = command_task("env", check);
+    if let Some(c) = task.command.as_mut() {
+        c.user = Some("nobody".into());
+    }
+    master.run_task(&fw, &task);
     let end = loop {
         let u = master.expect_update("the end of env", WAIT, |u| task_and_state(u).0 == "env");
         master.ack(&u);
