@@ -735,6 +735,16 @@ mod agent_cli {
             env = "MESOS_RESOURCES"
         )]
         resources: Option<String>,
+        /// The role of resources `--resources` gives without one, and of
+        /// detected ones (`*`: unreserved; another role reserves them).
+        #[arg(
+            help_heading = "Resources and attributes",
+            long = "default_role",
+            alias = "default-role",
+            env = "MESOS_DEFAULT_ROLE",
+            default_value = "*"
+        )]
+        default_role: String,
         /// Attributes of this machine: `rack:a;zone:2`.
         #[arg(
             help_heading = "Resources and attributes",
@@ -926,6 +936,31 @@ mod agent_cli {
             value_parser = parse_bool_arg
         )]
         authenticate_http_executors: bool,
+        /// Run executors as the task's (or framework's) user, which must
+        /// exist here; `--no-switch_user`: as the agent's user.
+        #[arg(help_heading = "Executors",
+            long = "switch_user",
+            alias = "switch-user",
+            env = "MESOS_SWITCH_USER",
+            value_name = "BOOL",
+            default_value = "true",
+            default_missing_value = "true",
+            num_args = 0..=1,
+            require_equals = true,
+            action = clap::ArgAction::Set,
+            value_parser = parse_bool_arg
+        )]
+        switch_user: bool,
+        /// A JSON object of the variables every executor gets (with the
+        /// MESOS_* ones), instead of the default PATH: `{"PATH": "/bin"}`.
+        #[arg(
+            help_heading = "Executors",
+            long = "executor_environment_variables",
+            alias = "executor-environment-variables",
+            env = "MESOS_EXECUTOR_ENVIRONMENT_VARIABLES",
+            value_name = "JSON"
+        )]
+        executor_environment_variables: Option<String>,
         /// A file whose bytes sign executor tokens (default: a random key
         /// generated into the work dir at the first start, mode 0600).
         #[arg(help_heading = "Executors", 
@@ -1194,6 +1229,11 @@ mod agent_cli {
                 advertise_port: self.advertise_port,
                 hostname,
                 resources: self.resources,
+                default_role: self.default_role,
+                switch_user: self.switch_user,
+                executor_environment_variables: butte::agent::executor_environment_variables(
+                    self.executor_environment_variables.as_deref(),
+                )?,
                 attributes: self.attributes,
                 work_dir: self.work_dir,
                 runtime_dir: self.runtime_dir,

@@ -1170,6 +1170,11 @@ impl AgentProcess {
         if extra.contains(&"--ip") {
             args.drain(3..5);
         }
+        // So does a `--resources=...` (reserved resources).
+        if extra.iter().any(|a| a.starts_with("--resources=")) {
+            let at = args.iter().position(|a| a == "--resources").unwrap();
+            args.drain(at..at + 2);
+        }
         args.extend(extra.iter().map(|s| s.to_string()));
         let mut agent = AgentProcess {
             child: None,

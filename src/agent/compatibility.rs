@@ -260,11 +260,13 @@ fn merge(sorted: Vec<(u64, u64)>) -> Vec<(u64, u64)> {
 fn normalize(resources: &[Resource]) -> BTreeMap<Vec<u8>, (Resource, Amount)> {
     let mut out: BTreeMap<Vec<u8>, (Resource, Amount)> = BTreeMap::new();
     for r in resources {
+        // One format for both sides: a `slave.info` checkpointed with the
+        // old `role` field compares equal to the same reservation today.
         let mut identity = r.clone();
+        super::resources::upgrade(&mut identity);
         identity.scalar = None;
         identity.ranges = None;
         identity.set = None;
-        identity.role = Some(r.role().to_string());
         let key = identity.encode_to_vec();
         let amount = Amount::of(r);
         match out.get_mut(&key) {
@@ -295,8 +297,8 @@ fn same_attributes(a: &[Attribute], b: &[Attribute]) -> bool {
 /// `name(role):amount`.
 fn resource_text(r: &Resource, amount: &Amount) -> String {
     let mut s = r.name.clone();
-    if r.role() != "*" {
-        let _ = write!(s, "({})", r.role());
+    if let Some(role) = r.reservations.last().and_then(|res| res.role.as_deref()) {
+        let _ = write!(s, "({role})");
     }
     s.push(':');
     s.push_str(&amount_text(amount));
@@ -359,7 +361,7 @@ mod tests {
         SlaveInfo {
             hostname: "h1".into(),
             port: Some(5051),
-            resources: parse_text(resources).unwrap(),
+            resources: parse_text(resources, "*").unwrap(),
             attributes: parse_attributes(Some(attributes)).unwrap(),
             id: Some(SlaveId { value: "S0".into() }),
             checkpoint: Some(true),
@@ -377,6 +379,21 @@ mod tests {
     }
 
     #[test]
+    fn reservations_compare_in_one_format_and_a_role_change_is_named() {
+        let new = info("cpus(web):2;mem:512", "");
+        // As an older butte (or Mesos) checkpointed it: the old fields.
+        let mut old = new.clone();
+        old.resources
+            .iter_mut()
+            .for_each(crate::agent::resources::downgrade);
+        assert!(old.resources.iter().all(|r| r.reservations.is_empty()));
+        assert_eq!(both(&old, &new), (Ok(()), Ok(())));
+        let moved = info("cpus(db):2;mem:512", "");
+        let (equal, _) = both(&new, &moved);
+        assert!(equal.unwrap_err().contains("cpus(web)"));
+    }
+
+    #[test]
     fn an_unchanged_agent_passes_both_policies_in_any_order() {
         let old = info(BASE, "rack:r1;zone:3");
         // The same amounts given in two parts (a JSON --resources may).
@@ -385,7 +402,7 @@ mod tests {
             "zone:3;rack:r1",
         );
         new.resources
-            .extend(parse_text("mem:512;ports:[31501-32000]").unwrap());
+            .extend(parse_text("mem:512;ports:[31501-32000]", "*").unwrap());
         assert_eq!(both(&old, &new), (Ok(()), Ok(())));
     }
 

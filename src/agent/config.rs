@@ -43,6 +43,10 @@ pub struct AgentConfig {
     /// `--resources`: `name(role):value;...` or a JSON array; what is not
     /// given is detected.
     pub resources: Option<String>,
+    /// `--default_role` (Mesos: `*`): the role of resources that name none
+    /// in `--resources`, and of detected ones; any other role than `*`
+    /// reserves them statically.
+    pub default_role: String,
     /// `--attributes`: `name:value;...`.
     pub attributes: Option<String>,
     pub work_dir: PathBuf,
@@ -73,6 +77,12 @@ pub struct AgentConfig {
     /// `--authenticate_http_executors`: every executor API call must carry
     /// the executor's token (butte's default: true; Mesos': false).
     pub authenticate_http_executors: bool,
+    /// `--switch_user` (Mesos: true): run executors as the task's or
+    /// framework's user; false: as the agent's user.
+    pub switch_user: bool,
+    /// `--executor_environment_variables`: the variables every executor
+    /// starts with (below the `MESOS_*` ones), instead of a default `PATH`.
+    pub executor_environment_variables: Vec<(String, String)>,
     /// `--executor_secret_key`: the file whose bytes sign executor tokens.
     /// `None`: [`EXECUTOR_SECRET_KEY_FILE`] in the work dir, generated at
     /// the first start and kept, so executors recovered after a restart
@@ -106,6 +116,33 @@ pub struct AgentConfig {
     /// accepts without using them (see `agent::flags`), and those kept as
     /// text (`--container_logger`, `--image_gc_config`, ...).
     pub given_flags: Vec<(String, String)>,
+}
+
+/// `--executor_environment_variables`: a JSON object whose values are all
+/// strings, as Mesos requires (`None`: no variables).
+pub fn executor_environment_variables(
+    json: Option<&str>,
+) -> Result<Vec<(String, String)>, AgentError> {
+    let Some(json) = json else {
+        return Ok(Vec::new());
+    };
+    let bad = |message: String| AgentError::Flag {
+        flag: "executor_environment_variables",
+        message,
+    };
+    let object: serde_json::Map<String, serde_json::Value> =
+        serde_json::from_str(json).map_err(|e| bad(format!("not a JSON object: {e}")))?;
+    object
+        .into_iter()
+        .map(|(k, v)| match v {
+            serde_json::Value::String(s) => Ok((k, s)),
+            other => Err(bad(format!("the value of {k:?} is {other}, not a string"))),
+        })
+        .collect::<Result<Vec<_>, _>>()
+        .map(|mut vars| {
+            vars.sort();
+            vars
+        })
 }
 
 // disk: GC and quota
@@ -273,3 +310,27 @@ pub const MESOS_VERSION: &str = "1.11.0";
 /// The longest an executor waits between attempts to re-subscribe to a
 /// restarted agent (`MESOS_SUBSCRIPTION_BACKOFF_MAX`).
 pub const SUBSCRIPTION_BACKOFF_MAX: Duration = Duration::from_secs(2);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn executor_environment_variables_are_a_json_object_of_strings() {
+        let vars = executor_environment_variables(Some(r#"{"PATH": "/bin", "A": "1"}"#)).unwrap();
+        assert_eq!(
+            vars,
+            [
+                ("A".to_string(), "1".to_string()),
+                ("PATH".into(), "/bin".into())
+            ]
+        );
+        assert_eq!(executor_environment_variables(None).unwrap(), []);
+        let err = executor_environment_variables(Some(r#"{"N": 1}"#)).unwrap_err();
+        assert_eq!(
+            err.to_string(),
+            "--executor_environment_variables: the value of \"N\" is 1, not a string"
+        );
+        assert!(executor_environment_variables(Some("[]")).is_err());
+    }
+}

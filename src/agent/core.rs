@@ -132,6 +132,10 @@ pub struct Agent {
     pub transport: Transport,
     pub containerizer: Arc<MesosContainerizer>,
     pub info: SlaveInfo,
+    /// Mesos' `resource_version_uuid`: a random UUID made at start, sent
+    /// with every (re-)registration (the agent's resources never change
+    /// while it runs: no operations are applied).
+    pub resource_version: Vec<u8>,
     /// The id the master gave (or the recovered one).
     pub id: Option<String>,
     pub link: Link,
@@ -210,9 +214,9 @@ impl Agent {
             pull: config.pull.clone(),
             butte: config.runtime.helper.clone(),
             docker_registry: config.docker_registry.clone(),
-            switch_user: true,
+            switch_user: config.switch_user,
             pids_limit: None,
-            executor_env: Vec::new(),
+            executor_env: config.executor_environment_variables.clone(),
             seccomp: config.seccomp.clone(),
             executor_secret: Some(executor_key.clone()),
             container_logger: config.container_logger.clone(),
@@ -224,7 +228,11 @@ impl Agent {
         let info = SlaveInfo {
             hostname: config.hostname.clone(),
             port: Some(i32::from(advertised.port())),
-            resources: resources::total(config.resources.as_deref(), &config.work_dir)?,
+            resources: resources::total(
+                config.resources.as_deref(),
+                &config.default_role,
+                &config.work_dir,
+            )?,
             attributes: resources::parse_attributes(config.attributes.as_deref())?,
             checkpoint: Some(true),
             ..Default::default()
@@ -245,6 +253,12 @@ impl Agent {
             transport,
             containerizer,
             info,
+            resource_version: crate::support::random_uuid_bytes()
+                .map_err(|e| AgentError::Flag {
+                    flag: "resources",
+                    message: format!("make a resource version uuid: {e}"),
+                })?
+                .to_vec(),
             id: None,
             link: Link::Registering,
             credential,

@@ -257,11 +257,7 @@ pub static FLAGS: &[MesosFlag] = &[
         "false" | "0" => Verdict::Same,
         _ => Verdict::Ignored("butte always applies an image's WORKDIR, ENV and CMD"),
     }),
-    ign(
-        "default_role",
-        Str,
-        "resources without a role are offered to role *",
-    ),
+    imp("default_role", Str),
     imp("attributes", Str),
     imp("fetcher_cache_size", Bytes),
     imp("fetcher_cache_dir", Str),
@@ -274,10 +270,7 @@ pub static FLAGS: &[MesosFlag] = &[
         "butte runs its own executors: butte-executor next to butte, else butte executor",
     ),
     ign("hadoop_home", Str, "the fetcher has no HDFS support"),
-    vals("switch_user", Bool, |v| match v {
-        "true" | "1" => Verdict::Same,
-        _ => Verdict::Ignored("butte always runs tasks as their CommandInfo or framework user"),
-    }),
+    imp("switch_user", Bool),
     ign("volume_gid_range", Str, NO_VOLUMES),
     with_aliases(
         imp("http_heartbeat_interval", Duration),
@@ -292,11 +285,7 @@ pub static FLAGS: &[MesosFlag] = &[
     imp("authentication_backoff_factor", Duration),
     imp("authentication_timeout_min", Duration),
     imp("authentication_timeout_max", Duration),
-    ign(
-        "executor_environment_variables",
-        Json,
-        "not applied yet: executors get the MESOS_* variables and the task's environment",
-    ),
+    imp("executor_environment_variables", Json),
     imp("executor_registration_timeout", Duration),
     imp("executor_reregistration_timeout", Duration),
     ign(
@@ -785,7 +774,6 @@ fn values_help(name: &str) -> &'static str {
         "launcher" => "`linux`; butte always uses the Linux launcher.",
         "image_providers" => "`docker` only; `appc` is refused.",
         "docker_ignore_runtime" => "`false`; butte always applies an image's runtime config.",
-        "switch_user" => "`true`; butte always runs tasks as their user.",
         "cgroups_enable_cfs" => "`true`; butte always sets a CFS quota.",
         "cgroups_limit_swap" => "`true`; butte's memory limit turns swap off.",
         "disallow_sharing_agent_ipc_namespace" => "`true`; butte never shares it.",

@@ -5,11 +5,12 @@
 use super::config::{MESOS_VERSION, REGISTRATION_BACKOFF_MAX};
 use super::core::{Agent, Link, Timer};
 use super::messages::{decode, Incoming};
+use super::resources::downgrade;
 use crate::proto::mesos::internal::{
     PongSlaveMessage, RegisterSlaveMessage, ReregisterSlaveMessage, UpdateFrameworkMessage,
 };
 use crate::proto::mesos::slave_info::{capability, Capability};
-use crate::proto::mesos::{SlaveId, Task};
+use crate::proto::mesos::{SlaveId, Task, Uuid};
 use crate::wire::{Message, Upid};
 use std::time::Duration;
 
@@ -97,15 +98,22 @@ impl Agent {
     fn send_registration(&self) {
         let mut slave = self.info.clone();
         let capabilities = capabilities();
+        let resource_version_uuid = Some(Uuid {
+            value: self.resource_version.clone(),
+        });
         match &self.id {
             None => {
                 tracing::info!(master = ?self.master_name(), "registering");
-                self.send_master(&RegisterSlaveMessage {
+                let mut msg = RegisterSlaveMessage {
                     slave,
                     version: Some(MESOS_VERSION.to_string()),
                     agent_capabilities: capabilities,
+                    resource_version_uuid,
                     ..Default::default()
-                });
+                };
+                // As Mesos' agent sends them: see `resources::downgrade`.
+                msg.slave.resources.iter_mut().for_each(downgrade);
+                self.send_master(&msg);
             }
             Some(id) => {
                 slave.id = Some(SlaveId { value: id.clone() });
@@ -113,6 +121,7 @@ impl Agent {
                     slave,
                     version: Some(MESOS_VERSION.to_string()),
                     agent_capabilities: capabilities,
+                    resource_version_uuid,
                     ..Default::default()
                 };
                 for fw in self.frameworks.values() {
@@ -127,6 +136,16 @@ impl Agent {
                         }
                         msg.tasks.extend(self.reported_tasks(ex));
                     }
+                }
+                // Every resource in the message as Mesos' agent sends it:
+                // tasks' and executors' keep their allocation and
+                // reservations, in the format of `resources::downgrade`.
+                msg.slave.resources.iter_mut().for_each(downgrade);
+                for task in &mut msg.tasks {
+                    task.resources.iter_mut().for_each(downgrade);
+                }
+                for ex in &mut msg.executor_infos {
+                    ex.resources.iter_mut().for_each(downgrade);
                 }
                 tracing::info!(master = ?self.master_name(), id, tasks = msg.tasks.len(), "re-registering");
                 self.send_master(&msg);

@@ -28,7 +28,9 @@ mod tasks;
 mod updates;
 
 pub use compatibility::ReconfigurationPolicy;
-pub use config::{AgentConfig, DiskConfig, RecoverMode, EXECUTOR_SECRET_KEY_FILE};
+pub use config::{
+    executor_environment_variables, AgentConfig, DiskConfig, RecoverMode, EXECUTOR_SECRET_KEY_FILE,
+};
 pub use operator::logging::{install as install_log_control, SetFilter};
 
 use std::io;

@@ -21,7 +21,12 @@ impl Agent {
         let Some(id) = &self.id else {
             return Ok(());
         };
-        meta::checkpoint_agent_info(&self.work, id, &self.info)?;
+        // On disk as Mesos' agent checkpoints it (`downgradeResources`).
+        let mut info = self.info.clone();
+        info.resources
+            .iter_mut()
+            .for_each(super::resources::downgrade);
+        meta::checkpoint_agent_info(&self.work, id, &info)?;
         meta::set_latest_agent(&self.work, id)?;
         meta::checkpoint_boot_id(&self.work)
     }
@@ -150,6 +155,11 @@ impl Agent {
                 return Ok(());
             }
             // Checkpointed once the master takes it (re-registration).
+            // (Compared as it is checkpointed: see `checkpoint_agent`.)
+            current
+                .resources
+                .iter_mut()
+                .for_each(super::resources::downgrade);
             self.reconfigured = *previous != current;
         }
         tracing::info!(

@@ -16,7 +16,7 @@
 //! - without one it runs in its sandbox directory on the host, as the
 //!   `CommandInfo`'s user when that differs from ours (we must be root).
 
-use crate::proto::launch::TaskLaunchInfo;
+use crate::proto::launch::{TaskLaunchInfo, NO_SWITCH_USER_ENV};
 use crate::proto::mesos::v1::environment::variable::Type as VariableType;
 use crate::proto::mesos::v1::{CommandInfo, Environment, TaskInfo};
 use crate::support::prepared::Run;
@@ -153,6 +153,9 @@ pub fn plan(task: &TaskInfo, info: &TaskLaunchInfo, place: &Place) -> Result<Pla
     }
     let (program, argv) = command_line(command, info.command.as_deref())?;
     let mut env = place.env.to_vec();
+    // The agent's `--no-switch_user`: the task runs as we do.
+    let switch_user = !env.iter().any(|(k, _)| k == NO_SWITCH_USER_ENV);
+    env.retain(|(k, _)| k != NO_SWITCH_USER_ENV);
     let rootfs = info.rootfs.as_ref().map(|path| Rootfs {
         path: path.clone(),
         sandbox: place.sandbox.to_path_buf(),
@@ -182,7 +185,7 @@ pub fn plan(task: &TaskInfo, info: &TaskLaunchInfo, place: &Place) -> Result<Pla
     let user = command
         .user
         .clone()
-        .filter(|u| !u.is_empty())
+        .filter(|u| !u.is_empty() && switch_user)
         .or_else(|| info.user.clone().filter(|u| !u.is_empty()));
     Ok(Plan {
         program,
@@ -414,6 +417,34 @@ mod tests {
         assert_eq!(get("MESOS_ALLOCATION_ROLE"), Some("web"));
         assert_eq!(p.cwd, PathBuf::from("/sb"));
         assert_eq!(p.rootfs, None);
+    }
+
+    #[test]
+    fn no_switch_user_runs_the_task_as_the_executor() {
+        let mut c = cmd(None, Some("id -u"), &[]);
+        c.user = Some("nobody".into());
+        let base = vec![
+            ("PATH".to_string(), "/bin".to_string()),
+            (NO_SWITCH_USER_ENV.to_string(), "1".to_string()),
+        ];
+        let place = Place {
+            env: &base,
+            sandbox: Path::new("/sb"),
+            own_sandbox: false,
+        };
+        let p = plan(&task(c.clone()), &TaskLaunchInfo::default(), &place).unwrap();
+        assert_eq!(p.user, None);
+        assert!(
+            !p.env.iter().any(|(k, _)| k == NO_SWITCH_USER_ENV),
+            "{:?}",
+            p.env
+        );
+        let place = Place {
+            env: &base[..1],
+            ..place
+        };
+        let p = plan(&task(c), &TaskLaunchInfo::default(), &place).unwrap();
+        assert_eq!(p.user.as_deref(), Some("nobody"));
     }
 
     #[test]

@@ -42,6 +42,13 @@ pub type LaunchInfos = BTreeMap<String, TaskLaunchInfo>;
 /// executor removes it from its tasks' environment.
 pub const LOGROTATE_ENV: &str = "BUTTE_LOGROTATE";
 
+/// The environment variable (value `1`) through which the agent, run with
+/// `--no-switch_user`, tells a built-in executor to run its tasks as its
+/// own user (the agent's) instead of their `CommandInfo.user` or the
+/// framework's user, as Mesos' command executor does then. Tasks do not
+/// see it.
+pub const NO_SWITCH_USER_ENV: &str = "BUTTE_NO_SWITCH_USER";
+
 /// How one stream's file in the sandbox is rotated.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rotation {

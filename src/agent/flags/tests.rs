@@ -227,16 +227,16 @@ fn ignored_flags_are_named_with_their_reason_in_one_line() {
     let ignored = review(&[
         ("docker_socket", "/var/run/docker.sock"),
         ("containerizers", "mesos"),
-        ("switch_user", "false"),
+        ("docker_ignore_runtime", "true"),
         ("log_dir", "/var/log/mesos"),
     ])
     .unwrap();
     let names: Vec<_> = ignored.iter().map(|i| i.name).collect();
-    assert_eq!(names, ["docker_socket", "switch_user", "log_dir"]);
+    assert_eq!(names, ["docker_socket", "docker_ignore_runtime", "log_dir"]);
     let line = ignored_line(&ignored).unwrap();
     assert!(line.starts_with("ignoring 3 Mesos flags butte does not use: --docker_socket (no Docker-daemon containerizer"), "{line}");
     assert!(
-        line.contains("--switch_user (butte always runs tasks as their"),
+        line.contains("--docker_ignore_runtime (butte always applies an image's"),
         "{line}"
     );
     assert_eq!(ignored_line(&[]), None);

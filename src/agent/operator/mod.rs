@@ -344,7 +344,19 @@ pub fn flags(config: &AgentConfig, bound: SocketAddr) -> BTreeMap<String, String
         put("executor_secret_key", p.display().to_string());
     }
     put("http_command_executor", "true".into());
-    put("switch_user", "true".into());
+    put("switch_user", config.switch_user.to_string());
+    put("default_role", config.default_role.clone());
+    if !config.executor_environment_variables.is_empty() {
+        let vars: serde_json::Map<String, serde_json::Value> = config
+            .executor_environment_variables
+            .iter()
+            .map(|(k, v)| (k.clone(), serde_json::Value::String(v.clone())))
+            .collect();
+        put(
+            "executor_environment_variables",
+            serde_json::Value::Object(vars).to_string(),
+        );
+    }
     put("strict", "true".into());
     // master detection and authentication
     put("zk_session_timeout", d(config.zk_session_timeout));

@@ -159,13 +159,10 @@ pub fn resources_model<'a>(resources: impl IntoIterator<Item = &'a Resource>) ->
     serde_json::to_value(model(resources)).unwrap_or(Value::Null)
 }
 
-/// A Resource as JSON, with the pre-refinement `role` Mesos fills in.
+/// A Resource as JSON in Mesos' endpoint format: the pre-refinement
+/// `role` (`*` when unreserved) beside the `reservations` stack.
 fn resource_json(r: &Resource) -> Value {
-    let mut r = r.clone();
-    if r.role.is_none() {
-        r.role = Some(reserved_role(&r).unwrap_or_else(|| "*".into()));
-    }
-    to_json(&r)
+    to_json(&crate::agent::resources::endpoint(r))
 }
 
 fn attributes_model(attributes: &[Attribute]) -> Value {

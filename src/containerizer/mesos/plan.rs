@@ -11,7 +11,9 @@ use crate::containerizer::provisioner;
 use crate::containerizer::security::SeccompChoice;
 use crate::image::RunConfig;
 use crate::mount::Mount;
-use crate::proto::launch::{LaunchInfos, Logrotate, TaskLaunchInfo, LOGROTATE_ENV};
+use crate::proto::launch::{
+    LaunchInfos, Logrotate, TaskLaunchInfo, LOGROTATE_ENV, NO_SWITCH_USER_ENV,
+};
 use crate::proto::mesos::{CommandInfo, ContainerInfo};
 use crate::runtime::{Network, SandboxSpec, User};
 use crate::state::paths::SANDBOX_MOUNT;
@@ -107,6 +109,10 @@ pub fn plan(i: &Inputs<'_>) -> Result<Plan, ContainerizerError> {
         if let Some(l) = logrotate(req, i.config)? {
             let json = serde_json::to_string(&l).expect("logrotate settings serialize");
             spec.env.push((LOGROTATE_ENV.to_string(), json));
+        }
+        if !i.config.switch_user {
+            spec.env
+                .push((NO_SWITCH_USER_ENV.to_string(), "1".to_string()));
         }
     }
     spec.cwd = Some(sandbox_inside.clone());
