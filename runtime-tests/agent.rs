@@ -999,3 +999,55 @@ fn unusable_executor_secret_key_is_a_startup_error() {
     drop(master);
     fx.finish();
 }
+
+/// Started by systemd as `Type=notify` with `WatchdogSec=`: the agent says
+/// READY=1 once recovered, its registration in STATUS=, and WATCHDOG=1 from
+/// its event loop at half the watchdog's timeout, again and again.
+#[test]
+fn agent_tells_systemd_it_is_ready_and_pings_the_watchdog() {
+    if !enabled() {
+        return;
+    }
+    let fx = Fixture::new();
+    let path = fx.work.path().join("notify");
+    let systemd = std::os::unix::net::UnixDatagram::bind(&path).unwrap();
+    systemd
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    let master = FakeMaster::start(0);
+    let agent = AgentProcess::start_with_env(
+        &fx,
+        &master.addr().to_string(),
+        &[],
+        &[
+            ("NOTIFY_SOCKET", path.to_str().unwrap()),
+            ("WATCHDOG_USEC", "1000000"),
+        ],
+    );
+    master.register();
+    let mut said: Vec<String> = Vec::new();
+    let started = Instant::now();
+    let mut buf = [0u8; 512];
+    while said.iter().filter(|s| *s == "WATCHDOG=1").count() < 3 {
+        let n = systemd.recv(&mut buf).unwrap_or_else(|e| {
+            panic!(
+                "no notification within 10 s ({e}); said {said:?}; {}",
+                agent.log_tail(20)
+            )
+        });
+        said.push(String::from_utf8_lossy(&buf[..n]).into_owned());
+    }
+    let elapsed = started.elapsed();
+    assert!(said[0].starts_with("READY=1\nSTATUS="), "{said:?}");
+    assert!(
+        said.iter().any(|s| s.starts_with("STATUS=registered with")),
+        "{said:?}"
+    );
+    // Three pings at about 0.5 s apart (the loop ticks at most every
+    // second): not a burst, not a stall.
+    assert!(
+        elapsed >= Duration::from_millis(1000),
+        "{elapsed:?}: {said:?}"
+    );
+    master::finish(fx, master, agent);
+}

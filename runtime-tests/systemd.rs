@@ -190,6 +190,28 @@ fn the_package_runs_the_agent_under_systemd_and_purge_leaves_nothing() {
             .unwrap()
             .trim()
     );
+    // Its lines in the journal, found by its id as a field of their own;
+    // the watchdog is on.
+    wait_for("the task's lines in the journal", WAIT, || {
+        run(
+            "journalctl",
+            &["-u", UNIT, "TASK_ID=first", "-o", "cat", "--no-pager"],
+        )
+        .contains("launching task")
+    });
+    let fields = run(
+        "journalctl",
+        &["-u", UNIT, "TASK_ID=first", "-o", "verbose", "--no-pager"],
+    );
+    for field in [
+        "FRAMEWORK_ID=",
+        "EXECUTOR_ID=first",
+        "PRIORITY=6",
+        "SYSLOG_IDENTIFIER=butte",
+    ] {
+        assert!(fields.contains(field), "no {field} in\n{fields}");
+    }
+    assert_eq!(show("WatchdogUSec"), "1min");
     master.set_lossy();
     let restart = Instant::now();
     systemctl(&["restart", UNIT]);

@@ -649,16 +649,32 @@ fn init_logging(default: tracing::Level) {
     };
     let base = tracing_subscriber::filter::LevelFilter::from_level(level);
     let (filter, handle) = tracing_subscriber::reload::Layer::new(base);
-    // Under systemd stderr goes to the journal, which stamps each line itself.
-    let journal = std::env::var_os("JOURNAL_STREAM").is_some();
+    // Under systemd: entries with structured fields (the Mesos ids) on the
+    // journal's own socket; else, or when that socket is missing, lines on
+    // stderr (which the journal, if it is one, stamps itself).
+    let stream = std::env::var_os("JOURNAL_STREAM").is_some();
+    let native = butte::support::journal::stderr_is_journal()
+        .then(|| {
+            butte::support::journal::JournalLayer::connect(
+                std::path::Path::new(butte::support::journal::JOURNAL_SOCKET),
+                "butte",
+            )
+            .ok()
+        })
+        .flatten();
+    let lines = native.is_none();
     let installed = tracing_subscriber::registry()
         .with(filter)
-        .with(journal.then(|| {
+        .with(native)
+        .with((lines && stream).then(|| {
             tracing_subscriber::fmt::layer()
                 .with_writer(std::io::stderr)
                 .without_time()
         }))
-        .with((!journal).then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr)))
+        .with(
+            (lines && !stream)
+                .then(|| tracing_subscriber::fmt::layer().with_writer(std::io::stderr)),
+        )
         .try_init();
     if installed.is_ok() {
         butte::agent::install_log_control(

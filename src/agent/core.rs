@@ -333,11 +333,20 @@ impl Agent {
             .clamp(Duration::from_millis(50), Duration::from_secs(1));
         let mut ticker = tokio::time::interval(tick);
         ticker.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        // systemd's watchdog (`WatchdogSec=`): pinged from the event loop
+        // itself, so that a loop that stops turning gets the agent
+        // restarted (its executors stay, as on any restart).
+        let watchdog = crate::support::notify::watchdog_interval();
+        let mut pinged = tokio::time::Instant::now();
         loop {
             tokio::select! {
                 Some(event) = wire_rx.recv() => agent.handle(Input::Wire(event)),
                 Some(input) = rx.recv() => agent.handle(input),
                 _ = ticker.tick() => {
+                    if watchdog.is_some_and(|every| pinged.elapsed() >= every) {
+                        notify("WATCHDOG=1");
+                        pinged = tokio::time::Instant::now();
+                    }
                     agent.retry_updates();
                     agent.check_subscriptions();
                     agent.gc_tick();

@@ -88,7 +88,11 @@ impl Agent {
         let tasks = &queued.tasks;
         let ex_id = executor.executor_id.value.clone();
         let ids: Vec<String> = tasks.iter().map(task_id).collect();
-        tracing::info!(framework = fw_id, executor = ex_id, tasks = ?ids, "launching");
+        // One line per task, as Mesos logs it (and each with its id as a
+        // journal field of its own).
+        for task in &ids {
+            tracing::info!(framework = fw_id, executor = ex_id, task, "launching task");
+        }
         if fw_id.is_empty() && !self.shutting_down {
             tracing::warn!("dropping a launch without a framework id");
             return;

@@ -6,6 +6,7 @@ pub mod caps;
 pub mod chunks;
 pub mod crash;
 pub mod http;
+pub mod journal;
 pub mod jwt;
 pub mod notify;
 pub mod prepared;

@@ -10,6 +10,7 @@
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::net::{SocketAddr, UnixDatagram};
+use std::time::Duration;
 
 /// Why a notification could not be sent.
 #[derive(Debug, thiserror::Error)]
@@ -52,6 +53,26 @@ pub fn send(socket: &OsStr, state: &str) -> Result<(), NotifyError> {
 
 /// The socket address `$NOTIFY_SOCKET` names: `@name` is Linux' abstract
 /// namespace, anything else must be an absolute path.
+/// How often to say `WATCHDOG=1` when systemd watches this process
+/// (`WatchdogSec=`): half of `$WATCHDOG_USEC`, as `sd_watchdog_enabled`
+/// advises, when `$WATCHDOG_PID` is unset or names this process; `None`
+/// when no watchdog is on.
+pub fn watchdog_interval() -> Option<Duration> {
+    let usec = std::env::var("WATCHDOG_USEC").ok();
+    let pid = std::env::var("WATCHDOG_PID").ok();
+    watchdog_from(usec.as_deref(), pid.as_deref(), std::process::id())
+}
+
+fn watchdog_from(usec: Option<&str>, pid: Option<&str>, own: u32) -> Option<Duration> {
+    let usec: u64 = usec?.trim().parse().ok().filter(|&u| u > 0)?;
+    if let Some(pid) = pid {
+        if pid.trim().parse::<u32>().ok()? != own {
+            return None;
+        }
+    }
+    Some(Duration::from_micros(usec / 2))
+}
+
 fn address(socket: &[u8]) -> Option<SocketAddr> {
     use std::os::linux::net::SocketAddrExt;
     match socket {
@@ -64,6 +85,17 @@ fn address(socket: &[u8]) -> Option<SocketAddr> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_watchdog_is_pinged_at_half_its_timeout_for_this_process_only() {
+        let half = Some(Duration::from_secs(30));
+        assert_eq!(watchdog_from(Some("60000000"), None, 7), half);
+        assert_eq!(watchdog_from(Some("60000000"), Some("7"), 7), half);
+        assert_eq!(watchdog_from(Some("60000000"), Some("8"), 7), None);
+        assert_eq!(watchdog_from(None, None, 7), None);
+        assert_eq!(watchdog_from(Some("0"), None, 7), None);
+        assert_eq!(watchdog_from(Some("soon"), None, 7), None);
+    }
 
     #[test]
     fn sends_to_a_path_socket() {
