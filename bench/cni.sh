@@ -52,10 +52,19 @@ cmds=(
     -n bridge "${run[*]} --net bridge -- /bin/true"
     -n bridge-port "${run[*]} --net bridge -p 18080:80 -- /bin/true"
 )
+# podman runs the busybox test image (images/busybox.sh), taken from its
+# OCI layout: no registry needed.
+image=localhost/butte-bench/busybox:1
 if command -v podman >/dev/null; then
-    podman run --rm --network bridge docker.io/library/busybox true >/dev/null 2>&1 || log "podman cannot run busybox offline: skipped"
-    cmds+=(-n podman-bridge "podman run --rm --network bridge docker.io/library/busybox true"
-        -n podman-none "podman run --rm --network none docker.io/library/busybox true")
+    if podman image exists "$image" ||
+        { id=$(podman pull -q "oci:$(dirname "$(images/busybox.sh)")/oci:1") &&
+            podman tag "$id" "$image"; } &&
+        podman run --rm --network bridge "$image" true >/dev/null 2>&1; then
+        cmds+=(-n podman-bridge "podman run --rm --network bridge $image true"
+            -n podman-none "podman run --rm --network none $image true")
+    else
+        log "podman cannot run $image here: skipped"
+    fi
 fi
 hyperfine -N -w 3 -r "$N" --export-json "$json" "${cmds[@]}" >&2
 
