@@ -24,6 +24,7 @@ mod operator;
 mod prometheus;
 mod recovery;
 mod registry_harness;
+mod standalone;
 mod support;
 mod systemd;
 mod zookeeper;

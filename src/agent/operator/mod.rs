@@ -20,7 +20,7 @@ pub use snapshot::Snapshot;
 use super::config::AgentConfig;
 use super::core::Input;
 use crate::api::operator::v1::AgentCall;
-use crate::api::operator::{Attached, BoxFuture, OperatorApi, OperatorError, View};
+use crate::api::operator::{Answer, Attached, BoxFuture, OperatorApi, OperatorError, View};
 use crate::containerizer::mesos::MesosContainerizer;
 use crate::proto::mesos::v1::agent::{response, Response};
 use crate::support::format_duration;
@@ -35,6 +35,8 @@ pub struct Bridge {
     pub inputs: mpsc::UnboundedSender<Input>,
     pub containerizer: Arc<MesosContainerizer>,
     pub fetcher_cache_size: u64,
+    /// Answers the standalone container calls.
+    pub standalone: Arc<super::standalone::Standalone>,
 }
 
 fn stopping() -> OperatorError {
@@ -83,17 +85,21 @@ impl OperatorApi for Bridge {
         Box::pin(async move { Ok(attached(&self.snapshot(true).await?)) })
     }
 
-    fn call(&self, call: AgentCall) -> BoxFuture<'_, Result<Option<Response>, OperatorError>> {
+    fn call(&self, call: AgentCall) -> BoxFuture<'_, Result<Answer, OperatorError>> {
         Box::pin(async move {
             match call {
                 AgentCall::LoggingLevel => {
                     let level = logging::control().map_or(0, |c| c.level());
-                    return Ok(Some(Response {
+                    return Ok(Answer::Response(Box::new(Response {
                         r#type: Some(response::Type::GetLoggingLevel as i32),
                         get_logging_level: Some(response::GetLoggingLevel { level }),
                         ..Default::default()
-                    }));
+                    })));
                 }
+                AgentCall::LaunchContainer(_)
+                | AgentCall::WaitContainer(_)
+                | AgentCall::KillContainer { .. }
+                | AgentCall::RemoveContainer(_) => return self.standalone.call(call).await,
                 AgentCall::SetLoggingLevel { level, duration } => {
                     let control = logging::control().ok_or_else(|| {
                         OperatorError::Internal(
@@ -101,7 +107,7 @@ impl OperatorApi for Bridge {
                         )
                     })?;
                     control.set_level(level, duration);
-                    return Ok(None);
+                    return Ok(Answer::Ok);
                 }
                 _ => {}
             }
@@ -124,7 +130,7 @@ impl OperatorApi for Bridge {
                     build_us = start.elapsed().as_micros() as u64,
                     "answered a v1 operator call"
                 );
-                Some(r)
+                Answer::Response(Box::new(r))
             })
             .await
             .map_err(|e| OperatorError::Internal(format!("answering the call failed: {e}")))

@@ -17,7 +17,8 @@ use crate::proto::mesos::{self as v0, v1};
 use crate::runtime::ResourceStats;
 
 /// The response to a call answered from a snapshot (every [`AgentCall`]
-/// but the logging ones, which the bridge answers).
+/// but the logging and standalone container ones, which the bridge
+/// answers).
 pub fn answer(
     call: &AgentCall,
     s: &Snapshot,
@@ -109,7 +110,12 @@ pub fn answer(
             r.get_resource_providers = Some(response::GetResourceProviders::default());
             T::GetResourceProviders
         }
-        AgentCall::LoggingLevel | AgentCall::SetLoggingLevel { .. } => T::Unknown,
+        AgentCall::LoggingLevel
+        | AgentCall::SetLoggingLevel { .. }
+        | AgentCall::LaunchContainer(_)
+        | AgentCall::WaitContainer(_)
+        | AgentCall::KillContainer { .. }
+        | AgentCall::RemoveContainer(_) => T::Unknown,
     };
     r.r#type = Some(kind as i32);
     r

@@ -140,6 +140,35 @@ pub fn environment(
     Ok(env)
 }
 
+/// The environment of a standalone container: `PATH`, `base`, then
+/// `MESOS_SANDBOX` (as Mesos' containerizer gives every container), then
+/// its `CommandInfo.environment`. No executor variables: nothing of the
+/// agent's executor API is meant for it.
+pub fn standalone(
+    executor: &ExecutorInfo,
+    paths: &Paths<'_>,
+    base: &[(String, String)],
+) -> Result<Vec<(String, String)>, EnvError> {
+    let mut env = Vec::new();
+    set(&mut env, "PATH", DEFAULT_PATH);
+    for (k, v) in base {
+        set(&mut env, k, v.clone());
+    }
+    set(
+        &mut env,
+        "MESOS_SANDBOX",
+        paths.sandbox.display().to_string(),
+    );
+    if let Some(vars) = executor
+        .command
+        .as_ref()
+        .and_then(|c| c.environment.as_ref())
+    {
+        command_env(&mut env, vars)?;
+    }
+    Ok(env)
+}
+
 /// Applies a `CommandInfo.environment` on top of `env`.
 pub fn command_env(env: &mut Vec<(String, String)>, vars: &Environment) -> Result<(), EnvError> {
     for v in &vars.variables {

@@ -85,17 +85,22 @@ pub fn plan(i: &Inputs<'_>) -> Result<Plan, ContainerizerError> {
         }
     };
     let mut spec = SandboxSpec::new(id, argv);
-    spec.env = env::environment(
-        &req.env,
-        &req.executor,
-        &framework_id,
-        &req.agent_id,
-        &Paths {
-            directory: i.sandbox,
-            sandbox: &sandbox_inside,
-        },
-        &[provisioner::env(&config), i.config.executor_env.clone()].concat(),
-    )
+    let paths = Paths {
+        directory: i.sandbox,
+        sandbox: &sandbox_inside,
+    };
+    let base = [provisioner::env(&config), i.config.executor_env.clone()].concat();
+    spec.env = match req.standalone {
+        true => env::standalone(&req.executor, &paths, &base),
+        false => env::environment(
+            &req.env,
+            &req.executor,
+            &framework_id,
+            &req.agent_id,
+            &paths,
+            &base,
+        ),
+    }
     .map_err(
         |env::EnvError::Secret(name)| ContainerizerError::Unsupported {
             id: id.to_string(),
@@ -378,6 +383,7 @@ mod tests {
                 subscription_backoff_max: Duration::from_secs(2),
                 shutdown_grace_period: Duration::from_secs(5),
             },
+            standalone: false,
         }
     }
 
