@@ -341,5 +341,23 @@ fn standalone_containers_launch_wait_kill_and_remove() {
     let r = remove_json(&agent, "survivor");
     assert_eq!(r.status, 200, "{}", r.text());
     gone(&fx, "survivor");
+
+    // --- PRUNE_IMAGES: an excluded image stays, then it goes ---
+    let refs = fx.work.path().join("agent-work/store/refs.json");
+    let names = || std::fs::read_to_string(&refs).unwrap_or_default();
+    assert!(names().contains("busybox"), "{}", names());
+    let keep = json!({"type": "PRUNE_IMAGES", "prune_images": {"excluded_images": [
+        {"type": "DOCKER", "docker": {"name": "library/busybox:1"}}]}});
+    let r = json_call(&agent, keep);
+    assert_eq!((r.status, r.body.len()), (200, 0), "{}", r.text());
+    assert!(names().contains("busybox"), "{}", names());
+    let r = json_call(&agent, json!({"type": "PRUNE_IMAGES"}));
+    assert_eq!((r.status, r.body.len()), (200, 0), "{}", r.text());
+    assert!(!names().contains("busybox"), "{}", names());
+    let layers = fx.work.path().join("agent-work/store/layers");
+    let left: Vec<_> = std::fs::read_dir(&layers)
+        .map(|d| d.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "layers left: {left:?}");
     master::finish(fx, master, agent);
 }

@@ -298,6 +298,12 @@ impl Agent {
                     containerizer: agent.containerizer.clone(),
                     fetcher_cache_size: agent.config.fetcher.cache_size,
                     standalone,
+                    image_gc_excluded: agent
+                        .config
+                        .image_gc
+                        .as_ref()
+                        .map(|g| g.excluded_images.clone())
+                        .unwrap_or_default(),
                 }),
                 auth: operator_auth,
             },

@@ -37,6 +37,9 @@ pub struct Bridge {
     pub fetcher_cache_size: u64,
     /// Answers the standalone container calls.
     pub standalone: Arc<super::standalone::Standalone>,
+    /// `--image_gc_config`'s `excluded_images`, which PRUNE_IMAGES keeps
+    /// too, as Mesos.
+    pub image_gc_excluded: Vec<String>,
 }
 
 fn stopping() -> OperatorError {
@@ -100,6 +103,24 @@ impl OperatorApi for Bridge {
                 | AgentCall::WaitContainer(_)
                 | AgentCall::KillContainer { .. }
                 | AgentCall::RemoveContainer(_) => return self.standalone.call(call).await,
+                AgentCall::PruneImages { mut excluded } => {
+                    excluded.extend(self.image_gc_excluded.iter().cloned());
+                    let containerizer = self.containerizer.clone();
+                    let pruned =
+                        tokio::task::spawn_blocking(move || containerizer.prune_images(&excluded))
+                            .await
+                            .map_err(|e| {
+                                OperatorError::Internal(format!("pruning images failed: {e}"))
+                            })?
+                            .map_err(|e| OperatorError::Internal(e.to_string()))?;
+                    tracing::info!(
+                        blobs = pruned.blobs,
+                        layers = pruned.layers,
+                        bytes = pruned.bytes,
+                        "PRUNE_IMAGES: unused images removed"
+                    );
+                    return Ok(Answer::Ok);
+                }
                 AgentCall::SetLoggingLevel { level, duration } => {
                     let control = logging::control().ok_or_else(|| {
                         OperatorError::Internal(

@@ -115,7 +115,8 @@ pub fn answer(
         | AgentCall::LaunchContainer(_)
         | AgentCall::WaitContainer(_)
         | AgentCall::KillContainer { .. }
-        | AgentCall::RemoveContainer(_) => T::Unknown,
+        | AgentCall::RemoveContainer(_)
+        | AgentCall::PruneImages { .. } => T::Unknown,
     };
     r.r#type = Some(kind as i32);
     r

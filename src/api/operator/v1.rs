@@ -15,7 +15,7 @@
 //! | body does not decode into a `Call` (bad JSON or protobuf, unknown field or enum name, missing required field) | 400 |
 //! | the call fails Mesos' validation (no `type`, its argument missing, a bad container id) | 400 |
 //! | type `UNKNOWN` | 501 |
-//! | a call butte does not serve (nested containers, attach, resource providers, PRUNE_IMAGES) | 501, naming it |
+//! | a call butte does not serve (nested containers, attach, resource providers) | 501, naming it |
 //! | standalone container calls: the agent's answers (200, 202 for a known id, 404 for an unknown one, 400 for a failed launch) | see `docs/operator-endpoints.md` |
 //! | `LIST_FILES`/`READ_FILE` on a path not attached, or leaving it | 404 / 400 (as `/files`) |
 //! | answered | 200, the `Response` in JSON (when `Accept` allows it, as Mesos prefers) or protobuf; `SET_LOGGING_LEVEL` 200 with no body |
@@ -103,6 +103,11 @@ pub enum AgentCall {
     },
     /// REMOVE_CONTAINER of a container without a parent: its id.
     RemoveContainer(String),
+    /// PRUNE_IMAGES: the names of the DOCKER images to keep (others are
+    /// not in butte's store).
+    PruneImages {
+        excluded: Vec<String>,
+    },
 }
 
 /// What a call asks for once validated.
@@ -492,7 +497,14 @@ fn validate(call: &Call) -> Result<Valid, String> {
             )?;
             unsupported
         }
-        T::PruneImages => unsupported,
+        T::PruneImages => Ok(Valid::Agent(AgentCall::PruneImages {
+            excluded: call
+                .prune_images
+                .iter()
+                .flat_map(|p| &p.excluded_images)
+                .filter_map(|i| i.docker.as_ref().map(|d| d.name.clone()))
+                .collect(),
+        })),
     }
 }
 

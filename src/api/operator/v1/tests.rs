@@ -237,7 +237,6 @@ async fn bad_requests_get_mesos_status_codes_with_a_message() {
             501,
             "LAUNCH_NESTED_CONTAINER_SESSION",
         ),
-        (r#"{"type":"PRUNE_IMAGES"}"#, 501, "PRUNE_IMAGES"),
     ] {
         let r = post(api.clone(), body).await;
         assert_eq!(r.status.as_u16(), status, "{body}: {}", r.text());
