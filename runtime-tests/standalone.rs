@@ -176,6 +176,27 @@ fn standalone_containers_launch_wait_kill_and_remove() {
     assert!(std::fs::read_to_string(&stdout)
         .unwrap()
         .contains("in-the-image"));
+    // GET_CONTAINERS lists it with `show_standalone` only.
+    let containers = |show: bool| -> Value {
+        let r = json_call(
+            &agent,
+            json!({"type": "GET_CONTAINERS", "get_containers": {"show_standalone": show}}),
+        );
+        assert_eq!(r.status, 200, "{}", r.text());
+        serde_json::from_slice(&r.body).unwrap()
+    };
+    assert_eq!(containers(false), json!({"type": "GET_CONTAINERS"}));
+    let listed = containers(true);
+    let entry = &listed["get_containers"]["containers"][0];
+    assert_eq!(entry["container_id"], id(long), "{listed}");
+    assert_eq!(entry["container_status"]["container_id"], id(long));
+    assert_eq!(
+        entry["resource_statistics"]["mem_limit_bytes"],
+        json!(96u64 << 20),
+        "{listed}"
+    );
+    assert_eq!(entry["resource_statistics"]["cpus_soft_limit"], json!(0.2));
+    assert!(entry.get("framework_id").is_none(), "{listed}");
     // Not ended: REMOVE is refused.
     let r = remove_json(&agent, long);
     assert_eq!(r.status, 500);

@@ -29,7 +29,8 @@ use crate::proto::mesos::v1::{container_info, TaskState};
 use crate::proto::mesos::{ExecutorId, ExecutorInfo, Resource};
 use crate::runtime::ExitStatus;
 use crate::state::paths::WorkDir;
-use std::sync::Arc;
+use std::collections::BTreeMap;
+use std::sync::{Arc, Mutex};
 
 /// Serves the standalone container calls; shared by the operator bridge.
 pub struct Standalone {
@@ -38,6 +39,9 @@ pub struct Standalone {
     /// What launch requests carry (unused by standalone containers, which
     /// get no executor environment).
     env: ExecutorEnv,
+    /// The resources each container was launched with, for GET_CONTAINERS
+    /// (not kept across restarts). A std `Mutex`: nothing awaits under it.
+    resources: Mutex<BTreeMap<String, Vec<Resource>>>,
 }
 
 fn internal(what: &str, e: impl std::fmt::Display) -> OperatorError {
@@ -50,7 +54,29 @@ impl Standalone {
             containerizer,
             work,
             env,
+            resources: Mutex::default(),
         }
+    }
+
+    /// The standalone containers that run, with the resources they were
+    /// launched with (none for one recovered after a restart).
+    pub fn running(&self) -> Vec<(String, Vec<Resource>)> {
+        let Ok(entries) = std::fs::read_dir(self.work.meta_standalone()) else {
+            return Vec::new();
+        };
+        let resources = self.resources.lock().unwrap_or_else(|e| e.into_inner());
+        let mut out: Vec<_> = entries
+            .flatten()
+            .filter_map(|e| e.file_name().to_str().map(str::to_string))
+            .filter(|id| !id.starts_with('.'))
+            .filter(|id| self.containerizer.ended(id) == Some(false))
+            .map(|id| {
+                let r = resources.get(&id).cloned().unwrap_or_default();
+                (id, r)
+            })
+            .collect();
+        out.sort_by(|a, b| a.0.cmp(&b.0));
+        out
     }
 
     /// Answers one of the four calls.
@@ -149,6 +175,17 @@ impl Standalone {
         };
         let sandbox = self.work.container_sandbox(&id);
         let existed = sandbox.exists();
+        // The record comes first, empty: an agent that dies during the
+        // launch finds the container through its cgroup when it restarts.
+        let record = self.work.standalone_record(&id);
+        let had_record = record.exists();
+        std::fs::create_dir_all(self.work.meta_standalone())
+            .and_then(|()| match had_record {
+                true => Ok(()),
+                false => crate::support::atomic_write(&record, b""),
+            })
+            .map_err(|e| internal(&format!("checkpointing to {}", record.display()), e))?;
+        let resources = request.executor.resources.clone();
         let containerizer = self.containerizer.clone();
         let launched = tokio::task::spawn_blocking(move || containerizer.launch(request))
             .await
@@ -164,24 +201,20 @@ impl Standalone {
                         tracing::warn!(path = %sandbox.display(), error = %r, "sandbox of a failed launch not removed");
                     }
                 }
+                if !had_record {
+                    let _ = std::fs::remove_file(&record);
+                }
                 return Err(OperatorError::BadRequest(e.to_string()));
             }
         };
-        let record = self.work.standalone_record(&id);
-        let written = std::fs::create_dir_all(self.work.meta_standalone()).and_then(|()| {
-            crate::support::atomic_write(&record, launched.pid.to_string().as_bytes())
-        });
-        if let Err(e) = written {
-            // Without a record the container could not be recovered: undo.
-            let containerizer = self.containerizer.clone();
-            let id2 = id.clone();
-            let _ = tokio::task::spawn_blocking(move || containerizer.destroy(&id2)).await;
-            let _ = std::fs::remove_dir_all(&sandbox);
-            return Err(internal(
-                &format!("checkpointing container {id} to {}", record.display()),
-                e,
-            ));
+        if let Err(e) = crate::support::atomic_write(&record, launched.pid.to_string().as_bytes()) {
+            // The empty record still lets a restarted agent find it.
+            tracing::warn!(container = id, path = %record.display(), error = %e, "pid not checkpointed");
         }
+        self.resources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id.clone(), resources);
         tracing::info!(container = id, pid = launched.pid, sandbox = %launched.sandbox.display(), "launched a standalone container");
         self.reap_in_background(&id);
         Ok(Answer::Ok)
@@ -224,6 +257,10 @@ impl Standalone {
         }
         let containerizer = self.containerizer.clone();
         let sandbox = self.work.container_sandbox(&id);
+        self.resources
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .remove(&id);
         tokio::task::spawn_blocking(move || {
             containerizer
                 .destroy(&id)
@@ -240,10 +277,11 @@ impl Standalone {
             }
             std::fs::remove_file(&record)
                 .map_err(|e| internal(&format!("removing {}", record.display()), e))?;
-            Ok(Answer::Ok)
+            Ok(())
         })
         .await
-        .map_err(|e| internal("removing the container failed", e))?
+        .map_err(|e| internal("removing the container failed", e))??;
+        Ok(Answer::Ok)
     }
 }
 

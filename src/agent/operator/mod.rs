@@ -136,6 +136,13 @@ impl OperatorApi for Bridge {
                 call,
                 AgentCall::Metrics { .. } | AgentCall::Flags | AgentCall::Agent
             );
+            let standalone = match call {
+                AgentCall::Containers {
+                    show_standalone: true,
+                    ..
+                } => self.standalone.running(),
+                _ => Vec::new(),
+            };
             let asked = std::time::Instant::now();
             let snapshot = self.snapshot(full).await?;
             let copied = asked.elapsed();
@@ -144,7 +151,8 @@ impl OperatorApi for Bridge {
             tokio::task::spawn_blocking(move || {
                 let start = std::time::Instant::now();
                 let usage = |id: &str| containerizer.usage(id);
-                let r = v1::answer(&call, &snapshot, &usage, cache);
+                let mut r = v1::answer(&call, &snapshot, &usage, cache);
+                v1::add_standalone(&mut r, &standalone, &usage);
                 tracing::debug!(
                     ?call,
                     copy_us = copied.as_micros() as u64,
