@@ -243,6 +243,25 @@ fn standalone_containers_launch_wait_kill_and_remove() {
         (404, "Container long-one cannot be found")
     );
 
+    // --- over its memory limit: TASK_FAILED with the memory limitation ---
+    let r = launch(&agent, "hog", "exec tail /dev/zero", false);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let w = wait_json(&agent, "hog");
+    assert_eq!(w["wait_container"]["exit_status"], json!(9), "{w}");
+    assert_eq!(w["wait_container"]["state"], "TASK_FAILED", "{w}");
+    assert_eq!(
+        w["wait_container"]["reason"], "REASON_CONTAINER_LIMITATION_MEMORY",
+        "{w}"
+    );
+    assert!(
+        w["wait_container"]["message"]
+            .as_str()
+            .is_some_and(|m| m.starts_with("Memory limit exceeded")),
+        "{w}"
+    );
+    assert_eq!(remove_json(&agent, "hog").status, 200);
+    gone(&fx, "hog");
+
     // --- protobuf: launch, SIGKILL (the default), wait, remove ---
     let pb = ContainerId {
         value: "pb-one".into(),

@@ -337,4 +337,33 @@ mod tests {
             Err(EnvError::Secret("TOKEN".into()))
         );
     }
+
+    #[test]
+    fn a_standalone_container_gets_its_sandbox_and_command_environment_only() {
+        let executor = ExecutorInfo {
+            command: Some(crate::proto::mesos::CommandInfo {
+                environment: Some(Environment {
+                    variables: vec![crate::proto::mesos::environment::Variable {
+                        name: "GREETING".into(),
+                        value: Some("hi".into()),
+                        ..Default::default()
+                    }],
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let env = standalone(
+            &executor,
+            &Paths {
+                directory: Path::new("/w/containers/c1"),
+                sandbox: Path::new("/mnt/mesos/sandbox"),
+            },
+            &[("IMAGE_VAR".into(), "1".into())],
+        )
+        .unwrap();
+        let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["PATH", "IMAGE_VAR", "MESOS_SANDBOX", "GREETING"]);
+        assert_eq!(env[2].1, "/mnt/mesos/sandbox");
+    }
 }
