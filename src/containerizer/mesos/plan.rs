@@ -667,4 +667,31 @@ mod tests {
             .launch_infos
             .is_none());
     }
+
+    #[test]
+    fn a_standalone_container_runs_its_command_with_its_limits_and_no_executor_variables() {
+        let config = config();
+        let images = Images::default();
+        let mut req = request(
+            ExecutorKind::Custom,
+            Some(CommandInfo {
+                value: Some("exit 3".into()),
+                ..CommandInfo::default()
+            }),
+            &[],
+        );
+        req.standalone = true;
+        let p = plan(&inputs(&req, &config, &images)).unwrap();
+        assert_eq!(p.spec.argv, ["/bin/sh", "-c", "exit 3"]);
+        assert_eq!(p.spec.limits.memory, Some(32 << 20));
+        let names: Vec<&str> = p.spec.env.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(names.contains(&"MESOS_SANDBOX"), "{names:?}");
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.starts_with("MESOS_") && *n != "MESOS_SANDBOX"),
+            "{names:?}"
+        );
+        assert!(p.launch_infos.is_none());
+    }
 }
