@@ -71,6 +71,7 @@ fn custom(id: &str, command: &str, mem_mb: f64) -> LaunchRequest {
             subscription_backoff_max: Duration::from_secs(2),
             shutdown_grace_period: Duration::from_secs(5),
         },
+        standalone: false,
     }
 }
 

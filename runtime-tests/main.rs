@@ -25,6 +25,7 @@ mod prometheus;
 mod recovery;
 mod registry_harness;
 mod roles;
+mod standalone;
 mod support;
 mod systemd;
 mod zookeeper;

@@ -281,6 +281,12 @@ impl Agent {
         if agent.config.recover == super::config::RecoverMode::Cleanup {
             return agent.finish_cleanup().await;
         }
+        let standalone = Arc::new(super::standalone::Standalone::new(
+            agent.containerizer.clone(),
+            agent.work.clone(),
+            agent.executor_env(false),
+        ));
+        standalone.recover();
         agent.gc_recover().await;
         if agent.config.disk.enforce_container_disk_quota {
             agent.recover_disk_quotas();
@@ -305,6 +311,13 @@ impl Agent {
                     inputs: agent.inputs.clone(),
                     containerizer: agent.containerizer.clone(),
                     fetcher_cache_size: agent.config.fetcher.cache_size,
+                    standalone,
+                    image_gc_excluded: agent
+                        .config
+                        .image_gc
+                        .as_ref()
+                        .map(|g| g.excluded_images.clone())
+                        .unwrap_or_default(),
                 }),
                 auth: operator_auth,
             },

@@ -22,6 +22,7 @@ mod messages;
 mod operator;
 mod recovery;
 mod resources;
+mod standalone;
 mod state;
 pub mod status;
 mod tasks;

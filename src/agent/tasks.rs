@@ -20,6 +20,20 @@ use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 impl Agent {
+    /// What the agent tells the executors it starts.
+    pub(super) fn executor_env(&self, checkpoint: bool) -> ExecutorEnv {
+        ExecutorEnv {
+            agent_endpoint: self.self_pid.addr,
+            agent_pid: self.self_pid.to_string(),
+            checkpoint,
+            recovery_timeout: self.config.recovery_timeout,
+            subscription_backoff_max: super::config::SUBSCRIPTION_BACKOFF_MAX,
+            shutdown_grace_period: self.config.executor_shutdown_grace_period,
+        }
+    }
+}
+
+impl Agent {
     pub fn run_task(&mut self, msg: RunTaskMessage) {
         let framework = msg.framework;
         let task = msg.task;
@@ -277,14 +291,8 @@ impl Agent {
             executor: info,
             kind,
             tasks: tasks.clone(),
-            env: ExecutorEnv {
-                agent_endpoint: self.self_pid.addr,
-                agent_pid: self.self_pid.to_string(),
-                checkpoint,
-                recovery_timeout: self.config.recovery_timeout,
-                subscription_backoff_max: super::config::SUBSCRIPTION_BACKOFF_MAX,
-                shutdown_grace_period: self.config.executor_shutdown_grace_period,
-            },
+            env: self.executor_env(checkpoint),
+            standalone: false,
         };
         let containerizer = self.containerizer.clone();
         let tx = self.inputs.clone();

@@ -170,6 +170,13 @@ pub struct LaunchRequest {
     /// task(s) (only their resources are used).
     pub tasks: Vec<TaskInfo>,
     pub env: ExecutorEnv,
+    /// A standalone container (the operator API's `LAUNCH_CONTAINER`): no
+    /// framework, agent or task; `executor` carries its command, image and
+    /// resources (with `kind` [`ExecutorKind::Custom`]); the sandbox is
+    /// `<work_dir>/containers/<id>`, as Mesos' `getContainerPath`; the
+    /// environment has no `MESOS_*` executor variables but
+    /// `MESOS_SANDBOX`, and no executor token.
+    pub standalone: bool,
 }
 
 /// A started executor.

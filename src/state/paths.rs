@@ -4,11 +4,13 @@
 //!
 //! ```text
 //! <work_dir>/                       --work_dir, default /var/lib/butte
-//! |-- containers/<id>/              a standalone container (`butte run`)
+//! |-- containers/<id>/              a standalone container (`butte run`, or
+//! |                                 the operator API's LAUNCH_CONTAINER)
 //! |   |-- stdout                    the task's output, as it was streamed
 //! |   `-- stderr
 //! |-- meta/
 //! |   |-- boot_id                   the boot the checkpoints were made in
+//! |   |-- standalone/<id>           a LAUNCH_CONTAINER container's pid
 //! |   `-- slaves/
 //! |       |-- latest -> <agent>     the agent id to recover
 //! |       `-- <agent>/
@@ -85,6 +87,17 @@ impl WorkDir {
     /// `meta/`: the checkpoints.
     pub fn meta(&self) -> PathBuf {
         self.root.join("meta")
+    }
+
+    /// `meta/standalone`: the agent's records of the standalone containers
+    /// the operator API launched, one file each, holding its pid.
+    pub fn meta_standalone(&self) -> PathBuf {
+        self.meta().join("standalone")
+    }
+
+    /// `meta/standalone/<id>`.
+    pub fn standalone_record(&self, id: &str) -> PathBuf {
+        self.meta_standalone().join(id)
     }
 
     /// `meta/boot_id`.

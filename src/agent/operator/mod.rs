@@ -20,7 +20,7 @@ pub use snapshot::Snapshot;
 use super::config::AgentConfig;
 use super::core::Input;
 use crate::api::operator::v1::AgentCall;
-use crate::api::operator::{Attached, BoxFuture, OperatorApi, OperatorError, View};
+use crate::api::operator::{Answer, Attached, BoxFuture, OperatorApi, OperatorError, View};
 use crate::containerizer::mesos::MesosContainerizer;
 use crate::proto::mesos::v1::agent::{response, Response};
 use crate::support::format_duration;
@@ -35,6 +35,11 @@ pub struct Bridge {
     pub inputs: mpsc::UnboundedSender<Input>,
     pub containerizer: Arc<MesosContainerizer>,
     pub fetcher_cache_size: u64,
+    /// Answers the standalone container calls.
+    pub standalone: Arc<super::standalone::Standalone>,
+    /// `--image_gc_config`'s `excluded_images`, which PRUNE_IMAGES keeps
+    /// too, as Mesos.
+    pub image_gc_excluded: Vec<String>,
 }
 
 fn stopping() -> OperatorError {
@@ -83,16 +88,38 @@ impl OperatorApi for Bridge {
         Box::pin(async move { Ok(attached(&self.snapshot(true).await?)) })
     }
 
-    fn call(&self, call: AgentCall) -> BoxFuture<'_, Result<Option<Response>, OperatorError>> {
+    fn call(&self, call: AgentCall) -> BoxFuture<'_, Result<Answer, OperatorError>> {
         Box::pin(async move {
             match call {
                 AgentCall::LoggingLevel => {
                     let level = logging::control().map_or(0, |c| c.level());
-                    return Ok(Some(Response {
+                    return Ok(Answer::Response(Box::new(Response {
                         r#type: Some(response::Type::GetLoggingLevel as i32),
                         get_logging_level: Some(response::GetLoggingLevel { level }),
                         ..Default::default()
-                    }));
+                    })));
+                }
+                AgentCall::LaunchContainer(_)
+                | AgentCall::WaitContainer(_)
+                | AgentCall::KillContainer { .. }
+                | AgentCall::RemoveContainer(_) => return self.standalone.call(call).await,
+                AgentCall::PruneImages { mut excluded } => {
+                    excluded.extend(self.image_gc_excluded.iter().cloned());
+                    let containerizer = self.containerizer.clone();
+                    let pruned =
+                        tokio::task::spawn_blocking(move || containerizer.prune_images(&excluded))
+                            .await
+                            .map_err(|e| {
+                                OperatorError::Internal(format!("pruning images failed: {e}"))
+                            })?
+                            .map_err(|e| OperatorError::Internal(e.to_string()))?;
+                    tracing::info!(
+                        blobs = pruned.blobs,
+                        layers = pruned.layers,
+                        bytes = pruned.bytes,
+                        "PRUNE_IMAGES: unused images removed"
+                    );
+                    return Ok(Answer::Ok);
                 }
                 AgentCall::SetLoggingLevel { level, duration } => {
                     let control = logging::control().ok_or_else(|| {
@@ -101,7 +128,7 @@ impl OperatorApi for Bridge {
                         )
                     })?;
                     control.set_level(level, duration);
-                    return Ok(None);
+                    return Ok(Answer::Ok);
                 }
                 _ => {}
             }
@@ -109,6 +136,13 @@ impl OperatorApi for Bridge {
                 call,
                 AgentCall::Metrics { .. } | AgentCall::Flags | AgentCall::Agent
             );
+            let standalone = match call {
+                AgentCall::Containers {
+                    show_standalone: true,
+                    ..
+                } => self.standalone.running(),
+                _ => Vec::new(),
+            };
             let asked = std::time::Instant::now();
             let snapshot = self.snapshot(full).await?;
             let copied = asked.elapsed();
@@ -117,14 +151,15 @@ impl OperatorApi for Bridge {
             tokio::task::spawn_blocking(move || {
                 let start = std::time::Instant::now();
                 let usage = |id: &str| containerizer.usage(id);
-                let r = v1::answer(&call, &snapshot, &usage, cache);
+                let mut r = v1::answer(&call, &snapshot, &usage, cache);
+                v1::add_standalone(&mut r, &standalone, &usage);
                 tracing::debug!(
                     ?call,
                     copy_us = copied.as_micros() as u64,
                     build_us = start.elapsed().as_micros() as u64,
                     "answered a v1 operator call"
                 );
-                Some(r)
+                Answer::Response(Box::new(r))
             })
             .await
             .map_err(|e| OperatorError::Internal(format!("answering the call failed: {e}")))

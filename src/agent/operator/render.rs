@@ -845,7 +845,12 @@ pub fn metrics(s: &Snapshot, sys: &System, fetcher_cache_bytes: u64) -> Value {
 
 /// Mesos' ResourceStatistics JSON for one executor's container.
 pub fn statistics(ex: &ExecutorView, stats: &ResourceStats, timestamp: f64) -> Value {
-    let own = executor_resources(ex);
+    usage(&executor_resources(ex), stats, timestamp)
+}
+
+/// [`statistics`] of a container holding `own` (its `cpus` and `mem`
+/// give the soft limits).
+pub fn usage(own: &[Resource], stats: &ResourceStats, timestamp: f64) -> Value {
     let scalar = |name: &str| -> f64 {
         own.iter()
             .filter(|r| r.name == name)

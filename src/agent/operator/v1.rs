@@ -17,7 +17,8 @@ use crate::proto::mesos::{self as v0, v1};
 use crate::runtime::ResourceStats;
 
 /// The response to a call answered from a snapshot (every [`AgentCall`]
-/// but the logging ones, which the bridge answers).
+/// but the logging and standalone container ones, which the bridge
+/// answers).
 pub fn answer(
     call: &AgentCall,
     s: &Snapshot,
@@ -70,9 +71,10 @@ pub fn answer(
             T::GetState
         }
         AgentCall::Containers { .. } => {
-            // butte's agent runs no nested or standalone containers, so
-            // `show_nested` and `show_standalone` add nothing.
-            // Mesos leaves the message out when there is no container.
+            // butte's agent runs no nested containers, so `show_nested`
+            // adds nothing; the bridge adds the standalone ones
+            // (`add_standalone`). Mesos leaves the message out when there
+            // is no container.
             r.get_containers = Some(containers(s, usage)).filter(|c| !c.containers.is_empty());
             T::GetContainers
         }
@@ -109,7 +111,13 @@ pub fn answer(
             r.get_resource_providers = Some(response::GetResourceProviders::default());
             T::GetResourceProviders
         }
-        AgentCall::LoggingLevel | AgentCall::SetLoggingLevel { .. } => T::Unknown,
+        AgentCall::LoggingLevel
+        | AgentCall::SetLoggingLevel { .. }
+        | AgentCall::LaunchContainer(_)
+        | AgentCall::WaitContainer(_)
+        | AgentCall::KillContainer { .. }
+        | AgentCall::RemoveContainer(_)
+        | AgentCall::PruneImages { .. } => T::Unknown,
     };
     r.r#type = Some(kind as i32);
     r
@@ -230,15 +238,8 @@ fn containers(
                 value: ex.container_id.clone(),
                 parent: None,
             };
-            let resource_statistics = usage(&ex.container_id).and_then(|stats| {
-                let mut json = render::statistics(ex, &stats, now);
-                if let Some(o) = json.as_object_mut() {
-                    o.remove("mem_max_bytes");
-                }
-                crate::proto::from_json::<v1::ResourceStatistics>(json.to_string().as_bytes())
-                    .inspect_err(|e| tracing::warn!(error = %e, "container statistics"))
-                    .ok()
-            });
+            let resource_statistics = usage(&ex.container_id)
+                .and_then(|stats| v1_statistics(render::statistics(ex, &stats, now)));
             out.containers.push(get_containers::Container {
                 framework_id: Some(v1::FrameworkId {
                     value: fw.id.clone(),
@@ -261,6 +262,49 @@ fn containers(
         }
     }
     out
+}
+
+/// `/containers`' statistics as a v1 `ResourceStatistics`.
+fn v1_statistics(mut json: serde_json::Value) -> Option<v1::ResourceStatistics> {
+    if let Some(o) = json.as_object_mut() {
+        o.remove("mem_max_bytes");
+    }
+    crate::proto::from_json::<v1::ResourceStatistics>(json.to_string().as_bytes())
+        .inspect_err(|e| tracing::warn!(error = %e, "container statistics"))
+        .ok()
+}
+
+/// GET_CONTAINERS with `show_standalone`: adds each running standalone
+/// container (id and resources), as Mesos lists them: its id, status and
+/// statistics, no framework or executor.
+pub fn add_standalone(
+    r: &mut Response,
+    standalone: &[(String, Vec<v0::Resource>)],
+    usage: &dyn Fn(&str) -> Option<ResourceStats>,
+) {
+    if standalone.is_empty() {
+        return;
+    }
+    let now = crate::agent::updates::now_secs();
+    let list = r.get_containers.get_or_insert_with(Default::default);
+    for (id, resources) in standalone {
+        let container_id = v1::ContainerId {
+            value: id.clone(),
+            parent: None,
+        };
+        list.containers.push(get_containers::Container {
+            framework_id: None,
+            executor_id: None,
+            executor_name: None,
+            container_status: Some(v1::ContainerStatus {
+                container_id: Some(container_id.clone()),
+                ..Default::default()
+            }),
+            container_id,
+            resource_statistics: usage(id)
+                .and_then(|stats| v1_statistics(render::usage(resources, &stats, now))),
+        });
+    }
 }
 
 #[cfg(test)]

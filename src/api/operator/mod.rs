@@ -78,12 +78,20 @@ pub trait OperatorApi: Send + Sync + 'static {
     /// The paths `/files` may serve: request prefix -> host path.
     fn attached(&self) -> BoxFuture<'_, Result<Attached, OperatorError>>;
 
-    /// A v1 operator API call the agent answers: its `Response`, or `None`
-    /// for a call answered with an empty 200 (SET_LOGGING_LEVEL).
-    fn call(
-        &self,
-        call: v1::AgentCall,
-    ) -> BoxFuture<'_, Result<Option<crate::proto::mesos::v1::agent::Response>, OperatorError>>;
+    /// A v1 operator API call the agent answers.
+    fn call(&self, call: v1::AgentCall) -> BoxFuture<'_, Result<Answer, OperatorError>>;
+}
+
+/// The agent's answer to a v1 call.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Answer {
+    /// 200 with the `Response`.
+    Response(Box<crate::proto::mesos::v1::agent::Response>),
+    /// 200, no body (SET_LOGGING_LEVEL, LAUNCH_CONTAINER, KILL_CONTAINER,
+    /// REMOVE_CONTAINER).
+    Ok,
+    /// 202, no body (LAUNCH_CONTAINER of a container that exists).
+    Accepted,
 }
 
 /// Why a request is refused; the message is the `text/plain` body.
@@ -95,6 +103,9 @@ pub enum OperatorError {
     /// 404, empty body (a `/files` path that is not attached or not there).
     #[error("not found")]
     NotFound,
+    /// 404 with Mesos' text (an unknown container).
+    #[error("{0}")]
+    Missing(String),
     /// 500.
     #[error("{0}")]
     Internal(String),
@@ -369,6 +380,7 @@ pub fn error(e: &OperatorError) -> Response<Body> {
     match e {
         OperatorError::BadRequest(m) => text(StatusCode::BAD_REQUEST, m),
         OperatorError::NotFound => text(StatusCode::NOT_FOUND, ""),
+        OperatorError::Missing(m) => text(StatusCode::NOT_FOUND, m),
         OperatorError::Internal(m) => text(StatusCode::INTERNAL_SERVER_ERROR, m),
         OperatorError::Unavailable(m) => text(StatusCode::SERVICE_UNAVAILABLE, m),
     }

@@ -21,11 +21,7 @@ impl OperatorApi for Fake {
         Box::pin(async move { Ok(a) })
     }
 
-    fn call(
-        &self,
-        _: v1::AgentCall,
-    ) -> BoxFuture<'_, Result<Option<crate::proto::mesos::v1::agent::Response>, OperatorError>>
-    {
+    fn call(&self, _: v1::AgentCall) -> BoxFuture<'_, Result<Answer, OperatorError>> {
         Box::pin(async {
             Err(OperatorError::Internal(
                 "the endpoints make no v1 calls".into(),

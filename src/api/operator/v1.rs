@@ -15,7 +15,8 @@
 //! | body does not decode into a `Call` (bad JSON or protobuf, unknown field or enum name, missing required field) | 400 |
 //! | the call fails Mesos' validation (no `type`, its argument missing, a bad container id) | 400 |
 //! | type `UNKNOWN` | 501 |
-//! | a call butte does not serve (nested and standalone containers, attach, resource providers, PRUNE_IMAGES) | 501, naming it |
+//! | a call butte does not serve (nested containers, attach, resource providers) | 501, naming it |
+//! | standalone container calls: the agent's answers (200, 202 for a known id, 404 for an unknown one, 400 for a failed launch) | see `docs/operator-endpoints.md` |
 //! | `LIST_FILES`/`READ_FILE` on a path not attached, or leaving it | 404 / 400 (as `/files`) |
 //! | answered | 200, the `Response` in JSON (when `Accept` allows it, as Mesos prefers) or protobuf; `SET_LOGGING_LEVEL` 200 with no body |
 //!
@@ -38,7 +39,7 @@ use hyper::header::{HeaderValue, CONTENT_TYPE, WWW_AUTHENTICATE};
 use hyper::{Method, Request, Response, StatusCode};
 use prost::Message as _;
 
-use super::{files, Access, Authenticator, Body, OperatorApi, OperatorError};
+use super::{files, Access, Answer, Authenticator, Body, OperatorApi, OperatorError};
 use crate::api::executor::media::{
     request_content_type, ContentTypeProblem, APPLICATION_JSON, APPLICATION_PROTOBUF,
 };
@@ -90,6 +91,23 @@ pub enum AgentCall {
     Tasks,
     Agent,
     ResourceProviders,
+    /// LAUNCH_CONTAINER of a standalone container (no parent), validated.
+    LaunchContainer(Box<call::LaunchContainer>),
+    /// WAIT_CONTAINER of a container without a parent: its id.
+    WaitContainer(String),
+    /// KILL_CONTAINER of a container without a parent (`signal`: SIGKILL
+    /// when unset, as Mesos).
+    KillContainer {
+        container_id: String,
+        signal: i32,
+    },
+    /// REMOVE_CONTAINER of a container without a parent: its id.
+    RemoveContainer(String),
+    /// PRUNE_IMAGES: the names of the DOCKER images to keep (others are
+    /// not in butte's store).
+    PruneImages {
+        excluded: Vec<String>,
+    },
 }
 
 /// What a call asks for once validated.
@@ -185,8 +203,13 @@ where
             length,
         } => read_file(&api, path, offset, length).await.map_err(error)?,
         Valid::Agent(c) => match api.call(c).await.map_err(error)? {
-            Some(r) => r,
-            None => return Ok(Response::new(Empty::new().boxed())),
+            Answer::Response(r) => *r,
+            Answer::Ok => return Ok(Response::new(Empty::new().boxed())),
+            Answer::Accepted => {
+                let mut r = Response::new(Empty::new().boxed());
+                *r.status_mut() = StatusCode::ACCEPTED;
+                return Ok(r);
+            }
         },
     };
     let encoded = tokio::task::spawn_blocking(move || encode(accept, &answer))
@@ -403,25 +426,48 @@ fn validate(call: &Call) -> Result<Valid, String> {
             id(&a.container_id, "attach_container_output")?;
             unsupported
         }
+        // Nested containers (with a parent) are not served (501).
         T::LaunchContainer => {
             let c = need(&call.launch_container, "launch_container")?;
             id(&c.container_id, "launch_container")?;
-            unsupported
+            validate_launch(c)?;
+            match c.container_id.parent {
+                Some(_) => unsupported,
+                None => Ok(Valid::Agent(AgentCall::LaunchContainer(Box::new(
+                    c.clone(),
+                )))),
+            }
         }
         T::WaitContainer => {
             let c = need(&call.wait_container, "wait_container")?;
             id(&c.container_id, "wait_container")?;
-            unsupported
+            match c.container_id.parent {
+                Some(_) => unsupported,
+                None => Ok(Valid::Agent(AgentCall::WaitContainer(
+                    c.container_id.value.clone(),
+                ))),
+            }
         }
         T::KillContainer => {
             let c = need(&call.kill_container, "kill_container")?;
             id(&c.container_id, "kill_container")?;
-            unsupported
+            match c.container_id.parent {
+                Some(_) => unsupported,
+                None => Ok(Valid::Agent(AgentCall::KillContainer {
+                    container_id: c.container_id.value.clone(),
+                    signal: c.signal.unwrap_or(libc::SIGKILL),
+                })),
+            }
         }
         T::RemoveContainer => {
             let c = need(&call.remove_container, "remove_container")?;
             id(&c.container_id, "remove_container")?;
-            unsupported
+            match c.container_id.parent {
+                Some(_) => unsupported,
+                None => Ok(Valid::Agent(AgentCall::RemoveContainer(
+                    c.container_id.value.clone(),
+                ))),
+            }
         }
         T::AddResourceProviderConfig => {
             need(
@@ -451,8 +497,84 @@ fn validate(call: &Call) -> Result<Valid, String> {
             )?;
             unsupported
         }
-        T::PruneImages => unsupported,
+        T::PruneImages => Ok(Valid::Agent(AgentCall::PruneImages {
+            excluded: call
+                .prune_images
+                .iter()
+                .flat_map(|p| &p.excluded_images)
+                .filter_map(|i| i.docker.as_ref().map(|d| d.name.clone()))
+                .collect(),
+        })),
     }
+}
+
+/// The rest of Mesos' LAUNCH_CONTAINER validation: a standalone
+/// container's resources are unreserved, not persistent volumes and not
+/// revocable (no master accounts for them); one without a parent cannot
+/// share its cgroups; a container nested twice has no resources or limits.
+fn validate_launch(c: &call::LaunchContainer) -> Result<(), String> {
+    for r in &c.resources {
+        if let Some(s) = &r.scalar {
+            if !s.value.is_finite() || s.value < 0.0 {
+                return Err(format!(
+                    "Invalid resources: Invalid scalar resource {}: {}",
+                    r.name, s.value
+                ));
+            }
+        }
+    }
+    let parent = c.container_id.parent.as_ref();
+    if parent.is_none() {
+        for r in &c.resources {
+            let reserved = !r.reservations.is_empty()
+                || r.reservation.is_some()
+                || r.role.as_deref().is_some_and(|role| role != "*");
+            if reserved {
+                return Err("'launch_container.resources' must be unreserved".into());
+            }
+            if r.disk.as_ref().is_some_and(|d| d.persistence.is_some()) {
+                return Err("'launch_container.resources' may not use persistent volumes".into());
+            }
+            if r.revocable.is_some() {
+                return Err("'launch_container.resources' must be non-revocable".into());
+            }
+        }
+    }
+    let share = c
+        .container
+        .as_ref()
+        .and_then(|i| i.linux_info.as_ref())
+        .and_then(|l| l.share_cgroups);
+    let twice = parent.is_some_and(|p| p.parent.is_some());
+    if twice && !c.resources.is_empty() {
+        return Err(
+            "'launch_container' is invalid: containers nested at the second level \
+                    or greater cannot specify resources"
+                .into(),
+        );
+    }
+    if twice && !c.limits.is_empty() {
+        return Err(
+            "'launch_container' is invalid: containers nested at the second level \
+                    or greater cannot specify resource limits"
+                .into(),
+        );
+    }
+    if twice && share == Some(false) {
+        return Err(
+            "'launch_container' is invalid: containers nested at the second level \
+                    or greater cannot set 'share_cgroups' to 'false'"
+                .into(),
+        );
+    }
+    if parent.is_none() && share == Some(true) {
+        return Err(
+            "'launch_container' is invalid: containers without a parent \
+                    cannot set 'share_cgroups' to 'true'"
+                .into(),
+        );
+    }
+    Ok(())
 }
 
 /// Mesos' `validateContainerId` (common ID rules, then no `.` or space),

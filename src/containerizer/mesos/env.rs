@@ -140,6 +140,35 @@ pub fn environment(
     Ok(env)
 }
 
+/// The environment of a standalone container: `PATH`, `base`, then
+/// `MESOS_SANDBOX` (as Mesos' containerizer gives every container), then
+/// its `CommandInfo.environment`. No executor variables: nothing of the
+/// agent's executor API is meant for it.
+pub fn standalone(
+    executor: &ExecutorInfo,
+    paths: &Paths<'_>,
+    base: &[(String, String)],
+) -> Result<Vec<(String, String)>, EnvError> {
+    let mut env = Vec::new();
+    set(&mut env, "PATH", DEFAULT_PATH);
+    for (k, v) in base {
+        set(&mut env, k, v.clone());
+    }
+    set(
+        &mut env,
+        "MESOS_SANDBOX",
+        paths.sandbox.display().to_string(),
+    );
+    if let Some(vars) = executor
+        .command
+        .as_ref()
+        .and_then(|c| c.environment.as_ref())
+    {
+        command_env(&mut env, vars)?;
+    }
+    Ok(env)
+}
+
 /// Applies a `CommandInfo.environment` on top of `env`.
 pub fn command_env(env: &mut Vec<(String, String)>, vars: &Environment) -> Result<(), EnvError> {
     for v in &vars.variables {
@@ -307,5 +336,34 @@ mod tests {
             ),
             Err(EnvError::Secret("TOKEN".into()))
         );
+    }
+
+    #[test]
+    fn a_standalone_container_gets_its_sandbox_and_command_environment_only() {
+        let executor = ExecutorInfo {
+            command: Some(crate::proto::mesos::CommandInfo {
+                environment: Some(Environment {
+                    variables: vec![crate::proto::mesos::environment::Variable {
+                        name: "GREETING".into(),
+                        value: Some("hi".into()),
+                        ..Default::default()
+                    }],
+                }),
+                ..Default::default()
+            }),
+            ..Default::default()
+        };
+        let env = standalone(
+            &executor,
+            &Paths {
+                directory: Path::new("/w/containers/c1"),
+                sandbox: Path::new("/mnt/mesos/sandbox"),
+            },
+            &[("IMAGE_VAR".into(), "1".into())],
+        )
+        .unwrap();
+        let names: Vec<&str> = env.iter().map(|(k, _)| k.as_str()).collect();
+        assert_eq!(names, ["PATH", "IMAGE_VAR", "MESOS_SANDBOX", "GREETING"]);
+        assert_eq!(env[2].1, "/mnt/mesos/sandbox");
     }
 }

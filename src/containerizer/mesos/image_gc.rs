@@ -140,15 +140,29 @@ impl MesosContainerizer {
         if image::usage(&store).map_err(err)? < 1.0 - config.image_disk_headroom {
             return Ok(None);
         }
+        self.collect(&store, &config.excluded_images).map(Some)
+    }
+
+    /// The operator API's PRUNE_IMAGES: drops the references of the images
+    /// no container runs, but `excluded` (names as tasks give them), and
+    /// deletes every blob and layer nothing needs any more, whatever the
+    /// disk's usage. Blocking.
+    pub fn prune_images(&self, excluded: &[String]) -> Result<GcSummary, ContainerizerError> {
+        let store = Store::open(&self.inner.config.work_dir)
+            .map_err(|source| ContainerizerError::ImageGc { source })?;
+        self.collect(&store, excluded)
+    }
+
+    fn collect(&self, store: &Store, excluded: &[String]) -> Result<GcSummary, ContainerizerError> {
+        let inner = &self.inner;
         let registry = inner.config.docker_registry.as_deref();
-        let keep: Vec<Reference> = config
-            .excluded_images
+        let keep: Vec<Reference> = excluded
             .iter()
             .filter_map(|name| Reference::parse(&images::qualify(name, registry)).ok())
             .collect();
         // No launch between looking for its image and leasing it.
         let _gc = inner.image_gc.write().unwrap_or_else(|e| e.into_inner());
-        image::collect(&store, &keep).map(Some).map_err(err)
+        image::collect(store, &keep).map_err(|source| ContainerizerError::ImageGc { source })
     }
 }
 

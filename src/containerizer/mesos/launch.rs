@@ -82,19 +82,25 @@ impl Inner {
         let owner = user.as_ref().map(|u| (u.uid, u.gid));
         let executor_id = req.executor.executor_id.value.as_str();
         let framework_id = framework_id(req);
-        let sandbox = sandbox::create(
-            &self.work,
-            &req.agent_id,
-            &framework_id,
-            executor_id,
-            id,
-            owner,
-        )
-        .map_err(|source| ContainerizerError::Sandbox {
+        let created = match req.standalone {
+            true => sandbox::create_standalone(&self.work, id, owner),
+            false => sandbox::create(
+                &self.work,
+                &req.agent_id,
+                &framework_id,
+                executor_id,
+                id,
+                owner,
+            ),
+        };
+        let sandbox = created.map_err(|source| ContainerizerError::Sandbox {
             id: id.to_string(),
-            path: self
-                .work
-                .executor_sandbox(&req.agent_id, &framework_id, executor_id, id),
+            path: match req.standalone {
+                true => self.work.container_sandbox(id),
+                false => self
+                    .work
+                    .executor_sandbox(&req.agent_id, &framework_id, executor_id, id),
+            },
             source,
         })?;
         let step = Instant::now();
@@ -271,7 +277,12 @@ impl Inner {
             hostname: self.hostname.clone(),
             images,
         })?;
-        if let Some(key) = &self.config.executor_secret {
+        if let Some(key) = self
+            .config
+            .executor_secret
+            .as_ref()
+            .filter(|_| !req.standalone)
+        {
             env::authenticate(
                 &mut plan.spec.env,
                 key,
@@ -385,12 +396,15 @@ fn check_ids(req: &LaunchRequest) -> Result<(), ContainerizerError> {
         reason: format!("{value:?} is not usable as a path component"),
     };
     let fw = framework_id(req);
-    let mut ids = vec![
-        ("container id", req.container_id.as_str()),
-        ("agent id", req.agent_id.as_str()),
-        ("framework id", fw.as_str()),
-        ("executor id", req.executor.executor_id.value.as_str()),
-    ];
+    let mut ids = vec![("container id", req.container_id.as_str())];
+    // A standalone container has no agent, framework or executor path.
+    if !req.standalone {
+        ids.extend([
+            ("agent id", req.agent_id.as_str()),
+            ("framework id", fw.as_str()),
+            ("executor id", req.executor.executor_id.value.as_str()),
+        ]);
+    }
     ids.extend(
         req.tasks
             .iter()

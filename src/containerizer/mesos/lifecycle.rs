@@ -235,6 +235,46 @@ impl MesosContainerizer {
         }
     }
 
+    /// Whether the containerizer knows the container (launching, running,
+    /// or ended and not yet destroyed).
+    pub fn knows(&self, container_id: &str) -> bool {
+        let table = self.inner.table();
+        table.containers.contains_key(container_id) || table.launching.contains(container_id)
+    }
+
+    /// Whether the container has ended (`None`: unknown).
+    pub fn ended(&self, container_id: &str) -> Option<bool> {
+        let entry = self.inner.entry(container_id)?;
+        let ended = entry.lock().termination.is_some();
+        Some(ended)
+    }
+
+    /// Sends `signal` to the container's first process, as Mesos'
+    /// `kill(containerId, signal)`: false for a container that is unknown
+    /// or has already ended. Its end then arrives through [`Self::wait`].
+    pub fn kill(&self, container_id: &str, signal: i32) -> Result<bool, ContainerizerError> {
+        let Some(entry) = self.inner.entry(container_id) else {
+            return Ok(false);
+        };
+        let st = entry.lock();
+        let Some(handle) = st.handle.as_ref().filter(|_| st.termination.is_none()) else {
+            return Ok(false);
+        };
+        let signal = Signal::try_from(signal).map_err(|_| ContainerizerError::Invalid {
+            id: container_id.to_string(),
+            what: "signal".into(),
+            reason: format!("{signal} is not a signal number"),
+        })?;
+        handle
+            .signal(signal)
+            .map_err(|source| ContainerizerError::Runtime {
+                id: container_id.to_string(),
+                step: "send a signal",
+                source,
+            })?;
+        Ok(true)
+    }
+
     /// Kills everything in the container (SIGKILL), waits for it, releases
     /// its root filesystems, cgroup and runtime directory, keeps the
     /// sandbox, and forgets the container. Returns how it ended; `None` for

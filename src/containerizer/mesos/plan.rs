@@ -87,17 +87,22 @@ pub fn plan(i: &Inputs<'_>) -> Result<Plan, ContainerizerError> {
         }
     };
     let mut spec = SandboxSpec::new(id, argv);
-    spec.env = env::environment(
-        &req.env,
-        &req.executor,
-        &framework_id,
-        &req.agent_id,
-        &Paths {
-            directory: i.sandbox,
-            sandbox: &sandbox_inside,
-        },
-        &[provisioner::env(&config), i.config.executor_env.clone()].concat(),
-    )
+    let paths = Paths {
+        directory: i.sandbox,
+        sandbox: &sandbox_inside,
+    };
+    let base = [provisioner::env(&config), i.config.executor_env.clone()].concat();
+    spec.env = match req.standalone {
+        true => env::standalone(&req.executor, &paths, &base),
+        false => env::environment(
+            &req.env,
+            &req.executor,
+            &framework_id,
+            &req.agent_id,
+            &paths,
+            &base,
+        ),
+    }
     .map_err(
         |env::EnvError::Secret(name)| ContainerizerError::Unsupported {
             id: id.to_string(),
@@ -384,6 +389,7 @@ mod tests {
                 subscription_backoff_max: Duration::from_secs(2),
                 shutdown_grace_period: Duration::from_secs(5),
             },
+            standalone: false,
         }
     }
 
@@ -666,5 +672,32 @@ mod tests {
             .unwrap()
             .launch_infos
             .is_none());
+    }
+
+    #[test]
+    fn a_standalone_container_runs_its_command_with_its_limits_and_no_executor_variables() {
+        let config = config();
+        let images = Images::default();
+        let mut req = request(
+            ExecutorKind::Custom,
+            Some(CommandInfo {
+                value: Some("exit 3".into()),
+                ..CommandInfo::default()
+            }),
+            &[],
+        );
+        req.standalone = true;
+        let p = plan(&inputs(&req, &config, &images)).unwrap();
+        assert_eq!(p.spec.argv, ["/bin/sh", "-c", "exit 3"]);
+        assert_eq!(p.spec.limits.memory, Some(32 << 20));
+        let names: Vec<&str> = p.spec.env.iter().map(|(k, _)| k.as_str()).collect();
+        assert!(names.contains(&"MESOS_SANDBOX"), "{names:?}");
+        assert!(
+            !names
+                .iter()
+                .any(|n| n.starts_with("MESOS_") && *n != "MESOS_SANDBOX"),
+            "{names:?}"
+        );
+        assert!(p.launch_infos.is_none());
     }
 }

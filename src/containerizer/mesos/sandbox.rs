@@ -36,6 +36,20 @@ pub fn create(
     Ok(sandbox)
 }
 
+/// Creates (or reuses) the sandbox of standalone container `container`:
+/// `<work_dir>/containers/<container>`, as Mesos' `getContainerPath`.
+pub fn create_standalone(work: &WorkDir, container: &str, owner: Owner) -> io::Result<PathBuf> {
+    let sandbox = work.container_sandbox(container);
+    fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o755)
+        .create(&sandbox)?;
+    if let Some((uid, gid)) = owner {
+        std::os::unix::fs::chown(&sandbox, Some(uid), Some(gid))?;
+    }
+    Ok(sandbox)
+}
+
 /// Points `<runs>/latest` at `target`, replacing the old link atomically.
 fn link_latest(runs: &Path, target: &Path) -> io::Result<()> {
     let latest = runs.join(LATEST);

@@ -30,15 +30,19 @@ impl OperatorApi for Fake {
         Box::pin(async move { Ok(a) })
     }
 
-    fn call(
-        &self,
-        call: AgentCall,
-    ) -> super::super::BoxFuture<'_, Result<Option<AgentResponse>, OperatorError>> {
+    fn call(&self, call: AgentCall) -> super::super::BoxFuture<'_, Result<Answer, OperatorError>> {
         self.calls.lock().unwrap().push(call.clone());
         Box::pin(async move {
             Ok(match call {
-                AgentCall::SetLoggingLevel { .. } => None,
-                _ => Some(AgentResponse {
+                AgentCall::SetLoggingLevel { .. } => Answer::Ok,
+                AgentCall::LaunchContainer(c) if c.container_id.value == "dup" => Answer::Accepted,
+                AgentCall::LaunchContainer(_) | AgentCall::KillContainer { .. } => Answer::Ok,
+                AgentCall::WaitContainer(id) => {
+                    return Err(OperatorError::Missing(format!(
+                        "Container {id} cannot be found"
+                    )))
+                }
+                _ => Answer::Response(Box::new(AgentResponse {
                     r#type: Some(response::Type::GetFlags as i32),
                     get_flags: Some(response::GetFlags {
                         flags: vec![Flag {
@@ -47,7 +51,7 @@ impl OperatorApi for Fake {
                         }],
                     }),
                     ..Default::default()
-                }),
+                })),
             })
         })
     }
@@ -233,7 +237,6 @@ async fn bad_requests_get_mesos_status_codes_with_a_message() {
             501,
             "LAUNCH_NESTED_CONTAINER_SESSION",
         ),
-        (r#"{"type":"PRUNE_IMAGES"}"#, 501, "PRUNE_IMAGES"),
     ] {
         let r = post(api.clone(), body).await;
         assert_eq!(r.status.as_u16(), status, "{body}: {}", r.text());
@@ -505,5 +508,63 @@ fn the_list_writer_writes_what_the_json_mapping_gives() {
     ] {
         let written: Value = serde_json::from_slice(&json_bytes(&r)).unwrap();
         assert_eq!(written, to_json(&r));
+    }
+}
+
+#[tokio::test]
+async fn standalone_container_calls_reach_the_agent_and_nested_ones_are_refused() {
+    let (_dir, api) = fake();
+    let launch = r#"{"type":"LAUNCH_CONTAINER","launch_container":{"container_id":{"value":"c1"},"command":{"value":"true"},"resources":[{"name":"mem","type":"SCALAR","scalar":{"value":64}}]}}"#;
+    let r = post(api.clone(), launch).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert!(r.body.is_empty());
+    let dup = r#"{"type":"LAUNCH_CONTAINER","launch_container":{"container_id":{"value":"dup"}}}"#;
+    assert_eq!(post(api.clone(), dup).await.status, StatusCode::ACCEPTED);
+    let kill = r#"{"type":"KILL_CONTAINER","kill_container":{"container_id":{"value":"c1"}}}"#;
+    assert_eq!(post(api.clone(), kill).await.status, StatusCode::OK);
+    let wait = r#"{"type":"WAIT_CONTAINER","wait_container":{"container_id":{"value":"nope"}}}"#;
+    let r = post(api.clone(), wait).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert_eq!(r.text(), "Container nope cannot be found");
+    let calls = api.calls.lock().unwrap().clone();
+    assert!(calls.contains(&AgentCall::KillContainer {
+        container_id: "c1".into(),
+        signal: 9
+    }));
+    for (body, status, says) in [
+        (
+            r#"{"type":"LAUNCH_CONTAINER","launch_container":{"container_id":{"value":"c","parent":{"value":"p"}}}}"#,
+            501,
+            "LAUNCH_CONTAINER",
+        ),
+        (
+            r#"{"type":"REMOVE_CONTAINER","remove_container":{"container_id":{"value":"c","parent":{"value":"p"}}}}"#,
+            501,
+            "REMOVE_CONTAINER",
+        ),
+        (
+            r#"{"type":"LAUNCH_CONTAINER","launch_container":{"container_id":{"value":"c"},"resources":[{"name":"cpus","type":"SCALAR","scalar":{"value":1},"reservations":[{"type":"STATIC","role":"r"}]}]}}"#,
+            400,
+            "'launch_container.resources' must be unreserved",
+        ),
+        (
+            r#"{"type":"LAUNCH_CONTAINER","launch_container":{"container_id":{"value":"c"},"resources":[{"name":"cpus","type":"SCALAR","scalar":{"value":1},"revocable":{}}]}}"#,
+            400,
+            "'launch_container.resources' must be non-revocable",
+        ),
+        (
+            r#"{"type":"LAUNCH_CONTAINER","launch_container":{"container_id":{"value":"c"},"container":{"type":"MESOS","linux_info":{"share_cgroups":true}}}}"#,
+            400,
+            "containers without a parent cannot set 'share_cgroups' to 'true'",
+        ),
+        (
+            r#"{"type":"KILL_CONTAINER","kill_container":{}}"#,
+            400,
+            "Missing required fields",
+        ),
+    ] {
+        let r = post(api.clone(), body).await;
+        assert_eq!(r.status.as_u16(), status, "{body}: {}", r.text());
+        assert!(r.text().contains(says), "{body}: {}", r.text());
     }
 }
