@@ -468,12 +468,7 @@ fn operator_endpoints_ask_for_basic_credentials_when_told_to() {
         return;
     }
     let fx = Fixture::new();
-    let creds = fx.work.path().join("credentials.json");
-    std::fs::write(
-        &creds,
-        r#"{"credentials":[{"principal":"ops","secret":"s3cret"}]}"#,
-    )
-    .unwrap();
+    let creds = ops_credentials(&fx);
     let master = FakeMaster::start(0);
     let agent = AgentProcess::start(
         &fx,
@@ -897,12 +892,7 @@ fn operator_api_v1_logging_level_changes_the_log_and_reverts() {
         return;
     }
     let fx = Fixture::new();
-    let creds = fx.work.path().join("credentials.json");
-    std::fs::write(
-        &creds,
-        r#"{"credentials":[{"principal":"ops","secret":"s3cret"}]}"#,
-    )
-    .unwrap();
+    let creds = ops_credentials(&fx);
     let master = FakeMaster::start(0);
     let mut agent = AgentProcess::start(
         &fx,
@@ -1146,4 +1136,16 @@ fn bench_state() {
     });
     println!("BENCH_STATE {json}");
     master::finish(fx, master, agent);
+}
+
+/// A `--http_credentials` file (Mesos' JSON) with the principal `ops`,
+/// secret `s3cret`.
+fn ops_credentials(fx: &Fixture) -> std::path::PathBuf {
+    let creds = fx.work.path().join("credentials.json");
+    std::fs::write(
+        &creds,
+        r#"{"credentials":[{"principal":"ops","secret":"s3cret"}]}"#,
+    )
+    .unwrap();
+    creds
 }

@@ -205,6 +205,8 @@ const NO_RP: &str = "no resource providers or CSI";
 const NO_OVERSUB: &str = "no oversubscription: no revocable resources";
 const NO_PORT_MAPPING: &str = "no network/port_mapping isolator";
 const NO_PERF: &str = "no perf_event isolator";
+const NO_PORTS: &str = "no network/ports isolator";
+const TCP_EXECUTORS: &str = "executors reach the agent over TCP";
 const LOGS: &str = "butte logs to stderr, which goes to the journal under systemd, at BUTTE_LOG's or --logging_level's level";
 const NO_VOLUMES: &str = "no volume isolators";
 
@@ -439,11 +441,7 @@ pub static FLAGS: &[MesosFlag] = &[
         "/mnt/mesos/sandbox" => Verdict::Same,
         _ => Verdict::Ignored("butte mounts sandboxes at /mnt/mesos/sandbox"),
     }),
-    ign(
-        "domain_socket_location",
-        Str,
-        "executors reach the agent over TCP",
-    ),
+    ign("domain_socket_location", Str, TCP_EXECUTORS),
     ign(
         "default_container_dns",
         Json,
@@ -472,25 +470,13 @@ pub static FLAGS: &[MesosFlag] = &[
         NO_PORT_MAPPING,
     ),
     ign("network_enable_snmp_statistics", Bool, NO_PORT_MAPPING),
-    ign(
-        "container_ports_watch_interval",
-        Duration,
-        "no network/ports isolator",
-    ),
-    ign(
-        "check_agent_port_range_only",
-        Bool,
-        "no network/ports isolator",
-    ),
+    ign("container_ports_watch_interval", Duration, NO_PORTS),
+    ign("check_agent_port_range_only", Bool, NO_PORTS),
     vals("enforce_container_ports", Bool, |v| match v {
         "false" | "0" => Verdict::Same,
         _ => Verdict::Refused("butte has no network/ports isolator to enforce ports with"),
     }),
-    ign(
-        "container_ports_isolated_range",
-        Str,
-        "no network/ports isolator",
-    ),
+    ign("container_ports_isolated_range", Str, NO_PORTS),
     imp("network_cni_plugins_dir", Str),
     imp("network_cni_config_dir", Str),
     imp("network_cni_root_dir_persist", Bool),
@@ -515,11 +501,7 @@ pub static FLAGS: &[MesosFlag] = &[
     imp("authenticate_http_readwrite", Bool),
     imp("authenticate_http_readonly", Bool),
     imp("authenticate_http_executors", Bool),
-    ign(
-        "http_executor_domain_sockets",
-        Bool,
-        "executors reach the agent over TCP",
-    ),
+    ign("http_executor_domain_sockets", Bool, TCP_EXECUTORS),
     imp("http_credentials", FilePath),
     ign("hooks", Str, NO_MODULES),
     ign(
