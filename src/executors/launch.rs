@@ -474,6 +474,7 @@ mod tests {
             user: Some("app".into()),
             command: Some(strings(&["python3", "-m", "http.server"])),
             seccomp: None,
+            docker: None,
         };
         let base = vec![("PATH".to_string(), "/host/bin".to_string())];
         let place = Place {

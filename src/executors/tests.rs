@@ -763,6 +763,7 @@ fn rootfs_task_runs_in_its_image() {
         user: None,
         command: None,
         seccomp: None,
+        docker: None,
     };
     let map: crate::proto::launch::LaunchInfos = [("img".to_string(), info)].into();
     std::fs::write(&infos, serde_json::to_vec(&map).unwrap()).unwrap();

@@ -31,6 +31,63 @@ pub struct TaskLaunchInfo {
     /// `None`: unconfined.
     #[serde(default)]
     pub seccomp: Option<Vec<u8>>,
+    /// For a task whose `ContainerInfo` is DOCKER: everything `docker run`
+    /// would have done, computed by the agent. The executor applies it as
+    /// is and ignores the other fields' image rules (it still needs
+    /// `rootfs` and `seccomp`).
+    #[serde(default)]
+    pub docker: Option<DockerTask>,
+}
+
+/// A DOCKER container's task as Mesos' Docker containerizer would have run
+/// it (`docker run` built from the `DockerInfo`, its `parameters` and the
+/// image's config): the final values, nothing left for the executor to
+/// decide.
+#[derive(Serialize, Deserialize, Debug, Clone, Default, PartialEq, Eq)]
+pub struct DockerTask {
+    /// The complete argv, the program first (looked up in the root
+    /// filesystem's `PATH` when it holds no `/`).
+    pub argv: Vec<String>,
+    /// The complete environment: the executor's own is not inherited.
+    pub env: Vec<(String, String)>,
+    /// Docker's `--user`, else the image's; `None`: root.
+    pub user: Option<String>,
+    /// Working directory inside the root filesystem (`--workdir`, else the
+    /// image's, else `/`).
+    pub working_dir: String,
+    /// Where the sandbox appears in the root filesystem
+    /// (`--docker_sandbox_directory`, default `/mnt/mesos/sandbox`).
+    pub sandbox_dir: String,
+    /// Host paths bound into the root filesystem (`ContainerInfo.volumes`,
+    /// `--volume`, and the container's own `/etc/hosts` with `--add-host`
+    /// or `/etc/resolv.conf` with `--dns`), in this order, after the
+    /// sandbox and the network files.
+    pub binds: Vec<Bind>,
+    /// tmpfs mounts (`--tmpfs PATH[:OPTIONS]`): target and mount options
+    /// as Docker passes them (`size=64m,mode=1777`, ...; empty: Docker's
+    /// defaults `rw,noexec,nosuid,nodev`).
+    pub tmpfs: Vec<(String, String)>,
+    /// Size of `/dev/shm` in bytes (`--shm-size`); `None`: butte's default.
+    pub shm_size: Option<u64>,
+    /// The root filesystem is mounted read-only (`--read-only`); binds,
+    /// tmpfs, the sandbox, `/dev`, `/proc` and `/dev/shm` stay writable.
+    pub read_only: bool,
+    /// The capability set kept (names as `CAP_NET_ADMIN`), Docker's default
+    /// with `--cap-add`/`--cap-drop` applied; `None`: the default set.
+    pub capabilities: Option<Vec<String>>,
+    /// Resource limits (`--ulimit NAME=SOFT[:HARD]`): name as Docker writes
+    /// it (`nofile`, `nproc`, `core`, ...), soft, hard.
+    pub rlimits: Vec<(String, u64, u64)>,
+}
+
+/// One host path bound into a container's root filesystem.
+#[derive(Serialize, Deserialize, Debug, Clone, PartialEq, Eq)]
+pub struct Bind {
+    /// Absolute host path (a file or a directory).
+    pub source: PathBuf,
+    /// Absolute path in the root filesystem (created when missing).
+    pub target: String,
+    pub read_only: bool,
 }
 
 /// Launch values for the tasks of one executor, by task id.
@@ -83,6 +140,7 @@ mod tests {
                 user: Some("nobody".into()),
                 command: Some(vec!["/bin/sh".into(), "-c".into(), "echo hi".into()]),
                 seccomp: Some(vec![6, 0, 0, 0, 0, 0, 0xff, 0x7f]),
+                docker: None,
             },
         );
         infos.insert("task-2".into(), TaskLaunchInfo::default());

@@ -190,6 +190,7 @@ pub fn plan(i: &Inputs<'_>) -> Result<Plan, ContainerizerError> {
                             .or_else(|| c.user.clone().filter(|u| !u.is_empty())),
                         command: (!command.is_empty()).then_some(command),
                         seccomp,
+                        docker: None,
                     },
                 );
             }
