@@ -34,6 +34,11 @@ const NETNS_ENV: &str = "BUTTE_TEST_OWN_NETNS";
 /// namespace (with `lo` up): the caller then runs the test's body. False
 /// in the original, after the copy has passed (its failure fails this).
 pub(crate) fn in_own_netns(name: &str) -> bool {
+    in_own_netns_of("cni", name)
+}
+
+/// [`in_own_netns`] for test `name` of module `module`.
+pub(crate) fn in_own_netns_of(module: &str, name: &str) -> bool {
     if std::env::var(NETNS_ENV).as_deref() == Ok(name) {
         let host = fs::read_link("/proc/1/ns/net").ok();
         let mine = fs::read_link("/proc/self/ns/net").ok();
@@ -51,7 +56,7 @@ pub(crate) fn in_own_netns(name: &str) -> bool {
         .arg(exe)
         .args([
             "--exact",
-            &format!("cni::{name}"),
+            &format!("{module}::{name}"),
             "--test-threads=1",
             "--nocapture",
         ])
@@ -149,12 +154,12 @@ fn sandbox_joins_a_pinned_network_namespace() {
 
 /// The bridge's address: the agent listens on it, so that executors in
 /// their own network namespaces reach it through the bridge.
-const GATEWAY: &str = "10.77.0.1";
+pub(crate) const GATEWAY: &str = "10.77.0.1";
 
 /// The networks of a test: `testnet` (Debian's bridge + host-local +
 /// portmap, on bridge `btest0`, made beforehand with the gateway address)
 /// and `broken` (a plugin that fails every ADD with a CNI error).
-struct TestNet {
+pub(crate) struct TestNet {
     conf_dir: PathBuf,
     plugins: String,
     /// host-local's allocations.
@@ -162,7 +167,7 @@ struct TestNet {
 }
 
 impl TestNet {
-    fn new(fx: &Fixture) -> TestNet {
+    pub(crate) fn new(fx: &Fixture) -> TestNet {
         for args in [
             &["link", "add", "name", "btest0", "type", "bridge"][..],
             &["addr", "add", "10.77.0.1/24", "dev", "btest0"],
@@ -217,7 +222,7 @@ impl TestNet {
         }
     }
 
-    fn agent_flags(&self) -> Vec<String> {
+    pub(crate) fn agent_flags(&self) -> Vec<String> {
         vec![
             "--ip".into(),
             GATEWAY.into(),
@@ -231,7 +236,7 @@ impl TestNet {
     /// What containers left: veths, host-local allocations, per-container
     /// iptables rules (the plugins tag them with the container id),
     /// namespace pins and runtime dirs.
-    fn residue(&self, agent: &AgentProcess) -> Vec<String> {
+    pub(crate) fn residue(&self, agent: &AgentProcess) -> Vec<String> {
         let mut left = Vec::new();
         let out = Command::new("ip")
             .args(["-o", "link", "show", "type", "veth"])
@@ -271,7 +276,7 @@ impl TestNet {
     }
 
     /// Waits (15 s at most) until nothing is left.
-    fn assert_no_residue(&self, agent: &AgentProcess) {
+    pub(crate) fn assert_no_residue(&self, agent: &AgentProcess) {
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             let left = self.residue(agent);
@@ -319,7 +324,7 @@ fn net_task(id: &str, cmd: &str, network: &str, ports: &[(u32, u32)]) -> TaskInf
 
 /// The IPv4 addresses in an update's `container_status.network_infos`,
 /// with the network names.
-fn addresses(u: &StatusUpdate) -> Vec<(String, String)> {
+pub(crate) fn addresses(u: &StatusUpdate) -> Vec<(String, String)> {
     status(u)
         .container_status
         .iter()
@@ -336,7 +341,7 @@ fn addresses(u: &StatusUpdate) -> Vec<(String, String)> {
 }
 
 /// GET / from ADDR, retried for 15 s; the body.
-fn http_get(addr: &str) -> String {
+pub(crate) fn http_get(addr: &str) -> String {
     let deadline = Instant::now() + Duration::from_secs(15);
     loop {
         let got = TcpStream::connect_timeout(&addr.parse().unwrap(), Duration::from_secs(2))
@@ -369,7 +374,7 @@ fn executor_pid(fx: &Fixture, u: &StatusUpdate) -> i32 {
     pids[0]
 }
 
-fn start_networked(extra: &[&str]) -> (Fixture, FakeMaster, AgentProcess, TestNet) {
+pub(crate) fn start_networked(extra: &[&str]) -> (Fixture, FakeMaster, AgentProcess, TestNet) {
     let fx = Fixture::new();
     let net = TestNet::new(&fx);
     let master = FakeMaster::start(0);

@@ -936,6 +936,21 @@ mod agent_cli {
             action = clap::ArgAction::Set
         )]
         network_cni_root_dir_persist: bool,
+        /// Allow DOCKER containers with `privileged: true` (every device and
+        /// capability, no seccomp filter, no masked paths); refused without it.
+        #[arg(help_heading = "Docker tasks", long = "allow_privileged", alias = "allow-privileged", env = "MESOS_ALLOW_PRIVILEGED", value_name = "BOOL", default_value = "false", default_missing_value = "true", num_args = 0..=1, require_equals = true, action = clap::ArgAction::Set)]
+        allow_privileged: bool,
+        /// The CNI network of DOCKER containers in BRIDGE mode: the config of
+        /// this name in --network_cni_config_dir, else butte's built-in
+        /// bridge (butte0, 10.87.0.0/16, host ports through portmap).
+        #[arg(
+            help_heading = "Docker tasks",
+            long = "docker_bridge_network",
+            alias = "docker-bridge-network",
+            env = "MESOS_DOCKER_BRIDGE_NETWORK",
+            default_value = "bridge"
+        )]
+        docker_bridge_network: String,
         /// Every executor API call must carry the executor's token
         /// (`Authorization: Bearer`, from MESOS_EXECUTOR_AUTHENTICATION_TOKEN);
         /// `=false` lets old executors without one in.
@@ -1235,6 +1250,20 @@ mod agent_cli {
                 None => nix::unistd::gethostname()?.to_string_lossy().into_owned(),
             };
             let seccomp_cache = butte::state::paths::WorkDir::new(&self.work_dir).seccomp_cache();
+            let containerizers = self
+                .others
+                .value("containerizers")
+                .unwrap_or("mesos")
+                .to_string();
+            let sandbox_directory = self
+                .others
+                .value("sandbox_directory")
+                .unwrap_or(butte::containerizer::docker::DEFAULT_SANDBOX_DIR)
+                .to_string();
+            let docker_stop_timeout = match self.others.value("docker_stop_timeout") {
+                Some(v) => butte::support::parse_duration(v)?,
+                None => Duration::ZERO,
+            };
             let cni_persist_dir = self
                 .network_cni_root_dir_persist
                 .then(|| self.work_dir.join("cni"));
@@ -1307,6 +1336,14 @@ mod agent_cli {
                         .map(PathBuf::from)
                         .collect(),
                     persist_dir: cni_persist_dir,
+                },
+                docker: butte::containerizer::mesos::DockerConfig {
+                    enabled: containerizers.split(',').any(|c| c.trim() == "docker"),
+                    containerizers: containerizers.clone(),
+                    sandbox_dir: sandbox_directory,
+                    allow_privileged: self.allow_privileged,
+                    bridge_network: self.docker_bridge_network,
+                    stop_timeout: docker_stop_timeout,
                 },
                 container_logger: butte::containerizer::mesos::ContainerLogger::new(
                     &self.container_logger,

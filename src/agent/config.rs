@@ -106,6 +106,10 @@ pub struct AgentConfig {
     pub container_logger: ContainerLogger,
     /// `--network_cni_config_dir`, `--network_cni_plugins_dir`.
     pub cni: crate::containerizer::mesos::CniConfig,
+    /// DOCKER containers: `--containerizers`, `--sandbox_directory`,
+    /// `--allow_privileged`, `--docker_bridge_network`,
+    /// `--docker_stop_timeout`.
+    pub docker: crate::containerizer::mesos::DockerConfig,
     /// `--image_gc_config`: automatic image garbage collection (`None`: off).
     pub image_gc: Option<ImageGcConfig>,
     // disk: GC and quota

@@ -221,6 +221,7 @@ impl Agent {
             executor_secret: Some(executor_key.clone()),
             container_logger: config.container_logger.clone(),
             cni: config.cni.clone(),
+            docker: config.docker.clone(),
         })?);
         if let Some(gc) = config.image_gc.clone() {
             tokio::spawn(collect_images(containerizer.clone(), gc));

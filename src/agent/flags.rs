@@ -198,7 +198,7 @@ const fn with_aliases(mut f: MesosFlag, aliases: &'static [&'static str]) -> Mes
 }
 
 const NO_DOCKER: &str =
-    "no Docker-daemon containerizer: butte's Mesos containerizer runs Docker images itself";
+    "no Docker daemon: butte runs DOCKER containers on its own runtime (--containerizers=docker,mesos)";
 const NO_APPC: &str = "no appc images";
 const NO_MODULES: &str = "butte loads no Mesos C++ modules";
 const NO_RP: &str = "no resource providers or CSI";
@@ -425,22 +425,29 @@ pub static FLAGS: &[MesosFlag] = &[
         "butte has no authorizer; ACLs would not be enforced",
     ),
     vals("containerizers", Str, |v| {
-        if v.split(',').all(|c| c.trim() == "mesos") {
+        if v.split(',').all(|c| matches!(c.trim(), "mesos" | "docker")) {
             Verdict::Same
         } else {
-            Verdict::Refused("only `mesos`: butte has no Docker-daemon containerizer, its Mesos containerizer runs Docker images")
+            Verdict::Refused("only `mesos` and `docker` (DOCKER containers, run with no daemon)")
         }
     }),
     ign("docker", Str, NO_DOCKER),
     ign("docker_remove_delay", Duration, NO_DOCKER),
-    ign("docker_kill_orphans", Bool, NO_DOCKER),
+    vals("docker_kill_orphans", Bool, |v| match v {
+        "true" | "1" => Verdict::Same,
+        _ => Verdict::Ignored("butte destroys every container it does not know at recovery: no other agent shares its runtime"),
+    }),
     ign("docker_mesos_image", Str, NO_DOCKER),
     ign("docker_socket", Str, NO_DOCKER),
     imp("docker_config", FilePath),
-    vals("sandbox_directory", Str, |v| match v {
-        "/mnt/mesos/sandbox" => Verdict::Same,
-        _ => Verdict::Ignored("butte mounts sandboxes at /mnt/mesos/sandbox"),
-    }),
+    with_aliases(
+        vals("sandbox_directory", Str, |v| match v {
+            "/mnt/mesos/sandbox" => Verdict::Same,
+            v if v.starts_with('/') => Verdict::Same,
+            _ => Verdict::Refused("must be an absolute path"),
+        }),
+        &["docker_sandbox_directory"],
+    ),
     ign("domain_socket_location", Str, TCP_EXECUTORS),
     ign(
         "default_container_dns",
@@ -452,7 +459,10 @@ pub static FLAGS: &[MesosFlag] = &[
         Json,
         "butte cannot apply a default ContainerInfo, its volumes and networks, to executors",
     ),
-    ign("docker_stop_timeout", Duration, NO_DOCKER),
+    vals("docker_stop_timeout", Duration, |v| match crate::support::parse_duration(v) {
+        Ok(_) => Verdict::Same,
+        Err(_) => Verdict::Refused("not a duration"),
+    }),
     ign("ephemeral_ports_per_container", Int, NO_PORT_MAPPING),
     ign("eth0_name", Str, NO_PORT_MAPPING),
     ign("lo_name", Str, NO_PORT_MAPPING),
@@ -609,6 +619,17 @@ pub struct OtherFlags {
     pub set: Vec<(&'static str, String)>,
 }
 
+impl OtherFlags {
+    /// The value given to flag `name` (its canonical name), if any.
+    pub fn value(&self, name: &str) -> Option<&str> {
+        self.set
+            .iter()
+            .rev()
+            .find(|(n, _)| *n == name)
+            .map(|(_, v)| v.as_str())
+    }
+}
+
 /// A flag butte accepts and does not use.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Ignored {
@@ -760,8 +781,10 @@ fn values_help(name: &str) -> &'static str {
         "cgroups_limit_swap" => "`true`; butte's memory limit turns swap off.",
         "disallow_sharing_agent_ipc_namespace" => "`true`; butte never shares it.",
         "disallow_sharing_agent_pid_namespace" => "`true`; butte never shares it.",
-        "containerizers" => "`mesos` only; `docker` is refused.",
-        "sandbox_directory" => "`/mnt/mesos/sandbox`, where butte mounts sandboxes.",
+        "containerizers" => "`mesos` and `docker`: DOCKER containers run with no daemon.",
+        "sandbox_directory" => "Where DOCKER containers see their sandbox; MESOS containers always at `/mnt/mesos/sandbox`.",
+        "docker_kill_orphans" => "`true`; butte always destroys containers it does not know.",
+        "docker_stop_timeout" => "Grace of a DOCKER task without a kill policy.",
         "enforce_container_ports" => "`false`; `true` is refused (no network/ports isolator).",
         "authorizer" => "`local` only (no authorizer modules).",
         "http_authenticators" => "`basic` only.",

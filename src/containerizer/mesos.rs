@@ -41,6 +41,7 @@
 //! and the checkpointed pid.
 
 mod disk;
+mod docker;
 mod env;
 mod error;
 mod executor_info;
@@ -56,6 +57,7 @@ mod plan;
 mod resources;
 mod sandbox;
 
+pub use crate::containerizer::docker::DockerConfig;
 pub use crate::containerizer::network::CniConfig;
 pub use disk::usage as sandbox_disk_usage;
 pub use env::{ExecutorEnv, AUTHENTICATION_TOKEN};
@@ -115,6 +117,9 @@ pub struct MesosConfig {
     pub container_logger: ContainerLogger,
     /// `--network_cni_config_dir`, `--network_cni_plugins_dir`.
     pub cni: CniConfig,
+    /// `--containerizers`, `--docker_sandbox_directory`,
+    /// `--allow_privileged`, `--docker_bridge_network`.
+    pub docker: DockerConfig,
 }
 
 impl MesosConfig {
@@ -141,6 +146,7 @@ impl MesosConfig {
             executor_secret: None,
             container_logger: ContainerLogger::Sandbox,
             cni: CniConfig::default(),
+            docker: DockerConfig::default(),
         }
     }
 }

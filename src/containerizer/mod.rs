@@ -3,6 +3,7 @@
 //! environment, limits) and reports how it ended. `standalone` serves
 //! `butte run`, the single-machine entry point with no master.
 
+pub mod docker;
 pub mod mesos;
 pub mod network;
 pub mod provisioner;

@@ -101,7 +101,11 @@ pub fn prepare_image(
     };
     let reference = Reference::parse(arg).map_err(|e| img_err(ImageError::Reference(e)))?;
     let store = Store::open(work_dir).map_err(img_err)?;
-    let img = match store.image(&reference).map_err(img_err)? {
+    let stored = match pull.force {
+        true => None,
+        false => store.image(&reference).map_err(img_err)?,
+    };
+    let img = match stored {
         Some(i) => i,
         None => {
             eprintln!("butte: pulling {reference}");

@@ -29,6 +29,9 @@ pub struct PullOptions {
     /// Cap on the uncompressed size of one layer.
     pub max_layer_size: u64,
     pub platform: Platform,
+    /// Pull even when the store has the image (Docker's
+    /// `force_pull_image`: the tag is resolved again).
+    pub force: bool,
 }
 
 impl Default for PullOptions {
@@ -39,6 +42,7 @@ impl Default for PullOptions {
             http: HttpConfig::default(),
             max_layer_size: 32 << 30,
             platform: Platform::host(),
+            force: false,
         }
     }
 }

@@ -78,6 +78,10 @@ pub struct DockerTask {
     /// Resource limits (`--ulimit NAME=SOFT[:HARD]`): name as Docker writes
     /// it (`nofile`, `nproc`, `core`, ...), soft, hard.
     pub rlimits: Vec<(String, u64, u64)>,
+    /// The grace between SIGTERM and SIGKILL when the task has no kill
+    /// policy (`--docker_stop_timeout`, default 0: `docker stop -t 0`).
+    #[serde(default)]
+    pub stop_timeout_ms: u64,
 }
 
 /// One host path bound into a container's root filesystem.

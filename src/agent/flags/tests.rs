@@ -246,7 +246,7 @@ fn ignored_flags_are_named_with_their_reason_in_one_line() {
 fn unsafe_flags_are_refused_together() {
     let err = review(&[
         ("acls", "{}"),
-        ("containerizers", "docker,mesos"),
+        ("containerizers", "docker,lxc"),
         ("enforce_container_ports", "true"),
         ("docker_socket", "/x"),
     ])
@@ -259,7 +259,7 @@ fn unsafe_flags_are_refused_together() {
         "{text}"
     );
     assert!(
-        text.contains("--containerizers=docker,mesos: only `mesos`"),
+        text.contains("--containerizers=docker,lxc: only `mesos` and `docker`"),
         "{text}"
     );
     assert!(

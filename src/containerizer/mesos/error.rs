@@ -72,6 +72,12 @@ pub enum ContainerizerError {
         #[source]
         source: Box<crate::containerizer::network::NetworkError>,
     },
+    #[error("container {id}: {source}")]
+    Docker {
+        id: String,
+        #[source]
+        source: crate::containerizer::docker::DockerError,
+    },
     #[error("container {0} already exists")]
     Exists(String),
     #[error("unknown container {0}")]

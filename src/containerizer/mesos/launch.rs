@@ -4,6 +4,7 @@
 //! look, and names the step.
 
 use super::disk::{self, DiskQuota};
+use super::docker::{self, DockerLaunch};
 use super::env;
 use super::error::ContainerizerError;
 use super::images::{self, Images};
@@ -14,6 +15,7 @@ use super::{
     sandbox, ExecutorKind, Inner, LaunchRequest, LaunchTimings, Launched, MesosContainerizer,
 };
 use crate::fetch::{FetchUser, UriSpec};
+use crate::image::PullOptions;
 use crate::proto::mesos::command_info::Uri;
 use crate::runtime::{Container, Network, Stdio};
 use crate::support::atomic_write;
@@ -46,7 +48,11 @@ impl MesosContainerizer {
             }
         }
         let mut timings = LaunchTimings::default();
-        let result = inner.launch(&req, &mut timings);
+        let result = match docker::check(&req, &inner.config) {
+            Ok(None) => inner.launch(&req, None, &mut timings),
+            Ok(Some(d)) => inner.launch(&docker::as_mesos(&req, &d), Some(&d), &mut timings),
+            Err(e) => Err(e),
+        };
         let mut table = inner.table();
         table.launching.remove(&id);
         let (container, sandbox, leases) = result?;
@@ -74,6 +80,7 @@ impl Inner {
     fn launch(
         &self,
         req: &LaunchRequest,
+        docker: Option<&DockerLaunch>,
         timings: &mut LaunchTimings,
     ) -> Result<(Container, std::path::PathBuf, Vec<String>), ContainerizerError> {
         let id = req.container_id.as_str();
@@ -110,12 +117,12 @@ impl Inner {
         let step = Instant::now();
         let images = {
             let _no_gc = self.image_gc.read().unwrap_or_else(|e| e.into_inner());
-            self.provision(req)?
+            self.provision(req, docker)?
         };
         if images.executor.is_some() || !images.tasks.is_empty() {
             timings.provision = Some(step.elapsed());
         }
-        match self.start(req, &sandbox, user.as_ref(), &images) {
+        match self.start(req, docker, &sandbox, user.as_ref(), &images) {
             Ok(container) => Ok((container, sandbox, images.leases)),
             Err(e) => {
                 images::release(&self.config.work_dir, &images.leases);
@@ -183,7 +190,11 @@ impl Inner {
 
     /// The custom executor's image, or each task's for the built-in
     /// executors.
-    fn provision(&self, req: &LaunchRequest) -> Result<Images, ContainerizerError> {
+    fn provision(
+        &self,
+        req: &LaunchRequest,
+        docker: Option<&DockerLaunch>,
+    ) -> Result<Images, ContainerizerError> {
         let id = req.container_id.as_str();
         let registry = self.config.docker_registry.as_deref();
         let (work, pull) = (&self.config.work_dir, &self.config.pull);
@@ -215,6 +226,17 @@ impl Inner {
             };
             if let Some(r) = reference {
                 let lease = images::task_lease(id, task_id);
+                let forced;
+                let pull = match docker.filter(|d| d.task_id == task_id && d.run.force_pull) {
+                    Some(_) => {
+                        forced = PullOptions {
+                            force: true,
+                            ..pull.clone()
+                        };
+                        &forced
+                    }
+                    None => pull,
+                };
                 let p = images.prepare(work, pull, id, &what, &r, &lease)?;
                 images.tasks.push((task_id.to_string(), p));
             }
@@ -226,6 +248,7 @@ impl Inner {
     fn start(
         &self,
         req: &LaunchRequest,
+        docker: Option<&DockerLaunch>,
         sandbox: &Path,
         user: Option<&RunAs>,
         images: &Images,
@@ -277,6 +300,17 @@ impl Inner {
             hostname: self.hostname.clone(),
             images,
         })?;
+        if let Some(d) = docker {
+            docker::apply(
+                &mut plan,
+                d,
+                req,
+                &self.config,
+                images,
+                sandbox,
+                self.hostname.as_deref(),
+            )?;
+        }
         if let Some(key) = self
             .config
             .executor_secret
@@ -293,10 +327,20 @@ impl Inner {
         }
         // Last before the start: the network (a failure from here on is
         // undone by `remove_run_dir`, which runs the CNI DELs).
-        if let Some((net, hostname)) = network::setup(&self.config.cni, &run_dir, req)? {
+        let bridge_data = self.config.work_dir.join("cni").join("networks");
+        let builtin_bridge = docker.is_some().then_some((
+            self.config.docker.bridge_network.as_str(),
+            bridge_data.as_path(),
+        ));
+        if let Some((net, hostname)) =
+            network::setup(&self.config.cni, &run_dir, req, builtin_bridge)?
+        {
             plan.spec.network = Network::Join(net.netns);
             plan.spec.hostname = Some(hostname);
             plan.spec.mounts.extend(net.mounts);
+        }
+        if let Some(d) = docker {
+            docker::network_files(&mut plan, d, id, &run_dir)?;
         }
         if let Some(infos) = &plan.launch_infos {
             let path = run_dir.join(LAUNCH_INFO);

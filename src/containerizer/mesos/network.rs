@@ -43,10 +43,14 @@ fn requested(req: &LaunchRequest) -> Vec<NetworkInfo> {
 /// (it shares the host's). Every network is found before anything is
 /// made; on a later error what was made is left for the caller's
 /// `remove_run_dir`. Returns the attachment and the hostname.
+/// `builtin_bridge`: a network name that, when no config has it, means
+/// butte's built-in bridge (DOCKER containers' BRIDGE mode), and where
+/// that bridge's IPAM keeps its data.
 pub fn setup(
     config: &CniConfig,
     run_dir: &Path,
     req: &LaunchRequest,
+    builtin_bridge: Option<(&str, &Path)>,
 ) -> Result<Option<(Attached, String)>, ContainerizerError> {
     let infos = requested(req);
     if infos.is_empty() {
@@ -60,8 +64,12 @@ pub fn setup(
     let mut requests = Vec::new();
     for info in &infos {
         let name = info.name.clone().unwrap_or_default();
+        let found = match (config.find(&name), builtin_bridge) {
+            (Err(_), Some((bridge, data))) if bridge == name => Ok(network::default_bridge(data)),
+            (found, _) => found,
+        };
         requests.push(NetRequest {
-            config: config.find(&name).map_err(err)?,
+            config: found.map_err(err)?,
             runtime_config: network::port_mappings(&ports(info)),
             args: mesos_args(info),
             info: to_json(info),
