@@ -35,7 +35,7 @@ pub struct TaskLaunchInfo {
     /// would have done, computed by the agent. The executor applies it as
     /// is and ignores the other fields' image rules (it still needs
     /// `rootfs` and `seccomp`).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub docker: Option<DockerTask>,
 }
 

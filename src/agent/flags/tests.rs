@@ -234,7 +234,7 @@ fn ignored_flags_are_named_with_their_reason_in_one_line() {
     let names: Vec<_> = ignored.iter().map(|i| i.name).collect();
     assert_eq!(names, ["docker_socket", "docker_ignore_runtime", "log_dir"]);
     let line = ignored_line(&ignored).unwrap();
-    assert!(line.starts_with("ignoring 3 Mesos flags butte does not use: --docker_socket (no Docker-daemon containerizer"), "{line}");
+    assert!(line.starts_with("ignoring 3 Mesos flags butte does not use: --docker_socket (no Docker daemon: butte runs DOCKER containers"), "{line}");
     assert!(
         line.contains("--docker_ignore_runtime (butte always applies an image's"),
         "{line}"
