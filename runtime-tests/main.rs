@@ -11,6 +11,7 @@ mod containerizer;
 mod devices;
 mod disk_full;
 mod disk_quota;
+mod docker_task;
 mod drain;
 mod executor;
 mod fetch;

@@ -143,12 +143,12 @@ pub fn enter_main(args: EnterArgs) -> i32 {
     let _ = nix::sys::prctl::set_dumpable(false);
     let result = seccomp_program(&args).and_then(|filter| {
         let filter = filter.as_deref();
-        let settings = read_setup(&args)?;
         if args.prepare {
-            prepare_then_run(&args, &settings, filter)
+            prepare_then_run(&args, filter)
         } else if args.serve {
-            serve(&args, &settings, filter)
+            serve(&args, filter)
         } else {
+            let settings = read_setup(&args)?;
             prepare(&args, &settings)
                 .and_then(|()| run(&Task::from_args(&args), &settings, filter))
                 .map(|never| match never {})
@@ -274,31 +274,27 @@ fn channel() -> Result<(UnixStream, BufReader<UnixStream>), EnterError> {
     Ok((tx, BufReader::new(rx)))
 }
 
-/// Prepares, drops every capability beyond the default set, and tells the
-/// executor how that went.
-fn prepare_and_report(
-    args: &EnterArgs,
-    settings: &Checked,
-    tx: &mut UnixStream,
-) -> Result<(), EnterError> {
-    let ready = prepare(args, settings)
-        .and_then(|()| drop_capabilities(None, settings.capabilities.as_deref()));
+/// Reads the setup, prepares, drops every capability beyond the setup's
+/// (or the default) set, and tells the executor how that went.
+fn prepare_and_report(args: &EnterArgs, tx: &mut UnixStream) -> Result<Checked, EnterError> {
+    let ready = read_setup(args).and_then(|settings| {
+        prepare(args, &settings)?;
+        drop_capabilities(None, settings.capabilities.as_deref())?;
+        Ok(settings)
+    });
     let said = match &ready {
-        Ok(()) => prepared::send(tx, &Prepared::Ready),
+        Ok(_) => prepared::send(tx, &Prepared::Ready),
         Err(e) => prepared::send(tx, &Prepared::Failed(e.to_string())),
     };
-    ready?;
-    said.map_err(setup("tell the executor the root filesystem is ready"))
+    let settings = ready?;
+    said.map_err(setup("tell the executor the root filesystem is ready"))?;
+    Ok(settings)
 }
 
 /// `--prepare`: runs the one task the executor sends.
-fn prepare_then_run(
-    args: &EnterArgs,
-    settings: &Checked,
-    filter: Option<&[u8]>,
-) -> Result<i32, EnterError> {
+fn prepare_then_run(args: &EnterArgs, filter: Option<&[u8]>) -> Result<i32, EnterError> {
     let (mut tx, mut rx) = channel()?;
-    prepare_and_report(args, settings, &mut tx)?;
+    let settings = prepare_and_report(args, &mut tx)?;
     let Some(message) =
         prepared::recv::<Run, _>(&mut rx).map_err(setup("read the task's command"))?
     else {
@@ -306,13 +302,13 @@ fn prepare_then_run(
         return Ok(0);
     };
     drop((tx, rx));
-    run(&Task::from_run(message), settings, filter).map(|never| match never {})
+    run(&Task::from_run(message), &settings, filter).map(|never| match never {})
 }
 
 /// `--serve`: runs each command the executor sends, one at a time.
-fn serve(args: &EnterArgs, settings: &Checked, filter: Option<&[u8]>) -> Result<i32, EnterError> {
+fn serve(args: &EnterArgs, filter: Option<&[u8]>) -> Result<i32, EnterError> {
     let (mut tx, mut rx) = channel()?;
-    prepare_and_report(args, settings, &mut tx)?;
+    let settings = prepare_and_report(args, &mut tx)?;
     // Inherited by every check command, as the task gets them.
     set_rlimits(&settings.rlimits)?;
     install_seccomp(filter)?;
