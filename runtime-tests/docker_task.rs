@@ -259,6 +259,43 @@ fn docker_task_gets_its_mounts_capabilities_and_limits() {
     fx.finish();
 }
 
+/// `--cap-drop ALL --cap-add NET_BIND_SERVICE`: without `CAP_SETPCAP`
+/// the prepared process still reaches the exec with the one capability.
+#[test]
+fn docker_task_keeps_only_the_capability_it_asked_for() {
+    if !enabled() {
+        return;
+    }
+    let fx = Fixture::new();
+    let sandbox = fx.work.path().join("sandbox");
+    fs::create_dir(&sandbox).unwrap();
+    let setup = Setup {
+        capabilities: Some(vec!["CAP_NET_BIND_SERVICE".into()]),
+        ..Default::default()
+    };
+    let (mut task, mut tx, _rx) = start_enter("prepare", &busybox(), &sandbox, &setup);
+    let run = Run {
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            "grep -E '^Cap(Inh|Prm|Eff|Bnd|Amb)' /proc/self/status".into(),
+        ],
+        env: vec![("PATH".into(), "/bin".into())],
+        ..Default::default()
+    };
+    prepared::send(&mut tx, &run).unwrap();
+    let status = wait(&mut task);
+    let stderr = fs::read_to_string(sandbox.join("stderr")).unwrap();
+    assert!(status.success(), "{status}: {stderr}");
+    let out = fs::read_to_string(sandbox.join("stdout")).unwrap();
+    let one = 1u64 << 10;
+    for set in ["CapInh", "CapPrm", "CapEff", "CapBnd"] {
+        assert!(out.contains(&format!("{set}:\t{one:016x}")), "{set}: {out}");
+    }
+    assert!(out.contains(&format!("CapAmb:\t{:016x}", 0)), "{out}");
+    fx.finish();
+}
+
 #[test]
 fn docker_task_with_a_bad_setup_fails_with_the_cause() {
     if !enabled() {
