@@ -12,7 +12,7 @@ use std::io::BufReader;
 use std::os::fd::OwnedFd;
 use std::os::unix::net::UnixStream;
 use std::os::unix::process::CommandExt;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -95,6 +95,24 @@ echo "capeff=$(grep CapEff /proc/self/status | cut -f2)"
 echo "nofile=$(ulimit -n):$(ulimit -Hn)"
 "#;
 
+/// A private copy of the busybox root filesystem: mount targets are
+/// created in the image.
+fn private_rootfs(work: &Path) -> PathBuf {
+    let rootfs = work.join("rootfs");
+    let cp = Command::new("cp")
+        .arg("-a")
+        .arg(busybox())
+        .arg(&rootfs)
+        .status()
+        .unwrap();
+    assert!(cp.success());
+    assert!(
+        !rootfs.join("mnt/mesos").exists(),
+        "busybox() has /mnt/mesos"
+    );
+    rootfs
+}
+
 fn value<'a>(out: &'a str, key: &str) -> Vec<&'a str> {
     out.lines()
         .flat_map(|l| l.split(' '))
@@ -109,15 +127,7 @@ fn docker_task_gets_its_mounts_capabilities_and_limits() {
     }
     let fx = Fixture::new();
     let work = fx.work.path();
-    // A private copy: targets are created in the image.
-    let rootfs = work.join("rootfs");
-    let cp = Command::new("cp")
-        .arg("-a")
-        .arg(busybox())
-        .arg(&rootfs)
-        .status()
-        .unwrap();
-    assert!(cp.success());
+    let rootfs = private_rootfs(work);
     // A link in the image to a path that is also the host's: a target
     // through it lands in the image, never on the host.
     let host_dir = work.join("host-only");
@@ -273,7 +283,8 @@ fn docker_task_keeps_only_the_capability_it_asked_for() {
         capabilities: Some(vec!["CAP_NET_BIND_SERVICE".into()]),
         ..Default::default()
     };
-    let (mut task, mut tx, _rx) = start_enter("prepare", &busybox(), &sandbox, &setup);
+    let rootfs = private_rootfs(fx.work.path());
+    let (mut task, mut tx, _rx) = start_enter("prepare", &rootfs, &sandbox, &setup);
     let run = Run {
         argv: vec![
             "sh".into(),
