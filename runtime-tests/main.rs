@@ -12,6 +12,7 @@ mod devices;
 mod disk_full;
 mod disk_quota;
 mod docker;
+mod docker_task;
 mod drain;
 mod executor;
 mod fetch;

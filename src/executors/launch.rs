@@ -15,11 +15,16 @@
 //!   it; working directory the image's or that sandbox.
 //! - without one it runs in its sandbox directory on the host, as the
 //!   `CommandInfo`'s user when that differs from ours (we must be root).
+//! - a Docker task (`TaskLaunchInfo.docker`) runs exactly as the agent
+//!   computed it: its argv, environment (nothing of ours inherited), user
+//!   and working directory; the `CommandInfo` is not consulted. Its prepared
+//!   processes get the rest ([`docker_setup`]: sandbox place, mounts,
+//!   capabilities, resource limits) as `butte enter --setup`.
 
-use crate::proto::launch::{TaskLaunchInfo, NO_SWITCH_USER_ENV};
+use crate::proto::launch::{DockerTask, TaskLaunchInfo, NO_SWITCH_USER_ENV};
 use crate::proto::mesos::v1::environment::variable::Type as VariableType;
 use crate::proto::mesos::v1::{CommandInfo, Environment, TaskInfo};
-use crate::support::prepared::Run;
+use crate::support::prepared::{Run, Setup, SetupBind};
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -46,13 +51,16 @@ pub enum LaunchError {
     BadTaskId(String),
     #[error("the task names a container image, but the agent prepared none for it")]
     ImageNotPrepared,
+    #[error("the Docker task has no command: its argv is empty")]
+    EmptyDockerCommand,
 }
 
 /// A task with a root filesystem: what its prepared process is told.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Rootfs {
     pub path: PathBuf,
-    /// The host directory bound at [`SANDBOX_IN_ROOTFS`].
+    /// The host directory bound at [`SANDBOX_IN_ROOTFS`] (a Docker task's:
+    /// at its `sandbox_dir`).
     pub sandbox: PathBuf,
     /// Working directory inside the root filesystem.
     pub cwd: String,
@@ -141,6 +149,9 @@ pub fn apply_environment(
 
 /// Plans the process of `task`.
 pub fn plan(task: &TaskInfo, info: &TaskLaunchInfo, place: &Place) -> Result<Plan, LaunchError> {
+    if let Some(docker) = &info.docker {
+        return docker_plan(docker, info, place);
+    }
     let command = task.command.as_ref().ok_or(LaunchError::NoCommand)?;
     // Never run a task that asked for an image on the host instead.
     let wants_image = task
@@ -195,6 +206,53 @@ pub fn plan(task: &TaskInfo, info: &TaskLaunchInfo, place: &Place) -> Result<Pla
         user,
         rootfs,
     })
+}
+
+/// A Docker task's process: the agent's values as they are.
+fn docker_plan(d: &DockerTask, info: &TaskLaunchInfo, place: &Place) -> Result<Plan, LaunchError> {
+    let path = info.rootfs.clone().ok_or(LaunchError::ImageNotPrepared)?;
+    let program = match d.argv.first() {
+        Some(p) if !p.is_empty() => p.clone(),
+        _ => return Err(LaunchError::EmptyDockerCommand),
+    };
+    let cwd = if d.working_dir.is_empty() {
+        "/".to_string()
+    } else {
+        d.working_dir.clone()
+    };
+    Ok(Plan {
+        program,
+        argv: d.argv.clone(),
+        env: d.env.clone(),
+        cwd: place.sandbox.to_path_buf(),
+        user: d.user.clone().filter(|u| !u.is_empty()),
+        rootfs: Some(Rootfs {
+            path,
+            sandbox: place.sandbox.to_path_buf(),
+            cwd,
+        }),
+    })
+}
+
+/// What a Docker task's prepared processes apply (`butte enter --setup`).
+pub fn docker_setup(d: &DockerTask) -> Setup {
+    Setup {
+        sandbox_dir: Some(d.sandbox_dir.clone()).filter(|s| !s.is_empty()),
+        binds: d
+            .binds
+            .iter()
+            .map(|b| SetupBind {
+                source: b.source.clone(),
+                target: b.target.clone(),
+                read_only: b.read_only,
+            })
+            .collect(),
+        tmpfs: d.tmpfs.clone(),
+        shm_size: d.shm_size,
+        read_only: d.read_only,
+        capabilities: d.capabilities.clone(),
+        rlimits: d.rlimits.clone(),
+    }
 }
 
 /// A host user's ids, from `/etc/passwd` text: a name, a uid or `uid:gid`.
@@ -503,6 +561,134 @@ mod tests {
             prepared_run(&p).unwrap().argv,
             strings(&["/bin/sh", "-c", "exit 3"])
         );
+    }
+
+    fn docker_task() -> DockerTask {
+        DockerTask {
+            argv: strings(&["/entry", "--port", "80"]),
+            env: vec![
+                ("PATH".into(), "/usr/bin".into()),
+                ("MESOS_SANDBOX".into(), "/sandbox".into()),
+            ],
+            user: Some("app".into()),
+            working_dir: "/srv".into(),
+            sandbox_dir: "/sandbox".into(),
+            binds: vec![crate::proto::launch::Bind {
+                source: "/data".into(),
+                target: "/data".into(),
+                read_only: true,
+            }],
+            tmpfs: vec![("/run".into(), "size=1m".into())],
+            shm_size: Some(1 << 20),
+            read_only: true,
+            capabilities: Some(strings(&["CAP_NET_ADMIN"])),
+            rlimits: vec![("nofile".into(), 100, 200)],
+        }
+    }
+
+    #[test]
+    fn docker_tasks_run_as_the_agent_computed_them() {
+        let mut c = cmd(None, Some("echo ignored"), &[]);
+        c.user = Some("nobody".into());
+        c.environment = Some(Environment {
+            variables: vec![var("FROM_COMMAND", "1", false)],
+        });
+        let info = TaskLaunchInfo {
+            rootfs: Some("/run/butte/rootfs/t1".into()),
+            env: vec![("FROM_IMAGE".into(), "1".into())],
+            working_dir: Some("/image-dir".into()),
+            user: Some("image-user".into()),
+            command: Some(strings(&["/image-entry"])),
+            seccomp: None,
+            docker: Some(docker_task()),
+        };
+        let base = vec![
+            ("PATH".to_string(), "/host/bin".to_string()),
+            ("EXECUTOR_ONLY".to_string(), "1".to_string()),
+            (NO_SWITCH_USER_ENV.to_string(), "1".to_string()),
+        ];
+        let place = Place {
+            env: &base,
+            sandbox: Path::new("/var/sb"),
+            own_sandbox: false,
+        };
+        let p = plan(&task(c), &info, &place).unwrap();
+        assert_eq!(p.program, "/entry");
+        assert_eq!(p.argv, strings(&["/entry", "--port", "80"]));
+        // Exactly the agent's environment: nothing of ours, the image's or
+        // the command's, no MESOS_ALLOCATION_ROLE added.
+        assert_eq!(p.env, docker_task().env);
+        assert_eq!(p.user.as_deref(), Some("app"));
+        let r = p.rootfs.clone().unwrap();
+        assert_eq!(r.cwd, "/srv");
+        assert_eq!(r.sandbox, PathBuf::from("/var/sb"));
+        let run = prepared_run(&p).unwrap();
+        assert_eq!(run.argv, strings(&["/entry", "--port", "80"]));
+        assert_eq!(run.env, docker_task().env);
+        assert_eq!(run.cwd.as_deref(), Some("/srv"));
+        assert_eq!(run.user.as_deref(), Some("app"));
+        // No user: root; no working directory: /.
+        let mut d = docker_task();
+        d.user = None;
+        d.working_dir = String::new();
+        let info2 = TaskLaunchInfo {
+            docker: Some(d),
+            ..info.clone()
+        };
+        let p = plan(&task(cmd(None, Some("x"), &[])), &info2, &place).unwrap();
+        assert_eq!(p.user, None);
+        assert_eq!(p.rootfs.unwrap().cwd, "/");
+    }
+
+    #[test]
+    fn docker_tasks_need_a_command_and_a_root_filesystem() {
+        let place = Place {
+            env: &[],
+            sandbox: Path::new("/var/sb"),
+            own_sandbox: false,
+        };
+        let mut d = docker_task();
+        d.argv.clear();
+        let info = TaskLaunchInfo {
+            rootfs: Some("/r".into()),
+            docker: Some(d),
+            ..Default::default()
+        };
+        let e = plan(&task(cmd(None, Some("x"), &[])), &info, &place).unwrap_err();
+        assert_eq!(e, LaunchError::EmptyDockerCommand);
+        assert_eq!(
+            e.to_string(),
+            "the Docker task has no command: its argv is empty"
+        );
+        let info = TaskLaunchInfo {
+            rootfs: None,
+            docker: Some(docker_task()),
+            ..Default::default()
+        };
+        let e = plan(&task(cmd(None, Some("x"), &[])), &info, &place).unwrap_err();
+        assert_eq!(e, LaunchError::ImageNotPrepared);
+    }
+
+    #[test]
+    fn docker_setup_carries_the_rest_to_enter() {
+        let s = docker_setup(&docker_task());
+        assert_eq!(s.sandbox_dir.as_deref(), Some("/sandbox"));
+        assert_eq!(
+            s.binds,
+            [SetupBind {
+                source: "/data".into(),
+                target: "/data".into(),
+                read_only: true
+            }]
+        );
+        assert_eq!(s.tmpfs, [("/run".to_string(), "size=1m".to_string())]);
+        assert_eq!(s.shm_size, Some(1 << 20));
+        assert!(s.read_only);
+        assert_eq!(s.capabilities, Some(strings(&["CAP_NET_ADMIN"])));
+        assert_eq!(s.rlimits, [("nofile".to_string(), 100, 200)]);
+        let mut d = docker_task();
+        d.sandbox_dir = String::new();
+        assert_eq!(docker_setup(&d).sandbox_dir, None);
     }
 
     #[test]

@@ -338,6 +338,7 @@ fn prepare(config: &Config, options: &Options) -> prepared::PreparedTasks {
                 rootfs,
                 sandbox,
                 seccomp: info.seccomp,
+                setup: info.docker.as_ref().map(launch::docker_setup),
             })
         })
         .collect();

@@ -24,7 +24,7 @@ use super::probe::Outcome;
 use super::reaper::Reaper;
 use super::session::Input;
 use crate::support::format_duration;
-use crate::support::prepared::{self, Finished, Prepared, Run};
+use crate::support::prepared::{self, Finished, Prepared, Run, Setup};
 use std::collections::HashMap;
 use std::io::{self, BufReader};
 use std::os::fd::{AsFd, OwnedFd};
@@ -76,6 +76,8 @@ pub struct ToPrepare {
     pub sandbox: Result<PathBuf, String>,
     /// The task's seccomp program (`butte enter --seccomp`).
     pub seccomp: Option<Vec<u8>>,
+    /// A Docker task's settings (`butte enter --setup`).
+    pub setup: Option<Setup>,
 }
 
 /// Every task's prepared processes, by task id.
@@ -105,6 +107,7 @@ fn spawn(
     rootfs: &Path,
     sandbox: &Path,
     seccomp: Option<&[u8]>,
+    setup: Option<&Setup>,
 ) -> Result<(Child, UnixStream), PrepareError> {
     let start = |e: io::Error| PrepareError::Start {
         mode,
@@ -127,6 +130,9 @@ fn spawn(
         use base64::Engine;
         cmd.arg("--seccomp")
             .arg(base64::engine::general_purpose::STANDARD.encode(prog));
+    }
+    if let Some(setup) = setup {
+        cmd.arg("--setup").arg(setup.to_arg());
     }
     if mode == "serve" {
         // Checks' output goes to the executor's stderr, as Mesos does.
@@ -188,16 +194,19 @@ impl PreparedTasks {
         let mut started = Vec::new();
         for t in tasks {
             let pair = match &t.sandbox {
-                Ok(sandbox) => (
-                    spawn(
-                        self_exe,
-                        "prepare",
-                        &t.rootfs,
-                        sandbox,
-                        t.seccomp.as_deref(),
-                    ),
-                    spawn(self_exe, "serve", &t.rootfs, sandbox, t.seccomp.as_deref()),
-                ),
+                Ok(sandbox) => {
+                    let start = |mode| {
+                        spawn(
+                            self_exe,
+                            mode,
+                            &t.rootfs,
+                            sandbox,
+                            t.seccomp.as_deref(),
+                            t.setup.as_ref(),
+                        )
+                    };
+                    (start("prepare"), start("serve"))
+                }
                 Err(e) => (
                     Err(PrepareError::Sandbox(e.clone())),
                     Err(PrepareError::Sandbox(e.clone())),
@@ -343,6 +352,7 @@ mod tests {
                 rootfs: "/nonexistent".into(),
                 sandbox: Err("no space".into()),
                 seccomp: None,
+                setup: None,
             }],
         );
         let mut root = tasks.take("t").unwrap();
@@ -359,6 +369,54 @@ mod tests {
             matches!(&out, Outcome::Error(e) if e.contains("cannot run in its root filesystem")),
             "{out:?}"
         );
+    }
+
+    #[test]
+    fn a_docker_tasks_settings_reach_enter_as_one_argument() {
+        // `sh enter ARGS` in the sandbox: a script named `enter` there
+        // records the arguments (read by sh, not executed: no ETXTBSY).
+        let dir = tempfile::tempdir().unwrap();
+        let exe = Path::new("/bin/sh");
+        let args = dir.path().join("args");
+        std::fs::write(
+            dir.path().join("enter"),
+            format!("printf '%s\\n' \"$@\" >> {}\n", args.display()),
+        )
+        .unwrap();
+        let setup = Setup {
+            sandbox_dir: Some("/sandbox".into()),
+            read_only: true,
+            rlimits: vec![("nofile".into(), 100, 200)],
+            ..Default::default()
+        };
+        let mut tasks = PreparedTasks::start(
+            exe,
+            vec![ToPrepare {
+                task_id: "t".into(),
+                rootfs: "/r".into(),
+                sandbox: Ok(dir.path().to_path_buf()),
+                seccomp: None,
+                setup: Some(setup.clone()),
+            }],
+        );
+        // It said nothing: not prepared, and said so.
+        let e = tasks
+            .take("t")
+            .unwrap()
+            .launch(&Run::default())
+            .unwrap_err();
+        assert!(e.to_string().contains("exited without a word"), "{e}");
+        let text = std::fs::read_to_string(&args).unwrap();
+        let lines: Vec<&str> = text.lines().collect();
+        for mode in ["--prepare", "--serve"] {
+            assert!(lines.contains(&mode), "{text}");
+        }
+        let sent: Vec<Setup> = lines
+            .windows(2)
+            .filter(|w| w[0] == "--setup")
+            .map(|w| Setup::from_arg(w[1]).unwrap())
+            .collect();
+        assert_eq!(sent, [setup.clone(), setup], "{text}");
     }
 
     #[test]

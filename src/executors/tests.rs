@@ -812,3 +812,85 @@ fn rootfs_task_runs_in_its_image() {
         "1 /mnt/mesos/sandbox /mnt/mesos/sandbox\n"
     );
 }
+
+/// A Docker task through the executor and `butte enter` (root only, like
+/// the test above; BUTTE_BIN names the butte binary when it is not in
+/// ./target/debug): its argv, environment (not ours) and settings.
+/// `BUTTE_ROOTFS=/tmp/rfs cargo test --lib docker_task_runs -- --ignored`
+#[test]
+#[ignore]
+fn docker_task_runs_as_the_agent_computed_it() {
+    use crate::proto::launch::{Bind, DockerTask, LaunchInfos, TaskLaunchInfo};
+    let rootfs = std::env::var("BUTTE_ROOTFS").expect("BUTTE_ROOTFS");
+    let agent = FakeAgent::start(false);
+    let dir = tempfile::tempdir().unwrap();
+    let host = tempfile::tempdir().unwrap();
+    std::fs::write(host.path().join("hello"), "from the host").unwrap();
+    let infos = dir.path().join("launch.json");
+    let docker = DockerTask {
+        argv: vec![
+            "sh".into(),
+            "-c".into(),
+            "echo \"$FROM_AGENT ${PATH_FROM_EXECUTOR:-none} $(pwd) $(cat /host/hello) $(ulimit -n)\" > /sbx/out; \
+             touch /x 2>/dev/null && echo root-writable >> /sbx/out; grep CapEff /proc/self/status >> /sbx/out"
+                .into(),
+        ],
+        env: vec![
+            ("PATH".into(), "/bin".into()),
+            ("FROM_AGENT".into(), "agent".into()),
+        ],
+        user: None,
+        working_dir: "/sbx".into(),
+        sandbox_dir: "/sbx".into(),
+        binds: vec![Bind {
+            source: host.path().to_path_buf(),
+            target: "/host".into(),
+            read_only: true,
+        }],
+        tmpfs: vec![],
+        shm_size: None,
+        read_only: true,
+        capabilities: Some(vec!["CAP_KILL".into()]),
+        rlimits: vec![("nofile".into(), 64, 64)],
+    };
+    let info = TaskLaunchInfo {
+        rootfs: Some(rootfs.into()),
+        docker: Some(docker),
+        ..Default::default()
+    };
+    let map: LaunchInfos = [("dock".to_string(), info)].into();
+    std::fs::write(&infos, serde_json::to_vec(&map).unwrap()).unwrap();
+    let bin = std::env::var("BUTTE_BIN")
+        .unwrap_or_else(|_| concat!(env!("CARGO_MANIFEST_DIR"), "/target/debug/butte").into());
+    let options = Options {
+        default: false,
+        launch_info: Some(infos),
+        self_exe: bin.into(),
+        reap_all: false,
+        logrotate: None,
+        mesos: Default::default(),
+    };
+    let (config, env) = (
+        config(&agent, dir.path()),
+        vec![
+            ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+            ("PATH_FROM_EXECUTOR".to_string(), "leaked".to_string()),
+        ],
+    );
+    let h = std::thread::spawn(move || run(config, env, options));
+    assert_eq!(agent.next_call().r#type, Some(call::Type::Subscribe as i32));
+    // The CommandInfo is not consulted.
+    agent.push(launch(task("dock", "exit 3")));
+    assert_eq!(state(&agent.next_update()), TaskState::TaskStarting);
+    assert_eq!(state(&agent.next_update()), TaskState::TaskRunning);
+    let u = agent.next_update();
+    assert_eq!(state(&u), TaskState::TaskFinished, "{:?}", u.message);
+    assert_eq!(join(h), 0);
+    assert_eq!(
+        std::fs::read_to_string(dir.path().join("out")).unwrap(),
+        format!(
+            "agent none /sbx from the host 64\nCapEff:\t{:016x}\n",
+            1u64 << 5
+        )
+    );
+}

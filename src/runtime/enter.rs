@@ -30,6 +30,15 @@
 //! binary) or `/proc/<pid>/mem` of a butte process; the final exec makes
 //! the task dumpable again.
 //!
+//! `--setup BASE64` (a [`Setup`] in JSON, what a Docker task asks for; see
+//! `setup`) changes each mode: the sandbox's place, bind and tmpfs mounts
+//! after the network files, the size of `/dev/shm`, a read-only root
+//! filesystem (remounted last: the sandbox, the binds not asked to be
+//! read-only, the tmpfs mounts, `/dev` and `/proc` stay writable), the
+//! capability set kept instead of the default one (prepared processes
+//! reduce to it already), and resource limits set right before the exec
+//! (for `--serve`: once prepared, so every check runs under them).
+//!
 //! Exit codes when the task could not be started: 125 for a failed setup
 //! step, 126 for a command that cannot be executed, 127 for a command that
 //! is not found; the step is named on stderr.
@@ -37,12 +46,15 @@
 use super::caps;
 use super::mounts;
 use super::program::{self, errno, phrase};
+use super::setup::{self as task_setup, Checked};
 use super::spec::{Rootfs, SandboxSpec, User, DEFAULT_PATH};
 use super::user;
 use crate::mount::Mount;
-use crate::support::prepared::{self, Finished, Prepared, Run};
-use ::caps::{CapSet, CapsHashSet};
+use crate::support::prepared::{self, Finished, Prepared, Run, Setup};
+use ::caps::{CapSet, Capability, CapsHashSet};
+use mounts::Step;
 use nix::mount::MsFlags;
+use nix::sys::resource::Resource;
 use std::ffi::{CString, OsString};
 use std::fs;
 use std::io::{self, BufReader};
@@ -86,6 +98,11 @@ pub struct EnterArgs {
     /// root filesystem is prepared, so every check command runs under it.
     #[arg(long, value_name = "BASE64")]
     pub seccomp: Option<String>,
+    /// Settings beyond the defaults (base64 of a JSON `Setup`: sandbox
+    /// place, binds, tmpfs, /dev/shm size, read-only root, capabilities,
+    /// resource limits).
+    #[arg(long, value_name = "BASE64")]
+    pub setup: Option<String>,
     /// The command.
     #[arg(last = true, required_unless_present_any = ["prepare", "serve"])]
     pub argv: Vec<String>,
@@ -131,8 +148,9 @@ pub fn enter_main(args: EnterArgs) -> i32 {
         } else if args.serve {
             serve(&args, filter)
         } else {
-            prepare(&args)
-                .and_then(|()| run(&Task::from_args(&args), filter))
+            let settings = read_setup(&args)?;
+            prepare(&args, &settings)
+                .and_then(|()| run(&Task::from_args(&args), &settings, filter))
                 .map(|never| match never {})
         }
     });
@@ -160,6 +178,19 @@ fn seccomp_program(args: &EnterArgs) -> Result<Option<Vec<u8>>, EnterError> {
             message: "not the base64 of whole 8-byte BPF instructions".into(),
         }),
     }
+}
+
+/// The `--setup` settings, checked (the defaults without one).
+fn read_setup(args: &EnterArgs) -> Result<Checked, EnterError> {
+    let bad = |message: String| EnterError::Setup {
+        step: "read --setup".into(),
+        message,
+    };
+    let wanted = match &args.setup {
+        Some(text) => Setup::from_arg(text).map_err(bad)?,
+        None => Setup::default(),
+    };
+    task_setup::check(&wanted).map_err(|e| bad(e.to_string()))
 }
 
 /// Installs the seccomp filter (under no_new_privs: the caller no longer
@@ -211,7 +242,7 @@ impl Task {
 
 /// The prepare phase: a new mount namespace with the root filesystem
 /// pivoted into and the sandbox mounted.
-fn prepare(args: &EnterArgs) -> Result<(), EnterError> {
+fn prepare(args: &EnterArgs, settings: &Checked) -> Result<(), EnterError> {
     let sandbox = fs::canonicalize(&args.sandbox)
         .map_err(setup(format!("open sandbox {}", args.sandbox.display())))?;
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
@@ -220,11 +251,9 @@ fn prepare(args: &EnterArgs) -> Result<(), EnterError> {
     nix::mount::mount(none, "/", none, MsFlags::MS_REC | MsFlags::MS_PRIVATE, none)
         .map_err(|e| setup("make / private")(errno(e)))?;
     let etc = network_files();
-    mounts::execute(&mounts::plan(&plan_spec(&args.rootfs, &sandbox, &etc))).map_err(|e| {
-        EnterError::Setup {
-            step: e.step,
-            message: phrase(&e.source),
-        }
+    mounts::execute(&plan(&args.rootfs, &sandbox, &etc, settings)).map_err(|e| EnterError::Setup {
+        step: e.step,
+        message: phrase(&e.source),
     })
 }
 
@@ -245,22 +274,27 @@ fn channel() -> Result<(UnixStream, BufReader<UnixStream>), EnterError> {
     Ok((tx, BufReader::new(rx)))
 }
 
-/// Prepares, drops every capability beyond the default set, and tells the
-/// executor how that went.
-fn prepare_and_report(args: &EnterArgs, tx: &mut UnixStream) -> Result<(), EnterError> {
-    let ready = prepare(args).and_then(|()| drop_capabilities(None));
+/// Reads the setup, prepares, drops every capability beyond the setup's
+/// (or the default) set, and tells the executor how that went.
+fn prepare_and_report(args: &EnterArgs, tx: &mut UnixStream) -> Result<Checked, EnterError> {
+    let ready = read_setup(args).and_then(|settings| {
+        prepare(args, &settings)?;
+        drop_capabilities(None, settings.capabilities.as_deref())?;
+        Ok(settings)
+    });
     let said = match &ready {
-        Ok(()) => prepared::send(tx, &Prepared::Ready),
+        Ok(_) => prepared::send(tx, &Prepared::Ready),
         Err(e) => prepared::send(tx, &Prepared::Failed(e.to_string())),
     };
-    ready?;
-    said.map_err(setup("tell the executor the root filesystem is ready"))
+    let settings = ready?;
+    said.map_err(setup("tell the executor the root filesystem is ready"))?;
+    Ok(settings)
 }
 
 /// `--prepare`: runs the one task the executor sends.
 fn prepare_then_run(args: &EnterArgs, filter: Option<&[u8]>) -> Result<i32, EnterError> {
     let (mut tx, mut rx) = channel()?;
-    prepare_and_report(args, &mut tx)?;
+    let settings = prepare_and_report(args, &mut tx)?;
     let Some(message) =
         prepared::recv::<Run, _>(&mut rx).map_err(setup("read the task's command"))?
     else {
@@ -268,13 +302,15 @@ fn prepare_then_run(args: &EnterArgs, filter: Option<&[u8]>) -> Result<i32, Ente
         return Ok(0);
     };
     drop((tx, rx));
-    run(&Task::from_run(message), filter).map(|never| match never {})
+    run(&Task::from_run(message), &settings, filter).map(|never| match never {})
 }
 
 /// `--serve`: runs each command the executor sends, one at a time.
 fn serve(args: &EnterArgs, filter: Option<&[u8]>) -> Result<i32, EnterError> {
     let (mut tx, mut rx) = channel()?;
-    prepare_and_report(args, &mut tx)?;
+    let settings = prepare_and_report(args, &mut tx)?;
+    // Inherited by every check command, as the task gets them.
+    set_rlimits(&settings.rlimits)?;
     install_seccomp(filter)?;
     loop {
         let Some(message) =
@@ -399,13 +435,14 @@ fn resolve(
     Ok((arg0, who, env, program))
 }
 
-/// The run phase, the one path to exec: user, working directory,
-/// capabilities, environment, exec.
-fn run(task: &Task, filter: Option<&[u8]>) -> Result<Never, EnterError> {
+/// The run phase, the one path to exec: user, working directory, resource
+/// limits, capabilities, environment, exec.
+fn run(task: &Task, settings: &Checked, filter: Option<&[u8]>) -> Result<Never, EnterError> {
     let (arg0, who, env, program) = resolve(task)?;
     let cwd = task.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
     nix::unistd::chdir(&cwd).map_err(|e| setup(format!("chdir {}", cwd.display()))(errno(e)))?;
-    drop_capabilities(who.as_ref())?;
+    set_rlimits(&settings.rlimits)?;
+    drop_capabilities(who.as_ref(), settings.capabilities.as_deref())?;
 
     let nul = |what: &str| EnterError::Setup {
         step: format!("exec {arg0}"),
@@ -447,6 +484,17 @@ fn run(task: &Task, filter: Option<&[u8]>) -> Result<Never, EnterError> {
     })
 }
 
+/// Sets each resource limit (lowering needs no privilege; raising a hard
+/// limit needs `CAP_SYS_RESOURCE`).
+fn set_rlimits(limits: &[(Resource, u64, u64)]) -> Result<(), EnterError> {
+    for (resource, soft, hard) in limits {
+        nix::sys::resource::setrlimit(*resource, *soft, *hard).map_err(|e| {
+            setup(format!("set resource limit {resource:?} to {soft}:{hard}"))(errno(e))
+        })?;
+    }
+    Ok(())
+}
+
 /// The files of the executor's network identity that a task in a root
 /// filesystem sees instead of its image's own, as Mesos' `network/cni`
 /// isolator binds them: the container's own when it is on a CNI network
@@ -464,22 +512,35 @@ fn network_files() -> Vec<(PathBuf, &'static str)> {
 }
 
 /// The runtime's plan for a sandbox on `rootfs` with the sandbox directory
-/// bound at [`SANDBOX_TARGET`] and each of `etc` (a host file, its target)
-/// bound read-only: a task on the host network must not rewrite the
-/// host's files.
-fn plan_spec(rootfs: &Path, sandbox: &Path, etc: &[(PathBuf, &str)]) -> SandboxSpec {
+/// bound at the setup's place ([`SANDBOX_TARGET`] by default), each of
+/// `etc` (a host file, its target) bound read-only (a task on the host
+/// network must not rewrite the host's files), then the setup's binds and
+/// tmpfs mounts, `/dev/shm` of the setup's size, and the root remounted
+/// read-only last when asked.
+fn plan(rootfs: &Path, sandbox: &Path, etc: &[(PathBuf, &str)], settings: &Checked) -> Vec<Step> {
     let mut spec = SandboxSpec::new("enter", vec!["enter".into()]);
     spec.rootfs = Some(Rootfs {
         path: rootfs.to_path_buf(),
         mount: None,
-        readonly: false,
+        readonly: settings.read_only,
     });
-    spec.mounts = vec![Mount::bind(sandbox, SANDBOX_TARGET, false)];
+    spec.mounts = vec![Mount::bind(sandbox, &settings.sandbox_target, false)];
     spec.mounts.extend(
         etc.iter()
             .map(|(source, target)| Mount::bind(source, *target, true)),
     );
-    spec
+    spec.mounts.extend(settings.mounts.iter().cloned());
+    let mut steps = mounts::plan(&spec);
+    if let Some(size) = settings.shm_size {
+        for step in &mut steps {
+            if let Step::Mount { target, data, .. } = step {
+                if target == Path::new("/dev/shm") {
+                    *data = Some(format!("mode=1777,size={size}"));
+                }
+            }
+        }
+    }
+    steps
 }
 
 /// Looks the user up in the root filesystem's own /etc/passwd (we are past
@@ -503,9 +564,13 @@ fn resolve_user(u: Option<&User>) -> Result<Option<user::Resolved>, EnterError> 
         })
 }
 
-/// Reduces the capabilities to the default set (those of them we hold),
-/// switching user on the way: a non-root user ends with none.
-fn drop_capabilities(who: Option<&user::Resolved>) -> Result<(), EnterError> {
+/// Reduces the capabilities to `wanted` (every one of which we must hold),
+/// or to the default set (those of them we hold), switching user on the
+/// way: a non-root user ends with none.
+fn drop_capabilities(
+    who: Option<&user::Resolved>,
+    wanted: Option<&[Capability]>,
+) -> Result<(), EnterError> {
     let cap_err = |step: &'static str| {
         move |e: ::caps::errors::CapsError| EnterError::Setup {
             step: step.into(),
@@ -513,11 +578,7 @@ fn drop_capabilities(who: Option<&user::Resolved>) -> Result<(), EnterError> {
         }
     };
     let held = ::caps::read(None, CapSet::Permitted).map_err(cap_err("read capabilities"))?;
-    let keep: CapsHashSet = caps::DEFAULT
-        .iter()
-        .copied()
-        .filter(|c| held.contains(c))
-        .collect();
+    let keep = keep_set(&held, wanted)?;
     for cap in ::caps::all() {
         if keep.contains(&cap) {
             continue;
@@ -548,6 +609,25 @@ fn drop_capabilities(who: Option<&user::Resolved>) -> Result<(), EnterError> {
             .map_err(cap_err("set permitted capabilities"))?;
     }
     Ok(())
+}
+
+/// The capabilities to keep: `wanted`, all held, or the default set's
+/// held ones.
+fn keep_set(held: &CapsHashSet, wanted: Option<&[Capability]>) -> Result<CapsHashSet, EnterError> {
+    let Some(wanted) = wanted else {
+        return Ok(caps::DEFAULT
+            .iter()
+            .copied()
+            .filter(|c| held.contains(c))
+            .collect());
+    };
+    match wanted.iter().find(|c| !held.contains(c)) {
+        Some(missing) => Err(EnterError::Setup {
+            step: format!("keep capability {missing}"),
+            message: "the executor does not hold it".into(),
+        }),
+        None => Ok(wanted.iter().copied().collect()),
+    }
 }
 
 fn switch_user(who: &user::Resolved) -> Result<(), EnterError> {
@@ -582,17 +662,18 @@ fn find_program(arg0: &str, path_var: &str) -> Result<PathBuf, EnterError> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::runtime::mounts::Step;
+    use crate::support::prepared::SetupBind;
     use std::os::unix::fs::PermissionsExt;
 
     #[test]
     fn plan_pivots_into_the_rootfs_with_the_sandbox_mounted() {
         let etc = [(PathBuf::from("/run/net/hosts"), "/etc/hosts")];
-        let steps = mounts::plan(&plan_spec(
+        let steps = plan(
             Path::new("/run/butte/rootfs"),
             Path::new("/var/sandbox"),
             &etc,
-        ));
+            &task_setup::check(&Setup::default()).unwrap(),
+        );
         let pivot = steps
             .iter()
             .position(|s| *s == Step::Pivot("/run/butte/rootfs".into()))
@@ -617,6 +698,126 @@ mod tests {
         assert!(steps.iter().any(
             |s| matches!(s, Step::Mount { target, fstype, .. } if target == Path::new("/proc") && fstype.as_deref() == Some("proc"))
         ));
+    }
+
+    #[test]
+    fn setup_moves_the_sandbox_and_mounts_after_the_network_files() {
+        let etc = [(PathBuf::from("/run/net/hosts"), "/etc/hosts")];
+        let wanted = Setup {
+            sandbox_dir: Some("/sandbox".into()),
+            binds: vec![SetupBind {
+                source: "/srv/data".into(),
+                target: "/data".into(),
+                read_only: true,
+            }],
+            tmpfs: vec![("/scratch".into(), "size=1m".into())],
+            shm_size: Some(1 << 20),
+            read_only: true,
+            ..Default::default()
+        };
+        let steps = plan(
+            Path::new("/r"),
+            Path::new("/var/sandbox"),
+            &etc,
+            &task_setup::check(&wanted).unwrap(),
+        );
+        let pos = |f: &dyn Fn(&Step) -> bool| {
+            steps
+                .iter()
+                .position(f)
+                .unwrap_or_else(|| panic!("{steps:?}"))
+        };
+        let bind_at = |t: &'static str| move |s: &Step| matches!(s, Step::BindSource { target, .. } if target == Path::new(t));
+        let sandbox = pos(&bind_at("/sandbox"));
+        let hosts = pos(&bind_at("/etc/hosts"));
+        let data = pos(&bind_at("/data"));
+        let scratch = pos(&|s| {
+            matches!(s, Step::Mount { target, fstype, flags, data, .. }
+                if target == Path::new("/scratch") && fstype.as_deref() == Some("tmpfs")
+                && flags.contains(MsFlags::MS_NOEXEC | MsFlags::MS_NOSUID | MsFlags::MS_NODEV)
+                && data.as_deref() == Some("size=1m"))
+        });
+        assert!(
+            sandbox < hosts && hosts < data && data < scratch,
+            "{steps:?}"
+        );
+        assert!(!steps.iter().any(
+            |s| matches!(s, Step::BindSource { target, .. } if target == Path::new(SANDBOX_TARGET))
+        ));
+        assert!(matches!(
+            &steps[data],
+            Step::BindSource { readonly: true, .. }
+        ));
+        assert!(steps.iter().any(|s| matches!(s, Step::Mount { target, data, .. }
+            if target == Path::new("/dev/shm") && data.as_deref() == Some("mode=1777,size=1048576"))));
+        assert_eq!(steps.last(), Some(&Step::RootReadonly));
+    }
+
+    #[test]
+    fn a_bad_setup_fails_before_anything_is_done() {
+        let args = |setup: &str| EnterArgs {
+            rootfs: "/nonexistent".into(),
+            sandbox: "/nonexistent".into(),
+            cwd: None,
+            user: None,
+            prepare: false,
+            serve: false,
+            seccomp: None,
+            setup: Some(setup.into()),
+            argv: vec!["true".into()],
+        };
+        let e = read_setup(&args("!")).unwrap_err();
+        assert_eq!(e.exit_code(), 125);
+        assert!(e.to_string().starts_with("read --setup: not base64"), "{e}");
+        let wanted = Setup {
+            capabilities: Some(vec!["CAP_NET_ADMIN".into(), "CAP_TELEPORT".into()]),
+            ..Default::default()
+        };
+        let e = read_setup(&args(&wanted.to_arg())).unwrap_err();
+        assert_eq!(e.exit_code(), 125);
+        assert_eq!(
+            e.to_string(),
+            "read --setup: unknown capability \"CAP_TELEPORT\""
+        );
+        let wanted = Setup {
+            rlimits: vec![("open_files".into(), 1, 1)],
+            ..Default::default()
+        };
+        let e = read_setup(&args(&wanted.to_arg())).unwrap_err();
+        assert!(
+            e.to_string()
+                .contains("unknown resource limit \"open_files\""),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn a_wanted_capability_must_be_held() {
+        let held: CapsHashSet = [
+            Capability::CAP_CHOWN,
+            Capability::CAP_KILL,
+            Capability::CAP_SYS_ADMIN,
+        ]
+        .into_iter()
+        .collect();
+        let default = keep_set(&held, None).unwrap();
+        assert_eq!(
+            default,
+            [Capability::CAP_CHOWN, Capability::CAP_KILL]
+                .into_iter()
+                .collect()
+        );
+        let wanted = [Capability::CAP_KILL, Capability::CAP_SYS_ADMIN];
+        assert_eq!(
+            keep_set(&held, Some(&wanted)).unwrap(),
+            wanted.into_iter().collect()
+        );
+        let e = keep_set(&held, Some(&[Capability::CAP_NET_ADMIN])).unwrap_err();
+        assert_eq!(e.exit_code(), 125);
+        assert_eq!(
+            e.to_string(),
+            "keep capability CAP_NET_ADMIN: the executor does not hold it"
+        );
     }
 
     #[test]

@@ -20,6 +20,7 @@ mod mounts;
 mod netns;
 mod program;
 pub mod seccomp;
+mod setup;
 mod spec;
 #[allow(unsafe_code)]
 mod sys;

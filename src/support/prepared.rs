@@ -15,6 +15,7 @@
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use std::io::{self, BufRead, Write};
+use std::path::PathBuf;
 
 /// The longest message accepted (a command line and its environment).
 pub const MAX_MESSAGE: usize = 4 << 20;
@@ -44,6 +45,60 @@ pub struct Run {
     /// `--serve` only: kill the command (its process group) after this
     /// many milliseconds.
     pub timeout_ms: Option<u64>,
+}
+
+/// What `enter --prepare` and `--serve` apply on top of an image task's
+/// defaults (a Docker task's `docker run` settings), handed to them as one
+/// argument (`--setup`, [`Setup::to_arg`]). The default value changes
+/// nothing.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Setup {
+    /// Where the sandbox appears in the root filesystem; `None`:
+    /// `/mnt/mesos/sandbox`.
+    pub sandbox_dir: Option<String>,
+    /// Host paths bound into the root filesystem, after the sandbox and the
+    /// network files, in order.
+    pub binds: Vec<SetupBind>,
+    /// tmpfs mounts: target and Docker's `--tmpfs` options (empty:
+    /// `rw,noexec,nosuid,nodev`).
+    pub tmpfs: Vec<(String, String)>,
+    /// Size of `/dev/shm` in bytes; `None`: the default.
+    pub shm_size: Option<u64>,
+    /// Remount the root filesystem read-only once everything is mounted.
+    pub read_only: bool,
+    /// The capabilities kept (`CAP_NET_ADMIN`, ...); `None`: the default set.
+    pub capabilities: Option<Vec<String>>,
+    /// `setrlimit` before exec: Docker's name (`nofile`, ...), soft, hard.
+    pub rlimits: Vec<(String, u64, u64)>,
+}
+
+/// One host path bound into the root filesystem.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SetupBind {
+    /// Absolute host path (a file or a directory).
+    pub source: PathBuf,
+    /// Absolute path in the root filesystem (created when missing).
+    pub target: String,
+    pub read_only: bool,
+}
+
+impl Setup {
+    /// The `--setup` argument: base64 of the JSON.
+    pub fn to_arg(&self) -> String {
+        use base64::Engine;
+        let json = serde_json::to_vec(self).unwrap_or_default();
+        base64::engine::general_purpose::STANDARD.encode(json)
+    }
+
+    /// Reads a `--setup` argument; the error says what is wrong with it.
+    pub fn from_arg(arg: &str) -> Result<Setup, String> {
+        use base64::Engine;
+        let json = base64::engine::general_purpose::STANDARD
+            .decode(arg)
+            .map_err(|e| format!("not base64: {e}"))?;
+        serde_json::from_slice(&json).map_err(|e| format!("not a setup in JSON: {e}"))
+    }
 }
 
 /// How a command run by `--serve` ended.
@@ -114,6 +169,33 @@ mod tests {
             Some(Finished::Signal(9))
         );
         assert_eq!(recv::<Finished, _>(&mut r).unwrap(), None);
+    }
+
+    #[test]
+    fn setup_round_trips_through_its_argument() {
+        let setup = Setup {
+            sandbox_dir: Some("/sandbox".into()),
+            binds: vec![SetupBind {
+                source: "/srv/data".into(),
+                target: "/data".into(),
+                read_only: true,
+            }],
+            tmpfs: vec![("/run".into(), "size=1m".into())],
+            shm_size: Some(1 << 20),
+            read_only: true,
+            capabilities: Some(vec!["CAP_NET_ADMIN".into()]),
+            rlimits: vec![("nofile".into(), 100, 200)],
+        };
+        let arg = setup.to_arg();
+        assert!(!arg.contains(' ') && !arg.contains('\n'), "{arg}");
+        assert_eq!(Setup::from_arg(&arg).unwrap(), setup);
+        assert!(Setup::from_arg("%%%")
+            .unwrap_err()
+            .starts_with("not base64"));
+        assert!(Setup::from_arg("e30K").is_ok(), "{{}} is the default");
+        assert!(Setup::from_arg("WzFd")
+            .unwrap_err()
+            .starts_with("not a setup in JSON"));
     }
 
     #[test]
