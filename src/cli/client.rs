@@ -20,7 +20,12 @@ pub struct AgentArgs {
     #[arg(long, env = "BUTTE_PRINCIPAL", value_name = "NAME")]
     pub principal: Option<String>,
     /// HTTP Basic secret of `--principal`.
-    #[arg(long, env = "BUTTE_SECRET", value_name = "SECRET", hide_env_values = true)]
+    #[arg(
+        long,
+        env = "BUTTE_SECRET",
+        value_name = "SECRET",
+        hide_env_values = true
+    )]
     pub secret: Option<String>,
 }
 

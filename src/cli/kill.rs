@@ -77,12 +77,7 @@ fn kill_task(
     }
     client
         .kill_container(&task.container_id, args.signal)
-        .with_context(|| {
-            format!(
-                "killing task {} (container {})",
-                task.id, task.container_id
-            )
-        })?;
+        .with_context(|| format!("killing task {} (container {})", task.id, task.container_id))?;
     let deadline = Instant::now() + args.wait;
     loop {
         let state = client.state().context("reading the agent's state")?;
@@ -127,7 +122,12 @@ pub fn main(args: KillArgs) -> anyhow::Result<ExitCode> {
                 .into_iter()
                 .filter(|c| c.standalone())
                 .collect();
-            let c = view::find(&standalone, |c| c.id.as_str(), &args.task, "task or container")?;
+            let c = view::find(
+                &standalone,
+                |c| c.id.as_str(),
+                &args.task,
+                "task or container",
+            )?;
             client
                 .kill_container(&c.id, args.signal)
                 .with_context(|| format!("killing container {}", c.id))?;

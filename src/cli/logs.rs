@@ -133,16 +133,30 @@ fn current(client: &Client, task: &TaskView) -> anyhow::Result<Option<TaskView>>
         .find(|t| t.id == task.id && t.framework_id == task.framework_id))
 }
 
+/// The first of PATHS the agent serves (the first if none is there yet).
+fn pick(client: &Client, paths: Vec<String>) -> Result<AgentFile<'_>, ClientError> {
+    let mut files = paths.into_iter().map(|path| AgentFile { client, path });
+    let first = files.next().expect("a task has a log path");
+    if first.read(-1, 0).is_ok() {
+        return Ok(first);
+    }
+    for f in files {
+        match f.read(-1, 0) {
+            Ok(_) => return Ok(f),
+            Err(e) if e.status() == Some(404) => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(first)
+}
+
 pub fn main(args: LogsArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.agent)?;
     let state = client.state().context("reading the agent's state")?;
     let tasks = view::tasks(&state);
     let task = view::find(&tasks, |t| t.id.as_str(), &args.task, "task")?.clone();
     let stream = if args.stderr { "stderr" } else { "stdout" };
-    let file = AgentFile {
-        client: &client,
-        path: task.log_path(stream),
-    };
+    let file = pick(&client, task.log_paths(stream))?;
     let what = || format!("reading {stream} of task {} ({})", task.id, file.path);
     let mut ended = !args.follow || task.terminal();
     let mut offset = match args.tail {

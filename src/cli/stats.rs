@@ -27,11 +27,7 @@ pub struct StatsArgs {
 
 /// The table for containers sampled now and, a moment before, `earlier`
 /// (by container id): CPU% is the CPU time used in between.
-pub fn render(
-    now: &[ContainerView],
-    earlier: &BTreeMap<String, Usage>,
-    no_trunc: bool,
-) -> String {
+pub fn render(now: &[ContainerView], earlier: &BTreeMap<String, Usage>, no_trunc: bool) -> String {
     let rows: Vec<Vec<String>> = now
         .iter()
         .map(|c| {

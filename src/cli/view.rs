@@ -48,15 +48,18 @@ impl TaskView {
         is_terminal(&self.state)
     }
 
-    /// The `/files` path of the task's `stdout` or `stderr`: in the
-    /// executor's sandbox, or for a task of a group (the default
-    /// executor's) in `tasks/<id>/` under it, as Mesos lays them out.
-    pub fn log_path(&self, stream: &str) -> String {
+    /// The `/files` paths where the task's `stdout` or `stderr` may be,
+    /// most likely first: the executor's sandbox; for a task of a group
+    /// (the default executor's), first its own `tasks/<id>/` in there, as
+    /// Mesos' default executor lays it out (butte's own default executor
+    /// still writes its tasks' output to the executor's files).
+    pub fn log_paths(&self, stream: &str) -> Vec<String> {
         let dir = self.directory.trim_end_matches('/');
+        let own = format!("{dir}/{stream}");
         if self.executor_type == "DEFAULT" {
-            format!("{dir}/tasks/{}/{stream}", self.id)
+            vec![format!("{dir}/tasks/{}/{stream}", self.id), own]
         } else {
-            format!("{dir}/{stream}")
+            vec![own]
         }
     }
 }
@@ -321,8 +324,11 @@ mod tests {
     #[test]
     fn log_paths_are_the_sandbox_files_or_the_group_tasks_own() {
         let t = tasks(&state());
-        assert_eq!(t[0].log_path("stdout"), "/w/runs/c-1/stdout");
-        assert_eq!(t[1].log_path("stderr"), "/w/runs/c-2/tasks/db/stderr");
+        assert_eq!(t[0].log_paths("stdout"), ["/w/runs/c-1/stdout"]);
+        assert_eq!(
+            t[1].log_paths("stderr"),
+            ["/w/runs/c-2/tasks/db/stderr", "/w/runs/c-2/stderr"]
+        );
     }
 
     #[test]
