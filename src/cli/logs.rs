@@ -158,24 +158,32 @@ pub fn main(args: LogsArgs) -> anyhow::Result<ExitCode> {
     let stream = if args.stderr { "stderr" } else { "stdout" };
     let file = pick(&client, task.log_paths(stream))?;
     let what = || format!("reading {stream} of task {} ({})", task.id, file.path);
-    let mut ended = !args.follow || task.terminal();
+    let follow = args.follow && !task.terminal();
     let mut offset = match args.tail {
         Some(n) => match tail_offset(&file, n) {
             Ok(o) => o,
-            Err(e) if !ended && e.status() == Some(404) => 0,
+            Err(e) if follow && e.status() == Some(404) => 0,
             Err(e) => return Err(anyhow::Error::new(e).context(what())),
         },
         None => 0,
     };
     let stdout = std::io::stdout();
     let mut out = stdout.lock();
+    if !follow {
+        drain(&file, offset, true, false, &mut out).with_context(what)?;
+        return Ok(ExitCode::SUCCESS);
+    }
     loop {
-        offset = drain(&file, offset, ended, !ended, &mut out).with_context(what)?;
-        if ended {
+        offset = drain(&file, offset, false, true, &mut out).with_context(what)?;
+        std::thread::sleep(POLL);
+        if current(&client, &task)?.map_or(true, |t| t.terminal()) {
+            // The task's last words may still be on their way through
+            // the container logger's pipe: read once more a poll later.
+            offset = drain(&file, offset, false, true, &mut out).with_context(what)?;
+            std::thread::sleep(POLL);
+            drain(&file, offset, true, true, &mut out).with_context(what)?;
             return Ok(ExitCode::SUCCESS);
         }
-        std::thread::sleep(POLL);
-        ended = current(&client, &task)?.map_or(true, |t| t.terminal());
     }
 }
 
