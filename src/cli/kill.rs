@@ -64,6 +64,13 @@ fn kill_task(
     if task.terminal() {
         bail!("task {} has already ended ({})", task.id, task.state);
     }
+    if task.container_id.is_empty() {
+        bail!(
+            "task {} has no container yet ({}): nothing to kill",
+            task.id,
+            task.state
+        );
+    }
     let others = sharing(task, tasks);
     if !others.is_empty() && !args.group {
         let ids: Vec<&str> = others.iter().map(|t| t.id.as_str()).collect();
