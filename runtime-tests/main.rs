@@ -6,6 +6,7 @@
 mod agent;
 mod auth;
 mod chaos;
+mod cli;
 mod cni;
 mod containerizer;
 mod devices;

@@ -16,6 +16,8 @@ use clap::{Parser, Subcommand};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+mod cli;
+
 #[derive(Parser)]
 #[command(
     name = "butte",
@@ -44,6 +46,14 @@ enum Command {
     /// Runs a task in a root filesystem mounted in the executor's container.
     #[command(hide = true)]
     Enter(butte::runtime::EnterArgs),
+    /// List an agent's tasks and standalone containers.
+    Ps(cli::PsArgs),
+    /// Print (or follow) a task's stdout or stderr.
+    Logs(cli::LogsArgs),
+    /// Show the CPU, memory and processes of an agent's containers, live.
+    Stats(cli::StatsArgs),
+    /// Kill a task (its executor's container) or a standalone container.
+    Kill(cli::KillArgs),
 }
 
 #[derive(clap::Args)]
@@ -1429,6 +1439,10 @@ fn main() -> ExitCode {
         Command::Agent(args) => agent_cli::main(*args),
         Command::Executor(args) => Ok(exit(butte::executors::main(*args))),
         Command::Enter(args) => Ok(exit(butte::runtime::enter_main(args))),
+        Command::Ps(args) => cli::ps(args),
+        Command::Logs(args) => cli::logs(args),
+        Command::Stats(args) => cli::stats(args),
+        Command::Kill(args) => cli::kill(args),
     };
     match result {
         Ok(code) => code,

@@ -45,8 +45,9 @@ fn module_of(file: &Path) -> Option<String> {
     let rel = file.strip_prefix(src()).ok()?;
     let first = rel.components().next()?.as_os_str().to_str()?;
     let name = first.trim_end_matches(".rs");
-    // main.rs and src/bin/ are programs, not modules of the library.
-    (!matches!(name, "main" | "lib" | "bin")).then(|| name.to_string())
+    // main.rs, the CLI modules it declares (src/cli/) and src/bin/ are
+    // programs, not modules of the library.
+    (!matches!(name, "main" | "lib" | "bin" | "cli")).then(|| name.to_string())
 }
 
 #[test]

@@ -1,0 +1,69 @@
+//! The subcommands that talk to a running agent over its HTTP API, in the
+//! style of `docker`/`podman`: `ps`, `logs`, `stats`, `kill`. Each takes
+//! `--agent URL` (default the local agent) and HTTP Basic credentials.
+//! Part of the `butte` program (main.rs), not of the library.
+
+mod client;
+mod kill;
+mod logs;
+mod ps;
+mod stats;
+mod table;
+mod view;
+
+pub use kill::{main as kill, KillArgs};
+pub use logs::{main as logs, LogsArgs};
+pub use ps::{main as ps, PsArgs};
+pub use stats::{main as stats, StatsArgs};
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use clap::Parser;
+
+    #[derive(Parser)]
+    struct Cli {
+        #[command(subcommand)]
+        command: Command,
+    }
+
+    #[derive(clap::Subcommand)]
+    enum Command {
+        Ps(PsArgs),
+        Logs(LogsArgs),
+        Stats(StatsArgs),
+        Kill(KillArgs),
+    }
+
+    fn parse(args: &[&str]) -> Command {
+        Cli::try_parse_from(std::iter::once("butte").chain(args.iter().copied()))
+            .unwrap_or_else(|e| panic!("{args:?}: {e}"))
+            .command
+    }
+
+    #[test]
+    fn the_subcommands_take_docker_like_options() {
+        let Command::Logs(l) = parse(&["logs", "-f", "--stderr", "-n", "20", "web"]) else {
+            panic!("not logs")
+        };
+        assert!(l.follow && l.stderr);
+        assert_eq!((l.tail, l.task.as_str()), (Some(20), "web"));
+        let Command::Kill(k) = parse(&["kill", "-s", "TERM", "--agent", "10.0.0.2:5051", "web"])
+        else {
+            panic!("not kill")
+        };
+        assert_eq!((k.signal, k.agent.agent.as_str()), (15, "10.0.0.2:5051"));
+        assert_eq!(k.wait, std::time::Duration::from_secs(30));
+        let Command::Ps(p) = parse(&["ps", "-a", "--json", "--principal", "ops"]) else {
+            panic!("not ps")
+        };
+        assert!(p.all && p.json);
+        assert_eq!(p.agent.principal.as_deref(), Some("ops"));
+        let Command::Stats(s) = parse(&["stats", "--no-stream"]) else {
+            panic!("not stats")
+        };
+        assert!(s.no_stream && !s.no_trunc);
+        assert!(Cli::try_parse_from(["butte", "kill", "-s", "NOPE", "web"]).is_err());
+        assert!(Cli::try_parse_from(["butte", "logs"]).is_err());
+    }
+}
