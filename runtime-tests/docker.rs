@@ -7,8 +7,7 @@
 
 use crate::cni::{self, addresses, http_get, start_networked, GATEWAY};
 use crate::support::master::{
-    self, describe, framework, kill_policy, resources, status, task_and_state, AgentProcess,
-    FakeMaster, WAIT,
+    self, describe, framework, kill_policy, resources, status, AgentProcess, FakeMaster,
 };
 use crate::support::registry::Registry;
 use crate::support::{busybox_oci, enabled, Fixture};
@@ -162,11 +161,14 @@ fn marathon_bridge_app_runs_with_its_port_ip_and_health() {
     assert_eq!(addrs.len(), 1, "{}", describe(&running));
     assert_eq!(addrs[0].0, "testnet");
     assert!(addrs[0].1.starts_with("10.77.0."), "{addrs:?}");
-    let healthy = master.expect_update("web healthy", WAIT, |u| {
-        task_and_state(u) == ("web".into(), TaskState::TaskRunning)
-            && status(u).healthy == Some(true)
-    });
-    master.ack(&healthy);
+    // Checks that ran before the server was up count as failures;
+    // each update is acknowledged until the first healthy one.
+    loop {
+        let u = master.ack_until("web", TaskState::TaskRunning);
+        if status(&u).healthy == Some(true) {
+            break;
+        }
+    }
     assert!(http_get(&format!("{GATEWAY}:31001")).contains("served-by-docker-task"));
     assert!(http_get(&format!("{}:80", addrs[0].1)).contains("served-by-docker-task"));
 
@@ -199,6 +201,12 @@ fn marathon_bridge_app_runs_with_its_port_ip_and_health() {
     master.kill_task(&fw, "web", None);
     let killed = master.ack_until("web", TaskState::TaskKilled);
     assert_eq!(addresses(&killed), addrs, "{}", describe(&killed));
+    // No kill policy: `--docker_stop_timeout` (0) is the grace.
+    let message = status(&killed).message.clone().unwrap_or_default();
+    assert!(
+        message.starts_with("Container terminated with signal"),
+        "{message}"
+    );
     net.assert_no_residue(&agent);
     master::finish(fx, master, agent);
 }
@@ -264,6 +272,10 @@ fn host_mode_runs_and_bad_docker_tasks_fail_naming_the_cause() {
     );
     master.run_task(&fw, &task);
     let done = master.ack_until("host", TaskState::TaskFinished);
+    assert_eq!(
+        status(&done).message.as_deref(),
+        Some("Container exited with status 0")
+    );
     assert!(
         addresses(&done).iter().all(|(n, _)| n.is_empty()),
         "{}",
@@ -354,7 +366,10 @@ fn none_mode_kill_with_grace_and_agent_restart() {
     master.expect_ack("graceful", TaskState::TaskRunning);
     let sandbox = agent.sandbox(&master.slave_id(), &fw, "graceful");
 
-    agent.restart_with_env(&[]);
+    // The agent dies (SIGKILL) and comes back; the task runs on.
+    agent.kill();
+    master.discard_registrations();
+    agent.restart();
     master.reregister();
     let dev = fs::read_to_string(sandbox.join("dev.txt")).unwrap();
     let ifaces: Vec<&str> = dev

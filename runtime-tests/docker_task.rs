@@ -167,6 +167,7 @@ fn docker_task_gets_its_mounts_capabilities_and_limits() {
         read_only: true,
         capabilities: Some(caps),
         rlimits: vec![("nofile".into(), 100, 200)],
+        netns: None,
     };
     let env = vec![
         ("PATH".to_string(), "/bin".to_string()),

@@ -391,6 +391,7 @@ impl DockerRun {
             capabilities,
             rlimits: self.params.ulimits.clone(),
             stop_timeout_ms: u64::try_from(config.stop_timeout.as_millis()).unwrap_or(u64::MAX),
+            netns: None,
         })
     }
 

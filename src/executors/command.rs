@@ -93,6 +93,9 @@ pub struct CommandExecutor {
     /// A SHUTDOWN was received (see [`AFTER_SHUTDOWN`]).
     shutting_down: bool,
     exit: Option<i32>,
+    /// A Docker task's grace when no kill policy gives one (the agent's
+    /// `--docker_stop_timeout`, as Mesos' Docker executor uses it).
+    docker_stop: Option<Duration>,
 }
 
 impl CommandExecutor {
@@ -161,6 +164,10 @@ impl CommandExecutor {
             Ok(i) => i,
             Err(e) => return self.fail(s, e),
         };
+        self.docker_stop = info
+            .docker
+            .as_ref()
+            .map(|d| Duration::from_millis(d.stop_timeout_ms));
         // Under a Mesos agent: what its flags ask (see `flags`).
         if let Some(why) = s.mesos.unsupported() {
             return self.fail(
@@ -233,6 +240,7 @@ impl CommandExecutor {
         let policy = self.task.as_ref().and_then(|t| t.kill_policy.as_ref());
         let grace = policy_grace(over)
             .or_else(|| policy_grace(policy))
+            .or(self.docker_stop)
             .unwrap_or(DEFAULT_KILL_GRACE);
         eprintln!("butte executor: killing task {task_id} with a grace period of {grace:?}");
         self.kill(s, grace);
@@ -350,7 +358,11 @@ impl Behavior for CommandExecutor {
         self.checks.stop();
         self.max_completion_at = None;
         let (state, reason) = terminal_state(exit, self.killed, self.killed_by_max_completion);
-        let message = command_message(exit);
+        // Mesos' Docker executor says "Container exited with status 3".
+        let message = match self.docker_stop {
+            Some(_) => command_message(exit).replacen("Command", "Container", 1),
+            None => command_message(exit),
+        };
         eprintln!("butte executor: {message}");
         if let Some(mut st) = self.status(s, state, reason, Some(message)) {
             if self.killed && self.killed_by_health_check {

@@ -252,6 +252,7 @@ pub fn docker_setup(d: &DockerTask) -> Setup {
         read_only: d.read_only,
         capabilities: d.capabilities.clone(),
         rlimits: d.rlimits.clone(),
+        netns: d.netns.clone(),
     }
 }
 
@@ -583,6 +584,8 @@ mod tests {
             read_only: true,
             capabilities: Some(strings(&["CAP_NET_ADMIN"])),
             rlimits: vec![("nofile".into(), 100, 200)],
+            stop_timeout_ms: 0,
+            netns: None,
         }
     }
 

@@ -852,6 +852,7 @@ fn docker_task_runs_as_the_agent_computed_it() {
         read_only: true,
         capabilities: Some(vec!["CAP_KILL".into()]),
         rlimits: vec![("nofile".into(), 64, 64)],
+        ..Default::default()
     };
     let info = TaskLaunchInfo {
         rootfs: Some(rootfs.into()),

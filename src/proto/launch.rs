@@ -82,6 +82,10 @@ pub struct DockerTask {
     /// policy (`--docker_stop_timeout`, default 0: `docker stop -t 0`).
     #[serde(default)]
     pub stop_timeout_ms: u64,
+    /// A network namespace the task joins (pinned by the agent: NONE
+    /// mode's, with only `lo`); `None`: the executor's.
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
 }
 
 /// One host path bound into a container's root filesystem.

@@ -245,6 +245,12 @@ impl Task {
 fn prepare(args: &EnterArgs, settings: &Checked) -> Result<(), EnterError> {
     let sandbox = fs::canonicalize(&args.sandbox)
         .map_err(setup(format!("open sandbox {}", args.sandbox.display())))?;
+    if let Some(pin) = &settings.netns {
+        let step = || format!("join network namespace {}", pin.display());
+        let ns = fs::File::open(pin).map_err(setup(step()))?;
+        nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| setup(step())(errno(e)))?;
+    }
     nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNS)
         .map_err(|e| setup("unshare mount namespace")(errno(e)))?;
     let none: Option<&str> = None;

@@ -56,6 +56,8 @@ pub struct Checked {
     /// The capabilities kept; `None`: the default set.
     pub capabilities: Option<Vec<Capability>>,
     pub rlimits: Vec<(Resource, u64, u64)>,
+    /// A pinned network namespace to join first.
+    pub netns: Option<PathBuf>,
 }
 
 /// Checks a setup: targets, tmpfs options, capability and limit names.
@@ -106,6 +108,7 @@ pub fn check(setup: &Setup) -> Result<Checked, SetupError> {
         read_only: setup.read_only,
         capabilities,
         rlimits,
+        netns: setup.netns.clone().filter(|p| p.is_absolute()),
     })
 }
 

@@ -71,6 +71,9 @@ pub struct Setup {
     pub capabilities: Option<Vec<String>>,
     /// `setrlimit` before exec: Docker's name (`nofile`, ...), soft, hard.
     pub rlimits: Vec<(String, u64, u64)>,
+    /// A pinned network namespace to join first; `None`: the executor's.
+    #[serde(default)]
+    pub netns: Option<PathBuf>,
 }
 
 /// One host path bound into the root filesystem.
@@ -185,6 +188,7 @@ mod tests {
             read_only: true,
             capabilities: Some(vec!["CAP_NET_ADMIN".into()]),
             rlimits: vec![("nofile".into(), 100, 200)],
+            netns: None,
         };
         let arg = setup.to_arg();
         assert!(!arg.contains(' ') && !arg.contains('\n'), "{arg}");

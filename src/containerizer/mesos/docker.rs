@@ -9,12 +9,11 @@
 use super::error::ContainerizerError;
 use super::images::Images;
 use super::plan::Plan;
-use super::{ExecutorKind, LaunchRequest, MesosConfig};
+use super::{ExecutorKind, Inner, LaunchRequest, MesosConfig};
 use crate::containerizer::docker::{is_docker, DockerError, DockerRun, Placement};
 use crate::containerizer::security::SeccompChoice;
 use crate::proto::launch::Bind;
 use crate::proto::mesos::container_info::docker_info::Network as Mode;
-use crate::runtime::Network;
 use crate::support::atomic_write;
 use std::fs;
 use std::path::Path;
@@ -96,16 +95,17 @@ pub fn as_mesos(req: &LaunchRequest, d: &DockerLaunch) -> LaunchRequest {
 }
 
 /// Gives the task its [`DockerTask`] and the executor's container what
-/// the Docker task asks of it. `host` is the agent's hostname.
+/// the Docker task asks of it, given its sandbox and runtime dir.
 pub fn apply(
+    inner: &Inner,
     plan: &mut Plan,
     d: &DockerLaunch,
     req: &LaunchRequest,
-    config: &MesosConfig,
     images: &Images,
-    sandbox: &Path,
-    host: Option<&str>,
+    (sandbox, run_dir): (&Path, &Path),
 ) -> Result<(), ContainerizerError> {
+    let config = &inner.config;
+    let host = inner.hostname.as_deref();
     let id = req.container_id.as_str();
     let image = images
         .tasks
@@ -132,9 +132,22 @@ pub fn apply(
     for b in &docker.binds {
         ensure_source(id, b)?;
     }
+    let mut docker = docker;
     match d.run.mode {
+        // The executor stays on the host's network (it must reach the
+        // agent); the task and its checks join a namespace with only `lo`,
+        // pinned where the network teardown removes it.
         Mode::None => {
-            plan.spec.network = Network::None;
+            let pin = run_dir.join("netns");
+            crate::runtime::create_netns(&pin).map_err(|source| {
+                ContainerizerError::RuntimeDir {
+                    id: id.to_string(),
+                    step: "create the network namespace",
+                    path: pin.clone(),
+                    source,
+                }
+            })?;
+            docker.netns = Some(pin);
             plan.spec.hostname = hostname;
         }
         Mode::Host => plan.spec.hostname = host.map(str::to_string),

@@ -301,15 +301,7 @@ impl Inner {
             images,
         })?;
         if let Some(d) = docker {
-            docker::apply(
-                &mut plan,
-                d,
-                req,
-                &self.config,
-                images,
-                sandbox,
-                self.hostname.as_deref(),
-            )?;
+            docker::apply(self, &mut plan, d, req, images, (sandbox, &run_dir))?;
         }
         if let Some(key) = self
             .config
