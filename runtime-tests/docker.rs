@@ -388,3 +388,82 @@ fn none_mode_kill_with_grace_and_agent_restart() {
     );
     master::finish(fx, master, agent);
 }
+
+/// The driver of bench/docker.sh. Prints one line `BENCH_DOCKER {json}`:
+/// RunTaskMessage to TASK_RUNNING at the master, one task at a time with
+/// an idle agent, the image already in the store, for BUTTE_BENCH_N (30)
+/// Docker tasks (`DOCKER`, HOST network, `args: ["true"]`) and as many
+/// MESOS containers of the same image running the same program,
+/// alternated so that both see the same machine.
+#[test]
+#[ignore]
+fn bench_docker() {
+    use butte::proto::mesos::internal::StatusUpdateMessage;
+    use prost::Name;
+    assert!(
+        enabled(),
+        "bench_docker needs BUTTE_RUNTIME_TESTS=1 and root"
+    );
+    let n: usize = std::env::var("BUTTE_BENCH_N")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(30);
+    let registry = Registry::start();
+    registry.push(&busybox_oci(), "1", IMAGE);
+    let fx = Fixture::new();
+    let master = FakeMaster::start(0);
+    let agent = start(&fx, &master, &registry, &["--containerizers=docker,mesos"]);
+    let fw = framework("bench-docker");
+    let docker = |id: &str| docker_task(id, &["true"], Network::Host, &[]);
+    let mesos = |id: &str| {
+        let mut t = master::command_task(id, "true");
+        t.command = Some(CommandInfo {
+            shell: Some(false),
+            value: Some("true".into()),
+            arguments: vec!["true".into()],
+            ..Default::default()
+        });
+        t.container = Some(master::image_container(IMAGE));
+        t
+    };
+    // Pulled once, before anything is timed.
+    master.run_task(&fw, &docker("warm"));
+    master.ack_until("warm", TaskState::TaskFinished);
+    let update_name = StatusUpdateMessage::full_name();
+    let mut times: [Vec<f64>; 2] = [Vec::new(), Vec::new()];
+    for i in 0..2 * n {
+        let kind = i % 2;
+        let id = format!("{}-{i}", ["docker", "mesos"][kind]);
+        let task = if kind == 0 { docker(&id) } else { mesos(&id) };
+        let sent = std::time::Instant::now();
+        master.run_task(&fw, &task);
+        loop {
+            let r = master
+                .take(master::WAIT, |r| r.name == update_name)
+                .unwrap_or_else(|| panic!("no update for {id}; {}", agent.log_tail(40)));
+            let u = master::decode_update(&r).expect("an update");
+            master.ack(&u);
+            let (task_id, state) = master::task_and_state(&u);
+            if task_id != id {
+                continue;
+            }
+            if state == TaskState::TaskRunning {
+                times[kind].push((r.at - sent).as_secs_f64() * 1000.0);
+            }
+            if master::TERMINAL.contains(&state) {
+                assert_eq!(state, TaskState::TaskFinished, "{}", describe(&u));
+                break;
+            }
+        }
+    }
+    let stats = |v: &mut Vec<f64>| {
+        v.sort_by(|a, b| a.total_cmp(b));
+        serde_json::json!({"n": v.len(), "median": v[v.len() / 2], "min": v[0], "max": v[v.len() - 1]})
+    };
+    let json = serde_json::json!({
+        "docker_ms": stats(&mut times[0]),
+        "mesos_ms": stats(&mut times[1]),
+    });
+    println!("BENCH_DOCKER {json}");
+    master::finish(fx, master, agent);
+}
