@@ -467,3 +467,53 @@ fn bench_docker() {
     println!("BENCH_DOCKER {json}");
     master::finish(fx, master, agent);
 }
+
+/// `butte run` reads as `docker run` where their flags overlap: an image
+/// from a registry, `-v` read-only, `-e`, `-w`, `--entrypoint` (which drops
+/// the image's command), `--cap-drop`, `-m`.
+#[test]
+fn butte_run_takes_docker_run_flags() {
+    if !enabled() {
+        return;
+    }
+    let registry = Registry::start();
+    registry.push(&busybox_oci(), "1", IMAGE);
+    let fx = Fixture::new();
+    let host = fx.work.path().join("host-dir");
+    fs::create_dir_all(&host).unwrap();
+    fs::write(host.join("f"), "from-the-host\n").unwrap();
+    let addr = registry.url().trim_start_matches("http://").to_string();
+    let script = "echo K=$K; cat /ctr/f; pwd; touch /ctr/new 2>/dev/null || echo ro; \
+                  touch /tmp/x; chown 1 /tmp/x 2>/dev/null || echo no-chown";
+    let out = std::process::Command::new(crate::support::BUTTE)
+        .args(["run", "--work-dir"])
+        .arg(fx.work.path().join("w"))
+        .arg("--cgroup-parent")
+        .arg(&fx.parent)
+        .args(["--insecure-registry", &addr, "--image"])
+        .arg(format!("{addr}/{IMAGE}"))
+        .arg("-v")
+        .arg(format!("{}:/ctr:ro", host.display()))
+        .args([
+            "-e",
+            "K=V",
+            "-w",
+            "/tmp",
+            "-m",
+            "64M",
+            "--cap-drop",
+            "chown",
+        ])
+        .args(["--entrypoint", "/bin/sh", "--rm", "--", "-c", script])
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success(),
+        "{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(stdout, "K=V\nfrom-the-host\n/tmp\nro\nno-chown\n");
+    assert!(!host.join("new").exists());
+    fx.finish();
+}

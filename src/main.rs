@@ -69,7 +69,7 @@ struct RunArgs {
     #[arg(long, allow_negative_numbers = true)]
     cpus: Option<f64>,
     /// Memory limit (e.g. 128M, 1G); swap is not allowed.
-    #[arg(long, value_parser = parse_size_arg)]
+    #[arg(long, short = 'm', alias = "memory", value_parser = parse_size_arg)]
     mem: Option<u64>,
     /// Maximum number of processes and threads.
     #[arg(long, allow_negative_numbers = true)]
@@ -86,7 +86,7 @@ struct RunArgs {
     /// Network: `host` (default), `none` (a new, empty network namespace),
     /// or a CNI network by name: `bridge` is the config of that name in
     /// `--cni-config-dir`, else a built-in bridge (10.87.0.0/16 on butte0).
-    #[arg(long, default_value = "host")]
+    #[arg(long, alias = "network", default_value = "host")]
     net: String,
     /// Publish a host port to the task's: HOST:CONTAINER[/tcp|udp]
     /// (repeatable; needs a CNI network, e.g. `--net bridge`).
@@ -101,12 +101,23 @@ struct RunArgs {
     /// Where the task's network namespace is pinned while it runs.
     #[arg(long, value_name = "DIR", default_value = butte::state::paths::DEFAULT_RUNTIME_DIR)]
     runtime_dir: PathBuf,
-    /// Working directory in the sandbox (default: the sandbox directory).
-    #[arg(long, value_name = "DIR")]
+    /// Working directory in the sandbox (default: the image's, else the
+    /// sandbox directory).
+    #[arg(long, short = 'w', alias = "workdir", value_name = "DIR")]
     cwd: Option<PathBuf>,
-    /// Bind mount a host path: SRC:DST[:ro] (repeatable).
-    #[arg(long = "mount", value_name = "SRC:DST[:ro]", value_parser = parse_mount)]
+    /// Bind mount a host path: SRC:DST[:ro] (repeatable; Docker's -v).
+    #[arg(long = "mount", short = 'v', alias = "volume", value_name = "SRC:DST[:ro]", value_parser = parse_mount)]
     mounts: Vec<Mount>,
+    /// Replace the image's entrypoint (and drop its command), as Docker's
+    /// --entrypoint; "" clears it.
+    #[arg(long, value_name = "CMD")]
+    entrypoint: Option<String>,
+    /// Keep a capability beyond Docker's default set (repeatable; ALL).
+    #[arg(long = "cap-add", value_name = "CAP")]
+    cap_add: Vec<String>,
+    /// Drop a capability of Docker's default set (repeatable; ALL).
+    #[arg(long = "cap-drop", value_name = "CAP")]
+    cap_drop: Vec<String>,
     /// Resource limit NAME=SOFT[:HARD], e.g. nofile=1024:4096 (repeatable).
     #[arg(long = "ulimit", value_name = "NAME=SOFT[:HARD]", value_parser = parse_ulimit)]
     ulimits: Vec<Rlimit>,
@@ -361,6 +372,11 @@ fn run(args: RunArgs) -> anyhow::Result<ExitCode> {
         rlimits: args.ulimits,
         readonly_rootfs: args.read_only,
         privileged: args.privileged,
+        capabilities: butte::containerizer::docker::kept_capabilities(
+            &args.cap_add,
+            &args.cap_drop,
+        )?,
+        entrypoint: args.entrypoint,
         seccomp: match args.seccomp_profile.as_deref() {
             None => SeccompChoice::Default,
             Some("unconfined") => SeccompChoice::Unconfined,

@@ -577,6 +577,21 @@ fn bind(v: &Volume, sandbox: &Path, sandbox_dir: &str) -> Result<Bind, DockerErr
     })
 }
 
+/// The capabilities kept after Docker's `--cap-add` and `--cap-drop`
+/// (names with or without `CAP_`, any case, `ALL`): Docker's default set
+/// changed; `None` when neither is given.
+pub fn kept_capabilities(
+    add: &[String],
+    drop: &[String],
+) -> Result<Option<Vec<String>>, DockerError> {
+    let p = Parameters {
+        cap_add: add.to_vec(),
+        cap_drop: drop.to_vec(),
+        ..Parameters::default()
+    };
+    capabilities(false, &p)
+}
+
 /// The capabilities kept: every one when privileged; Docker's default
 /// set with `--cap-add`/`--cap-drop` (names with or without `CAP_`,
 /// `ALL`); `None` when neither is given.

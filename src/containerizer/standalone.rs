@@ -61,6 +61,12 @@ pub struct RunOptions {
     pub readonly_rootfs: bool,
     /// Every device, every capability, no seccomp, no masked paths.
     pub privileged: bool,
+    /// The capabilities kept instead of the default set (`--cap-add`,
+    /// `--cap-drop`); ignored when privileged.
+    pub capabilities: Option<Vec<String>>,
+    /// Docker's `--entrypoint`: replaces the image's entrypoint and drops
+    /// its cmd (`""` clears it).
+    pub entrypoint: Option<String>,
     /// The seccomp profile (ignored when privileged).
     pub seccomp: SeccompChoice,
     pub work_dir: PathBuf,
@@ -272,7 +278,14 @@ pub fn build_spec(
     sandbox: &Path,
     prepared: Option<&Prepared>,
 ) -> Result<SandboxSpec, StandaloneError> {
-    let config = prepared.map(|p| p.config.clone()).unwrap_or_default();
+    let mut config = prepared.map(|p| p.config.clone()).unwrap_or_default();
+    if let Some(e) = &opts.entrypoint {
+        config.entrypoint = Some(match e.as_str() {
+            "" => Vec::new(),
+            e => vec![e.to_string()],
+        });
+        config.cmd = None;
+    }
     let mut spec = SandboxSpec::new(id, provisioner::command(&opts.command, &config));
     spec.limits = opts.limits;
     spec.user = match (&opts.user, config.user.as_deref().filter(|u| !u.is_empty())) {
@@ -306,6 +319,9 @@ pub fn build_spec(
     if opts.privileged {
         spec.make_privileged();
     } else {
+        if let Some(caps) = &opts.capabilities {
+            spec.capabilities = Some(caps.clone());
+        }
         let cache = WorkDir::new(&opts.work_dir).seccomp_cache();
         SeccompProfiles::new(None, None, Some(cache)).apply(&mut spec, &opts.seccomp)?;
     }
@@ -584,6 +600,8 @@ mod tests {
             rlimits: vec![],
             readonly_rootfs: false,
             privileged: false,
+            capabilities: None,
+            entrypoint: None,
             seccomp: SeccompChoice::Default,
             work_dir: "/w".into(),
             grace: Duration::from_secs(3),
