@@ -40,23 +40,32 @@ fi
 line=$(grep -m1 '^BENCH_DOCKER ' "$log_file") || die "no BENCH_DOCKER line in $log_file"
 rm -f "$log_file"
 
-# podman, on the same image from its OCI layout (no registry needed).
+# podman, on the same image from its OCI layout (no registry needed). On
+# this kind of machine (hybrid cgroups, root without CAP_SYS_RESOURCE; see
+# shared/MACHINE-NOTES.md) podman's default crun refuses to start and its
+# default rlimits cannot be set: then it runs with runc and rlimits that fit.
+need_tools podman runc
 podman_ms=null
 image=localhost/butte-bench/busybox:1
-if command -v podman >/dev/null; then
-    if podman image exists "$image" ||
-        { id=$(podman pull -q "oci:$(dirname "$(images/busybox.sh | tail -n1)")/oci:1") &&
-            podman tag "$id" "$image"; } &&
-        podman run --rm "$image" true >/dev/null 2>&1; then
-        hyperfine -N -w 3 -r "$N" --export-json "$OUT/podman-$$.json" \
-            -n podman "podman run --rm $image true" >&2
-        podman_ms=$(jq '.results[0].median * 1000' "$OUT/podman-$$.json")
-        rm -f "$OUT/podman-$$.json"
-    else
-        log "podman cannot run $image here (see shared/MACHINE-NOTES.md): no podman figure"
-    fi
+podman_run=()
+if podman image exists "$image" ||
+    { id=$(podman pull -q "oci:$(dirname "$(images/busybox.sh | tail -n1)")/oci:1") &&
+        podman tag "$id" "$image"; }; then
+    for try in "podman run --rm" \
+        "podman --runtime runc run --rm --ulimit nofile=1024:1024 --ulimit nproc=1024:1024"; do
+        if $try "$image" true >/dev/null 2>&1; then
+            podman_run=("$try $image true")
+            break
+        fi
+    done
+fi
+if ((${#podman_run[@]})); then
+    log "podman: ${podman_run[0]}"
+    hyperfine -N -w 3 -r "$N" --export-json "$OUT/podman-$$.json" -n podman "${podman_run[0]}" >&2
+    podman_ms=$(jq '.results[0].median * 1000' "$OUT/podman-$$.json")
+    rm -f "$OUT/podman-$$.json"
 else
-    log "podman is not installed: no podman figure"
+    log "podman cannot run $image here: no podman figure"
 fi
 echo "${line#BENCH_DOCKER }" | jq --argjson p "$podman_ms" '. + {podman_ms: $p}' >"$json"
 
