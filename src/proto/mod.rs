@@ -23,12 +23,13 @@ mod error;
 mod json;
 pub mod launch;
 mod required;
+mod wire_json;
 
 use std::sync::LazyLock;
 
 pub use codec::{decode, devolve, evolve};
 pub use error::ProtoError;
-pub use json::{from_json, to_json, write_json};
+pub use json::{from_json, to_json, write_json, write_json_reflective};
 
 use prost_reflect::DescriptorPool;
 
