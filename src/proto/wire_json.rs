@@ -349,10 +349,9 @@ impl Plans {
                         // Occurrences of one message field merge, as
                         // parsing their concatenation does.
                         let mut joined = Vec::new();
-                        for k in from..to {
-                            let f = scratch[k];
+                        for f in &scratch[from..to] {
                             if f.wire_type != LEN {
-                                return Err(mismatch(&f));
+                                return Err(mismatch(f));
                             }
                             joined.extend_from_slice(f.slice(bytes));
                         }
@@ -409,10 +408,9 @@ impl Plans {
                 let (key_kind, value_kind, default) = &**entry;
                 // Later entries with the same key win.
                 let mut entries: Vec<(Vec<u8>, Option<Field>, &[u8])> = Vec::new();
-                for k in from..to {
-                    let f = scratch[k];
+                for f in &scratch[from..to] {
                     if f.wire_type != LEN {
-                        return Err(mismatch(&f));
+                        return Err(mismatch(f));
                     }
                     let body = f.slice(bytes);
                     let mut reader = Reader { bytes: body, at: 0 };
