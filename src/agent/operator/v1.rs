@@ -649,6 +649,67 @@ mod tests {
         assert!(seen.len() > 30, "{seen:?}");
     }
 
+    /// The costs of GET_STATE at 1000 executors with a rich task each
+    /// (`cargo test --release --lib get_state_cost -- --ignored
+    /// --nocapture`).
+    #[test]
+    #[ignore]
+    fn get_state_cost_breakdown() {
+        use std::time::Instant;
+        let mut s = rich_snapshot();
+        let mut ex = s.frameworks[0].executors[0].clone();
+        ex.tasks.truncate(2);
+        ex.queued.clear();
+        s.frameworks[0].executors = (0..1000).map(|_| ex.clone()).collect();
+        s.frameworks[0].completed_executors.clear();
+        s.completed_frameworks.clear();
+        let time = |what: &str, f: &mut dyn FnMut() -> usize| {
+            let mut best = f64::MAX;
+            let mut size = 0;
+            for _ in 0..20 {
+                let t = Instant::now();
+                size = f();
+                best = best.min(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            eprintln!("{what}: {best:.2} ms ({size} bytes)");
+        };
+        time("lists", &mut || {
+            lists(&AgentCall::State, &s).unwrap().protobuf().len()
+        });
+        let l = lists(&AgentCall::State, &s).unwrap();
+        time("protobuf", &mut || l.protobuf().len());
+        time("json", &mut || l.json().unwrap().len());
+        let tasks: Vec<&v0::Task> = s.frameworks[0]
+            .executors
+            .iter()
+            .flat_map(|e| e.tasks.iter().map(|t| &**t))
+            .collect();
+        time("encode tasks", &mut || {
+            let mut b = Vec::new();
+            for t in &tasks {
+                t.encode_raw(&mut b);
+            }
+            b.len()
+        });
+        time("encode_task tasks", &mut || {
+            let mut b = Vec::new();
+            for t in &tasks {
+                encode_task(t, &mut b);
+            }
+            b.len()
+        });
+        time("encode executors", &mut || {
+            let mut b = Vec::new();
+            for e in &s.frameworks[0].executors {
+                e.info.encode_raw(&mut b);
+            }
+            b.len()
+        });
+        time("old answer", &mut || {
+            answer_without_containers(&AgentCall::State, &s).encoded_len()
+        });
+    }
+
     fn answer_without_containers(call: &AgentCall, s: &Snapshot) -> Response {
         answer(call, s, &|_| None, 0)
     }
