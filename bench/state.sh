@@ -16,7 +16,8 @@
 #     times a second (the event loop only copies the state; rendering runs
 #     on a blocking thread);
 #   - with RUST_LOG=debug, the agent's own split of /state: the copy from
-#     the event loop and the rendering (from its log).
+#     the event loop and the rendering (from its log); and of GET_STATE:
+#     the copy, building the answer, writing it in JSON and in protobuf.
 # Targets: /state and GET_STATE median < 20 ms with 1000 tasks;
 # /metrics/snapshot < 5 ms.
 # JSON goes to bench/out/.
@@ -59,6 +60,9 @@ jq -r '
   "  GET /health while /state is polled at 10 Hz  \(.health_ms_while_polling_state | lat)",
   (if .agent_side_state then
     "  in the agent (RUST_LOG=debug): copy from the loop \(.agent_side_state.copy_ms | lat), render \(.agent_side_state.render_ms | lat)"
-   else "  (RUST_LOG=debug also shows the copy and render times inside the agent)" end)
+   else "  (RUST_LOG=debug also shows the copy and render times inside the agent)" end),
+  (if .agent_side_get_state then
+    "  GET_STATE in the agent: copy \(.agent_side_get_state.copy_ms | lat), build \(.agent_side_get_state.build_ms | lat), write JSON \(.agent_side_get_state.json_ms | lat), write protobuf \(.agent_side_get_state.protobuf_ms | lat)"
+   else empty end)
 ' "$json"
 echo "  json: $json"

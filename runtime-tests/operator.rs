@@ -1122,8 +1122,40 @@ fn bench_state() {
     } else {
         serde_json::json!({ "copy_ms": summary(copy), "render_ms": summary(render) })
     };
+    // GET_STATE's: the copy and building the answer (once per call), then
+    // writing it in each encoding.
+    let (mut v1_copy, mut v1_build, mut v1_json_enc, mut v1_pb_enc) =
+        (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+    for line in log.lines() {
+        if line.contains("answered a v1 operator call") && line.contains("call=State") {
+            if let (Some(c), Some(b)) = (field(line, "copy_us"), field(line, "build_us")) {
+                v1_copy.push(c / 1000.0);
+                v1_build.push(b / 1000.0);
+            }
+        } else if line.contains("encoded a v1 operator answer") {
+            if let Some(e) = field(line, "encode_us") {
+                if line.contains("accept=Json") {
+                    v1_json_enc.push(e / 1000.0);
+                } else {
+                    v1_pb_enc.push(e / 1000.0);
+                }
+            }
+        }
+    }
+    let agent_side_get_state =
+        if v1_copy.is_empty() || v1_json_enc.is_empty() || v1_pb_enc.is_empty() {
+            Value::Null
+        } else {
+            serde_json::json!({
+                "copy_ms": summary(v1_copy),
+                "build_ms": summary(v1_build),
+                "json_ms": summary(v1_json_enc),
+                "protobuf_ms": summary(v1_pb_enc),
+            })
+        };
     let json = serde_json::json!({
         "agent_side_state": agent_side,
+        "agent_side_get_state": agent_side_get_state,
         "tasks": n,
         "state_bytes": size,
         "state_ms": summary(state),

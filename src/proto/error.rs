@@ -12,6 +12,10 @@ pub enum ProtoError {
         source: prost::DecodeError,
     },
 
+    /// No message of this full name is in the descriptor set.
+    #[error("no message type {0} in the descriptor set")]
+    UnknownMessage(String),
+
     /// A proto2 `required` field is absent (prost itself never checks).
     #[error("cannot accept {message}: required field `{field}` is missing")]
     MissingRequired {

@@ -8,7 +8,7 @@ use prost_reflect::{DeserializeOptions, DynamicMessage, ReflectMessage, Serializ
 use super::required::first_missing;
 use super::ProtoError;
 
-const SERIALIZE: SerializeOptions = SerializeOptions::new()
+pub(super) const SERIALIZE: SerializeOptions = SerializeOptions::new()
     .stringify_64_bit_integers(false)
     .use_enum_numbers(false)
     .use_proto_field_name(true)
@@ -24,9 +24,72 @@ pub fn to_json<M: ReflectMessage>(message: &M) -> serde_json::Value {
         .unwrap_or(serde_json::Value::Null)
 }
 
-/// Writes the JSON form of `message` (as [`to_json`]) into `out`, without
-/// building a `serde_json::Value` tree: for large answers.
+/// Writes the JSON form of `message` (as [`to_json`] would write it, byte
+/// for byte) into `out`, straight from its protobuf encoding
+/// (`wire_json`): no `DynamicMessage`, no `serde_json::Value` tree.
 pub fn write_json<M: ReflectMessage>(out: &mut Vec<u8>, message: &M) {
+    #[cfg(test)]
+    if REFLECTIVE.with(std::cell::Cell::get) {
+        return write_json_reflective(out, message);
+    }
+    let start = out.len();
+    let bytes = message.encode_to_vec();
+    let descriptor = message.descriptor();
+    if let Err(e) = super::wire_json::write(out, descriptor.full_name(), &bytes) {
+        // Not expected of prost's own encoding; the reflective writer
+        // says the same as it always did.
+        tracing::debug!(message = descriptor.full_name(), error = %e, "JSON from the encoding");
+        out.truncate(start);
+        write_json_reflective(out, message);
+    }
+}
+
+/// Writes the JSON form of the message of type `full_name` (e.g.
+/// `mesos.v1.Task`) encoded in `bytes`, as [`write_json`] writes the
+/// message: for answers assembled from encodings.
+pub fn write_json_encoded(
+    out: &mut Vec<u8>,
+    full_name: &str,
+    bytes: &[u8],
+) -> Result<(), ProtoError> {
+    let start = out.len();
+    let Err(e) = super::wire_json::write(out, full_name, bytes) else {
+        return Ok(());
+    };
+    tracing::debug!(message = full_name, error = %e, "JSON from the encoding");
+    out.truncate(start);
+    let descriptor = super::DESCRIPTOR_POOL
+        .get_message_by_name(full_name)
+        .ok_or_else(|| ProtoError::UnknownMessage(full_name.to_string()))?;
+    let dynamic =
+        DynamicMessage::decode(descriptor, bytes).map_err(|source| ProtoError::Decode {
+            message: full_name.to_string(),
+            source,
+        })?;
+    let mut serializer = serde_json::Serializer::new(out);
+    // Writing into a Vec cannot fail (see `to_json`).
+    let _ = dynamic.serialize_with_options(&mut serializer, &SERIALIZE);
+    Ok(())
+}
+
+#[cfg(test)]
+thread_local! {
+    static REFLECTIVE: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Runs `f` with [`write_json`] writing through prost-reflect, as it did
+/// before `wire_json`: the reference for tests of answers built with it.
+#[cfg(test)]
+pub fn with_reflective_json<T>(f: impl FnOnce() -> T) -> T {
+    REFLECTIVE.with(|r| r.set(true));
+    let out = f();
+    REFLECTIVE.with(|r| r.set(false));
+    out
+}
+
+/// [`write_json`] through prost-reflect (a `DynamicMessage` serialized by
+/// serde): the reference the direct writer is tested against.
+pub fn write_json_reflective<M: ReflectMessage>(out: &mut Vec<u8>, message: &M) {
     let dynamic = message.transcode_to_dynamic();
     let mut serializer = serde_json::Serializer::new(out);
     // Writing into a Vec cannot fail (see `to_json`).

@@ -23,12 +23,17 @@ mod error;
 mod json;
 pub mod launch;
 mod required;
+#[cfg(test)]
+pub(crate) mod test_fixtures;
+mod wire_json;
 
 use std::sync::LazyLock;
 
 pub use codec::{decode, devolve, evolve};
 pub use error::ProtoError;
-pub use json::{from_json, to_json, write_json};
+#[cfg(test)]
+pub use json::with_reflective_json;
+pub use json::{from_json, to_json, write_json, write_json_encoded, write_json_reflective};
 
 use prost_reflect::DescriptorPool;
 

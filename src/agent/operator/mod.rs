@@ -151,15 +151,21 @@ impl OperatorApi for Bridge {
             tokio::task::spawn_blocking(move || {
                 let start = std::time::Instant::now();
                 let usage = |id: &str| containerizer.usage(id);
-                let mut r = v1::answer(&call, &snapshot, &usage, cache);
-                v1::add_standalone(&mut r, &standalone, &usage);
+                let answer = match v1::lists(&call, &snapshot) {
+                    Some(lists) => Answer::Lists(Box::new(lists)),
+                    None => {
+                        let mut r = v1::answer(&call, &snapshot, &usage, cache);
+                        v1::add_standalone(&mut r, &standalone, &usage);
+                        Answer::Response(Box::new(r))
+                    }
+                };
                 tracing::debug!(
                     ?call,
                     copy_us = copied.as_micros() as u64,
                     build_us = start.elapsed().as_micros() as u64,
                     "answered a v1 operator call"
                 );
-                Answer::Response(Box::new(r))
+                answer
             })
             .await
             .map_err(|e| OperatorError::Internal(format!("answering the call failed: {e}")))

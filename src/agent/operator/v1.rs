@@ -4,10 +4,12 @@
 //! into v1 by re-encoding, as Mesos' `evolve()` does. Runs off the event
 //! loop.
 
+use prost::Message as _;
+
 use super::render;
 use super::snapshot::{ExecutorView, FrameworkView, Snapshot};
 use crate::agent::state::ExecutorState;
-use crate::api::operator::v1::AgentCall;
+use crate::api::operator::v1::{AgentCall, List, Lists};
 use crate::proto::evolve;
 use crate::proto::mesos::v1::agent::response::{
     self, get_containers, get_executors, get_frameworks, GetTasks,
@@ -121,6 +123,116 @@ pub fn answer(
     };
     r.r#type = Some(kind as i32);
     r
+}
+
+/// GET_STATE, GET_TASKS, GET_EXECUTORS and GET_FRAMEWORKS (None for the
+/// other calls) as lists of encoded v1 messages, what [`answer`] says for
+/// them without building it: a v0 `Task`, `ExecutorInfo` or
+/// `FrameworkInfo` encodes to the bytes its [`evolve`]d v1 form encodes
+/// to (same fields, numbers and order; a test walks both protos), so each
+/// is encoded once and never decoded.
+pub fn lists(call: &AgentCall, s: &Snapshot) -> Option<Lists> {
+    use response::Type as T;
+    let kind = match call {
+        AgentCall::State => T::GetState,
+        AgentCall::Tasks => T::GetTasks,
+        AgentCall::Executors => T::GetExecutors,
+        AgentCall::Frameworks => T::GetFrameworks,
+        _ => return None,
+    };
+    let mut out = Lists::new(kind);
+    if matches!(kind, T::GetState | T::GetTasks) {
+        for f in all_frameworks(s) {
+            for ex in f.executors.iter().chain(&f.completed_executors) {
+                for t in &ex.queued {
+                    out.push(List::QueuedTasks, |b| {
+                        v1::Task::encode_raw(&staging(t, &ex.framework_id), b)
+                    });
+                }
+                for (list, tasks) in [
+                    (List::LaunchedTasks, &ex.tasks),
+                    (List::TerminatedTasks, &ex.terminated),
+                    (List::CompletedTasks, &ex.completed),
+                ] {
+                    for t in tasks {
+                        out.push(list, |b| encode_task(t, b));
+                    }
+                }
+            }
+        }
+    }
+    if matches!(kind, T::GetState | T::GetExecutors) {
+        for f in all_frameworks(s) {
+            for (list, executors) in [
+                (List::Executors, &f.executors),
+                (List::CompletedExecutors, &f.completed_executors),
+            ] {
+                for e in executors {
+                    out.push(list, |b| e.info.encode_raw(b));
+                }
+            }
+        }
+    }
+    if matches!(kind, T::GetState | T::GetFrameworks) {
+        for (list, frameworks) in [
+            (List::Frameworks, &s.frameworks),
+            (List::CompletedFrameworks, &s.completed_frameworks),
+        ] {
+            for f in frameworks {
+                out.push(list, |b| f.info.encode_raw(b));
+            }
+        }
+    }
+    Some(out)
+}
+
+/// `Task.status_update_state` and `status_update_uuid`.
+const STATUS_UPDATE_STATE: u32 = 9;
+const STATUS_UPDATE_UUID: u32 = 10;
+
+/// Appends the v1 encoding of [`task`]`(t)` to `buf`: `t`'s own encoding,
+/// with the state and uuid of its latest status put where their fields go
+/// when the task lacks them.
+fn encode_task(t: &v0::Task, buf: &mut Vec<u8>) {
+    let start = buf.len();
+    t.encode_raw(buf);
+    let Some(last) = t.statuses.last() else {
+        return;
+    };
+    if t.status_update_state.is_none() {
+        let mut field = Vec::new();
+        prost::encoding::int32::encode(STATUS_UPDATE_STATE, &last.state, &mut field);
+        insert_field(buf, start, STATUS_UPDATE_STATE, &field);
+    }
+    if let (None, Some(uuid)) = (&t.status_update_uuid, &last.uuid) {
+        let mut field = Vec::new();
+        prost::encoding::bytes::encode(STATUS_UPDATE_UUID, uuid, &mut field);
+        insert_field(buf, start, STATUS_UPDATE_UUID, &field);
+    }
+}
+
+/// Inserts the encoded `field` (number `number`) into the message encoded
+/// in `buf[start..]`, before its first field with a higher number: where
+/// prost writes it, for messages whose fields up to `number` are declared
+/// in number order (`Task`'s are).
+fn insert_field(buf: &mut Vec<u8>, start: usize, number: u32, field: &[u8]) {
+    let mut rest = &buf[start..];
+    let mut at = buf.len();
+    while !rest.is_empty() {
+        let here = buf.len() - rest.len();
+        let Ok((tag, wire_type)) = prost::encoding::decode_key(&mut rest) else {
+            break;
+        };
+        if tag > number {
+            at = here;
+            break;
+        }
+        let ctx = prost::encoding::DecodeContext::default();
+        if prost::encoding::skip_field(wire_type, tag, &mut rest, ctx).is_err() {
+            break;
+        }
+    }
+    buf.splice(at..at, field.iter().copied());
 }
 
 /// `/version`'s figures as a VersionInfo.
@@ -382,6 +494,220 @@ mod tests {
         assert!(metrics
             .iter()
             .any(|m| m["name"] == "slave/tasks_running" && m["value"] == 1.0));
+    }
+
+    /// A snapshot with what tasks, executors and frameworks can carry
+    /// (statuses with container statuses and network infos, labels,
+    /// reserved resources, strings to escape: `proto::test_fixtures`):
+    /// tasks with and without `status_update_state`/`uuid`, one without
+    /// statuses, a queued task, a completed executor, a completed
+    /// framework.
+    fn rich_snapshot() -> Snapshot {
+        use crate::proto::test_fixtures::{RICH_EXECUTOR, RICH_FRAMEWORK, RICH_TASK};
+        use crate::proto::{devolve, from_json};
+        use std::sync::Arc;
+        let rich: v1::Task = from_json(RICH_TASK.as_bytes()).unwrap();
+        let both: v0::Task = devolve(&rich);
+        let mut neither = both.clone();
+        neither.status_update_state = None;
+        neither.status_update_uuid = None;
+        let mut no_state = both.clone();
+        no_state.status_update_state = None;
+        let mut no_uuid = both.clone();
+        no_uuid.status_update_uuid = None;
+        let mut no_statuses = neither.clone();
+        no_statuses.statuses.clear();
+        let executor: v0::ExecutorInfo =
+            devolve(&from_json::<v1::ExecutorInfo>(RICH_EXECUTOR.as_bytes()).unwrap());
+        let framework: v0::FrameworkInfo =
+            devolve(&from_json::<v1::FrameworkInfo>(RICH_FRAMEWORK.as_bytes()).unwrap());
+        let queued = v0::TaskInfo {
+            name: "queued \"q\" ✓".into(),
+            task_id: v0::TaskId { value: "q".into() },
+            slave_id: v0::SlaveId { value: "S0".into() },
+            resources: both.resources.clone(),
+            executor: Some(executor.clone()),
+            command: Some(v0::CommandInfo {
+                user: Some("nobody".into()),
+                ..Default::default()
+            }),
+            container: both.container.clone(),
+            health_check: both.health_check.clone(),
+            kill_policy: both.kill_policy,
+            labels: both.labels.clone(),
+            discovery: both.discovery.clone(),
+            ..Default::default()
+        };
+        let mut s = snapshot_for_v1();
+        let f = &mut s.frameworks[0];
+        f.info = framework;
+        let ex = &mut f.executors[0];
+        ex.info = Arc::new(executor);
+        ex.tasks
+            .extend([neither, no_state, no_uuid, no_statuses, both].map(Arc::new));
+        ex.queued = vec![queued];
+        let done = ex.clone();
+        f.completed_executors.push(done);
+        let gone = s.frameworks[0].clone();
+        s.completed_frameworks.push(gone);
+        s
+    }
+
+    /// What [`lists`] writes is what the answer built by [`answer`] gave
+    /// before: its protobuf encoding, and the JSON of the reflective
+    /// writer, byte for byte.
+    #[test]
+    fn lists_are_written_as_the_answer_was_in_protobuf_and_json() {
+        use crate::api::operator::v1::json_bytes;
+        let s = rich_snapshot();
+        for call in [
+            AgentCall::State,
+            AgentCall::Tasks,
+            AgentCall::Executors,
+            AgentCall::Frameworks,
+        ] {
+            let old = answer_without_containers(&call, &s);
+            let new = lists(&call, &s).unwrap();
+            assert_eq!(new.protobuf(), old.encode_to_vec(), "{call:?}");
+            let old_json = crate::proto::with_reflective_json(|| json_bytes(&old));
+            assert_eq!(
+                String::from_utf8(new.json().unwrap()).unwrap(),
+                String::from_utf8(old_json).unwrap(),
+                "{call:?}"
+            );
+        }
+        // The text says what the snapshot holds.
+        let j: serde_json::Value =
+            serde_json::from_slice(&lists(&AgentCall::State, &s).unwrap().json().unwrap()).unwrap();
+        let tasks = &j["get_state"]["get_tasks"];
+        assert_eq!(tasks["pending_tasks"], serde_json::json!([]));
+        assert_eq!(tasks["queued_tasks"][0]["state"], "TASK_STAGING");
+        // Per live and completed executor of the live and the completed
+        // framework: t1 and the five rich tasks.
+        assert_eq!(tasks["launched_tasks"].as_array().unwrap().len(), 4 * 6);
+        let neither = &tasks["launched_tasks"][1];
+        assert_eq!(neither["status_update_state"], "TASK_RUNNING");
+        assert_eq!(neither["status_update_uuid"], "/w==");
+        assert_eq!(
+            neither["statuses"][1]["container_status"]["network_infos"][0]["ip_addresses"][1]
+                ["ip_address"],
+            "fd00::2"
+        );
+        assert!(tasks["launched_tasks"][4]
+            .get("status_update_state")
+            .is_none());
+        assert_eq!(
+            j["get_state"]["get_executors"]["completed_executors"][0]["executor_info"]["type"],
+            "CUSTOM"
+        );
+        assert_eq!(
+            j["get_state"]["get_frameworks"]["completed_frameworks"][0]["framework_info"]["roles"],
+            serde_json::json!(["web", "db"])
+        );
+        assert!(lists(&AgentCall::Flags, &s).is_none());
+    }
+
+    /// [`lists`] copies v0 encodings as v1 ones: every message a v0 Task,
+    /// ExecutorInfo or FrameworkInfo holds declares the same fields (number,
+    /// type, label, in the same order) as its v1 form, so prost writes the
+    /// same bytes for both.
+    #[test]
+    fn v0_task_executor_and_framework_encode_as_their_v1_forms() {
+        use prost_reflect::{Kind, MessageDescriptor};
+        let pool = &*crate::proto::DESCRIPTOR_POOL;
+        let mut todo: Vec<(String, String)> = ["Task", "ExecutorInfo", "FrameworkInfo"]
+            .iter()
+            .map(|m| (format!("mesos.{m}"), format!("mesos.v1.{m}")))
+            .collect();
+        let mut seen = std::collections::HashSet::new();
+        let declared = |m: &MessageDescriptor| {
+            m.descriptor_proto()
+                .field
+                .iter()
+                .map(|f| (f.number(), f.r#type(), f.label()))
+                .collect::<Vec<_>>()
+        };
+        while let Some((v0_name, v1_name)) = todo.pop() {
+            if !seen.insert(v0_name.clone()) {
+                continue;
+            }
+            let v0_message = pool.get_message_by_name(&v0_name).unwrap();
+            let v1_message = pool
+                .get_message_by_name(&v1_name)
+                .unwrap_or_else(|| panic!("{v1_name} for {v0_name}"));
+            assert_eq!(
+                declared(&v0_message),
+                declared(&v1_message),
+                "{v0_name} and {v1_name}"
+            );
+            for (a, b) in v0_message.fields().zip(v1_message.fields()) {
+                if let (Kind::Message(a), Kind::Message(b)) = (a.kind(), b.kind()) {
+                    todo.push((a.full_name().to_string(), b.full_name().to_string()));
+                }
+            }
+        }
+        assert!(seen.len() > 30, "{seen:?}");
+    }
+
+    /// The costs of GET_STATE at 1000 executors with a rich task each
+    /// (`cargo test --release --lib get_state_cost -- --ignored
+    /// --nocapture`).
+    #[test]
+    #[ignore]
+    fn get_state_cost_breakdown() {
+        use std::time::Instant;
+        let mut s = rich_snapshot();
+        let mut ex = s.frameworks[0].executors[0].clone();
+        ex.tasks.truncate(2);
+        ex.queued.clear();
+        s.frameworks[0].executors = (0..1000).map(|_| ex.clone()).collect();
+        s.frameworks[0].completed_executors.clear();
+        s.completed_frameworks.clear();
+        let time = |what: &str, f: &mut dyn FnMut() -> usize| {
+            let mut best = f64::MAX;
+            let mut size = 0;
+            for _ in 0..20 {
+                let t = Instant::now();
+                size = f();
+                best = best.min(t.elapsed().as_secs_f64() * 1000.0);
+            }
+            eprintln!("{what}: {best:.2} ms ({size} bytes)");
+        };
+        time("lists", &mut || {
+            lists(&AgentCall::State, &s).unwrap().protobuf().len()
+        });
+        let l = lists(&AgentCall::State, &s).unwrap();
+        time("protobuf", &mut || l.protobuf().len());
+        time("json", &mut || l.json().unwrap().len());
+        let tasks: Vec<&v0::Task> = s.frameworks[0]
+            .executors
+            .iter()
+            .flat_map(|e| e.tasks.iter().map(|t| &**t))
+            .collect();
+        time("encode tasks", &mut || {
+            let mut b = Vec::new();
+            for t in &tasks {
+                t.encode_raw(&mut b);
+            }
+            b.len()
+        });
+        time("encode_task tasks", &mut || {
+            let mut b = Vec::new();
+            for t in &tasks {
+                encode_task(t, &mut b);
+            }
+            b.len()
+        });
+        time("encode executors", &mut || {
+            let mut b = Vec::new();
+            for e in &s.frameworks[0].executors {
+                e.info.encode_raw(&mut b);
+            }
+            b.len()
+        });
+        time("old answer", &mut || {
+            answer_without_containers(&AgentCall::State, &s).encoded_len()
+        });
     }
 
     fn answer_without_containers(call: &AgentCall, s: &Snapshot) -> Response {

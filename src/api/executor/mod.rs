@@ -302,6 +302,7 @@ fn decode_call(content_type: ContentType, body: &[u8]) -> Result<Call, String> {
         ProtoError::MissingRequired { field, .. } => missing(&field),
         ProtoError::Decode { source, .. } => format!("{prefix}: {source}"),
         ProtoError::Json { source, .. } => format!("{prefix}: {source}"),
+        e @ ProtoError::UnknownMessage(_) => format!("{prefix}: {e}"),
     })?;
     // A proto2 parser drops an enum number its enum lacks, so a required
     // state with such a number is missing.

@@ -87,6 +87,9 @@ pub trait OperatorApi: Send + Sync + 'static {
 pub enum Answer {
     /// 200 with the `Response`.
     Response(Box<crate::proto::mesos::v1::agent::Response>),
+    /// 200 with GET_STATE, GET_TASKS, GET_EXECUTORS or GET_FRAMEWORKS,
+    /// given as the encodings of the messages in its lists.
+    Lists(Box<v1::Lists>),
     /// 200, no body (SET_LOGGING_LEVEL, LAUNCH_CONTAINER, KILL_CONTAINER,
     /// REMOVE_CONTAINER).
     Ok,

@@ -28,6 +28,9 @@
 
 #[doc(hidden)]
 pub mod fuzz;
+mod lists;
+
+pub use lists::{List, Lists, ListsError};
 
 use crate::api::{bad_request, text};
 use std::sync::Arc;
@@ -204,6 +207,7 @@ where
         } => read_file(&api, path, offset, length).await.map_err(error)?,
         Valid::Agent(c) => match api.call(c).await.map_err(error)? {
             Answer::Response(r) => *r,
+            Answer::Lists(lists) => return encode_lists(accept, *lists).await,
             Answer::Ok => return Ok(Response::new(Empty::new().boxed())),
             Answer::Accepted => {
                 let mut r = Response::new(Empty::new().boxed());
@@ -221,6 +225,32 @@ where
             )
         })?;
     let mut r = Response::new(Full::new(encoded).boxed());
+    r.headers_mut()
+        .insert(CONTENT_TYPE, HeaderValue::from_static(accept.as_str()));
+    Ok(r)
+}
+
+/// GET_STATE and the other answers given as [`Lists`], written in the
+/// negotiated encoding on a blocking thread.
+async fn encode_lists(accept: ContentType, lists: Lists) -> Result<Response<Body>, Response<Body>> {
+    let internal = |message: String| text(StatusCode::INTERNAL_SERVER_ERROR, message);
+    let encoded = tokio::task::spawn_blocking(move || {
+        let start = std::time::Instant::now();
+        let encoded = match accept {
+            ContentType::Json => lists.json(),
+            ContentType::Protobuf => Ok(lists.protobuf()),
+        };
+        tracing::debug!(
+            ?accept,
+            encode_us = start.elapsed().as_micros() as u64,
+            "encoded a v1 operator answer"
+        );
+        encoded
+    })
+    .await
+    .map_err(|e| internal(format!("encoding failed: {e}")))?
+    .map_err(|e| internal(e.to_string()))?;
+    let mut r = Response::new(Full::new(Bytes::from(encoded)).boxed());
     r.headers_mut()
         .insert(CONTENT_TYPE, HeaderValue::from_static(accept.as_str()));
     Ok(r)
@@ -310,6 +340,7 @@ pub(crate) fn decode_call(content_type: ContentType, body: &[u8]) -> Result<Call
         }
         ProtoError::Decode { source, .. } => format!("{prefix}: {source}"),
         ProtoError::Json { source, .. } => format!("{prefix}: {source}"),
+        e @ ProtoError::UnknownMessage(_) => format!("{prefix}: {e}"),
     })
 }
 

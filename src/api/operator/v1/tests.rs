@@ -42,6 +42,16 @@ impl OperatorApi for Fake {
                         "Container {id} cannot be found"
                     )))
                 }
+                AgentCall::Executors => {
+                    let mut lists = Lists::new(response::Type::GetExecutors);
+                    let info = crate::proto::mesos::v1::ExecutorInfo {
+                        executor_id: crate::proto::mesos::v1::ExecutorId { value: "e".into() },
+                        name: Some("caf\u{e9} \"x\"".into()),
+                        ..Default::default()
+                    };
+                    lists.push(List::CompletedExecutors, |b| info.encode_raw(b));
+                    Answer::Lists(Box::new(lists))
+                }
                 _ => Answer::Response(Box::new(AgentResponse {
                     r#type: Some(response::Type::GetFlags as i32),
                     get_flags: Some(response::GetFlags {
@@ -126,6 +136,44 @@ async fn health_is_answered_in_json_like_mesos() {
     assert_eq!(
         r.json(),
         json!({"type": "GET_HEALTH", "get_health": {"healthy": true}})
+    );
+}
+
+/// An answer the agent gives as encoded lists (GET_EXECUTORS here) comes
+/// out in either encoding, every list there in JSON.
+#[tokio::test]
+async fn answers_given_as_lists_come_in_json_and_protobuf() {
+    let (_tmp, api) = fake();
+    let r = post(api.clone(), r#"{"type":"GET_EXECUTORS"}"#).await;
+    assert_eq!(
+        r.text(),
+        r#"{"type":"GET_EXECUTORS","get_executors":{"executors":[],"completed_executors":[{"executor_info":{"executor_id":{"value":"e"},"name":"café \"x\""}}]}}"#
+    );
+    assert_eq!(r.headers[CONTENT_TYPE], "application/json");
+    let call = Call {
+        r#type: Some(call::Type::GetExecutors as i32),
+        ..Default::default()
+    };
+    let r = send(
+        api,
+        &Authenticator::default(),
+        Method::POST,
+        &[
+            ("content-type", "application/x-protobuf"),
+            ("accept", "application/x-protobuf"),
+        ],
+        call.encode_to_vec(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers[CONTENT_TYPE], "application/x-protobuf");
+    let decoded = AgentResponse::decode(r.body.as_ref()).unwrap();
+    assert_eq!(decoded.r#type, Some(response::Type::GetExecutors as i32));
+    let executors = decoded.get_executors.unwrap();
+    assert!(executors.executors.is_empty());
+    assert_eq!(
+        executors.completed_executors[0].executor_info.name(),
+        "café \"x\""
     );
 }
 
