@@ -387,3 +387,88 @@ fn command_executor_finds_task_images_mounted_in_its_namespace() {
     c.destroy("c-img").unwrap();
     fx.finish();
 }
+
+/// A custom executor whose `ExecutorInfo.container` is DOCKER runs in the
+/// image as `docker run` would run it: Docker's command line (`shell`:
+/// `/bin/sh -c`), the executor's environment plus MESOS_SANDBOX at the
+/// mapped sandbox and MESOS_CONTAINER_NAME, parameters (workdir, env,
+/// cap-drop, ulimit, tmpfs, read-only) and a sandbox volume; nothing is
+/// left behind.
+#[test]
+fn custom_executor_in_a_docker_container() {
+    use butte::containerizer::mesos::DockerConfig;
+    use butte::proto::mesos::container_info::DockerInfo;
+    use butte::proto::mesos::{volume, Parameter, Volume};
+    if !enabled() {
+        return;
+    }
+    let fx = Fixture::new();
+    let w = fx.work.path();
+    let store = Store::open(w).unwrap();
+    image::import(&store, &busybox_oci(), Some("busybox"), 1 << 30, &Quiet).unwrap();
+    let mut cfg = config(&fx);
+    cfg.docker = DockerConfig {
+        enabled: true,
+        containerizers: "docker,mesos".into(),
+        ..DockerConfig::default()
+    };
+    let c = MesosContainerizer::new(cfg).unwrap();
+    let script = "cd $MESOS_SANDBOX; env > env.txt; pwd > pwd.txt; ulimit -n > nofile.txt; \
+                  touch /x 2>/dev/null || echo ro > ro.txt; echo t > /scratch/t && echo tmpfs > tmpfs.txt; \
+                  touch /tmp/c; chown 1 /tmp/c 2>/dev/null || echo no-chown > chown.txt; \
+                  echo vol > /vol/f";
+    let mut req = custom("c-docker", script, 64.0);
+    let param = |k: &str, v: &str| Parameter {
+        key: k.into(),
+        value: v.into(),
+    };
+    req.executor.container = Some(ContainerInfo {
+        r#type: container_info::Type::Docker as i32,
+        docker: Some(DockerInfo {
+            image: "busybox:1".into(),
+            parameters: vec![
+                param("workdir", "/tmp"),
+                param("env", "FROM_PARAM=1"),
+                param("cap-drop", "chown"),
+                param("ulimit", "nofile=128:256"),
+                param("tmpfs", "/scratch:size=1m"),
+                param("read-only", "true"),
+            ],
+            ..Default::default()
+        }),
+        volumes: vec![Volume {
+            mode: volume::Mode::Rw as i32,
+            container_path: "/vol".into(),
+            host_path: Some("vol-on-host".into()),
+            ..Default::default()
+        }],
+        ..Default::default()
+    });
+    let Launched { sandbox, .. } = c.launch(req).unwrap();
+    let t = wait(&c, "c-docker");
+    let read = |f: &str| fs::read_to_string(sandbox.join(f)).unwrap_or_default();
+    assert_eq!(
+        t.status,
+        Some(ExitStatus::Exited(0)),
+        "{t:?} {}",
+        read("stderr")
+    );
+    let env = read("env.txt");
+    for want in [
+        "MESOS_SANDBOX=/mnt/mesos/sandbox",
+        "MESOS_CONTAINER_NAME=mesos-c-docker",
+        "MESOS_FRAMEWORK_ID=F1",
+        "MESOS_EXECUTOR_ID=E1",
+        "FROM_PARAM=1",
+    ] {
+        assert!(env.lines().any(|l| l == want), "{want} not in:\n{env}");
+    }
+    assert_eq!(read("nofile.txt"), "128\n");
+    assert_eq!(read("ro.txt"), "ro\n");
+    assert_eq!(read("tmpfs.txt"), "tmpfs\n");
+    assert_eq!(read("chown.txt"), "no-chown\n");
+    assert_eq!(read("vol-on-host/f"), "vol\n");
+    c.destroy("c-docker").unwrap();
+    no_cgroup(&fx, "c-docker");
+    fx.finish();
+}

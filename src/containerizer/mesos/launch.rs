@@ -198,13 +198,23 @@ impl Inner {
         let id = req.container_id.as_str();
         let registry = self.config.docker_registry.as_deref();
         let (work, pull) = (&self.config.work_dir, &self.config.pull);
+        // A DOCKER container's `force_pull_image`: pulled even when stored.
+        let forced = PullOptions {
+            force: true,
+            ..pull.clone()
+        };
+        let pull_for = |task: Option<&str>| match docker {
+            Some(d) if d.task_id.as_deref() == task && d.run.force_pull => &forced,
+            _ => pull,
+        };
         let mut images = Images::default();
         if req.kind == ExecutorKind::Custom {
             let what = format!("executor {}", req.executor.executor_id.value);
             if let Some(r) =
                 images::reference(id, &what, req.executor.container.as_ref(), registry)?
             {
-                images.executor = Some(images.prepare(work, pull, id, &what, &r, id)?);
+                let p = images.prepare(work, pull_for(None), id, &what, &r, id)?;
+                images.executor = Some(p);
             }
             return Ok(images);
         }
@@ -226,18 +236,7 @@ impl Inner {
             };
             if let Some(r) = reference {
                 let lease = images::task_lease(id, task_id);
-                let forced;
-                let pull = match docker.filter(|d| d.task_id == task_id && d.run.force_pull) {
-                    Some(_) => {
-                        forced = PullOptions {
-                            force: true,
-                            ..pull.clone()
-                        };
-                        &forced
-                    }
-                    None => pull,
-                };
-                let p = images.prepare(work, pull, id, &what, &r, &lease)?;
+                let p = images.prepare(work, pull_for(Some(task_id)), id, &what, &r, &lease)?;
                 images.tasks.push((task_id.to_string(), p));
             }
         }
