@@ -4,7 +4,8 @@
 //! it.
 
 use crate::support::master::{
-    self, command_task, executor, framework, task_and_state, AgentProcess, FakeMaster, TERMINAL,
+    self, command_task, executor, framework, task_and_state, wait_for, AgentProcess, FakeMaster,
+    TERMINAL,
 };
 use crate::support::{enabled, text, Fixture, BUTTE};
 use butte::proto::mesos::TaskState;
@@ -75,14 +76,6 @@ fn api(agent: &AgentProcess, call: Value) -> (u16, String) {
         Err(e) => panic!("POST /api/v1: {e}"),
     };
     (resp.status(), resp.into_string().unwrap_or_default())
-}
-
-fn wait_for(what: &str, agent: &AgentProcess, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}; {}", agent.log_tail(40));
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

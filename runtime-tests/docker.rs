@@ -108,8 +108,7 @@ fn marathon_bridge_app_runs_with_its_port_ip_and_health() {
     if !enabled() || !cni::in_own_netns_of("docker", name) {
         return;
     }
-    let registry = Registry::start();
-    registry.push(&busybox_oci(), "1", IMAGE);
+    let registry = registry_with_image();
     let (fx, master, agent, net) = start_networked(&[
         "--docker_registry",
         &registry.url(),
@@ -233,6 +232,22 @@ fn expect_failed(
     );
 }
 
+/// A registry holding the busybox test image as [`IMAGE`].
+fn registry_with_image() -> Registry {
+    let registry = Registry::start();
+    registry.push(&busybox_oci(), "1", IMAGE);
+    registry
+}
+
+/// A registry with the image, and an agent registered with a fake master.
+fn start_with_image(extra: &[&str]) -> (Registry, Fixture, FakeMaster, AgentProcess) {
+    let registry = registry_with_image();
+    let fx = Fixture::new();
+    let master = FakeMaster::start(0);
+    let agent = start(&fx, &master, &registry, extra);
+    (registry, fx, master, agent)
+}
+
 fn start(fx: &Fixture, master: &FakeMaster, registry: &Registry, extra: &[&str]) -> AgentProcess {
     let url = registry.url();
     let mut flags = vec!["--docker_registry", url.as_str()];
@@ -253,11 +268,7 @@ fn host_mode_runs_and_bad_docker_tasks_fail_naming_the_cause() {
     if !enabled() {
         return;
     }
-    let registry = Registry::start();
-    registry.push(&busybox_oci(), "1", IMAGE);
-    let fx = Fixture::new();
-    let master = FakeMaster::start(0);
-    let agent = start(&fx, &master, &registry, &["--containerizers=docker,mesos"]);
+    let (registry, fx, master, agent) = start_with_image(&["--containerizers=docker,mesos"]);
     let fw = framework("docker");
 
     let task = docker_task(
@@ -342,22 +353,13 @@ fn none_mode_kill_with_grace_and_agent_restart() {
     if !enabled() {
         return;
     }
-    let registry = Registry::start();
-    registry.push(&busybox_oci(), "1", IMAGE);
-    let fx = Fixture::new();
-    let master = FakeMaster::start(0);
-    let mut agent = start(
-        &fx,
-        &master,
-        &registry,
-        &[
-            "--containerizers=mesos,docker",
-            "--docker_stop_timeout=1secs",
-        ],
-    );
+    let (_registry, fx, master, mut agent) = start_with_image(&[
+        "--containerizers=mesos,docker",
+        "--docker_stop_timeout=1secs",
+    ]);
     let fw = framework("docker-kill");
     let script = "cat /proc/net/dev > $MESOS_SANDBOX/dev.txt; \
-                  trap 'echo got-term > $MESOS_SANDBOX/term.txt; exit 0' TERM; \
+                  trap 'echo got-term > $MESOS_SANDBOX/term.txt; exit 0' TERM; touch $MESOS_SANDBOX/trapped; \
                   while true; do sleep 0.1; done";
     let mut task = docker_task("graceful", &["sh", "-c", script], Network::None, &[]);
     task.kill_policy = Some(kill_policy(Duration::from_secs(5)));
@@ -366,6 +368,9 @@ fn none_mode_kill_with_grace_and_agent_restart() {
     master.expect_ack("graceful", TaskState::TaskRunning);
     let sandbox = agent.sandbox(&master.slave_id(), &fw, "graceful");
 
+    master::wait_for("the task's TERM trap", &agent, || {
+        sandbox.join("trapped").exists()
+    });
     // The agent dies (SIGKILL) and comes back; the task runs on.
     agent.kill();
     master.discard_registrations();
@@ -380,6 +385,11 @@ fn none_mode_kill_with_grace_and_agent_restart() {
         .collect();
     assert_eq!(ifaces, ["lo"], "{dev}");
 
+    // Once the executor is back (before, the agent can only end it), the
+    // kill reaches the task through it, with the policy's grace.
+    master::wait_for("the executor re-subscribes", &agent, || {
+        agent.log().matches("executor subscribed").count() >= 2
+    });
     master.kill_task(&fw, "graceful", None);
     master.ack_until("graceful", TaskState::TaskKilled);
     assert_eq!(
@@ -408,11 +418,7 @@ fn bench_docker() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(30);
-    let registry = Registry::start();
-    registry.push(&busybox_oci(), "1", IMAGE);
-    let fx = Fixture::new();
-    let master = FakeMaster::start(0);
-    let agent = start(&fx, &master, &registry, &["--containerizers=docker,mesos"]);
+    let (_registry, fx, master, agent) = start_with_image(&["--containerizers=docker,mesos"]);
     let fw = framework("bench-docker");
     let docker = |id: &str| docker_task(id, &["true"], Network::Host, &[]);
     let mesos = |id: &str| {
@@ -476,8 +482,7 @@ fn butte_run_takes_docker_run_flags() {
     if !enabled() {
         return;
     }
-    let registry = Registry::start();
-    registry.push(&busybox_oci(), "1", IMAGE);
+    let registry = registry_with_image();
     let fx = Fixture::new();
     let host = fx.work.path().join("host-dir");
     fs::create_dir_all(&host).unwrap();

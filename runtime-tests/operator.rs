@@ -5,7 +5,7 @@
 //! must be equal, values aside. The differences that stay are listed here
 //! and in docs/operator-endpoints.md with the reason.
 
-use crate::support::master::{self, command_task, framework, AgentProcess, FakeMaster};
+use crate::support::master::{self, command_task, framework, wait_for, AgentProcess, FakeMaster};
 use crate::support::{enabled, Fixture};
 use butte::proto::mesos::framework_info::{capability, Capability};
 use butte::proto::mesos::TaskState;
@@ -163,14 +163,6 @@ const STATISTICS_EXTRA: &[&str] = &[
     "[].statistics.mem_cache_bytes ",
     "[].statistics.mem_swap_bytes ",
 ];
-
-fn wait_for(what: &str, agent: &AgentProcess, mut done: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(30);
-    while !done() {
-        assert!(Instant::now() < deadline, "{what}; {}", agent.log_tail(40));
-        std::thread::sleep(Duration::from_millis(100));
-    }
-}
 
 #[test]
 fn operator_endpoints_match_mesos_shapes_idle_running_and_after_a_task() {

@@ -1084,6 +1084,15 @@ pub fn kill_policy(grace: Duration) -> KillPolicy {
     }
 }
 
+/// Waits up to 30 s for `done`; fails naming `what`, with the agent's log.
+pub fn wait_for(what: &str, agent: &AgentProcess, mut done: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !done() {
+        assert!(Instant::now() < deadline, "{what}; {}", agent.log_tail(40));
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
 /// The status of U.
 pub fn status(u: &StatusUpdate) -> &TaskStatus {
     &u.status

@@ -800,31 +800,12 @@ fn volume_parameter(value: &str) -> Result<Volume, String> {
     })
 }
 
-/// Docker's ulimit names.
-pub const ULIMITS: &[&str] = &[
-    "core",
-    "cpu",
-    "data",
-    "fsize",
-    "locks",
-    "memlock",
-    "msgqueue",
-    "nice",
-    "nofile",
-    "nproc",
-    "rss",
-    "rtprio",
-    "rttime",
-    "sigpending",
-    "stack",
-];
-
 /// `NAME=SOFT[:HARD]`, `-1` unlimited.
 fn ulimit(value: &str) -> Result<(String, u64, u64), String> {
     let (name, limits) = value
         .split_once('=')
         .ok_or_else(|| "expected NAME=SOFT[:HARD]".to_string())?;
-    if !ULIMITS.contains(&name) {
+    if !crate::runtime::RLIMIT_NAMES.contains(&name) {
         return Err(format!("unknown ulimit {name:?}"));
     }
     let num = |s: &str| match s {

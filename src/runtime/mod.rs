@@ -31,6 +31,7 @@ pub use channel::{FailureKind, HelperFailure};
 pub use container::{adopt, main_pid, Adopted, AdoptedExit, Container, ExitRecord, ExitStatus};
 pub use enter::{enter_main, EnterArgs};
 pub use netns::{create_netns, netns_pinned, remove_netns};
+pub use setup::RLIMIT_NAMES;
 pub use spec::{
     default_device_rules, DeviceKind, DeviceRule, Devices, Limits, Network, Rlimit, RlimitResource,
     Rootfs, SandboxSpec, SpecError, User, DEFAULT_PATH,

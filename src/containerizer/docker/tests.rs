@@ -43,6 +43,28 @@ fn docker(params: &[(&str, &str)]) -> ContainerInfo {
     }
 }
 
+/// `run`'s task in sandbox `/sb`: `(container id, hostname, mapped
+/// sandbox)`, with the container's memory limit.
+fn task_in(
+    run: &DockerRun,
+    command: Option<&CommandInfo>,
+    image: &RunConfig,
+    (container_id, hostname, sandbox_dir): (&str, Option<&str>, &str),
+    memory: Option<u64>,
+) -> Result<DockerTask, DockerError> {
+    let at = Placement {
+        sandbox: Path::new("/sb"),
+        container_id,
+        hostname,
+        memory,
+    };
+    let config = DockerConfig {
+        sandbox_dir: sandbox_dir.into(),
+        ..enabled()
+    };
+    run.task(command, image, &at, &config)
+}
+
 fn enabled() -> DockerConfig {
     DockerConfig {
         enabled: true,
@@ -209,22 +231,14 @@ fn environment_user_and_workdir_as_docker_sets_them() {
         ],
     });
     let img = image(None, None);
-    let t = run
-        .task(
-            Some(&cmd),
-            &img,
-            &Placement {
-                sandbox: Path::new("/sb"),
-                container_id: "c1",
-                hostname: Some("web"),
-                memory: None,
-            },
-            &DockerConfig {
-                sandbox_dir: "/mnt/mesos/sandbox".into(),
-                ..enabled()
-            },
-        )
-        .unwrap();
+    let t = task_in(
+        &run,
+        Some(&cmd),
+        &img,
+        ("c1", Some("web"), "/mnt/mesos/sandbox"),
+        None,
+    )
+    .unwrap();
     let get = |k: &str| t.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     assert_eq!(get("PATH"), Some("/img/bin"));
     assert_eq!(get("HOSTNAME"), Some("web"));
@@ -242,22 +256,14 @@ fn environment_user_and_workdir_as_docker_sets_them() {
 
     let c = docker(&[("user", "nobody"), ("workdir", "/tmp")]);
     let run = DockerRun::parse(&c, &[], &enabled()).unwrap();
-    let t = run
-        .task(
-            Some(&cmd),
-            &RunConfig::default(),
-            &Placement {
-                sandbox: Path::new("/sb"),
-                container_id: "c1",
-                hostname: None,
-                memory: None,
-            },
-            &DockerConfig {
-                sandbox_dir: "/sandbox".into(),
-                ..enabled()
-            },
-        )
-        .unwrap();
+    let t = task_in(
+        &run,
+        Some(&cmd),
+        &RunConfig::default(),
+        ("c1", None, "/sandbox"),
+        None,
+    )
+    .unwrap();
     assert_eq!(t.user.as_deref(), Some("nobody"));
     assert_eq!(t.working_dir, "/tmp");
     assert_eq!(t.sandbox_dir, "/sandbox");
@@ -283,22 +289,14 @@ fn volumes_bind_host_and_sandbox_paths() {
         },
     ];
     let run = DockerRun::parse(&c, &[], &enabled()).unwrap();
-    let t = run
-        .task(
-            Some(&command(None, Some("true"), &[])),
-            &RunConfig::default(),
-            &Placement {
-                sandbox: Path::new("/sb"),
-                container_id: "c1",
-                hostname: None,
-                memory: None,
-            },
-            &DockerConfig {
-                sandbox_dir: "/mnt/mesos/sandbox".into(),
-                ..enabled()
-            },
-        )
-        .unwrap();
+    let t = task_in(
+        &run,
+        Some(&command(None, Some("true"), &[])),
+        &RunConfig::default(),
+        ("c1", None, "/mnt/mesos/sandbox"),
+        None,
+    )
+    .unwrap();
     let b = |s: &str, t: &str, ro| Bind {
         source: s.into(),
         target: t.into(),
@@ -314,22 +312,14 @@ fn volumes_bind_host_and_sandbox_paths() {
     );
     c.volumes[0].host_path = Some("../escape".into());
     let run = DockerRun::parse(&c, &[], &enabled()).unwrap();
-    let e = run
-        .task(
-            Some(&command(None, Some("true"), &[])),
-            &RunConfig::default(),
-            &Placement {
-                sandbox: Path::new("/sb"),
-                container_id: "c1",
-                hostname: None,
-                memory: None,
-            },
-            &DockerConfig {
-                sandbox_dir: "/s".into(),
-                ..enabled()
-            },
-        )
-        .unwrap_err();
+    let e = task_in(
+        &run,
+        Some(&command(None, Some("true"), &[])),
+        &RunConfig::default(),
+        ("c1", None, "/s"),
+        None,
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("inside the sandbox"), "{e}");
     let e = DockerRun::parse(&docker(&[("volume", "named:/data")]), &[], &enabled()).unwrap_err();
     assert!(e.to_string().contains("volume driver"), "{e}");
@@ -392,22 +382,14 @@ fn refusals_name_their_cause() {
         ..enabled()
     };
     let run = DockerRun::parse(&c, &[], &allow).unwrap();
-    let t = run
-        .task(
-            Some(&command(None, Some("true"), &[])),
-            &RunConfig::default(),
-            &Placement {
-                sandbox: Path::new("/sb"),
-                container_id: "c",
-                hostname: None,
-                memory: None,
-            },
-            &DockerConfig {
-                sandbox_dir: "/s".into(),
-                ..enabled()
-            },
-        )
-        .unwrap();
+    let t = task_in(
+        &run,
+        Some(&command(None, Some("true"), &[])),
+        &RunConfig::default(),
+        ("c", None, "/s"),
+        None,
+    )
+    .unwrap();
     assert!(t
         .capabilities
         .unwrap()
@@ -449,22 +431,14 @@ fn parameters_map_onto_the_task() {
         ("entrypoint", "/bin/echo"),
     ]);
     let run = DockerRun::parse(&c, &[], &enabled()).unwrap();
-    let t = run
-        .task(
-            Some(&command(Some(false), None, &["hi"])),
-            &image(Some(&["/x"]), Some(&["y"])),
-            &Placement {
-                sandbox: Path::new("/sb"),
-                container_id: "c",
-                hostname: None,
-                memory: Some(64 << 20),
-            },
-            &DockerConfig {
-                sandbox_dir: "/s".into(),
-                ..enabled()
-            },
-        )
-        .unwrap();
+    let t = task_in(
+        &run,
+        Some(&command(Some(false), None, &["hi"])),
+        &image(Some(&["/x"]), Some(&["y"])),
+        ("c", None, "/s"),
+        Some(64 << 20),
+    )
+    .unwrap();
     assert_eq!(t.argv, strings(&["/bin/echo", "hi"]));
     let caps = t.capabilities.clone().unwrap();
     assert!(caps.contains(&"CAP_NET_ADMIN".to_string()));
@@ -484,22 +458,14 @@ fn parameters_map_onto_the_task() {
         "options ndots:2\nnameserver 10.0.0.53\nsearch example.org\n"
     );
     // Swap beyond the memory limit is refused when the task starts.
-    let e = run
-        .task(
-            Some(&command(None, Some("true"), &[])),
-            &RunConfig::default(),
-            &Placement {
-                sandbox: Path::new("/sb"),
-                container_id: "c",
-                hostname: None,
-                memory: Some(32 << 20),
-            },
-            &DockerConfig {
-                sandbox_dir: "/s".into(),
-                ..enabled()
-            },
-        )
-        .unwrap_err();
+    let e = task_in(
+        &run,
+        Some(&command(None, Some("true"), &[])),
+        &RunConfig::default(),
+        ("c", None, "/s"),
+        Some(32 << 20),
+    )
+    .unwrap_err();
     assert!(e.to_string().contains("no swap"), "{e}");
 }
 
