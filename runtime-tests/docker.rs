@@ -306,6 +306,20 @@ fn host_mode_runs_and_bad_docker_tasks_fail_naming_the_cause() {
         "100"
     );
 
+    // The image is in the store now: it is not asked for again, unless
+    // the task says `force_pull_image`.
+    let pulls = || agent.log().matches("butte: pulling ").count();
+    let before = pulls();
+    assert_eq!(before, 1, "the first task pulled the image");
+    master.run_task(&fw, &docker_task("stored", &["true"], Network::Host, &[]));
+    master.ack_until("stored", TaskState::TaskFinished);
+    assert_eq!(pulls(), before, "pulled again without force_pull_image");
+    let mut t = docker_task("forced", &["true"], Network::Host, &[]);
+    docker_mut(&mut t).force_pull_image = Some(true);
+    master.run_task(&fw, &t);
+    master.ack_until("forced", TaskState::TaskFinished);
+    assert!(pulls() > before, "force_pull_image did not pull");
+
     let t = docker_task(
         "unknown",
         &["true"],
