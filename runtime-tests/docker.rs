@@ -359,7 +359,8 @@ fn host_mode_runs_and_bad_docker_tasks_fail_naming_the_cause() {
     master::finish(fx, master, agent);
 }
 
-/// NONE mode: only a loopback interface. A kill with a grace period lets
+/// `privileged` with `--allow_privileged`. NONE mode: only a loopback
+/// interface. A kill with a grace period lets
 /// the task's TERM handler run; an agent restart leaves a running Docker
 /// task running and still killable.
 #[test]
@@ -370,8 +371,32 @@ fn none_mode_kill_with_grace_and_agent_restart() {
     let (_registry, fx, master, mut agent) = start_with_image(&[
         "--containerizers=mesos,docker",
         "--docker_stop_timeout=1secs",
+        "--allow_privileged",
     ]);
     let fw = framework("docker-kill");
+    // With --allow_privileged, `privileged: true` runs with every
+    // capability (Docker's default set is 0xa80425fb).
+    let mut privileged = docker_task(
+        "privileged",
+        &[
+            "sh",
+            "-c",
+            "grep CapEff /proc/self/status > $MESOS_SANDBOX/caps.txt",
+        ],
+        Network::Host,
+        &[],
+    );
+    docker_mut(&mut privileged).privileged = Some(true);
+    master.run_task(&fw, &privileged);
+    master.ack_until("privileged", TaskState::TaskFinished);
+    let caps = fs::read_to_string(
+        agent
+            .sandbox(&master.slave_id(), &fw, "privileged")
+            .join("caps.txt"),
+    )
+    .unwrap();
+    let mask = u64::from_str_radix(caps.split_whitespace().nth(1).unwrap(), 16).unwrap();
+    assert!(mask & (1 << 21) != 0, "no CAP_SYS_ADMIN: {caps}");
     let script = "cat /proc/net/dev > $MESOS_SANDBOX/dev.txt; \
                   trap 'echo got-term > $MESOS_SANDBOX/term.txt; exit 0' TERM; touch $MESOS_SANDBOX/trapped; \
                   while true; do sleep 0.1; done";

@@ -602,7 +602,14 @@ fn capabilities(privileged: bool, p: &Parameters) -> Result<Option<Vec<String>>,
         v
     };
     if privileged {
-        return Ok(Some(all));
+        // Every capability this host lets us give (as `make_privileged`).
+        let held = caps::all()
+            .into_iter()
+            .filter(|c| caps::has_cap(None, caps::CapSet::Bounding, *c).unwrap_or(false))
+            .map(|c| c.to_string());
+        let mut held: Vec<String> = held.collect();
+        held.sort();
+        return Ok(Some(held));
     }
     if p.cap_add.is_empty() && p.cap_drop.is_empty() {
         return Ok(None);
