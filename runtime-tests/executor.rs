@@ -998,13 +998,20 @@ fn assert_task_without_sys_admin(out: &str) {
     }
 }
 
-/// Waits for the next TASK_RUNNING of TASK with `healthy` = HEALTHY.
+/// Waits for the next TASK_RUNNING of TASK with `healthy` = HEALTHY,
+/// acknowledging the task's other updates on the way (a restarted agent
+/// sends again those whose acknowledgement it did not see, and holds the
+/// rest back until they are acknowledged).
 fn expect_health(master: &FakeMaster, task: &str, healthy: bool) {
-    let u = master.expect_update(&format!("{task} with healthy={healthy}"), WAIT, |u| {
-        task_and_state(u) == (task.into(), TaskState::TaskRunning)
-            && status(u).healthy == Some(healthy)
-    });
-    master.ack(&u);
+    let u = loop {
+        let u = master.expect_update(&format!("{task} with healthy={healthy}"), WAIT, |u| {
+            task_and_state(u).0 == task
+        });
+        master.ack(&u);
+        if task_and_state(&u).1 == TaskState::TaskRunning && status(&u).healthy == Some(healthy) {
+            break u;
+        }
+    };
     assert_eq!(
         status(&u).reason,
         Some(task_status::Reason::TaskHealthCheckStatusUpdated as i32),

@@ -118,8 +118,11 @@ fn a_large_mesos_configuration_starts_names_what_it_ignores_and_registers() {
         .find(|l| l.contains("Mesos flags butte does not use"))
         .unwrap_or_else(|| panic!("no ignored-flags line; {}", agent.log_tail(40)));
     for (flag, why) in [
-        ("--docker_socket", "no Docker-daemon containerizer"),
-        ("--docker_kill_orphans", "no Docker-daemon containerizer"),
+        ("--docker_socket", "no Docker daemon"),
+        (
+            "--docker_kill_orphans",
+            "butte destroys every container it does not know",
+        ),
         ("--modules", "butte loads no Mesos C++ modules"),
         ("--log_dir", "butte logs to stderr"),
         ("--hostname_lookup", "without --hostname"),
