@@ -312,6 +312,7 @@ impl Agent {
                     inputs: agent.inputs.clone(),
                     containerizer: agent.containerizer.clone(),
                     fetcher_cache_size: agent.config.fetcher.cache_size,
+                    task_bytes: Default::default(),
                     standalone,
                     image_gc_excluded: agent
                         .config

@@ -40,6 +40,8 @@ pub struct Bridge {
     /// `--image_gc_config`'s `excluded_images`, which PRUNE_IMAGES keeps
     /// too, as Mesos.
     pub image_gc_excluded: Vec<String>,
+    /// Tasks' encodings kept between GET_STATE and GET_TASKS calls.
+    pub task_bytes: Arc<v1::TaskBytes>,
 }
 
 fn stopping() -> OperatorError {
@@ -148,10 +150,11 @@ impl OperatorApi for Bridge {
             let copied = asked.elapsed();
             let containerizer = self.containerizer.clone();
             let cache = self.fetcher_cache_size;
+            let task_bytes = self.task_bytes.clone();
             tokio::task::spawn_blocking(move || {
                 let start = std::time::Instant::now();
                 let usage = |id: &str| containerizer.usage(id);
-                let answer = match v1::lists(&call, &snapshot) {
+                let answer = match v1::lists(&call, &snapshot, &task_bytes) {
                     Some(lists) => Answer::Lists(Box::new(lists)),
                     None => {
                         let mut r = v1::answer(&call, &snapshot, &usage, cache);

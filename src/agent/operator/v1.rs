@@ -5,6 +5,8 @@
 //! loop.
 
 use prost::Message as _;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, Weak};
 
 use super::render;
 use super::snapshot::{ExecutorView, FrameworkView, Snapshot};
@@ -131,7 +133,9 @@ pub fn answer(
 /// `FrameworkInfo` encodes to the bytes its [`evolve`]d v1 form encodes
 /// to (same fields, numbers and order; a test walks both protos), so each
 /// is encoded once and never decoded.
-pub fn lists(call: &AgentCall, s: &Snapshot) -> Option<Lists> {
+/// Tasks' encodings come from `bytes` when a task has not changed since
+/// an earlier call.
+pub fn lists(call: &AgentCall, s: &Snapshot, bytes: &TaskBytes) -> Option<Lists> {
     use response::Type as T;
     let kind = match call {
         AgentCall::State => T::GetState,
@@ -141,6 +145,8 @@ pub fn lists(call: &AgentCall, s: &Snapshot) -> Option<Lists> {
         _ => return None,
     };
     let mut out = Lists::new(kind);
+    let mut cached = bytes.0.lock().unwrap_or_else(|e| e.into_inner());
+    let mut kept = HashMap::with_capacity(cached.len());
     if matches!(kind, T::GetState | T::GetTasks) {
         for f in all_frameworks(s) {
             for ex in f.executors.iter().chain(&f.completed_executors) {
@@ -155,7 +161,21 @@ pub fn lists(call: &AgentCall, s: &Snapshot) -> Option<Lists> {
                     (List::CompletedTasks, &ex.completed),
                 ] {
                     for t in tasks {
-                        out.push(list, |b| encode_task(t, b));
+                        let key = Arc::as_ptr(t) as usize;
+                        let encoded = match cached.remove(&key) {
+                            Some((weak, b))
+                                if weak.upgrade().is_some_and(|a| Arc::ptr_eq(&a, t)) =>
+                            {
+                                b
+                            }
+                            _ => {
+                                let mut b = Vec::new();
+                                encode_task(t, &mut b);
+                                Arc::<[u8]>::from(b)
+                            }
+                        };
+                        out.push(list, |b| b.extend_from_slice(&encoded));
+                        kept.insert(key, (Arc::downgrade(t), encoded));
                     }
                 }
             }
@@ -183,8 +203,20 @@ pub fn lists(call: &AgentCall, s: &Snapshot) -> Option<Lists> {
             }
         }
     }
+    // What this call did not see (ended, changed or forgotten tasks) goes.
+    if matches!(kind, T::GetState | T::GetTasks) {
+        *cached = kept;
+    }
     Some(out)
 }
+
+/// Each task's v1 encoding, kept between calls. A task changes only
+/// through a new `Arc` (`Arc::make_mut` when a snapshot shares it, and the
+/// `Weak` held here never stops it from changing in place otherwise: then
+/// it moves), and an allocation a `Weak` points at is never reused, so an
+/// entry is good exactly while its `Weak` upgrades to the task asked for.
+#[derive(Default)]
+pub struct TaskBytes(Mutex<HashMap<usize, (Weak<v0::Task>, Arc<[u8]>)>>);
 
 /// `Task.status_update_state` and `status_update_uuid`.
 const STATUS_UPDATE_STATE: u32 = 9;
@@ -553,6 +585,34 @@ mod tests {
         s
     }
 
+    /// Kept encodings are used while a task is unchanged; a task changed
+    /// since (`Arc::make_mut`, as the agent changes them) is encoded anew,
+    /// and what no call sees any more is dropped.
+    #[test]
+    fn task_encodings_are_kept_until_the_task_changes() {
+        let mut s = rich_snapshot();
+        let bytes = TaskBytes::default();
+        let fresh = |s: &Snapshot| lists(&AgentCall::State, s, &TaskBytes::default()).unwrap();
+        let first = lists(&AgentCall::State, &s, &bytes).unwrap();
+        assert_eq!(first.protobuf(), fresh(&s).protobuf());
+        let kept = bytes.0.lock().unwrap().len();
+        assert!(kept > 0);
+        let again = lists(&AgentCall::State, &s, &bytes).unwrap();
+        assert_eq!(again.protobuf(), first.protobuf());
+        let t = &mut s.frameworks[0].executors[0].tasks[0];
+        let before = Arc::as_ptr(t);
+        Arc::make_mut(t).name = "renamed".into();
+        assert_ne!(Arc::as_ptr(t), before, "a kept task changes by a new Arc");
+        let changed = lists(&AgentCall::State, &s, &bytes).unwrap();
+        assert_eq!(changed.protobuf(), fresh(&s).protobuf());
+        assert_ne!(changed.protobuf(), first.protobuf());
+        s.frameworks[0].executors[0].tasks.clear();
+        s.completed_frameworks.clear();
+        s.frameworks[0].completed_executors.clear();
+        lists(&AgentCall::State, &s, &bytes).unwrap();
+        assert!(bytes.0.lock().unwrap().len() < kept);
+    }
+
     /// What [`lists`] writes is what the answer built by [`answer`] gave
     /// before: its protobuf encoding, and the JSON of the reflective
     /// writer, byte for byte.
@@ -567,7 +627,7 @@ mod tests {
             AgentCall::Frameworks,
         ] {
             let old = answer_without_containers(&call, &s);
-            let new = lists(&call, &s).unwrap();
+            let new = lists(&call, &s, &TaskBytes::default()).unwrap();
             assert_eq!(new.protobuf(), old.encode_to_vec(), "{call:?}");
             let old_json = crate::proto::with_reflective_json(|| json_bytes(&old));
             assert_eq!(
@@ -577,8 +637,13 @@ mod tests {
             );
         }
         // The text says what the snapshot holds.
-        let j: serde_json::Value =
-            serde_json::from_slice(&lists(&AgentCall::State, &s).unwrap().json().unwrap()).unwrap();
+        let j: serde_json::Value = serde_json::from_slice(
+            &lists(&AgentCall::State, &s, &TaskBytes::default())
+                .unwrap()
+                .json()
+                .unwrap(),
+        )
+        .unwrap();
         let tasks = &j["get_state"]["get_tasks"];
         assert_eq!(tasks["pending_tasks"], serde_json::json!([]));
         assert_eq!(tasks["queued_tasks"][0]["state"], "TASK_STAGING");
@@ -604,7 +669,7 @@ mod tests {
             j["get_state"]["get_frameworks"]["completed_frameworks"][0]["framework_info"]["roles"],
             serde_json::json!(["web", "db"])
         );
-        assert!(lists(&AgentCall::Flags, &s).is_none());
+        assert!(lists(&AgentCall::Flags, &s, &TaskBytes::default()).is_none());
     }
 
     /// [`lists`] copies v0 encodings as v1 ones: every message a v0 Task,
@@ -674,9 +739,12 @@ mod tests {
             eprintln!("{what}: {best:.2} ms ({size} bytes)");
         };
         time("lists", &mut || {
-            lists(&AgentCall::State, &s).unwrap().protobuf().len()
+            lists(&AgentCall::State, &s, &TaskBytes::default())
+                .unwrap()
+                .protobuf()
+                .len()
         });
-        let l = lists(&AgentCall::State, &s).unwrap();
+        let l = lists(&AgentCall::State, &s, &TaskBytes::default()).unwrap();
         time("protobuf", &mut || l.protobuf().len());
         time("json", &mut || l.json().unwrap().len());
         let tasks: Vec<&v0::Task> = s.frameworks[0]
