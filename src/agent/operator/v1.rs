@@ -216,7 +216,10 @@ pub fn lists(call: &AgentCall, s: &Snapshot, bytes: &TaskBytes) -> Option<Lists>
 /// it moves), and an allocation a `Weak` points at is never reused, so an
 /// entry is good exactly while its `Weak` upgrades to the task asked for.
 #[derive(Default)]
-pub struct TaskBytes(Mutex<HashMap<usize, (Weak<v0::Task>, Arc<[u8]>)>>);
+pub struct TaskBytes(Mutex<HashMap<usize, KeptTask>>);
+
+/// A task (while it lives unchanged) and its encoding.
+type KeptTask = (Weak<v0::Task>, Arc<[u8]>);
 
 /// `Task.status_update_state` and `status_update_uuid`.
 const STATUS_UPDATE_STATE: u32 = 9;
