@@ -24,7 +24,7 @@
 //! in the order the networks are asked for.
 
 use crate::mount::Mount;
-use crate::net::{Attachment, Cni, CniResult, NetError, NetworkConfig};
+use crate::net::{self, Attachment, Cni, CniResult, NetError, NetworkConfig};
 use crate::runtime::{create_netns, remove_netns};
 use crate::support::atomic_write;
 use serde::{Deserialize, Serialize};
@@ -78,32 +78,14 @@ impl CniConfig {
 }
 
 /// The network `butte run --net bridge` uses when no config names one
-/// `bridge`: Debian's `bridge` plugin on `butte0` (10.87.0.0/16, the host
-/// as gateway, outgoing traffic masqueraded), addresses from `host-local`
-/// (kept under `data_dir`), host ports through `portmap`.
+/// `bridge` (and the agent's DOCKER BRIDGE mode when
+/// `--docker_bridge_network`'s config is absent): butte's own bridge
+/// `butte0` on 10.87.0.0/16 (the host, 10.87.0.1, as gateway, outgoing
+/// traffic masqueraded, host ports through nftables), made over
+/// rtnetlink without CNI plugins (`net::builtin_config`); addresses kept
+/// under `data_dir` in host-local's layout.
 pub fn default_bridge(data_dir: &Path) -> NetworkConfig {
-    let json = serde_json::json!({
-        "cniVersion": "1.0.0",
-        "name": "bridge",
-        "plugins": [
-            {
-                "type": "bridge",
-                "bridge": "butte0",
-                "isGateway": true,
-                "ipMasq": true,
-                "hairpinMode": true,
-                "ipam": {
-                    "type": "host-local",
-                    "ranges": [[{"subnet": "10.87.0.0/16", "gateway": "10.87.0.1"}]],
-                    "routes": [{"dst": "0.0.0.0/0"}],
-                    "dataDir": data_dir,
-                },
-            },
-            {"type": "portmap", "capabilities": {"portMappings": true}},
-        ],
-    });
-    NetworkConfig::parse(Path::new("<built-in bridge>"), json.to_string().as_bytes())
-        .expect("the built-in bridge config parses")
+    net::builtin_config("bridge", "butte0", "10.87.0.0/16", data_dir)
 }
 
 /// One network a container asks for.
@@ -393,7 +375,7 @@ mod tests {
     use super::*;
 
     #[test]
-    fn the_default_bridge_chains_bridge_and_portmap() {
+    fn the_default_bridge_is_the_built_in_one() {
         let c = default_bridge(Path::new("/var/lib/butte/cni"));
         assert_eq!(
             state_path(
@@ -407,8 +389,9 @@ mod tests {
             Path::new("/run/butte/containers/c1/network/state.json")
         );
         assert_eq!(c.name, "bridge");
-        assert_eq!(c.plugin_types(), vec!["bridge", "portmap"]);
-        assert_eq!(c.plugins[0]["ipam"]["dataDir"], "/var/lib/butte/cni");
+        assert!(net::is_builtin(&c));
+        assert_eq!(c.plugins[0]["bridge"], "butte0");
+        assert_eq!(c.plugins[0]["dataDir"], "/var/lib/butte/cni");
     }
 
     #[test]
