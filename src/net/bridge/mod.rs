@@ -269,7 +269,9 @@ impl Bridge {
 
     /// Detaches the namespace of `att`: its port elements (only if the
     /// ADD finished: an unfinished one added none, and the keys may be
-    /// another container's), its veth, its address. Every step runs; the
+    /// another container's), its veth (disabled, and gone with the
+    /// namespace when the caller unpins it; removed if it is not pinned),
+    /// its address. Every step runs; the
     /// first failure is returned.
     pub fn del(
         &self,
@@ -296,11 +298,22 @@ impl Bridge {
             (Err(e), _) => first = Some(e),
             _ => {}
         }
+        // While the namespace is pinned, its end takes the veth pair with
+        // it: the caller unpins it next, and the kernel removes the pair
+        // in the background (removing it here would wait 10-20 ms for RCU
+        // grace periods). Until then the host end is a disabled bridge
+        // port: should anything else still hold the namespace, nothing
+        // reaches the released address through it. Without a pin (after a
+        // reboot) a veth still there is removed here.
         let host = veth_name(&att.container_id, &att.ifname);
-        if let Err(e) = netlink::Netlink::open()
-            .and_then(|mut nl| nl.del_link(&host))
-            .map_err(step("remove veth", &host))
-        {
+        let gone = netlink::Netlink::open().and_then(|mut nl| {
+            if pinned(&att.netns) {
+                nl.disable_port(&host)
+            } else {
+                nl.del_link(&host)
+            }
+        });
+        if let Err(e) = gone.map_err(step("remove veth", &host)) {
             first.get_or_insert(e);
         }
         if let Err(e) = self
@@ -311,6 +324,16 @@ impl Bridge {
             first.get_or_insert(e);
         }
         first.map_or(Ok(()), Err)
+    }
+}
+
+/// Whether `path` is a pinned namespace (an nsfs file mounted there: its
+/// own device, unlike its directory's).
+fn pinned(path: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(path), path.parent().map(fs::metadata)) {
+        (Ok(m), Some(Ok(p))) => m.dev() != p.dev(),
+        _ => false,
     }
 }
 
