@@ -318,7 +318,7 @@ pub(crate) fn builtin_ports() -> Vec<String> {
         .output()
         .unwrap();
     text(&out.stdout)
-        .split(|c| c == '{' || c == ',' || c == '}')
+        .split(['{', ',', '}'])
         .map(str::trim)
         .filter(|e| e.contains(" : ") && e.contains(" . ") && !e.starts_with("type"))
         .map(|e| format!("nft port: {e}"))

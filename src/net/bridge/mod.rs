@@ -195,11 +195,28 @@ impl Bridge {
         inner
             .add_default_route(eth.index, self.gateway)
             .map_err(step("add default route on", &att.ifname))?;
-        if made || !ports.is_empty() {
-            let mut script = nft::table(&self.name, self.network, self.prefix);
-            script.push_str(&nft::elements("add", ip, &ports));
-            nft::apply(&script).map_err(BridgeError::Nft)?;
+        let table = || {
+            nft::apply(&nft::table(&self.name, self.network, self.prefix)).map_err(BridgeError::Nft)
+        };
+        if made {
+            table()?;
         }
+        let publish = || nft::set_elements(true, ip, &ports);
+        match publish() {
+            // No table: made by an older butte, or the ruleset was flushed.
+            Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {
+                table()?;
+                publish()
+            }
+            r => r,
+        }
+        .map_err(|e| {
+            let why = match e.raw_os_error() {
+                Some(libc::EEXIST) => "a host port is published already".to_string(),
+                _ => e.to_string(),
+            };
+            BridgeError::Nft(format!("publish ports {}: {why}", describe(&ports)))
+        })?;
         let raw = json!({
             "cniVersion": "1.0.0",
             "interfaces": [
@@ -287,12 +304,19 @@ impl Bridge {
             .and_then(|i| i.ip().parse().ok());
         match (port_mappings(&att.runtime_config), ip) {
             (Ok(ports), Some(ip)) if !ports.is_empty() => {
-                if let Err(e) = nft::apply(&nft::elements("delete", ip, &ports)) {
+                if nft::set_elements(false, ip, &ports).is_err() {
                     // One by one: one already gone must not keep the others.
                     for p in &ports {
-                        let _ = nft::apply(&nft::elements("delete", ip, std::slice::from_ref(p)));
+                        match nft::set_elements(false, ip, std::slice::from_ref(p)) {
+                            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
+                                first.get_or_insert(BridgeError::Nft(format!(
+                                    "unpublish port {}: {e}",
+                                    describe(std::slice::from_ref(p))
+                                )));
+                            }
+                            _ => {}
+                        }
                     }
-                    tracing::debug!(error = %e, "nft batch delete failed; deleted one by one");
                 }
             }
             (Err(e), _) => first = Some(e),
@@ -325,6 +349,15 @@ impl Bridge {
         }
         first.map_or(Ok(()), Err)
     }
+}
+
+/// `8080/tcp, 53/udp`.
+fn describe(ports: &[PortMapping]) -> String {
+    let list: Vec<String> = ports
+        .iter()
+        .map(|p| format!("{}/{}", p.host, p.protocol))
+        .collect();
+    list.join(", ")
 }
 
 /// Whether `path` is a pinned namespace (an nsfs file mounted there: its
