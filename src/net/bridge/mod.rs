@@ -303,19 +303,20 @@ impl Bridge {
             .and_then(|r| r.ips.first())
             .and_then(|i| i.ip().parse().ok());
         match (port_mappings(&att.runtime_config), ip) {
-            (Ok(ports), Some(ip)) if !ports.is_empty() => {
-                if nft::set_elements(false, ip, &ports).is_err() {
-                    // One by one: one already gone must not keep the others.
-                    for p in &ports {
-                        match nft::set_elements(false, ip, std::slice::from_ref(p)) {
-                            Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
-                                first.get_or_insert(BridgeError::Nft(format!(
-                                    "unpublish port {}: {e}",
-                                    describe(std::slice::from_ref(p))
-                                )));
-                            }
-                            _ => {}
+            // One by one if the batch failed: one already gone must not
+            // keep the others.
+            (Ok(ports), Some(ip))
+                if !ports.is_empty() && nft::set_elements(false, ip, &ports).is_err() =>
+            {
+                for p in &ports {
+                    match nft::set_elements(false, ip, std::slice::from_ref(p)) {
+                        Err(e) if e.raw_os_error() != Some(libc::ENOENT) => {
+                            first.get_or_insert(BridgeError::Nft(format!(
+                                "unpublish port {}: {e}",
+                                describe(std::slice::from_ref(p))
+                            )));
                         }
+                        _ => {}
                     }
                 }
             }
