@@ -7,6 +7,9 @@
 #
 #   bench/cni.sh                 (N=30 runs each; BUTTE=target/release/butte)
 #   N=10 BUTTE=target/debug/butte bench/cni.sh
+#   PLUGINS=1 bench/cni.sh       (`bridge` through Debian's bridge, host-local
+#                                and portmap plugins, as before the built-in
+#                                bridge was native: the same config in a file)
 #
 # Everything runs in a network namespace of its own (the script re-runs
 # itself under `unshare --net`): the bridge, veths, iptables rules and
@@ -42,7 +45,17 @@ run=("$BUTTE" run --rm --work-dir "$TMP/work" --runtime-dir "$TMP/run"
 # exec: what remains is butte's own part of the step (namespace, state,
 # /etc files, DEL).
 echo '{"cniVersion":"1.0.0","name":"lo","type":"loopback"}' >"$TMP/conf/lo.conf"
-# One warm-up makes the bridge and the iptables chains that stay.
+if [[ ${PLUGINS:-} == 1 ]]; then
+    cat >"$TMP/conf/bridge.conflist" <<EOF
+{"cniVersion":"1.0.0","name":"bridge","plugins":[
+ {"type":"bridge","bridge":"butte0","isGateway":true,"ipMasq":true,"hairpinMode":true,
+  "ipam":{"type":"host-local","ranges":[[{"subnet":"10.87.0.0/16","gateway":"10.87.0.1"}]],
+          "routes":[{"dst":"0.0.0.0/0"}],"dataDir":"$TMP/work/cni/networks"}},
+ {"type":"portmap","capabilities":{"portMappings":true}}]}
+EOF
+fi
+# One warm-up makes the bridge and the rules that stay (nftables table
+# ip butte for the built-in bridge, iptables chains for the plugins).
 "${run[@]}" --net bridge -p 18080:80 -- /bin/true
 
 cmds=(
@@ -82,8 +95,10 @@ if command -v podman >/dev/null && [[ -n $(median podman-bridge) ]]; then
     printf 'podman network step: %.1f ms; butte/podman ratio %.2f\n' "$(echo "$pb - $pn" | bc -l)" \
         "$(echo "($bridge - $host) / ($pb - $pn)" | bc -l)"
 fi
-# Nothing left: no veth, no allocation (the warm-up's port rule chain is shared).
+# Nothing left: no veth, no allocation, no published port (the table and
+# the plugins' port chains are shared).
 left=$(ip -o link show type veth | wc -l)
 alloc=$(find "$TMP/work/cni/networks/bridge" -name '10.*' 2>/dev/null | wc -l)
-echo "left after the runs: $left veth, $alloc addresses"
+ports=$(nft list map ip butte tcp-ports 2>/dev/null | grep -cE ' : [0-9]' || true)
+echo "left after the runs: $left veth, $alloc addresses, $ports published ports"
 echo "$json"

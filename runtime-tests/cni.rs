@@ -258,6 +258,10 @@ impl TestNet {
                 .filter(|l| l.contains("id: \\\"") || l.contains("id: \""))
                 .map(|l| format!("iptables: {l}")),
         );
+        // The built-in bridge: its allocations under the agent's work dir
+        // and its published ports (elements of nftables maps).
+        left.extend(builtin_allocations(&agent.work_dir.join("cni/networks")));
+        left.extend(builtin_ports());
         let run = agent.runtime_dir.display().to_string();
         left.extend(
             fs::read_to_string("/proc/self/mountinfo")
@@ -291,6 +295,34 @@ impl TestNet {
             std::thread::sleep(Duration::from_millis(100));
         }
     }
+}
+
+/// Addresses the built-in bridge holds under DATA_DIR (its `dataDir`).
+pub(crate) fn builtin_allocations(data_dir: &std::path::Path) -> Vec<String> {
+    match fs::read_dir(data_dir.join("bridge")) {
+        Ok(rd) => rd
+            .flatten()
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .filter(|n| n.starts_with("10."))
+            .map(|n| format!("built-in bridge allocation: {n}"))
+            .collect(),
+        Err(_) => Vec::new(),
+    }
+}
+
+/// Ports the built-in bridge publishes: the elements of its nftables
+/// maps (`host port : address . port`); none without its table.
+pub(crate) fn builtin_ports() -> Vec<String> {
+    let out = Command::new("nft")
+        .args(["list", "table", "ip", "butte"])
+        .output()
+        .unwrap();
+    text(&out.stdout)
+        .split(['{', ',', '}'])
+        .map(str::trim)
+        .filter(|e| e.contains(" : ") && e.contains(" . ") && !e.starts_with("type"))
+        .map(|e| format!("nft port: {e}"))
+        .collect()
 }
 
 /// A command task on NETWORK, with host ports mapped to container ports.
@@ -663,7 +695,18 @@ fn butte_run_on_the_default_bridge_publishes_a_port() {
     .stderr(std::process::Stdio::null())
     .spawn()
     .unwrap();
-    let got = std::panic::catch_unwind(|| http_get("10.87.0.1:18090"));
+    // From the gateway address and from localhost, as portmap did; while
+    // it runs, its port is an element of the table's map.
+    let got = std::panic::catch_unwind(|| {
+        let body = http_get("10.87.0.1:18090");
+        assert!(http_get("127.0.0.1:18090").contains("from-butte-run"));
+        let ports = builtin_ports();
+        assert!(
+            ports.len() == 1 && ports[0].starts_with("nft port: 18090 : 10.87.0."),
+            "{ports:?}"
+        );
+        body
+    });
     nix::sys::signal::kill(
         nix::unistd::Pid::from_raw(server.id() as i32),
         nix::sys::signal::Signal::SIGTERM,
@@ -705,13 +748,16 @@ fn butte_run_on_the_default_bridge_publishes_a_port() {
         .output()
         .unwrap();
     assert_eq!(text(&veths.stdout), "", "veths left");
-    let allocations: Vec<_> = fs::read_dir(fx.work.path().join("w/cni/networks/bridge"))
+    // The built-in bridge is butte's own: no plugin made it, nothing of
+    // the container is left (veth, address, published port).
+    assert!(fs::read_dir(fx.work.path().join("w/cni/networks/bridge"))
         .unwrap()
         .flatten()
-        .map(|e| e.file_name().to_string_lossy().into_owned())
-        .filter(|n| n.starts_with("10."))
-        .collect();
+        .any(|e| e.file_name() == "last_reserved_ip.0"));
+    let allocations = builtin_allocations(&fx.work.path().join("w/cni/networks"));
     assert!(allocations.is_empty(), "{allocations:?}");
+    let ports = builtin_ports();
+    assert!(ports.is_empty(), "{ports:?}");
     let rules = Command::new("iptables-save").output().unwrap();
     assert!(
         !text(&rules.stdout).contains("id: \\\""),

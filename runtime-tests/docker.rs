@@ -210,6 +210,92 @@ fn marathon_bridge_app_runs_with_its_port_ip_and_health() {
     master::finish(fx, master, agent);
 }
 
+/// BRIDGE mode on butte's built-in bridge (no config is named
+/// `--docker_bridge_network`'s default, `bridge`): made by butte itself,
+/// no CNI plugin. A server task gets an address on 10.87.0.0/16; its
+/// published port answers from the gateway address and from localhost; a
+/// second task reaches it directly and through the published port (NAT
+/// back through the bridge); the agent is killed and restarts while it
+/// runs, and killing it then leaves no veth, address or published port.
+#[test]
+fn builtin_bridge_connects_tasks_and_cleans_up_after_an_agent_restart() {
+    let name = "builtin_bridge_connects_tasks_and_cleans_up_after_an_agent_restart";
+    if !enabled() || !cni::in_own_netns_of("docker", name) {
+        return;
+    }
+    let registry = Registry::start();
+    registry.push(&busybox_oci(), "1", IMAGE);
+    let (fx, master, mut agent, net) = start_networked(&[
+        "--docker_registry",
+        &registry.url(),
+        "--containerizers=docker,mesos",
+    ]);
+    let fw = framework("builtin-bridge");
+    let script =
+        "mkdir -p /www; echo served-by-builtin > /www/index.html; exec httpd -f -p 80 -h /www";
+    let mut web = docker_task("web", &["sh", "-c", script], Network::Bridge, &[]);
+    docker_mut(&mut web).port_mappings = vec![PortMapping {
+        host_port: 31002,
+        container_port: 80,
+        protocol: Some("tcp".into()),
+    }];
+    master.run_task(&fw, &web);
+    master.expect_ack("web", TaskState::TaskStarting);
+    let running = master.expect_ack("web", TaskState::TaskRunning);
+    let addrs = addresses(&running);
+    assert_eq!(addrs.len(), 1, "{}", describe(&running));
+    assert_eq!(addrs[0].0, "bridge");
+    let ip = addrs[0].1.clone();
+    assert!(ip.starts_with("10.87.0."), "{addrs:?}");
+    assert!(http_get(&format!("{ip}:80")).contains("served-by-builtin"));
+    assert!(http_get("10.87.0.1:31002").contains("served-by-builtin"));
+    assert!(http_get("127.0.0.1:31002").contains("served-by-builtin"));
+    let data = agent.work_dir.join("cni/networks");
+    assert_eq!(
+        cni::builtin_allocations(&data),
+        [format!("built-in bridge allocation: {ip}")]
+    );
+    assert_eq!(
+        cni::builtin_ports(),
+        [format!("nft port: 31002 : {ip} . 80")]
+    );
+
+    let fetch = format!(
+        "wget -q -O $MESOS_SANDBOX/direct.txt http://{ip}:80/index.html && \
+         wget -q -O $MESOS_SANDBOX/published.txt http://10.87.0.1:31002/index.html"
+    );
+    let client = docker_task("client", &["sh", "-c", &fetch], Network::Bridge, &[]);
+    master.run_task(&fw, &client);
+    let done = master.ack_until("client", TaskState::TaskFinished);
+    let client_ip = &addresses(&done)[0].1;
+    assert!(
+        client_ip.starts_with("10.87.0.") && *client_ip != ip,
+        "{client_ip}"
+    );
+    let client_dir = agent.sandbox(&master.slave_id(), &fw, "client");
+    for file in ["direct.txt", "published.txt"] {
+        assert_eq!(
+            fs::read_to_string(client_dir.join(file)).unwrap_or_default(),
+            "served-by-builtin\n",
+            "{file}"
+        );
+    }
+
+    // The agent dies (SIGKILL) and comes back; the task and its port stay.
+    agent.kill();
+    master.discard_registrations();
+    agent.restart();
+    master.reregister();
+    assert!(http_get("10.87.0.1:31002").contains("served-by-builtin"));
+
+    // (A kill that comes before the executor has reconnected ends it from
+    // the agent's side, without `network_infos`: not what this checks.)
+    master.kill_task(&fw, "web", None);
+    master.ack_until("web", TaskState::TaskKilled);
+    net.assert_no_residue(&agent);
+    master::finish(fx, master, agent);
+}
+
 /// A task that fails before it starts: TASK_FAILED whose message contains
 /// `want`, with the reason Mesos gives a failed container launch.
 fn expect_failed(

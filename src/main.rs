@@ -968,7 +968,8 @@ mod agent_cli {
         allow_privileged: bool,
         /// The CNI network of DOCKER containers in BRIDGE mode: the config of
         /// this name in --network_cni_config_dir, else butte's built-in
-        /// bridge (butte0, 10.87.0.0/16, host ports through portmap).
+        /// bridge (butte0, 10.87.0.0/16, made by butte without CNI plugins, host
+        /// ports through nftables).
         #[arg(
             help_heading = "Docker tasks",
             long = "docker_bridge_network",

@@ -16,9 +16,11 @@
 //! No crate did the invoking side well (see docs/networking.md), so this
 //! is written by hand: it is a few environment variables and a pipe.
 
+mod bridge;
 mod config;
 mod result;
 
+pub use bridge::{builtin_config, is_builtin, BridgeError};
 pub use config::NetworkConfig;
 pub use result::{CniResult, Dns, Interface, IpConfig, PluginError, Route};
 
@@ -78,6 +80,13 @@ pub enum NetError {
         command: &'static str,
         timeout: Duration,
     },
+    #[error("network {network}: built-in bridge {command}: {source}")]
+    Bridge {
+        network: String,
+        command: &'static str,
+        #[source]
+        source: BridgeError,
+    },
     #[error("network {network}: cni plugin {plugin} {command}: unreadable result: {reason}")]
     BadResult {
         network: String,
@@ -134,6 +143,9 @@ impl Cni {
     /// On error the attachment may be half made: the caller runs
     /// [`Cni::del`] (the spec allows a `DEL` after a failed `ADD`).
     pub fn add(&self, net: &NetworkConfig, att: &Attachment) -> Result<CniResult, NetError> {
+        if is_builtin(net) {
+            return native(net, "ADD", |b| b.add(&net.name, att));
+        }
         let mut prev: Option<CniResult> = None;
         for plugin in &net.plugins {
             let conf = plugin_conf(net, plugin, att, prev.as_ref().map(|r| &r.raw));
@@ -156,6 +168,9 @@ impl Cni {
         att: &Attachment,
         added: &Value,
     ) -> Result<(), NetError> {
+        if is_builtin(net) {
+            return native(net, "CHECK", |b| b.check(att));
+        }
         for plugin in &net.plugins {
             let conf = plugin_conf(net, plugin, att, Some(added));
             self.exec(net, plugin, "CHECK", att, &conf)?;
@@ -171,6 +186,9 @@ impl Cni {
         att: &Attachment,
         added: Option<&Value>,
     ) -> Result<(), NetError> {
+        if is_builtin(net) {
+            return native(net, "DEL", |b| b.del(&net.name, att, added));
+        }
         let mut first = None;
         for plugin in net.plugins.iter().rev() {
             let conf = plugin_conf(net, plugin, att, added);
@@ -337,6 +355,21 @@ impl Cni {
             stderr,
         })
     }
+}
+
+/// Runs a command of the built-in bridge, which needs no plugin.
+fn native<T>(
+    net: &NetworkConfig,
+    command: &'static str,
+    f: impl FnOnce(&bridge::Bridge) -> Result<T, BridgeError>,
+) -> Result<T, NetError> {
+    bridge::Bridge::from_config(net)
+        .and_then(|b| f(&b))
+        .map_err(|source| NetError::Bridge {
+            network: net.name.clone(),
+            command,
+            source,
+        })
 }
 
 fn plugin_type(plugin: &Map<String, Value>) -> &str {
