@@ -1416,7 +1416,27 @@ mod agent_cli {
     }
 
     pub fn main(args: AgentArgs) -> anyhow::Result<ExitCode> {
-        let config = args.config()?;
+        let mut config = args.config()?;
+        // Under systemd with DelegateSubgroup= (cgroup v2): containers'
+        // cgroups go inside the unit's, next to the agent's leaf.
+        let rt = &mut config.runtime;
+        match rt.delegate_cgroups() {
+            Ok(d) => tracing::info!(
+                "containers' cgroups go under {}/{}/{} (the agent runs in {}/{}/{}, delegated{})",
+                rt.cgroup_root.display(),
+                d.unit,
+                rt.cgroup_parent.trim_matches('/'),
+                rt.cgroup_root.display(),
+                d.unit,
+                d.leaf,
+                if d.marked { " and marked so" } else { "" }
+            ),
+            Err(why) => tracing::info!(
+                "containers' cgroups go under {}/{}: {why}",
+                rt.cgroup_root.display(),
+                rt.cgroup_parent.trim_matches('/')
+            ),
+        }
         butte::agent::run(config)?;
         Ok(ExitCode::SUCCESS)
     }
