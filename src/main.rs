@@ -800,7 +800,9 @@ mod agent_cli {
         /// Volatile state: mount points, launch files.
         #[arg(help_heading = "Directories and recovery", long = "runtime_dir", alias = "runtime-dir", env = "MESOS_RUNTIME_DIR", default_value = DEFAULT_RUNTIME_DIR)]
         runtime_dir: PathBuf,
-        /// The cgroup every container is nested under.
+        /// The cgroup every container is nested under: relative to the
+        /// hierarchy's root, or, under systemd with DelegateSubgroup=
+        /// (cgroup v2), to the unit's delegated cgroup.
         #[arg(
             help_heading = "Containers and isolation",
             long = "cgroups_root",

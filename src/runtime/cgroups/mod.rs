@@ -215,6 +215,7 @@ pub fn limit_writes(version: Version, limits: &Limits) -> Vec<Write> {
 impl Hierarchy {
     /// Detects the hierarchy under `root`; sandboxes are created under
     /// `parent` (a relative path such as `butte`).
+    #[cfg(test)]
     pub fn detect(root: &Path, parent: &str) -> Result<Self, CgroupError> {
         Self::detect_in(root, None, parent)
     }
