@@ -5,19 +5,20 @@
 //! a service's main process starts in `<unit cgroup>/supervisor`, and the
 //! unit's cgroup is the agent's to manage: it may enable controllers there
 //! and create groups next to its own leaf, and systemd leaves them alone.
-//! Containers then go to `<unit cgroup>/<cgroups_root>/<id>`:
+//! Sandboxes then go to `<unit cgroup>/<parent>/<id>`, `parent` being the
+//! agent's `--cgroups_root`:
 //!
 //! ```text
 //! /sys/fs/cgroup/system.slice/butte-agent.service/   subtree_control: cpu io memory pids
 //!     supervisor/                                     the agent (a leaf)
-//!     butte/                                          --cgroups_root; no processes
-//!         <container id>/                             a container (a leaf)
+//!     butte/                                          the parent; no processes
+//!         <container id>/                             a sandbox (a leaf)
 //! ```
 //!
 //! Without it (systemd 252, where the agent sits in the unit's cgroup
 //! itself, which must then stay a leaf: systemd attaches the next main
 //! process there; no systemd; v1 or hybrid) containers go under the
-//! hierarchy's root, `/sys/fs/cgroup/<cgroups_root>/<id>`.
+//! hierarchy's root, `/sys/fs/cgroup/<parent>/<id>`.
 //!
 //! [`detect`] decides from data: the text of `/proc/self/cgroup`, a cgroup
 //! root (a temporary directory in tests) and a reader of extended
@@ -63,7 +64,7 @@ pub enum NotDelegated {
     },
     #[error("the unit's cgroup {path} holds processes ({pids}): it cannot have controllers enabled for its children")]
     Busy { path: PathBuf, pids: String },
-    #[error("--cgroups_root={root} would put containers in the agent's own leaf /{leaf}")]
+    #[error("the sandboxes' parent {root:?} would be inside the agent's own leaf /{leaf}")]
     Clash { root: String, leaf: String },
 }
 
