@@ -310,11 +310,16 @@ fn the_package_runs_the_agent_under_systemd_and_purge_leaves_nothing() {
     }
 
     // Past its memory limit, a task is OOM-killed in its cgroup and
-    // reported as such.
-    // (`tail` keeps the one endless line in memory.)
-    let hog = command_task("hog", "head -c 1000M /dev/zero | tail");
+    // reported as such. (`tail` keeps the one endless line in memory; a
+    // whole cpu, since 0.1 of one under TCG takes long to fill 64 MB.)
+    let mut hog = command_task("hog", "tail /dev/zero");
+    hog.resources = crate::support::master::resources(1.0, 32.0);
     master.run_task(&fw, &hog);
-    let u = master.ack_until("hog", TaskState::TaskFailed);
+    master.ack_until("hog", TaskState::TaskRunning);
+    let u = master.expect_update("TASK_FAILED of hog", Duration::from_secs(180), |u| {
+        task_and_state(u) == ("hog".to_string(), TaskState::TaskFailed)
+    });
+    master.ack(&u);
     println!(
         "systemd: the memory hog: {:?} {:?}",
         task_and_state(&u).1,
