@@ -22,6 +22,7 @@ fn config(fx: &Fixture) -> MesosConfig {
     let runtime = RuntimeConfig {
         cgroup_root: "/sys/fs/cgroup".into(),
         cgroup_parent: fx.parent.clone(),
+        cgroup_unit: None,
         helper: BUTTE.into(),
     };
     let w = fx.work.path();

@@ -92,6 +92,7 @@ fn device_program_denies_host_block_devices_on_cgroup_v2() {
     let v2 = Runtime::new(&RuntimeConfig {
         cgroup_root: unified.into(),
         cgroup_parent: fx.parent.clone(),
+        cgroup_unit: None,
         helper: crate::support::BUTTE.into(),
     })
     .unwrap();

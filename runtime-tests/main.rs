@@ -404,6 +404,15 @@ fn capabilities_and_no_new_privs_as_seen_from_inside() {
     fx.finish();
 }
 
+/// Waits (up to 30 s) until the file at PATH holds LINE.
+fn wait_for_line(path: &std::path::Path, line: &str) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while !fs::read_to_string(path).is_ok_and(|t| t.lines().any(|l| l == line)) {
+        assert!(Instant::now() < deadline, "{path:?} never said {line}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
 #[test]
 fn kill_with_grace_period_then_sigkill() {
     if !enabled() {
@@ -414,22 +423,28 @@ fn kill_with_grace_period_then_sigkill() {
     let mut spec = fx.spec(&[
         "sh",
         "-c",
-        "trap 'exit 7' TERM; while :; do sleep 0.05; done",
+        "trap 'exit 7' TERM; echo ready; while :; do sleep 0.05; done",
     ]);
     spec.rootfs = Some(rootfs());
-    let (stdio, _, _) = fx.stdio("term");
+    let (stdio, out, _) = fx.stdio("term");
     let mut c = fx.runtime.launch(&spec, stdio).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    // Signalled once its trap is set (a slow guest may take longer than
+    // any fixed pause to get there).
+    wait_for_line(&out, "ready");
     assert_eq!(
         c.kill(Duration::from_secs(10)).unwrap().status,
         ExitStatus::Exited(7)
     );
     // One that ignores it is killed when the grace period ends.
-    let mut spec = fx.spec(&["sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"]);
+    let mut spec = fx.spec(&[
+        "sh",
+        "-c",
+        "trap '' TERM; echo ready; while :; do sleep 0.05; done",
+    ]);
     spec.rootfs = Some(rootfs());
-    let (stdio, _, _) = fx.stdio("ignore");
+    let (stdio, out, _) = fx.stdio("ignore");
     let mut c = fx.runtime.launch(&spec, stdio).unwrap();
-    std::thread::sleep(Duration::from_millis(200));
+    wait_for_line(&out, "ready");
     let t = Instant::now();
     assert_eq!(
         c.kill(Duration::from_millis(300)).unwrap().status,

@@ -9,9 +9,18 @@
 //! stop` (the task survives: KillMode=process); start again, the task is
 //! killed through the master; a second task left running; `apt purge`
 //! leaves no process, cgroup, work dir or conffile behind.
+//!
+//! With systemd >= 254 (`DelegateSubgroup=supervisor`) also: the agent
+//! runs in `<unit>/supervisor`, containers' cgroups sit inside the unit's
+//! with the controllers enabled, a task's memory limit holds there (an OOM
+//! kill is reported as such), and once the tasks are gone nothing is left
+//! under the unit but the agent's leaf. With 252 the old placement
+//! (`/sys/fs/cgroup/butte`) is checked instead.
 
-use crate::support::master::{command_task, framework, task_and_state, FakeMaster, WAIT};
-use butte::proto::mesos::TaskState;
+use crate::support::master::{
+    command_task, framework, status as status_of, task_and_state, FakeMaster, WAIT,
+};
+use butte::proto::mesos::{task_status, TaskState};
 use std::fs;
 use std::path::Path;
 use std::process::Command;
@@ -72,6 +81,44 @@ fn show(property: &str) -> String {
 
 fn main_pid() -> i32 {
     show("MainPID").parse().unwrap()
+}
+
+/// The systemd running the guest: 252 (Debian 12) or 254 (backports).
+fn systemd_version() -> u32 {
+    let v = run("systemctl", &["--version"]);
+    v.split_whitespace()
+        .nth(1)
+        .and_then(|n| n.parse().ok())
+        .unwrap_or_else(|| panic!("systemctl --version: {v}"))
+}
+
+/// The cgroup v2 path of a process (`/system.slice/...`).
+fn cgroup_of(pid: i32) -> String {
+    let text = fs::read_to_string(format!("/proc/{pid}/cgroup")).unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix("0::"))
+        .unwrap_or_else(|| panic!("no v2 line in {text}"))
+        .to_string()
+}
+
+/// The sub-directories (child cgroups) of a cgroup directory.
+fn children(dir: &str) -> Vec<String> {
+    let mut out: Vec<String> = fs::read_dir(dir)
+        .unwrap_or_else(|e| panic!("{dir}: {e}"))
+        .flatten()
+        .filter(|e| e.path().is_dir())
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .collect();
+    out.sort();
+    out
+}
+
+fn words(path: &str) -> Vec<String> {
+    fs::read_to_string(path)
+        .unwrap_or_else(|e| panic!("{path}: {e}"))
+        .split_whitespace()
+        .map(String::from)
+        .collect()
 }
 
 /// The processes running `sleep SECONDS` (the test's tasks).
@@ -170,6 +217,52 @@ fn the_package_runs_the_agent_under_systemd_and_purge_leaves_nothing() {
             .unwrap()
             .trim()
     );
+    // Where the containers' cgroups go: inside the unit's with
+    // DelegateSubgroup= (systemd >= 254), under the root before.
+    let version = systemd_version();
+    let unit_cg = format!("/sys/fs/cgroup{}", show("ControlGroup"));
+    let delegated = version >= 254;
+    let containers = if delegated {
+        format!("{unit_cg}/butte")
+    } else {
+        "/sys/fs/cgroup/butte".to_string()
+    };
+    println!(
+        "systemd: systemd {version}, the unit's cgroup {unit_cg}, containers under {containers}"
+    );
+    if delegated {
+        assert_eq!(show("DelegateSubgroup"), "supervisor");
+        assert_eq!(
+            format!("/sys/fs/cgroup{}", cgroup_of(agent)),
+            format!("{unit_cg}/supervisor"),
+            "the agent is not in its leaf"
+        );
+        let enabled = words(&format!("{unit_cg}/cgroup.subtree_control"));
+        println!("systemd: the unit's cgroup.subtree_control: {enabled:?}");
+        for c in ["cpu", "memory", "pids"] {
+            assert!(
+                enabled.iter().any(|e| e == c),
+                "{c} not enabled in the unit: {enabled:?}"
+            );
+        }
+        assert!(
+            fs::read_to_string(format!("{unit_cg}/cgroup.procs"))
+                .unwrap()
+                .trim()
+                .is_empty(),
+            "processes in the unit's inner cgroup"
+        );
+    } else {
+        assert_eq!(format!("/sys/fs/cgroup{}", cgroup_of(agent)), unit_cg);
+    }
+    wait_for(
+        "the agent to say where containers go",
+        Duration::from_secs(10),
+        || {
+            run("journalctl", &["-u", UNIT, "-o", "cat", "--no-pager"])
+                .contains(&format!("containers' cgroups go under {containers}"))
+        },
+    );
     // The journal has the agent's lines.
     wait_for("the journal", Duration::from_secs(10), || {
         run("journalctl", &["-u", UNIT, "-o", "cat", "--no-pager"])
@@ -189,6 +282,53 @@ fn the_package_runs_the_agent_under_systemd_and_purge_leaves_nothing() {
         fs::read_to_string(format!("/proc/{first}/cgroup"))
             .unwrap()
             .trim()
+    );
+    // Its container's cgroup: a leaf under `containers`, with the
+    // controllers on and the task's memory limit.
+    let task_cg = format!("/sys/fs/cgroup{}", cgroup_of(first));
+    assert!(
+        task_cg.starts_with(&format!("{containers}/")),
+        "the task is in {task_cg}, not under {containers}"
+    );
+    let offered = words(&format!("{task_cg}/cgroup.controllers"));
+    for c in ["cpu", "memory", "pids"] {
+        assert!(
+            offered.iter().any(|e| e == c),
+            "{c} missing in {task_cg}: {offered:?}"
+        );
+    }
+    let max = fs::read_to_string(format!("{task_cg}/memory.max")).unwrap();
+    println!(
+        "systemd: the task's cgroup {task_cg}: controllers {offered:?}, memory.max {}",
+        max.trim()
+    );
+    assert!(max.trim().parse::<u64>().is_ok(), "no memory limit: {max}");
+    if delegated {
+        let kids = children(&unit_cg);
+        assert_eq!(kids, ["butte", "supervisor"], "under the unit");
+        println!("systemd: under the unit: {kids:?}");
+    }
+
+    // Past its memory limit, a task is OOM-killed in its cgroup and
+    // reported as such. (`tail` keeps the one endless line in memory; a
+    // whole cpu, since 0.1 of one under TCG takes long to fill 64 MB.)
+    let mut hog = command_task("hog", "tail /dev/zero");
+    hog.resources = crate::support::master::resources(1.0, 32.0);
+    master.run_task(&fw, &hog);
+    master.ack_until("hog", TaskState::TaskRunning);
+    let u = master.expect_update("TASK_FAILED of hog", Duration::from_secs(180), |u| {
+        task_and_state(u) == ("hog".to_string(), TaskState::TaskFailed)
+    });
+    master.ack(&u);
+    println!(
+        "systemd: the memory hog: {:?} {:?}",
+        task_and_state(&u).1,
+        status_of(&u).reason()
+    );
+    assert_eq!(
+        status_of(&u).reason,
+        Some(task_status::Reason::ContainerLimitationMemory as i32),
+        "{u:?}"
     );
     // Its lines in the journal, found by its id as a field of their own;
     // the watchdog is on.
@@ -222,6 +362,13 @@ fn the_package_runs_the_agent_under_systemd_and_purge_leaves_nothing() {
     );
     assert!(alive(first), "the task died with the agent's restart");
     assert_ne!(main_pid(), agent, "the agent was not restarted");
+    if delegated {
+        assert_eq!(
+            format!("/sys/fs/cgroup{}", cgroup_of(main_pid())),
+            format!("{unit_cg}/supervisor")
+        );
+    }
+    assert_eq!(format!("/sys/fs/cgroup{}", cgroup_of(first)), task_cg);
     let listed: Vec<&str> = rereg
         .tasks
         .iter()
@@ -245,6 +392,20 @@ fn the_package_runs_the_agent_under_systemd_and_purge_leaves_nothing() {
     let u = master.expect_ack("first", TaskState::TaskKilled);
     assert_eq!(task_and_state(&u).1, TaskState::TaskKilled);
     wait_for("the killed task to go", WAIT, || !alive(first));
+    // Nothing of the tasks' is left: under the unit only the agent's leaf.
+    if delegated {
+        wait_for("the containers' cgroups to go", WAIT, || {
+            children(&unit_cg) == ["supervisor"]
+        });
+        println!(
+            "systemd: after the tasks ended, under the unit: {:?}",
+            children(&unit_cg)
+        );
+    } else {
+        wait_for("the containers' cgroups to go", WAIT, || {
+            children(&containers).is_empty()
+        });
+    }
 
     // A task left running for `apt purge` to end.
     let second = launch(&master, &fw, "second");

@@ -800,7 +800,9 @@ mod agent_cli {
         /// Volatile state: mount points, launch files.
         #[arg(help_heading = "Directories and recovery", long = "runtime_dir", alias = "runtime-dir", env = "MESOS_RUNTIME_DIR", default_value = DEFAULT_RUNTIME_DIR)]
         runtime_dir: PathBuf,
-        /// The cgroup every container is nested under.
+        /// The cgroup every container is nested under: relative to the
+        /// hierarchy's root, or, under systemd with DelegateSubgroup=
+        /// (cgroup v2), to the unit's delegated cgroup.
         #[arg(
             help_heading = "Containers and isolation",
             long = "cgroups_root",
@@ -1417,7 +1419,27 @@ mod agent_cli {
     }
 
     pub fn main(args: AgentArgs) -> anyhow::Result<ExitCode> {
-        let config = args.config()?;
+        let mut config = args.config()?;
+        // Under systemd with DelegateSubgroup= (cgroup v2): containers'
+        // cgroups go inside the unit's, next to the agent's leaf.
+        let rt = &mut config.runtime;
+        match rt.delegate_cgroups() {
+            Ok(d) => tracing::info!(
+                "containers' cgroups go under {}/{}/{} (the agent runs in {}/{}/{}, delegated{})",
+                rt.cgroup_root.display(),
+                d.unit,
+                rt.cgroup_parent.trim_matches('/'),
+                rt.cgroup_root.display(),
+                d.unit,
+                d.leaf,
+                if d.marked { " and marked so" } else { "" }
+            ),
+            Err(why) => tracing::info!(
+                "containers' cgroups go under {}/{}: {why}",
+                rt.cgroup_root.display(),
+                rt.cgroup_parent.trim_matches('/')
+            ),
+        }
         butte::agent::run(config)?;
         Ok(ExitCode::SUCCESS)
     }

@@ -5,7 +5,10 @@
 #   packaging/vm/image.sh        # cache: $BUTTE_VM_CACHE or /var/cache/butte-vm
 #
 # The guest: debootstrap minbase with systemd as PID 1 (pure cgroup v2, the
-# default of systemd 252), Debian's kernel booted as an uncompressed vmlinux
+# default of systemd 252), then systemd 254 from bookworm-backports
+# (BUTTE_VM_SYSTEMD=backports, the default: its DelegateSubgroup= puts the
+# agent in a leaf of its unit's cgroup; BUTTE_VM_SYSTEMD=stable keeps
+# Debian 12's 252, where the unit's cgroup stays a leaf), Debian's kernel booted as an uncompressed vmlinux
 # (TCG boots it faster than a bzImage it must first decompress), an initramfs
 # holding only busybox and the virtio, ext4 and 9p modules. A unit runs
 # /job/run from the 9p share "job" and powers the guest off. The cache key is
@@ -15,7 +18,13 @@ set -euo pipefail
 here=$(cd "$(dirname "$0")" && pwd)
 cache=${BUTTE_VM_CACHE:-/var/cache/butte-vm}
 mirror=${BUTTE_VM_MIRROR:-http://deb.debian.org/debian}
-key=$(sha256sum "$0" | cut -c1-12)
+systemd_from=${BUTTE_VM_SYSTEMD:-backports}
+case $systemd_from in backports | stable) ;; *)
+    echo "image.sh: BUTTE_VM_SYSTEMD must be backports or stable, not $systemd_from" >&2
+    exit 2
+    ;;
+esac
+key=$( (cat "$0" && echo "$systemd_from") | sha256sum | cut -c1-12)
 dir=$cache/$key
 if [[ -f $dir/done ]]; then
     echo "$dir"
@@ -23,8 +32,8 @@ if [[ -f $dir/done ]]; then
 fi
 mkdir -p "$cache"
 tmp=$(mktemp -d "$cache/build.XXXXXX")
-trap 'rm -rf "$tmp"' EXIT
 root=$tmp/root
+trap 'umount "$root/proc" 2>/dev/null || true; rm -rf --one-file-system "$tmp"' EXIT
 
 log() { echo "image.sh: $*" >&2; }
 # The debootstrapped tree is kept as a tarball of its own (keyed on the
@@ -41,10 +50,36 @@ if [[ ! -f $base ]]; then
     }
     tar -C "$root" -cf "$tmp/base.tar" .
     mv "$tmp/base.tar" "$base"
-else
+    rm -rf --one-file-system "$root"
+fi
+# systemd 254 from bookworm-backports over it, kept as a tarball too.
+with=$base
+if [[ $systemd_from == backports ]]; then
+    with=${base%.tar}-systemd-backports.tar
+fi
+if [[ ! -f $with ]]; then
+    log "systemd from bookworm-backports (about a minute, once)"
     mkdir "$root"
     tar -C "$root" -xf "$base"
+    echo "deb $mirror bookworm-backports main" >"$root/etc/apt/sources.list.d/backports.list"
+    mount -t proc proc "$root/proc"
+    {
+        chroot "$root" apt-get update -q &&
+            DEBIAN_FRONTEND=noninteractive chroot "$root" apt-get install -y -q \
+                --no-install-recommends -t bookworm-backports systemd systemd-sysv &&
+            chroot "$root" apt-get clean
+    } >"$tmp/backports.log" 2>&1 || {
+        tail -n 30 "$tmp/backports.log" >&2
+        exit 1
+    }
+    umount "$root/proc"
+    rm -rf "$root/var/lib/apt/lists/"*
+    tar -C "$root" -cf "$tmp/with.tar" .
+    mv "$tmp/with.tar" "$with"
+    rm -rf --one-file-system "$root"
 fi
+mkdir "$root"
+tar -C "$root" -xf "$with"
 
 # --- the guest's configuration
 echo butte-vm >"$root/etc/hostname"
@@ -143,10 +178,18 @@ rm -rf "$root/var/cache/apt/archives/"*.deb "$root/boot/"*
 # Its "Creating regular file" goes to stderr: stdout is the image directory.
 mkfs.ext4 -q -F -L root -d "$root" "$tmp/rootfs.ext4" 3G >&2
 
-# Images of older versions of this script go.
-find "$cache" -mindepth 1 -maxdepth 1 -type d ! -name 'build.*' -exec rm -rf {} +
+# Images of older versions of this script go (those of the other systemd
+# stay).
+for d in "$cache"/*/; do
+    d=${d%/}
+    case $(basename "$d") in build.*) continue ;; esac
+    if [[ ! -f $d/systemd || $(cat "$d/systemd") == "$systemd_from" ]]; then
+        rm -rf "$d"
+    fi
+done
 mkdir -p "$dir"
 mv "$tmp/vmlinux" "$tmp/initrd.img" "$tmp/rootfs.ext4" "$dir/"
+echo "$systemd_from" >"$dir/systemd"
 touch "$dir/done"
 log "image ready in $dir"
 echo "$dir"

@@ -32,8 +32,10 @@ images/probe.sh >/dev/null
 export BUTTE_VM_DEB=$deb BUTTE_VM_BIN=$bin
 # The sandbox, limits, OOM, pids, cpu share, device filter and hardening
 # tests; not many_sequential_and_concurrent_launches (too slow under TCG).
+# Filters match by substring: kill_with_grace_period, not kill_with_grace,
+# which also names a Docker test that needs a registry from the network.
 export BUTTE_VM_TESTS=${BUTTE_VM_TESTS-task_is_pid_1 host_filesystem_task memory_hog fork_bomb \
-half_a_cpu bad_input capabilities_and kill_with_grace butte_run_forwards network_none \
+half_a_cpu bad_input capabilities_and kill_with_grace_period butte_run_forwards network_none \
 rlimits_mounts the_task_inherits devices:: hardening::}
 export BUTTE_VM_SKIP_SYSTEMD=${BUTTE_VM_SKIP_SYSTEMD:-}
 export BUTTE_VM_PASS="BUTTE_VM_DEB BUTTE_VM_BIN BUTTE_VM_TESTS BUTTE_VM_SKIP_SYSTEMD"

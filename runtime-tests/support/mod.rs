@@ -108,6 +108,7 @@ impl Fixture {
         let config = RuntimeConfig {
             cgroup_root: "/sys/fs/cgroup".into(),
             cgroup_parent: parent.clone(),
+            cgroup_unit: None,
             helper: BUTTE.into(),
         };
         Fixture {

@@ -611,6 +611,7 @@ mod tests {
             runtime: RuntimeConfig {
                 cgroup_root: "/x".into(),
                 cgroup_parent: "b".into(),
+                cgroup_unit: None,
                 helper: "/b".into(),
             },
             uris: vec![],

@@ -8,7 +8,7 @@
 //! [`ExitRecord`], leftovers are killed and the cgroup is removed, so an
 //! exited container holds no kernel state.
 
-use super::cgroups::{Cgroup, Hierarchy, ResourceStats};
+use super::cgroups::{Cgroup, ResourceStats};
 use super::sys;
 use super::RuntimeError;
 use nix::sys::signal::Signal;
@@ -341,7 +341,7 @@ fn leftover_cgroup(
     config: &super::RuntimeConfig,
     id: &str,
 ) -> Result<Option<Cgroup>, RuntimeError> {
-    Ok(Hierarchy::detect(&config.cgroup_root, &config.cgroup_parent)?.open(id))
+    Ok(config.hierarchy()?.open(id))
 }
 
 /// Whether a `/proc/<pid>/cgroup` text places the process in the cgroup of

@@ -26,7 +26,9 @@ mod spec;
 mod sys;
 mod user;
 
-pub use cgroups::{CgroupError, Pressure, ResourceStats, Version as CgroupVersion};
+pub use cgroups::{
+    CgroupError, Delegation, NotDelegated, Pressure, ResourceStats, Version as CgroupVersion,
+};
 pub use channel::{FailureKind, HelperFailure};
 pub use container::{adopt, main_pid, Adopted, AdoptedExit, Container, ExitRecord, ExitStatus};
 pub use enter::{enter_main, EnterArgs};
@@ -118,8 +120,14 @@ fn clone_helper(req: &sys::SpawnRequest) -> io::Result<sys::Spawned> {
 pub struct RuntimeConfig {
     /// The cgroup root (`/sys/fs/cgroup`).
     pub cgroup_root: PathBuf,
-    /// The group every sandbox is nested under (`butte`).
+    /// The group every sandbox is nested under (`butte`), relative to
+    /// `cgroup_root`, or to `cgroup_unit` when that is set.
     pub cgroup_parent: String,
+    /// cgroup v2 under systemd with `DelegateSubgroup=`: the unit's cgroup
+    /// (relative to `cgroup_root`), delegated to butte, which holds the
+    /// sandboxes' groups next to the agent's own leaf (see
+    /// [`RuntimeConfig::delegate_cgroups`]). `None`: under the root.
+    pub cgroup_unit: Option<String>,
     /// The butte binary, re-executed as the launch helper.
     pub helper: PathBuf,
 }
@@ -130,9 +138,56 @@ impl RuntimeConfig {
         Ok(RuntimeConfig {
             cgroup_root: "/sys/fs/cgroup".into(),
             cgroup_parent: "butte".into(),
+            cgroup_unit: None,
             helper: std::env::current_exe()?,
         })
     }
+
+    /// The hierarchy these settings describe.
+    pub(crate) fn hierarchy(&self) -> Result<cgroups::Hierarchy, cgroups::CgroupError> {
+        cgroups::Hierarchy::detect_in(
+            &self.cgroup_root,
+            self.cgroup_unit.as_deref(),
+            &self.cgroup_parent,
+        )
+    }
+
+    /// For the agent under systemd: when this process runs in a leaf of a
+    /// cgroup v2 subtree delegated to it (`Delegate=yes` with
+    /// `DelegateSubgroup=`, systemd >= 254), puts sandboxes inside that
+    /// subtree (`<unit>/<cgroup_parent>/<id>`) and enables the cpu, io,
+    /// memory and pids controllers in the unit's cgroup. Otherwise, or if
+    /// enabling fails, changes nothing and says why: sandboxes stay under
+    /// the root. Sandboxes an agent left under the root are found either
+    /// way.
+    pub fn delegate_cgroups(&mut self) -> Result<cgroups::Delegation, DelegationError> {
+        let text =
+            std::fs::read_to_string("/proc/self/cgroup").map_err(DelegationError::ReadOwn)?;
+        let found = cgroups::delegation::detect(
+            &self.cgroup_root,
+            &text,
+            &self.cgroup_parent,
+            &cgroups::delegation::read_xattr,
+        )?;
+        // The unit's own cgroup.subtree_control only: the groups below
+        // come with the first sandbox.
+        cgroups::Hierarchy::detect_in(&self.cgroup_root, Some(&found.unit), "")?
+            .enable_v2_controllers()?;
+        self.cgroup_unit = Some(found.unit.clone());
+        Ok(found)
+    }
+}
+
+/// Why sandboxes stay under the cgroup root
+/// ([`RuntimeConfig::delegate_cgroups`]).
+#[derive(Debug, thiserror::Error)]
+pub enum DelegationError {
+    #[error("read /proc/self/cgroup: {0}")]
+    ReadOwn(#[source] io::Error),
+    #[error("not a delegated cgroup: {0}")]
+    Not(#[from] cgroups::NotDelegated),
+    #[error("the delegated cgroup: {0}")]
+    Cgroup(#[from] cgroups::CgroupError),
 }
 
 /// The standard streams of a sandboxed process.
@@ -172,7 +227,7 @@ pub struct Runtime {
 
 impl Runtime {
     pub fn new(config: &RuntimeConfig) -> Result<Self, RuntimeError> {
-        let hierarchy = cgroups::Hierarchy::detect(&config.cgroup_root, &config.cgroup_parent)?;
+        let hierarchy = config.hierarchy()?;
         let helper_c =
             CString::new(config.helper.as_os_str().as_encoded_bytes()).map_err(|_| {
                 RuntimeError::Spawn {

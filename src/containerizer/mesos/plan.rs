@@ -398,6 +398,7 @@ mod tests {
         let runtime = RuntimeConfig {
             cgroup_root: "/x".into(),
             cgroup_parent: "b".into(),
+            cgroup_unit: None,
             helper: "/usr/bin/butte".into(),
         };
         MesosConfig {

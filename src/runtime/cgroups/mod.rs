@@ -6,13 +6,18 @@
 //! per controller (`cpu`, `cpuacct`, `memory`, `pids`). A hybrid host (v1
 //! controllers plus an empty v2 mount at `unified/`) is v1 here.
 //!
-//! Each sandbox gets `<root>[/<controller>]/<parent>/<id>`. The limits are
-//! turned into a list of file writes ([`limit_writes`]) before anything is
+//! Each sandbox gets `<root>[/<controller>]/<parent>/<id>`; on v2 under a
+//! systemd unit that delegated its cgroup to the agent (see [`delegation`])
+//! `<root>/<unit>/<parent>/<id>` instead, and the groups between the unit
+//! and the sandbox go once their last sandbox does. The limits are turned
+//! into a list of file writes ([`limit_writes`]) before anything is
 //! touched, so the translation is tested without root.
 
+pub mod delegation;
 mod devices;
 mod stats;
 
+pub use delegation::{Delegation, NotDelegated};
 pub use stats::{Pressure, ResourceStats};
 
 use super::spec::{Devices, Limits};
@@ -108,9 +113,20 @@ pub struct Hierarchy {
     version: Version,
     /// v1: the directory of each controller found; v2: the root, once.
     roots: Vec<(Controller, PathBuf)>,
-    /// v2: the controllers the root offers (`cgroup.controllers`), read once.
+    /// v2: the controllers the root (or the delegated unit) offers
+    /// (`cgroup.controllers`), read once.
     available: Vec<String>,
+    /// Where sandboxes go, relative to the root (`butte`, or
+    /// `<unit>/butte` when delegated).
     parent: String,
+    /// v2, delegated: the unit's cgroup, relative to the root. butte
+    /// enables controllers from it down (never above), removes empty
+    /// groups back up to it, and also looks for sandboxes of an older
+    /// agent under `legacy`.
+    unit: Option<String>,
+    /// v2, delegated: the parent of sandboxes when not delegated
+    /// (`butte`), where an agent of the old layout left them.
+    legacy: String,
 }
 
 /// One file write that applies a limit.
@@ -199,14 +215,39 @@ pub fn limit_writes(version: Version, limits: &Limits) -> Vec<Write> {
 impl Hierarchy {
     /// Detects the hierarchy under `root`; sandboxes are created under
     /// `parent` (a relative path such as `butte`).
+    #[cfg(test)]
     pub fn detect(root: &Path, parent: &str) -> Result<Self, CgroupError> {
+        Self::detect_in(root, None, parent)
+    }
+
+    /// Like [`Hierarchy::detect`]; on v2 with `unit` (the cgroup of a
+    /// systemd unit delegated to butte, relative to `root`), sandboxes go
+    /// under `<unit>/<parent>`.
+    pub fn detect_in(root: &Path, unit: Option<&str>, parent: &str) -> Result<Self, CgroupError> {
         let parent = parent.trim_matches('/').to_string();
         if let Ok(list) = fs::read_to_string(root.join("cgroup.controllers")) {
+            let unit = unit.map(|u| u.trim_matches('/').to_string());
+            let (available, full) = match &unit {
+                Some(u) => {
+                    let file = root.join(u).join("cgroup.controllers");
+                    let list = fs::read_to_string(&file)
+                        .map_err(|source| CgroupError::Read { path: file, source })?;
+                    let full = if parent.is_empty() {
+                        u.clone()
+                    } else {
+                        format!("{u}/{parent}")
+                    };
+                    (list, full)
+                }
+                None => (list, parent.clone()),
+            };
             return Ok(Hierarchy {
                 version: Version::V2,
                 roots: vec![(Controller::Cpu, root.to_path_buf())],
-                available: list.split_whitespace().map(String::from).collect(),
-                parent,
+                available: available.split_whitespace().map(String::from).collect(),
+                parent: full,
+                unit,
+                legacy: parent,
             });
         }
         let mut roots = Vec::new();
@@ -223,7 +264,9 @@ impl Hierarchy {
             version: Version::V1,
             roots,
             available: Vec::new(),
+            legacy: parent.clone(),
             parent,
+            unit: None,
         })
     }
 
@@ -233,17 +276,21 @@ impl Hierarchy {
 
     /// The directories a sandbox named `id` would have.
     fn dirs_for(&self, id: &str) -> Vec<(Vec<Controller>, PathBuf)> {
+        self.dirs_under(&self.parent, id)
+    }
+
+    fn dirs_under(&self, parent: &str, id: &str) -> Vec<(Vec<Controller>, PathBuf)> {
         match self.version {
             Version::V2 => vec![(
                 Controller::ALL.to_vec(),
-                self.roots[0].1.join(&self.parent).join(id),
+                self.roots[0].1.join(parent).join(id),
             )],
             Version::V1 => {
                 let mut out: Vec<(Vec<Controller>, PathBuf)> = Vec::new();
                 for (c, root) in &self.roots {
                     // Co-mounted controllers (cpu,cpuacct) share one directory.
                     let canon = fs::canonicalize(root).unwrap_or_else(|_| root.clone());
-                    let dir = canon.join(&self.parent).join(id);
+                    let dir = canon.join(parent).join(id);
                     match out.iter_mut().find(|(_, d)| *d == dir) {
                         Some((cs, _)) => cs.push(*c),
                         None => out.push((vec![*c], dir)),
@@ -272,18 +319,33 @@ impl Hierarchy {
     }
 
     /// v2: enables the controllers butte needs in `cgroup.subtree_control`
-    /// from the root down to the parent group.
-    fn enable_v2_controllers(&self) -> Result<(), CgroupError> {
+    /// from the root (or the delegated unit's cgroup) down to the parent
+    /// group. In a delegated unit `io` too, when offered.
+    pub fn enable_v2_controllers(&self) -> Result<(), CgroupError> {
         let root = &self.roots[0].1;
-        let wanted: Vec<&str> = ["cpu", "memory", "pids"]
-            .into_iter()
+        let names: &[&str] = match self.unit {
+            Some(_) => &["cpu", "io", "memory", "pids"],
+            None => &["cpu", "memory", "pids"],
+        };
+        let wanted: Vec<&str> = names
+            .iter()
+            .copied()
             .filter(|c| self.available.iter().any(|x| x == c))
             .collect();
+        let top = match &self.unit {
+            Some(u) => root.join(u),
+            None => root.clone(),
+        };
         let mut dir = root.clone();
-        let mut chain = vec![dir.clone()];
+        let mut chain = Vec::new();
+        if dir == top {
+            chain.push(dir.clone());
+        }
         for part in Path::new(&self.parent).components() {
             dir = dir.join(part);
-            chain.push(dir.clone());
+            if dir.starts_with(&top) {
+                chain.push(dir.clone());
+            }
         }
         for d in chain {
             let file = d.join("cgroup.subtree_control");
@@ -305,18 +367,31 @@ impl Hierarchy {
         Ok(())
     }
 
+    /// Where empty groups above a sandbox are removed up to (exclusive):
+    /// the delegated unit's cgroup; `None` keeps them (not delegated).
+    fn prune_to(&self) -> Option<PathBuf> {
+        self.unit.as_ref().map(|u| self.roots[0].1.join(u))
+    }
+
     /// The existing cgroup of sandbox `id` (made by an earlier process),
-    /// to read and remove; `None` when no directory of it exists.
+    /// to read and remove; `None` when no directory of it exists. When
+    /// delegated, a sandbox an agent of the old layout left under the root
+    /// is found too.
     pub fn open(&self, id: &str) -> Option<Cgroup> {
-        let dirs: Vec<_> = self
-            .dirs_for(id)
-            .into_iter()
-            .filter(|(_, d)| d.is_dir())
-            .collect();
-        (!dirs.is_empty()).then_some(Cgroup {
-            version: self.version,
-            dirs,
-        })
+        let found = |parent: &str, prune_to: Option<PathBuf>| {
+            let dirs: Vec<_> = self
+                .dirs_under(parent, id)
+                .into_iter()
+                .filter(|(_, d)| d.is_dir())
+                .collect();
+            (!dirs.is_empty()).then_some(Cgroup {
+                version: self.version,
+                dirs,
+                prune_to,
+            })
+        };
+        found(&self.parent, self.prune_to())
+            .or_else(|| self.unit.as_ref().and_then(|_| found(&self.legacy, None)))
     }
 
     /// Creates the cgroup of sandbox `id` with `limits` and the device
@@ -340,26 +415,42 @@ impl Hierarchy {
             }
         }
         let dirs = self.dirs_for(id);
-        let cgroup = Cgroup {
+        let mut cgroup = Cgroup {
             version: self.version,
             dirs: Vec::with_capacity(dirs.len()),
+            prune_to: self.prune_to(),
         };
-        let mut cgroup = cgroup;
         for (c, dir) in dirs {
-            if let Some(parent) = dir.parent() {
-                if !parent.exists() {
-                    fs::create_dir_all(parent).map_err(|source| CgroupError::Create {
-                        path: parent.to_path_buf(),
-                        source,
-                    })?;
-                    if self.version == Version::V2 {
-                        self.enable_v2_controllers()?;
+            // When delegated, another sandbox's removal may take the empty
+            // parent away between its creation and ours: then again.
+            let mut tries = 0;
+            loop {
+                tries += 1;
+                if let Some(parent) = dir.parent() {
+                    if !parent.exists() {
+                        let made = fs::create_dir_all(parent)
+                            .map_err(|source| CgroupError::Create {
+                                path: parent.to_path_buf(),
+                                source,
+                            })
+                            .and_then(|()| match self.version {
+                                Version::V2 => self.enable_v2_controllers(),
+                                Version::V1 => Ok(()),
+                            });
+                        if let Err(e) = made {
+                            let _ = cgroup.remove();
+                            return Err(e);
+                        }
                     }
                 }
-            }
-            if let Err(source) = fs::create_dir(&dir) {
-                let _ = cgroup.remove();
-                return Err(CgroupError::Create { path: dir, source });
+                match fs::create_dir(&dir) {
+                    Ok(()) => break,
+                    Err(e) if e.kind() == io::ErrorKind::NotFound && tries < 10 => {}
+                    Err(source) => {
+                        let _ = cgroup.remove();
+                        return Err(CgroupError::Create { path: dir, source });
+                    }
+                }
             }
             cgroup.dirs.push((c, dir));
         }
@@ -436,6 +527,9 @@ pub struct Cgroup {
     version: Version,
     /// Each directory with the controllers whose files it holds.
     dirs: Vec<(Vec<Controller>, PathBuf)>,
+    /// Delegated: once removed, the empty groups above it go too, up to
+    /// this directory (exclusive).
+    prune_to: Option<PathBuf>,
 }
 
 impl Cgroup {
@@ -511,12 +605,16 @@ impl Cgroup {
     }
 
     /// Removes the cgroup's directories. Retries while the kernel still
-    /// counts exiting tasks (EBUSY), for up to two seconds.
+    /// counts exiting tasks (EBUSY), for up to two seconds. When delegated,
+    /// the groups above it that are left empty go too.
     pub fn remove(&mut self) -> Result<(), CgroupError> {
         let deadline = Instant::now() + Duration::from_secs(2);
         while let Some((_, dir)) = self.dirs.last() {
             match remove_dir(dir) {
                 Ok(()) => {
+                    if let Some(top) = &self.prune_to {
+                        prune_empty(dir, top);
+                    }
                     self.dirs.pop();
                 }
                 Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
@@ -531,6 +629,31 @@ impl Cgroup {
             }
         }
         Ok(())
+    }
+}
+
+/// Removes the groups above `dir` up to `top` (exclusive) while they are
+/// empty; the first that is not (another sandbox, or one being created)
+/// stops it.
+fn prune_empty(dir: &Path, top: &Path) {
+    let mut up = dir.parent();
+    while let Some(d) = up {
+        if d == top || !d.starts_with(top) {
+            break;
+        }
+        let empty = fs::read_dir(d)
+            .map(|entries| {
+                !entries
+                    .flatten()
+                    .any(|e| e.file_type().is_ok_and(|t| t.is_dir()))
+            })
+            .unwrap_or(false);
+        // A plain directory under a test root holds the files written to
+        // it; on a kernel hierarchy `rmdir` decides (ENOTEMPTY, EBUSY).
+        if !empty || remove_dir(d).is_err() {
+            break;
+        }
+        up = d.parent();
     }
 }
 
@@ -661,6 +784,106 @@ mod tests {
         );
         cg.remove().unwrap();
         assert!(!t.path().join("butte/c1").exists());
+    }
+
+    /// A v2 root as systemd 254 leaves it with `DelegateSubgroup=supervisor`:
+    /// the agent in `<unit>/supervisor`, nothing enabled in the unit yet.
+    fn fake_delegated() -> (tempfile::TempDir, PathBuf) {
+        let t = tempfile::tempdir().unwrap();
+        fs::write(
+            t.path().join("cgroup.controllers"),
+            "cpuset cpu io memory pids",
+        )
+        .unwrap();
+        fs::write(t.path().join("cgroup.subtree_control"), "cpu memory").unwrap();
+        let unit = t.path().join("system.slice/butte-agent.service");
+        fs::create_dir_all(unit.join("supervisor")).unwrap();
+        fs::write(unit.join("cgroup.controllers"), "cpu io memory pids").unwrap();
+        fs::write(unit.join("supervisor/cgroup.procs"), "4242\n").unwrap();
+        (t, unit)
+    }
+
+    #[test]
+    fn delegated_groups_go_inside_the_unit_and_leave_only_the_agents_leaf() {
+        let (t, unit) = fake_delegated();
+        let h = Hierarchy::detect_in(
+            t.path(),
+            Some("/system.slice/butte-agent.service/"),
+            "/butte/",
+        )
+        .unwrap();
+        let mut cg = h.create("c1", &limits(), &Devices::All).unwrap();
+        assert_eq!(cg.join_files(), [unit.join("butte/c1/cgroup.procs")]);
+        assert_eq!(
+            fs::read_to_string(unit.join("butte/c1/memory.max")).unwrap(),
+            "134217728"
+        );
+        // Controllers from the unit down (io too), never above it: the root
+        // and the slice are systemd's.
+        for d in [unit.clone(), unit.join("butte")] {
+            assert_eq!(
+                fs::read_to_string(d.join("cgroup.subtree_control")).unwrap(),
+                "+cpu +io +memory +pids",
+                "{d:?}"
+            );
+        }
+        assert_eq!(
+            fs::read_to_string(t.path().join("cgroup.subtree_control")).unwrap(),
+            "cpu memory"
+        );
+        assert!(!t
+            .path()
+            .join("system.slice/cgroup.subtree_control")
+            .exists());
+        // Two sandboxes; the group between them and the unit goes with the
+        // last one, the agent's leaf stays.
+        let mut cg2 = h.create("c2", &Limits::default(), &Devices::All).unwrap();
+        cg.remove().unwrap();
+        assert!(unit.join("butte/c2").is_dir());
+        cg2.remove().unwrap();
+        let left: Vec<String> = fs::read_dir(&unit)
+            .unwrap()
+            .flatten()
+            .filter(|e| e.path().is_dir())
+            .map(|e| e.file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(left, ["supervisor"]);
+        // And it comes back, controllers enabled, for the next one.
+        let mut cg3 = h.create("c3", &limits(), &Devices::All).unwrap();
+        assert_eq!(
+            fs::read_to_string(unit.join("butte/cgroup.subtree_control")).unwrap(),
+            "+cpu +io +memory +pids"
+        );
+        cg3.remove().unwrap();
+    }
+
+    #[test]
+    fn delegated_recovery_finds_sandboxes_of_either_layout() {
+        let (t, unit) = fake_delegated();
+        // An agent of the old layout left c-old under the root; this one
+        // made c-new inside the unit.
+        fs::create_dir_all(t.path().join("butte/c-old")).unwrap();
+        fs::write(t.path().join("butte/c-old/cgroup.procs"), "77\n").unwrap();
+        let h = Hierarchy::detect_in(t.path(), Some("system.slice/butte-agent.service"), "butte")
+            .unwrap();
+        h.create("c-new", &Limits::default(), &Devices::All)
+            .unwrap();
+        let new = h.open("c-new").unwrap();
+        assert_eq!(new.paths().collect::<Vec<_>>(), [unit.join("butte/c-new")]);
+        let mut old = h.open("c-old").unwrap();
+        assert_eq!(old.procs().unwrap(), [77]);
+        assert_eq!(
+            old.paths().collect::<Vec<_>>(),
+            [t.path().join("butte/c-old")]
+        );
+        fs::write(t.path().join("butte/c-old/cgroup.procs"), "").unwrap();
+        old.remove().unwrap();
+        // The old layout's parent is not pruned: it is not the unit's.
+        assert!(t.path().join("butte").is_dir());
+        assert!(h.open("c-none").is_none());
+        // Not delegated, an agent does not look inside the unit.
+        let plain = Hierarchy::detect(t.path(), "butte").unwrap();
+        assert!(plain.open("c-new").is_none());
     }
 
     #[test]
