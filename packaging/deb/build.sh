@@ -90,6 +90,7 @@ Architecture: $arch
 Maintainer: $maintainer
 Installed-Size: $size
 Depends: $depends
+Recommends: nftables, containernetworking-plugins
 Section: admin
 Priority: optional
 Description: Mesos agent and container runtime in one small binary
