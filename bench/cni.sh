@@ -66,15 +66,27 @@ cmds=(
     -n bridge-port "${run[*]} --net bridge -p 18080:80 -- /bin/true"
 )
 # podman runs the busybox test image (images/busybox.sh), taken from its
-# OCI layout: no registry needed.
+# OCI layout: no registry needed. Where its default crun cannot start here
+# (hybrid cgroups; root without CAP_SYS_RESOURCE: see
+# shared/MACHINE-NOTES.md) it runs with runc and rlimits that fit.
 image=localhost/butte-bench/busybox:1
 if command -v podman >/dev/null; then
+    podman_run=""
     if podman image exists "$image" ||
         { id=$(podman pull -q "oci:$(dirname "$(images/busybox.sh)")/oci:1") &&
-            podman tag "$id" "$image"; } &&
-        podman run --rm --network bridge "$image" true >/dev/null 2>&1; then
-        cmds+=(-n podman-bridge "podman run --rm --network bridge $image true"
-            -n podman-none "podman run --rm --network none $image true")
+            podman tag "$id" "$image"; }; then
+        for try in "podman run --rm" \
+            "podman --runtime runc run --rm --ulimit nofile=1024:1024 --ulimit nproc=1024:1024"; do
+            if $try --network bridge "$image" true >/dev/null 2>&1; then
+                podman_run=$try
+                break
+            fi
+        done
+    fi
+    if [[ -n $podman_run ]]; then
+        log "podman: $podman_run"
+        cmds+=(-n podman-bridge "$podman_run --network bridge $image true"
+            -n podman-none "$podman_run --network none $image true")
     else
         log "podman cannot run $image here: skipped"
     fi
