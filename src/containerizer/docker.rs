@@ -19,7 +19,9 @@
 //!   does);
 //! - environment: `PATH` (Docker's default), `HOSTNAME`, the image's, the
 //!   `CommandInfo`'s, `MESOS_SANDBOX` and `MESOS_CONTAINER_NAME`, then
-//!   `--env` parameters, later entries winning; `HOME` when still unset;
+//!   `--env` parameters, later entries winning; `HOME`, when still unset,
+//!   `/root` for root, else the user's home in the image (added where the
+//!   user is resolved);
 //! - user: `--user`, else the image's; working dir: `--workdir`, else the
 //!   image's, else `/`;
 //! - the sandbox at `--docker_sandbox_directory`; volumes as binds
@@ -348,9 +350,6 @@ impl DockerRun {
         for (k, v) in &self.params.env {
             set(&mut env, k, v);
         }
-        if !env.iter().any(|(k, _)| k == "HOME") {
-            env.push(("HOME".into(), "/root".into()));
-        }
         if let (Some(swap), Some(mem)) = (self.params.memory_swap, memory) {
             if swap != mem as i64 && swap != 0 {
                 return Err(DockerError::BadParameter {
@@ -367,15 +366,21 @@ impl DockerRun {
             binds.push(bind(v, sandbox, sandbox_dir)?);
         }
         let capabilities = capabilities(self.privileged, &self.params)?;
+        let user = self
+            .params
+            .user
+            .clone()
+            .or_else(|| image.user.clone())
+            .filter(|u| !u.is_empty());
+        // Root's home, as Docker gives it; another user's is looked up in
+        // the image where the user is resolved.
+        if user.is_none() && !env.iter().any(|(k, _)| k == "HOME") {
+            env.push(("HOME".into(), "/root".into()));
+        }
         Ok(DockerTask {
             argv,
             env,
-            user: self
-                .params
-                .user
-                .clone()
-                .or_else(|| image.user.clone())
-                .filter(|u| !u.is_empty()),
+            user,
             working_dir: self
                 .params
                 .workdir

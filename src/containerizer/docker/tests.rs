@@ -247,7 +247,8 @@ fn environment_user_and_workdir_as_docker_sets_them() {
     assert_eq!(get("B"), Some("param"));
     assert_eq!(get("MESOS_SANDBOX"), Some("/mnt/mesos/sandbox"));
     assert_eq!(get("MESOS_CONTAINER_NAME"), Some("mesos-c1"));
-    assert_eq!(get("HOME"), Some("/root"));
+    // HOME comes from the user's entry in the image, where it is resolved.
+    assert_eq!(get("HOME"), None);
     assert_eq!(get("MESOS_AGENT_ENDPOINT"), None);
     assert_eq!(t.user.as_deref(), Some("app"));
     assert_eq!(t.working_dir, "/app");
@@ -266,6 +267,7 @@ fn environment_user_and_workdir_as_docker_sets_them() {
     .unwrap();
     assert_eq!(t.user.as_deref(), Some("nobody"));
     assert_eq!(t.working_dir, "/tmp");
+    assert!(!t.env.iter().any(|(k, _)| k == "HOME"), "{:?}", t.env);
     assert_eq!(t.sandbox_dir, "/sandbox");
     let get = |k: &str| t.env.iter().find(|(n, _)| n == k).map(|(_, v)| v.as_str());
     assert_eq!(get("PATH"), Some(DEFAULT_PATH));
@@ -394,6 +396,8 @@ fn refusals_name_their_cause() {
         .capabilities
         .unwrap()
         .contains(&"CAP_SYS_ADMIN".to_string()));
+    // Root (no user anywhere) gets root's home, as Docker gives it.
+    assert!(t.env.contains(&("HOME".to_string(), "/root".to_string())));
     let mut c = docker(&[]);
     c.hostname = Some("h".into());
     assert_eq!(
