@@ -608,11 +608,7 @@ fn capabilities(privileged: bool, p: &Parameters) -> Result<Option<Vec<String>>,
     };
     if privileged {
         // Every capability this host lets us give (as `make_privileged`).
-        let held = caps::all()
-            .into_iter()
-            .filter(|c| caps::has_cap(None, caps::CapSet::Bounding, *c).unwrap_or(false))
-            .map(|c| c.to_string());
-        let mut held: Vec<String> = held.collect();
+        let mut held = crate::runtime::bounding_capabilities();
         held.sort();
         return Ok(Some(held));
     }

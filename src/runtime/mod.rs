@@ -50,6 +50,17 @@ pub fn default_capability_mask() -> u64 {
     caps::mask(caps::DEFAULT)
 }
 
+/// Every capability this process's bounding set holds, by name: all a
+/// privileged sandbox can be given (root may lack some, e.g.
+/// `CAP_SYS_RESOURCE` in a container).
+pub fn bounding_capabilities() -> Vec<String> {
+    ::caps::all()
+        .into_iter()
+        .filter(|c| ::caps::has_cap(None, ::caps::CapSet::Bounding, *c).unwrap_or(false))
+        .map(|c| c.to_string())
+        .collect()
+}
+
 /// The names of the default set (`CAP_CHOWN`, ...), Docker's.
 pub fn default_capabilities() -> Vec<String> {
     caps::DEFAULT.iter().map(|c| c.to_string()).collect()

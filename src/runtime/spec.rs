@@ -297,13 +297,7 @@ impl SandboxSpec {
         self.masked_paths.clear();
         self.readonly_paths.clear();
         self.seccomp = None;
-        self.capabilities = Some(
-            ::caps::all()
-                .into_iter()
-                .filter(|c| ::caps::has_cap(None, ::caps::CapSet::Bounding, *c).unwrap_or(false))
-                .map(|c| c.to_string())
-                .collect(),
-        );
+        self.capabilities = Some(super::bounding_capabilities());
     }
 
     /// Checks everything that can be checked before anything is created.
