@@ -199,12 +199,15 @@ impl Inner {
         let registry = self.config.docker_registry.as_deref();
         let (work, pull) = (&self.config.work_dir, &self.config.pull);
         // A DOCKER container's `force_pull_image`: pulled even when stored.
-        let forced = PullOptions {
-            force: true,
-            ..pull.clone()
-        };
-        let pull_for = |task: Option<&str>| match docker {
-            Some(d) if d.task_id.as_deref() == task && d.run.force_pull => &forced,
+        let forced = docker.filter(|d| d.run.force_pull).map(|d| {
+            let options = PullOptions {
+                force: true,
+                ..pull.clone()
+            };
+            (d.task_id.as_deref(), options)
+        });
+        let pull_for = |task: Option<&str>| match &forced {
+            Some((which, options)) if *which == task => options,
             _ => pull,
         };
         let mut images = Images::default();
