@@ -409,7 +409,6 @@ fn custom_executor_in_a_docker_container() {
     image::import(&store, &busybox_oci(), Some("busybox"), 1 << 30, &Quiet).unwrap();
     let mut cfg = config(&fx);
     cfg.docker = DockerConfig {
-        enabled: true,
         containerizers: "docker,mesos".into(),
         ..DockerConfig::default()
     };

@@ -1367,8 +1367,7 @@ mod agent_cli {
                     persist_dir: cni_persist_dir,
                 },
                 docker: butte::containerizer::mesos::DockerConfig {
-                    enabled: containerizers.split(',').any(|c| c.trim() == "docker"),
-                    containerizers: containerizers.clone(),
+                    containerizers,
                     sandbox_dir: sandbox_directory,
                     allow_privileged: self.allow_privileged,
                     bridge_network: self.docker_bridge_network,

@@ -90,9 +90,8 @@ pub enum DockerError {
 /// The agent's Docker settings.
 #[derive(Debug, Clone)]
 pub struct DockerConfig {
-    /// `--containerizers` includes `docker`.
-    pub enabled: bool,
-    /// `--containerizers` as given, for the refusal.
+    /// `--containerizers` as given (DOCKER containers run when it has
+    /// `docker`; the refusal quotes it).
     pub containerizers: String,
     /// `--docker_sandbox_directory`.
     pub sandbox_dir: String,
@@ -105,10 +104,16 @@ pub struct DockerConfig {
     pub stop_timeout: std::time::Duration,
 }
 
+impl DockerConfig {
+    /// `--containerizers` includes `docker`.
+    pub fn enabled(&self) -> bool {
+        self.containerizers.split(',').any(|c| c.trim() == "docker")
+    }
+}
+
 impl Default for DockerConfig {
     fn default() -> Self {
         DockerConfig {
-            enabled: false,
             containerizers: "mesos".into(),
             sandbox_dir: DEFAULT_SANDBOX_DIR.into(),
             allow_privileged: false,
@@ -196,7 +201,7 @@ impl DockerRun {
         resources: &[Resource],
         config: &DockerConfig,
     ) -> Result<DockerRun, DockerError> {
-        if !config.enabled {
+        if !config.enabled() {
             return Err(DockerError::NotEnabled(config.containerizers.clone()));
         }
         let docker = container

@@ -67,7 +67,6 @@ fn task_in(
 
 fn enabled() -> DockerConfig {
     DockerConfig {
-        enabled: true,
         containerizers: "docker,mesos".into(),
         ..DockerConfig::default()
     }
