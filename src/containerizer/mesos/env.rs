@@ -89,11 +89,7 @@ pub fn environment(
     paths: &Paths<'_>,
     base: &[(String, String)],
 ) -> Result<Vec<(String, String)>, EnvError> {
-    let mut env = Vec::new();
-    set(&mut env, "PATH", DEFAULT_PATH);
-    for (k, v) in base {
-        set(&mut env, k, v.clone());
-    }
+    let mut env = with_base(base);
     let grace = executor
         .shutdown_grace_period
         .as_ref()
@@ -149,11 +145,7 @@ pub fn standalone(
     paths: &Paths<'_>,
     base: &[(String, String)],
 ) -> Result<Vec<(String, String)>, EnvError> {
-    let mut env = Vec::new();
-    set(&mut env, "PATH", DEFAULT_PATH);
-    for (k, v) in base {
-        set(&mut env, k, v.clone());
-    }
+    let mut env = with_base(base);
     set(
         &mut env,
         "MESOS_SANDBOX",
@@ -167,6 +159,16 @@ pub fn standalone(
         command_env(&mut env, vars)?;
     }
     Ok(env)
+}
+
+/// `PATH` (the default), then `base` over it.
+fn with_base(base: &[(String, String)]) -> Vec<(String, String)> {
+    let mut env = Vec::new();
+    set(&mut env, "PATH", DEFAULT_PATH);
+    for (k, v) in base {
+        set(&mut env, k, v.clone());
+    }
+    env
 }
 
 /// Applies a `CommandInfo.environment` on top of `env`.

@@ -25,13 +25,7 @@ pub fn create(
 ) -> io::Result<PathBuf> {
     let runs = work.executor_sandboxes(agent, framework, executor);
     let sandbox = runs.join(container);
-    fs::DirBuilder::new()
-        .recursive(true)
-        .mode(0o755)
-        .create(&sandbox)?;
-    if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(&sandbox, Some(uid), Some(gid))?;
-    }
+    make_dir(&sandbox, owner)?;
     link_latest(&runs, &sandbox)?;
     Ok(sandbox)
 }
@@ -40,14 +34,21 @@ pub fn create(
 /// `<work_dir>/containers/<container>`, as Mesos' `getContainerPath`.
 pub fn create_standalone(work: &WorkDir, container: &str, owner: Owner) -> io::Result<PathBuf> {
     let sandbox = work.container_sandbox(container);
+    make_dir(&sandbox, owner)?;
+    Ok(sandbox)
+}
+
+/// Creates a sandbox directory (mode 0755, parents as needed), owned by
+/// `owner` when given.
+fn make_dir(sandbox: &Path, owner: Owner) -> io::Result<()> {
     fs::DirBuilder::new()
         .recursive(true)
         .mode(0o755)
-        .create(&sandbox)?;
+        .create(sandbox)?;
     if let Some((uid, gid)) = owner {
-        std::os::unix::fs::chown(&sandbox, Some(uid), Some(gid))?;
+        std::os::unix::fs::chown(sandbox, Some(uid), Some(gid))?;
     }
-    Ok(sandbox)
+    Ok(())
 }
 
 /// Points `<runs>/latest` at `target`, replacing the old link atomically.
