@@ -21,6 +21,7 @@ mod gc;
 mod hardening;
 mod image;
 mod image_gc;
+mod join;
 mod logrotate;
 mod mesos_flags;
 mod operator;

@@ -27,6 +27,12 @@ pub enum ToHelper {
         /// straight into it).
         join_cgroup: Vec<PathBuf>,
     },
+    /// Start a process in the namespaces of a running one (see `join`).
+    Join {
+        spec: Box<super::join::JoinSpec>,
+        /// The target's cgroup files to write `0` to.
+        join_cgroup: Vec<PathBuf>,
+    },
 }
 
 /// Messages from the helper.
@@ -36,6 +42,11 @@ pub enum FromHelper {
     /// `Failed` (exec failed).
     Exec,
     Failed(HelperFailure),
+    /// `Join`: the process started, with its pid; its own `Exec` or
+    /// `Failed` follows.
+    Started {
+        pid: i32,
+    },
 }
 
 /// What went wrong in the helper, with the step that failed.

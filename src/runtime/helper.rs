@@ -41,6 +41,15 @@ pub fn main() -> i32 {
     };
     let (spec, join) = match channel::recv::<ToHelper>(&mut chan) {
         Ok(Frame::Message(ToHelper::Launch { spec, join_cgroup })) => (spec, join_cgroup),
+        Ok(Frame::Message(ToHelper::Join { spec, join_cgroup })) => {
+            return match super::join::helper(&spec, &join_cgroup, &mut chan) {
+                Ok(()) => 0,
+                Err(failure) => {
+                    let _ = channel::send(&mut chan, &FromHelper::Failed(failure));
+                    125
+                }
+            };
+        }
         // The parent went away or sent garbage: nothing to report to.
         _ => return 125,
     };
@@ -159,7 +168,7 @@ fn resource(r: RlimitResource) -> Resource {
 
 /// Looks the user up in the sandbox's own /etc/passwd (we are past the
 /// pivot, so these are the image's files).
-fn resolve_user(u: Option<&User>) -> Result<user::Resolved, HelperFailure> {
+pub(super) fn resolve_user(u: Option<&User>) -> Result<user::Resolved, HelperFailure> {
     let passwd = fs::read_to_string("/etc/passwd").unwrap_or_default();
     let group = fs::read_to_string("/etc/group").unwrap_or_default();
     let (name, uid, gid) = match u {
@@ -179,7 +188,7 @@ fn resolve_user(u: Option<&User>) -> Result<user::Resolved, HelperFailure> {
 
 /// Finds the program as `execvp` would, with clear errors for a missing
 /// command, a directory and a file without execute permission.
-fn resolve_command(arg0: &str, path_var: &str) -> Result<PathBuf, HelperFailure> {
+pub(super) fn resolve_command(arg0: &str, path_var: &str) -> Result<PathBuf, HelperFailure> {
     find_program(arg0, path_var, "sandbox").map_err(|e| HelperFailure {
         step: format!("exec {arg0}"),
         message: e.message,
@@ -193,7 +202,7 @@ fn resolve_command(arg0: &str, path_var: &str) -> Result<PathBuf, HelperFailure>
 
 /// Reduces the bounding set to `keep`, switches user, then sets the
 /// permitted, effective and inheritable sets (empty for a non-root user).
-fn drop_capabilities(
+pub(super) fn drop_capabilities(
     keep: &[::caps::Capability],
     who: &user::Resolved,
 ) -> Result<(), HelperFailure> {

@@ -16,6 +16,7 @@ mod channel;
 mod container;
 mod enter;
 mod helper;
+mod join;
 mod mounts;
 mod netns;
 mod program;
@@ -32,6 +33,7 @@ pub use cgroups::{
 pub use channel::{FailureKind, HelperFailure};
 pub use container::{adopt, main_pid, Adopted, AdoptedExit, Container, ExitRecord, ExitStatus};
 pub use enter::{enter_main, EnterArgs};
+pub use join::{set_window_size, window_size, JoinIo, JoinSpec, Joined};
 pub use netns::{create_netns, netns_pinned, remove_netns};
 pub use setup::RLIMIT_NAMES;
 pub use spec::{
@@ -303,6 +305,9 @@ impl Runtime {
         loop {
             match channel::recv::<FromHelper>(&mut parent) {
                 Ok(Frame::Message(FromHelper::Exec)) => execing = true,
+                // Only a join's helper reports a pid; the sandbox's task is
+                // the helper itself.
+                Ok(Frame::Message(FromHelper::Started { .. })) => {}
                 Ok(Frame::Message(FromHelper::Failed(failure))) => {
                     return Err(RuntimeError::Launch {
                         id: spec.id.clone(),

@@ -14,10 +14,13 @@
 //! - [`adopt_channel_fd`]: the helper takes ownership of its inherited fd.
 //! - [`loopback_up`]: bring up `lo` of the calling thread's network
 //!   namespace (`SIOCSIFFLAGS`, which nix does not wrap).
+//! - [`set_controlling_tty`], [`set_window_size`], [`window_size`]: the
+//!   terminal ioctls of a joined process's pty (`TIOCSCTTY`, `TIOCSWINSZ`,
+//!   `TIOCGWINSZ`); [`adopt_fd`]: the helper takes an extra inherited fd.
 
 use std::ffi::{c_char, c_int, CString};
 use std::io;
-use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, IntoRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 
 /// The fd number the launch helper finds its channel on.
@@ -107,8 +110,28 @@ pub fn fork_into(
     cgroup: Option<BorrowedFd>,
     fds: &[(BorrowedFd, RawFd)],
 ) -> io::Result<Forked> {
+    let tasks = std::fs::File::open("/proc/self/task")?;
+    fork_counted(tasks.into(), namespaces, cgroup, fds)
+}
+
+/// [`fork_into`] for a process that has left the mount namespace (or the
+/// root) whose `/proc` knows it: `tasks` is its `/proc/self/task`
+/// directory, opened before, through which the thread count is checked.
+pub fn fork_counted(
+    tasks: OwnedFd,
+    namespaces: c_int,
+    cgroup: Option<BorrowedFd>,
+    fds: &[(BorrowedFd, RawFd)],
+) -> io::Result<Forked> {
     let fds = FdMap::new(fds)?;
-    if std::fs::read_dir("/proc/self/task")?.count() != 1 {
+    let mut dir = nix::dir::Dir::from_fd(tasks.into_raw_fd()).map_err(io::Error::from)?;
+    let threads = dir
+        .iter()
+        .filter_map(Result::ok)
+        .filter(|e| !matches!(e.file_name().to_bytes(), b"." | b".."))
+        .count();
+    drop(dir);
+    if threads != 1 {
         return Err(io::Error::new(
             io::ErrorKind::WouldBlock,
             "process is multi-threaded",
@@ -143,7 +166,13 @@ unsafe fn raw_clone(namespaces: c_int, cgroup: Option<BorrowedFd>) -> io::Result
     let mut args = CloneArgs {
         flags: namespaces as u64 | CLONE_PIDFD,
         pidfd: &mut pidfd as *mut c_int as u64,
-        exit_signal: libc::SIGCHLD as u64,
+        // With CLONE_PARENT the child reports to our parent with our own
+        // exit signal, and clone3 wants none given.
+        exit_signal: if namespaces & libc::CLONE_PARENT != 0 {
+            0
+        } else {
+            libc::SIGCHLD as u64
+        },
         ..CloneArgs::default()
     };
     if let Some(cg) = cgroup {
@@ -609,4 +638,76 @@ pub fn loopback_up() -> io::Result<()> {
         return Err(io::Error::last_os_error());
     }
     Ok(())
+}
+
+/// Makes the terminal open on `fd` the controlling terminal of the calling
+/// process, which must be a session leader without one (`TIOCSCTTY`).
+pub fn set_controlling_tty(fd: BorrowedFd) -> io::Result<()> {
+    // SAFETY: TIOCSCTTY takes an integer argument (0: do not steal the
+    // terminal from another session); `fd` is open for the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSCTTY, 0 as c_int) };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// Sets the window size of the terminal open on `fd` (`TIOCSWINSZ`); the
+/// terminal's foreground process group gets `SIGWINCH`.
+pub fn set_window_size(fd: BorrowedFd, rows: u16, cols: u16) -> io::Result<()> {
+    let size = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads a `struct winsize`, which `size` is and
+    // which outlives the call; `fd` is open.
+    let r = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TIOCSWINSZ,
+            &size as *const libc::winsize,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok(())
+    }
+}
+
+/// The window size (rows, columns) of the terminal open on `fd`
+/// (`TIOCGWINSZ`).
+pub fn window_size(fd: BorrowedFd) -> io::Result<(u16, u16)> {
+    let mut size = libc::winsize {
+        ws_row: 0,
+        ws_col: 0,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCGWINSZ writes a `struct winsize` into `size`, which we
+    // own and which outlives the call; `fd` is open.
+    let r = unsafe {
+        libc::ioctl(
+            fd.as_raw_fd(),
+            libc::TIOCGWINSZ,
+            &mut size as *mut libc::winsize,
+        )
+    };
+    if r < 0 {
+        Err(io::Error::last_os_error())
+    } else {
+        Ok((size.ws_row, size.ws_col))
+    }
+}
+
+/// In the launch helper: takes ownership of an fd the parent mapped to
+/// number `fd` (a pidfd, a pipe), after checking that it is open.
+pub fn adopt_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFD).map_err(io::Error::from)?;
+    // SAFETY: `fd` is open (F_GETFD succeeded) and, by the runtime's fd
+    // mapping, owned by nothing else in this process.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
