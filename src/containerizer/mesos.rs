@@ -56,6 +56,7 @@ mod network;
 mod plan;
 mod resources;
 mod sandbox;
+mod session;
 
 pub use crate::containerizer::docker::DockerConfig;
 pub use crate::containerizer::network::CniConfig;
@@ -71,6 +72,7 @@ pub use logger::{
 };
 pub use plan::LAUNCH_INFO;
 pub use resources::{MIN_CPUS, MIN_MEMORY};
+pub use session::{DebugIo, DebugLaunch};
 
 use crate::containerizer::security::SeccompProfiles;
 use crate::fetch::{FetchConfig, Fetcher};

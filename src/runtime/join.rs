@@ -324,12 +324,8 @@ impl HelperProcess {
     fn reap(&mut self) {
         if let Some(pid) = self.0.take() {
             let pid = nix::unistd::Pid::from_raw(pid);
-            loop {
-                match nix::sys::wait::waitpid(pid, Some(nix::sys::wait::WaitPidFlag::__WALL)) {
-                    Err(nix::Error::EINTR) => continue,
-                    _ => break,
-                }
-            }
+            let wall = Some(nix::sys::wait::WaitPidFlag::__WALL);
+            while let Err(nix::Error::EINTR) = nix::sys::wait::waitpid(pid, wall) {}
         }
     }
 }
@@ -437,13 +433,11 @@ fn child_main(spec: &JoinSpec) -> Result<Never, HelperFailure> {
         }
     }
     drop(go);
-    for fd in [sys::CHANNEL_FD] {
-        nix::fcntl::fcntl(
-            fd,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
-        )
-        .map_err(|e| setup_err("set close-on-exec on the channel")(errno(e)))?;
-    }
+    nix::fcntl::fcntl(
+        sys::CHANNEL_FD,
+        nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::FD_CLOEXEC),
+    )
+    .map_err(|e| setup_err("set close-on-exec on the channel")(errno(e)))?;
     nix::unistd::setsid().map_err(|e| setup_err("setsid")(errno(e)))?;
     let stdin = io::stdin();
     if nix::unistd::isatty(stdin.as_raw_fd()).unwrap_or(false) {
