@@ -313,6 +313,7 @@ impl Agent {
                     containerizer: agent.containerizer.clone(),
                     fetcher_cache_size: agent.config.fetcher.cache_size,
                     task_bytes: Default::default(),
+                    sessions: Default::default(),
                     standalone,
                     image_gc_excluded: agent
                         .config

@@ -8,6 +8,7 @@ mod books;
 pub mod logging;
 mod prometheus;
 mod render;
+mod sessions;
 mod snapshot;
 mod v1;
 
@@ -42,6 +43,8 @@ pub struct Bridge {
     pub image_gc_excluded: Vec<String>,
     /// Tasks' encodings kept between GET_STATE and GET_TASKS calls.
     pub task_bytes: Arc<v1::TaskBytes>,
+    /// The I/O of session (debug) containers.
+    pub sessions: Arc<sessions::Sessions>,
 }
 
 fn stopping() -> OperatorError {
@@ -59,6 +62,36 @@ impl Bridge {
 }
 
 impl OperatorApi for Bridge {
+    fn launch_session(
+        &self,
+        launch: crate::api::operator::v1::SessionLaunch,
+    ) -> BoxFuture<'_, Result<crate::api::operator::v1::OutputStream, OperatorError>> {
+        Box::pin(async move {
+            let debug = sessions::debug_launch(&launch)?;
+            self.sessions.launch(&self.containerizer, debug).await
+        })
+    }
+
+    fn attach_output(
+        &self,
+        container_id: crate::proto::mesos::v1::ContainerId,
+    ) -> BoxFuture<'_, Result<crate::api::operator::v1::OutputStream, OperatorError>> {
+        Box::pin(async move {
+            self.sessions
+                .attach_output(&self.containerizer, &sessions::key_of(&container_id))
+        })
+    }
+
+    fn attach_input(
+        &self,
+        container_id: crate::proto::mesos::v1::ContainerId,
+    ) -> BoxFuture<'_, Result<crate::api::operator::v1::InputSink, OperatorError>> {
+        Box::pin(async move {
+            self.sessions
+                .attach_input(&self.containerizer, &sessions::key_of(&container_id))
+        })
+    }
+
     fn view(&self, view: View) -> BoxFuture<'_, Result<Bytes, OperatorError>> {
         Box::pin(async move {
             if view == View::Version {

@@ -60,9 +60,20 @@ pub(crate) fn negotiate_events(headers: &HeaderMap) -> Option<ContentType> {
     }
 }
 
+/// Whether the request's header `name` (`Accept`, `Message-Accept`)
+/// allows `media_type`, by libprocess' rules (no header allows everything).
+pub(crate) fn header_accepts(headers: &HeaderMap, name: &str, media_type: &str) -> bool {
+    accepts_media_type(joined_header(headers, name).as_deref(), media_type)
+}
+
 /// Every `Accept` header joined by commas, or `None` when there is none.
 fn accept_header(headers: &HeaderMap) -> Option<String> {
-    let mut values = headers.get_all(ACCEPT).iter().peekable();
+    joined_header(headers, ACCEPT.as_str())
+}
+
+/// Every header `name` joined by commas, or `None` when there is none.
+fn joined_header(headers: &HeaderMap, name: &str) -> Option<String> {
+    let mut values = headers.get_all(name).iter().peekable();
     values.peek()?;
     let joined: Vec<String> = values
         .map(|v| String::from_utf8_lossy(v.as_bytes()).into_owned())

@@ -80,6 +80,27 @@ pub trait OperatorApi: Send + Sync + 'static {
 
     /// A v1 operator API call the agent answers.
     fn call(&self, call: v1::AgentCall) -> BoxFuture<'_, Result<Answer, OperatorError>>;
+
+    /// LAUNCH_NESTED_CONTAINER_SESSION: launches the container and returns
+    /// its output; the stream's guard kills the container when dropped.
+    fn launch_session(
+        &self,
+        launch: v1::SessionLaunch,
+    ) -> BoxFuture<'_, Result<v1::OutputStream, OperatorError>>;
+
+    /// ATTACH_CONTAINER_OUTPUT: the output of a container whose I/O the
+    /// agent holds.
+    fn attach_output(
+        &self,
+        container_id: crate::proto::mesos::v1::ContainerId,
+    ) -> BoxFuture<'_, Result<v1::OutputStream, OperatorError>>;
+
+    /// ATTACH_CONTAINER_INPUT: where the records of the input stream go
+    /// (one input client at a time: 409 for another).
+    fn attach_input(
+        &self,
+        container_id: crate::proto::mesos::v1::ContainerId,
+    ) -> BoxFuture<'_, Result<v1::InputSink, OperatorError>>;
 }
 
 /// The agent's answer to a v1 call.
@@ -109,6 +130,9 @@ pub enum OperatorError {
     /// 404 with Mesos' text (an unknown container).
     #[error("{0}")]
     Missing(String),
+    /// 409 (a second input client of a container).
+    #[error("{0}")]
+    Conflict(String),
     /// 500.
     #[error("{0}")]
     Internal(String),
@@ -384,6 +408,7 @@ pub fn error(e: &OperatorError) -> Response<Body> {
         OperatorError::BadRequest(m) => text(StatusCode::BAD_REQUEST, m),
         OperatorError::NotFound => text(StatusCode::NOT_FOUND, ""),
         OperatorError::Missing(m) => text(StatusCode::NOT_FOUND, m),
+        OperatorError::Conflict(m) => text(StatusCode::CONFLICT, m),
         OperatorError::Internal(m) => text(StatusCode::INTERNAL_SERVER_ERROR, m),
         OperatorError::Unavailable(m) => text(StatusCode::SERVICE_UNAVAILABLE, m),
     }

@@ -28,6 +28,27 @@ impl OperatorApi for Fake {
             ))
         })
     }
+
+    fn launch_session(
+        &self,
+        _: v1::SessionLaunch,
+    ) -> BoxFuture<'_, Result<v1::OutputStream, OperatorError>> {
+        Box::pin(async { Err(OperatorError::Internal("no sessions here".into())) })
+    }
+
+    fn attach_output(
+        &self,
+        _: crate::proto::mesos::v1::ContainerId,
+    ) -> BoxFuture<'_, Result<v1::OutputStream, OperatorError>> {
+        Box::pin(async { Err(OperatorError::Internal("no sessions here".into())) })
+    }
+
+    fn attach_input(
+        &self,
+        _: crate::proto::mesos::v1::ContainerId,
+    ) -> BoxFuture<'_, Result<v1::InputSink, OperatorError>> {
+        Box::pin(async { Err(OperatorError::Internal("no sessions here".into())) })
+    }
 }
 
 struct Reply {

@@ -29,8 +29,10 @@
 #[doc(hidden)]
 pub mod fuzz;
 mod lists;
+pub mod stream;
 
 pub use lists::{List, Lists, ListsError};
+pub use stream::{InputRecord, InputSink, OutputChunk, OutputStream, SessionLaunch};
 
 use crate::api::{bad_request, text};
 use std::sync::Arc;
@@ -63,10 +65,7 @@ pub const MAX_CALL_BYTES: usize = 4 << 20;
 /// connection).
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
 
-/// `Message-Content-Type` and `Message-Accept`: only streaming requests
-/// and responses may carry them, and butte serves neither.
-const MESSAGE_CONTENT_TYPE: &str = "message-content-type";
-const MESSAGE_ACCEPT: &str = "message-accept";
+use stream::MESSAGE_CONTENT_TYPE;
 
 /// A validated call the agent answers.
 #[derive(Debug, Clone, PartialEq)]
@@ -124,8 +123,16 @@ enum Valid {
         length: Option<u64>,
     },
     Agent(AgentCall),
+    /// LAUNCH_NESTED_CONTAINER_SESSION (see [`stream`]).
+    Session(Box<SessionLaunch>),
+    /// ATTACH_CONTAINER_OUTPUT of this container.
+    AttachOutput(ContainerId),
+    /// ATTACH_CONTAINER_INPUT: its first record or a later one.
+    AttachInput(stream::AttachInput),
     /// A call butte knows but does not serve (501).
     Unsupported(call::Type),
+    /// A form of a call butte does not serve (501, this text).
+    NotServed(&'static str),
     /// Type `UNKNOWN` (501).
     Unknown,
 }
@@ -172,13 +179,56 @@ where
         ));
     }
     let refused = |(status, message)| text(status, message);
+    if stream::is_streaming_request(&parts.headers) {
+        return stream::serve_input(api, &parts.headers, Box::pin(body)).await;
+    }
     let content_type = negotiate(&parts.headers).map_err(refused)?;
-    let accept = accept(&parts.headers).map_err(refused)?;
+    let accepts = stream::accepts(&parts.headers).map_err(refused)?;
+    let accept = accepts.message;
     let body = read_body(body).await?;
     let call = decode_call(content_type, &body).map_err(bad_request)?;
     let valid =
         validate(&call).map_err(|e| bad_request(format!("Failed to validate agent::Call: {e}")))?;
+    let streaming_only = |name: &str| {
+        text(
+            StatusCode::NOT_ACCEPTABLE,
+            format!(
+                "Expecting 'Accept' to allow {APPLICATION_JSON} or {APPLICATION_PROTOBUF} \
+                 for {name} calls"
+            ),
+        )
+    };
     let answer = match valid {
+        Valid::Session(launch) => {
+            let stream = api.launch_session(*launch).await.map_err(error)?;
+            return Ok(stream::output_response(stream, accepts));
+        }
+        Valid::AttachOutput(id) => {
+            let stream = api.attach_output(id).await.map_err(error)?;
+            return Ok(stream::output_response(stream, accepts));
+        }
+        Valid::AttachInput(_) => {
+            return Err(text(
+                StatusCode::UNSUPPORTED_MEDIA_TYPE,
+                format!(
+                    "Expecting 'Content-Type' to be {} for ATTACH_CONTAINER_INPUT call",
+                    stream::APPLICATION_RECORDIO
+                ),
+            ))
+        }
+        _ if accepts.streaming => {
+            let name = call
+                .r#type
+                .and_then(|t| call::Type::try_from(t).ok())
+                .map_or("UNKNOWN", |t| t.as_str_name());
+            return Err(streaming_only(name));
+        }
+        Valid::NotServed(why) => {
+            return Err(text(
+                StatusCode::NOT_IMPLEMENTED,
+                format!("501 Not Implemented: {why}"),
+            ))
+        }
         Valid::Unknown => {
             return Err(text(
                 StatusCode::NOT_IMPLEMENTED,
@@ -269,7 +319,8 @@ fn negotiate(headers: &hyper::HeaderMap) -> Result<ContentType, Refusal> {
         ),
         ContentTypeProblem::Unsupported => unsupported(format!(
             "Expecting 'Content-Type' of {APPLICATION_JSON} or {APPLICATION_PROTOBUF} \
-             (butte serves no streaming request)"
+             or {}",
+            stream::APPLICATION_RECORDIO
         )),
     })?;
     if headers.contains_key(MESSAGE_CONTENT_TYPE) {
@@ -278,23 +329,6 @@ fn negotiate(headers: &hyper::HeaderMap) -> Result<ContentType, Refusal> {
         ));
     }
     Ok(content_type)
-}
-
-/// The response's encoding: JSON whenever `Accept` allows it, as Mesos.
-fn accept(headers: &hyper::HeaderMap) -> Result<ContentType, Refusal> {
-    let accept = crate::api::executor::media::negotiate_events(headers).ok_or_else(|| {
-        (
-            StatusCode::NOT_ACCEPTABLE,
-            format!("Expecting 'Accept' to allow {APPLICATION_JSON} or {APPLICATION_PROTOBUF}"),
-        )
-    })?;
-    if headers.contains_key(MESSAGE_ACCEPT) {
-        return Err((
-            StatusCode::NOT_ACCEPTABLE,
-            "Expecting 'Message-Accept' to be not set for non-streaming responses".into(),
-        ));
-    }
-    Ok(accept)
 }
 
 /// Reads the whole body: at most [`MAX_CALL_BYTES`], within [`BODY_TIMEOUT`].
@@ -443,19 +477,23 @@ fn validate(call: &Call) -> Result<Valid, String> {
                 "launch_nested_container_session",
             )?;
             nested(&c.container_id, "launch_nested_container_session")?;
-            unsupported
+            Ok(match validate_session(c)? {
+                Some(launch) => Valid::Session(Box::new(launch)),
+                None => Valid::NotServed(
+                    "butte serves debug containers only: a LAUNCH_NESTED_CONTAINER_SESSION \
+                     whose 'container' has an image, volumes or Docker settings is not served",
+                ),
+            })
         }
         T::AttachContainerInput => {
             let a = need(&call.attach_container_input, "attach_container_input")?;
-            if a.r#type.is_none() {
-                return Err("Expecting 'attach_container_input.type' to be present".into());
-            }
-            unsupported
+            stream::validate_attach_input(a, |c| id(c, "attach_container_input"))
+                .map(Valid::AttachInput)
         }
         T::AttachContainerOutput => {
             let a = need(&call.attach_container_output, "attach_container_output")?;
             id(&a.container_id, "attach_container_output")?;
-            unsupported
+            Ok(Valid::AttachOutput(a.container_id.clone()))
         }
         // Nested containers (with a parent) are not served (501).
         T::LaunchContainer => {
@@ -606,6 +644,39 @@ fn validate_launch(c: &call::LaunchContainer) -> Result<(), String> {
         );
     }
     Ok(())
+}
+
+/// A session's command and terminal: a command is needed (a debug
+/// container has no image to take one from); a `ContainerInfo` may ask for
+/// a terminal (`tty_info`); `None` for one that asks for more (an image,
+/// volumes), which butte does not serve.
+fn validate_session(
+    c: &call::LaunchNestedContainerSession,
+) -> Result<Option<SessionLaunch>, String> {
+    let command = c
+        .command
+        .clone()
+        .ok_or("Expecting 'launch_nested_container_session.command' to be present")?;
+    let mut tty = None;
+    if let Some(info) = &c.container {
+        let image = info.mesos.as_ref().is_some_and(|m| m.image.is_some());
+        if image || info.docker.is_some() || !info.volumes.is_empty() {
+            return Ok(None);
+        }
+        if let Some(t) = &info.tty_info {
+            let size = t.window_size.as_ref();
+            let clamp = |v: u32| u16::try_from(v).unwrap_or(u16::MAX);
+            tty = Some((
+                size.map_or(0, |s| clamp(s.rows)),
+                size.map_or(0, |s| clamp(s.columns)),
+            ));
+        }
+    }
+    Ok(Some(SessionLaunch {
+        container_id: c.container_id.clone(),
+        command,
+        tty,
+    }))
 }
 
 /// Mesos' `validateContainerId` (common ID rules, then no `.` or space),

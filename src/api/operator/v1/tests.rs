@@ -12,6 +12,32 @@ use serde_json::{json, Value};
 struct Fake {
     sandbox: std::path::PathBuf,
     calls: std::sync::Mutex<Vec<AgentCall>>,
+    /// Sessions launched, and whether each one's stream was dropped.
+    sessions: std::sync::Mutex<Vec<(SessionLaunch, Arc<std::sync::atomic::AtomicBool>)>>,
+    /// Input records received, by container.
+    inputs: Arc<std::sync::Mutex<Vec<(String, InputRecord)>>>,
+}
+
+/// Sets the flag when dropped.
+struct Dropped(Arc<std::sync::atomic::AtomicBool>);
+
+impl Drop for Dropped {
+    fn drop(&mut self) {
+        self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+    }
+}
+
+/// `out\n` on stdout, `err\n` on stderr, then the end.
+fn output(flag: Arc<std::sync::atomic::AtomicBool>) -> OutputStream {
+    let (tx, rx) = tokio::sync::mpsc::channel(4);
+    tx.try_send(OutputChunk::Stdout(Bytes::from_static(b"out\n")))
+        .unwrap();
+    tx.try_send(OutputChunk::Stderr(Bytes::from_static(b"err\n")))
+        .unwrap();
+    OutputStream {
+        chunks: rx,
+        guard: Box::new(Dropped(flag)),
+    }
 }
 
 impl OperatorApi for Fake {
@@ -65,6 +91,54 @@ impl OperatorApi for Fake {
             })
         })
     }
+
+    fn launch_session(
+        &self,
+        launch: SessionLaunch,
+    ) -> super::super::BoxFuture<'_, Result<OutputStream, OperatorError>> {
+        let flag = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        self.sessions.lock().unwrap().push((launch, flag.clone()));
+        Box::pin(async move { Ok(output(flag)) })
+    }
+
+    fn attach_output(
+        &self,
+        id: ContainerId,
+    ) -> super::super::BoxFuture<'_, Result<OutputStream, OperatorError>> {
+        Box::pin(async move {
+            if id.value == "gone" {
+                return Err(OperatorError::Missing(format!(
+                    "Container {} cannot be found",
+                    id.value
+                )));
+            }
+            Ok(output(Arc::default()))
+        })
+    }
+
+    fn attach_input(
+        &self,
+        id: ContainerId,
+    ) -> super::super::BoxFuture<'_, Result<InputSink, OperatorError>> {
+        let inputs = self.inputs.clone();
+        Box::pin(async move {
+            if id.value == "busy" {
+                return Err(OperatorError::Conflict(
+                    "Multiple input connections are not allowed".into(),
+                ));
+            }
+            let (tx, mut rx) = tokio::sync::mpsc::channel(1);
+            tokio::spawn(async move {
+                while let Some(r) = rx.recv().await {
+                    inputs.lock().unwrap().push((id.value.clone(), r));
+                }
+            });
+            Ok(InputSink {
+                records: tx,
+                guard: Box::new(()),
+            })
+        })
+    }
 }
 
 struct Reply {
@@ -91,6 +165,8 @@ fn fake() -> (tempfile::TempDir, Arc<Fake>) {
     let fake = Arc::new(Fake {
         sandbox: tmp.path().to_path_buf(),
         calls: Default::default(),
+        sessions: Default::default(),
+        inputs: Default::default(),
     });
     (tmp, fake)
 }
@@ -282,8 +358,8 @@ async fn bad_requests_get_mesos_status_codes_with_a_message() {
         (r#"{"type":"UNKNOWN"}"#, 501, "UNKNOWN"),
         (
             r#"{"type":"LAUNCH_NESTED_CONTAINER_SESSION","launch_nested_container_session":{"container_id":{"value":"c","parent":{"value":"p"}}}}"#,
-            501,
-            "LAUNCH_NESTED_CONTAINER_SESSION",
+            400,
+            "Expecting 'launch_nested_container_session.command' to be present",
         ),
     ] {
         let r = post(api.clone(), body).await;
@@ -615,4 +691,192 @@ async fn standalone_container_calls_reach_the_agent_and_nested_ones_are_refused(
         assert_eq!(r.status.as_u16(), status, "{body}: {}", r.text());
         assert!(r.text().contains(says), "{body}: {}", r.text());
     }
+}
+
+/// The records of a RecordIO body, as JSON.
+fn json_records(body: &[u8]) -> Vec<Value> {
+    let mut d = crate::api::recordio::Decoder::new(1 << 20);
+    let records = d.feed(body).unwrap();
+    d.finish().unwrap();
+    records
+        .iter()
+        .map(|r| serde_json::from_slice(r).unwrap())
+        .collect()
+}
+
+const SESSION: &str = r#"{"type":"LAUNCH_NESTED_CONTAINER_SESSION",
+    "launch_nested_container_session":{
+      "container_id":{"value":"debug","parent":{"value":"exec"}},
+      "command":{"shell":false,"value":"sh","arguments":["sh"]},
+      "container":{"type":"MESOS","tty_info":{"window_size":{"rows":24,"columns":80}}}}}"#;
+
+#[tokio::test]
+async fn a_session_streams_its_output_as_recordio_and_ends_with_it() {
+    let (_tmp, api) = fake();
+    let r = send(
+        api.clone(),
+        &Authenticator::default(),
+        Method::POST,
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/recordio"),
+            ("message-accept", "application/json"),
+        ],
+        SESSION,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    assert_eq!(r.headers["content-type"], "application/recordio");
+    assert_eq!(r.headers["message-content-type"], "application/json");
+    let records = json_records(&r.body);
+    assert_eq!(
+        records,
+        [
+            json!({"type": "DATA", "data": {"type": "STDOUT", "data": "b3V0Cg=="}}),
+            json!({"type": "DATA", "data": {"type": "STDERR", "data": "ZXJyCg=="}}),
+        ]
+    );
+    let sessions = api.sessions.lock().unwrap();
+    let (launch, dropped) = &sessions[0];
+    assert_eq!(launch.container_id.value, "debug");
+    assert_eq!(launch.tty, Some((24, 80)));
+    assert_eq!(launch.command.value.as_deref(), Some("sh"));
+    // The stream's end released its guard (the agent's kills the container).
+    assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
+}
+
+#[tokio::test]
+async fn a_session_in_an_image_is_not_served_and_recordio_is_for_streams_only() {
+    let (_tmp, api) = fake();
+    let image = SESSION.replace(
+        r#""type":"MESOS","#,
+        r#""type":"MESOS","mesos":{"image":{"type":"DOCKER","docker":{"name":"alpine"}}},"#,
+    );
+    let r = post(api.clone(), &image).await;
+    assert_eq!(r.status, StatusCode::NOT_IMPLEMENTED, "{}", r.text());
+    assert!(r.text().contains("debug containers only"), "{}", r.text());
+    let no_command = SESSION.replace(
+        r#""command":{"shell":false,"value":"sh","arguments":["sh"]},"#,
+        "",
+    );
+    let r = post(api.clone(), &no_command).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    assert!(r.text().contains("command"), "{}", r.text());
+    // A call with a single answer cannot be streamed.
+    let r = send(
+        api.clone(),
+        &Authenticator::default(),
+        Method::POST,
+        &[
+            ("content-type", "application/json"),
+            ("accept", "application/recordio"),
+        ],
+        r#"{"type":"GET_HEALTH"}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_ACCEPTABLE, "{}", r.text());
+    // Output of a container the agent does not know.
+    let r = post(
+        api.clone(),
+        r#"{"type":"ATTACH_CONTAINER_OUTPUT","attach_container_output":{"container_id":{"value":"gone"}}}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    // An old client's Accept: the same records, under application/json.
+    let r = post(
+        api,
+        r#"{"type":"ATTACH_CONTAINER_OUTPUT","attach_container_output":{"container_id":{"value":"c"}}}"#,
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers["content-type"], "application/json");
+    assert_eq!(json_records(&r.body).len(), 2);
+}
+
+fn input_record(json: &str) -> String {
+    format!("{}\n{json}", json.len())
+}
+
+#[tokio::test]
+async fn an_input_stream_reaches_the_container_and_is_answered_at_its_end() {
+    let (_tmp, api) = fake();
+    let first = input_record(
+        r#"{"type":"ATTACH_CONTAINER_INPUT","attach_container_input":{"type":"CONTAINER_ID","container_id":{"value":"debug","parent":{"value":"exec"}}}}"#,
+    );
+    let data = input_record(
+        r#"{"type":"ATTACH_CONTAINER_INPUT","attach_container_input":{"type":"PROCESS_IO","process_io":{"type":"DATA","data":{"type":"STDIN","data":"bHMK"}}}}"#,
+    );
+    let size = input_record(
+        r#"{"type":"ATTACH_CONTAINER_INPUT","attach_container_input":{"type":"PROCESS_IO","process_io":{"type":"CONTROL","control":{"type":"TTY_INFO","tty_info":{"window_size":{"rows":50,"columns":132}}}}}}"#,
+    );
+    let eof = input_record(
+        r#"{"type":"ATTACH_CONTAINER_INPUT","attach_container_input":{"type":"PROCESS_IO","process_io":{"type":"DATA","data":{"type":"STDIN","data":""}}}}"#,
+    );
+    let streaming = [
+        ("content-type", "application/recordio"),
+        ("message-content-type", "application/json"),
+    ];
+    let auth = Authenticator::default();
+    let body = format!("{first}{data}{size}{eof}");
+    let r = send(api.clone(), &auth, Method::POST, &streaming, body).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text());
+    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    assert_eq!(
+        *api.inputs.lock().unwrap(),
+        [
+            (
+                "debug".to_string(),
+                InputRecord::Stdin(Bytes::from_static(b"ls\n"))
+            ),
+            (
+                "debug".into(),
+                InputRecord::WindowSize {
+                    rows: 50,
+                    cols: 132
+                }
+            ),
+            ("debug".into(), InputRecord::Eof),
+        ]
+    );
+    // Without Message-Content-Type; with an unknown one.
+    let r = send(
+        api.clone(),
+        &auth,
+        Method::POST,
+        &streaming[..1],
+        first.clone(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    let r = send(
+        api.clone(),
+        &auth,
+        Method::POST,
+        &[streaming[0], ("message-content-type", "text/plain")],
+        first.clone(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE);
+    // Another call streamed; the input call not streamed; an empty stream.
+    let health = input_record(r#"{"type":"GET_HEALTH"}"#);
+    let r = send(api.clone(), &auth, Method::POST, &streaming, health).await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", r.text());
+    assert!(r.text().contains("GET_HEALTH"), "{}", r.text());
+    let plain = first.split_once('\n').unwrap().1.to_string();
+    let r = post(api.clone(), &plain).await;
+    assert_eq!(r.status, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{}", r.text());
+    let r = send(api.clone(), &auth, Method::POST, &streaming, "").await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST);
+    assert!(r.text().contains("EOF"), "{}", r.text());
+    // Data before the container id; a second input client.
+    let r = send(api.clone(), &auth, Method::POST, &streaming, data.clone()).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
+    let busy = input_record(
+        r#"{"type":"ATTACH_CONTAINER_INPUT","attach_container_input":{"type":"CONTAINER_ID","container_id":{"value":"busy","parent":{"value":"exec"}}}}"#,
+    );
+    let r = send(api.clone(), &auth, Method::POST, &streaming, busy).await;
+    assert_eq!(r.status, StatusCode::CONFLICT, "{}", r.text());
+    // Bad framing mid-stream.
+    let r = send(api, &auth, Method::POST, &streaming, format!("{first}x\n")).await;
+    assert_eq!(r.status, StatusCode::BAD_REQUEST, "{}", r.text());
 }
