@@ -15,6 +15,7 @@ mod disk_quota;
 mod docker;
 mod docker_task;
 mod drain;
+mod exec;
 mod executor;
 mod fetch;
 mod gc;

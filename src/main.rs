@@ -54,6 +54,9 @@ enum Command {
     Stats(cli::StatsArgs),
     /// Kill a task (its executor's container) or a standalone container.
     Kill(cli::KillArgs),
+    /// Run a command inside a running task's container (-i: stdin, -t: a
+    /// terminal).
+    Exec(cli::ExecArgs),
 }
 
 #[derive(clap::Args)]
@@ -1481,6 +1484,7 @@ fn main() -> ExitCode {
         Command::Logs(args) => cli::logs(args),
         Command::Stats(args) => cli::stats(args),
         Command::Kill(args) => cli::kill(args),
+        Command::Exec(args) => cli::exec(args),
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 
 use butte::support::http::{self, HttpConfig};
 use serde_json::{json, Value};
+use std::io::Read;
 use std::time::Duration;
 
 /// Where the agent is and who asks (shared by every agent subcommand).
@@ -75,6 +76,9 @@ pub struct Page {
 /// A connection to one agent.
 pub struct Client {
     http: ureq::Agent,
+    /// For answers that take as long as a process runs (streams, waits):
+    /// no read timeout.
+    streaming: ureq::Agent,
     base: String,
     authorization: Option<String>,
 }
@@ -102,8 +106,15 @@ impl Client {
             read_timeout: Duration::from_secs(30),
             max_redirects: 0,
         };
+        let streaming = ureq::AgentBuilder::new()
+            .timeout_connect(config.connect_timeout)
+            .redirects(0)
+            .try_proxy_from_env(true)
+            .user_agent(concat!("butte/", env!("CARGO_PKG_VERSION")))
+            .build();
         Ok(Client {
             http: http::client(&config),
+            streaming,
             base,
             authorization,
         })
@@ -181,6 +192,73 @@ impl Client {
             return Ok(Value::Null);
         }
         Self::decode(&what, &text)
+    }
+
+    /// Like [`Client::call`], without a read timeout: for a call that is
+    /// answered when a container ends (WAIT_NESTED_CONTAINER).
+    pub fn call_waiting(&self, call: &Value) -> Result<Value, ClientError> {
+        let url = format!("{}/api/v1", self.base);
+        let what = format!("{url} {}", call["type"].as_str().unwrap_or("call"));
+        let text = self.send(self.streaming.post(&url), &what, Some(call))?;
+        if text.trim().is_empty() {
+            return Ok(Value::Null);
+        }
+        Self::decode(&what, &text)
+    }
+
+    /// `POST /api/v1` with a JSON call answered by a stream of RecordIO
+    /// records in JSON (LAUNCH_NESTED_CONTAINER_SESSION,
+    /// ATTACH_CONTAINER_OUTPUT): the answer's body as it arrives.
+    pub fn call_streaming(&self, call: &Value) -> Result<Box<dyn Read + Send>, ClientError> {
+        let url = format!("{}/api/v1", self.base);
+        let what = format!("{url} {}", call["type"].as_str().unwrap_or("call"));
+        let req = self
+            .authorized(self.streaming.post(&url))
+            .set("Content-Type", "application/json")
+            .set("Accept", "application/recordio")
+            .set("Message-Accept", "application/json");
+        match req.send_string(&call.to_string()) {
+            Ok(resp) => Ok(Box::new(resp.into_reader())),
+            Err(e) => Err(self.failed(&what, e)),
+        }
+    }
+
+    /// `POST /api/v1` with a streaming request (ATTACH_CONTAINER_INPUT):
+    /// `body` is RecordIO of JSON calls, sent as it is read; returns once
+    /// the agent answered, after the body's end.
+    pub fn send_streaming(&self, body: impl Read) -> Result<(), ClientError> {
+        let url = format!("{}/api/v1", self.base);
+        let what = format!("{url} ATTACH_CONTAINER_INPUT");
+        let req = self
+            .authorized(self.streaming.post(&url))
+            .set("Content-Type", "application/recordio")
+            .set("Message-Content-Type", "application/json")
+            .set("Accept", "application/json");
+        match req.send(body) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(self.failed(&what, e)),
+        }
+    }
+
+    fn authorized(&self, req: ureq::Request) -> ureq::Request {
+        match &self.authorization {
+            Some(a) => req.set("Authorization", a),
+            None => req,
+        }
+    }
+
+    fn failed(&self, what: &str, e: ureq::Error) -> ClientError {
+        match e {
+            ureq::Error::Status(status, resp) => ClientError::Status {
+                url: what.to_string(),
+                status,
+                body: resp.into_string().unwrap_or_default(),
+            },
+            e => ClientError::Transport {
+                url: what.to_string(),
+                reason: http::describe(&e),
+            },
+        }
     }
 
     /// GET_CONTAINERS with the standalone containers: the list.

@@ -1,9 +1,10 @@
 //! The subcommands that talk to a running agent over its HTTP API, in the
-//! style of `docker`/`podman`: `ps`, `logs`, `stats`, `kill`. Each takes
+//! style of `docker`/`podman`: `ps`, `logs`, `stats`, `kill`, `exec`. Each takes
 //! `--agent URL` (default the local agent) and HTTP Basic credentials.
 //! Part of the `butte` program (main.rs), not of the library.
 
 mod client;
+mod exec;
 mod kill;
 mod logs;
 mod ps;
@@ -11,6 +12,7 @@ mod stats;
 mod table;
 mod view;
 
+pub use exec::{main as exec, ExecArgs};
 pub use kill::{main as kill, KillArgs};
 pub use logs::{main as logs, LogsArgs};
 pub use ps::{main as ps, PsArgs};
@@ -33,6 +35,7 @@ mod tests {
         Logs(LogsArgs),
         Stats(StatsArgs),
         Kill(KillArgs),
+        Exec(ExecArgs),
     }
 
     fn parse(args: &[&str]) -> Command {
@@ -65,5 +68,12 @@ mod tests {
         assert!(s.no_stream && !s.no_trunc);
         assert!(Cli::try_parse_from(["butte", "kill", "-s", "NOPE", "web"]).is_err());
         assert!(Cli::try_parse_from(["butte", "logs"]).is_err());
+        let Command::Exec(e) = parse(&["exec", "-it", "web", "--", "sh", "-c", "echo hi"]) else {
+            panic!("not exec")
+        };
+        assert!(e.interactive && e.tty);
+        assert_eq!(e.task, "web");
+        assert_eq!(e.command, ["sh", "-c", "echo hi"]);
+        assert!(Cli::try_parse_from(["butte", "exec", "web"]).is_err());
     }
 }

@@ -96,7 +96,7 @@ struct SessionGuard {
 impl Drop for SessionGuard {
     fn drop(&mut self) {
         if self.containerizer.ended(&self.key) == Some(false) {
-            tracing::info!(container = %self.key, "session connection closed: killing its container");
+            tracing::debug!(container = %self.key, "session ended: killing its container");
             if let Err(e) = self.containerizer.kill(&self.key, libc::SIGKILL) {
                 tracing::warn!(container = %self.key, error = %e, "session container not killed");
             }

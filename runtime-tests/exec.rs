@@ -1,0 +1,226 @@
+//! Issue 14: `butte exec`, run as a user runs it, against a real agent
+//! (driven by the fake master): a command in a running task's container
+//! with and without a terminal, stdin passed on, the exit code returned,
+//! and no debug container or process left behind.
+
+use crate::support::master::{self, command_task, framework, AgentProcess, FakeMaster};
+use crate::support::{enabled, text, Fixture, BUTTE};
+use butte::proto::mesos::TaskState;
+use serde_json::{json, Value};
+use std::io::{Read, Write};
+use std::process::{Command, Output, Stdio};
+use std::time::{Duration, Instant};
+
+fn cli(agent: &AgentProcess) -> Command {
+    let mut c = Command::new(BUTTE);
+    c.env("BUTTE_AGENT", format!("http://{}", agent.endpoint()))
+        .env_remove("BUTTE_PRINCIPAL")
+        .env_remove("BUTTE_SECRET")
+        .stdin(Stdio::null());
+    c
+}
+
+fn exec(agent: &AgentProcess, args: &[&str]) -> Output {
+    cli(agent)
+        .arg("exec")
+        .args(args)
+        .output()
+        .expect("run butte exec")
+}
+
+fn api(agent: &AgentProcess, call: Value) -> (u16, String) {
+    let resp = ureq::post(&format!("http://{}/api/v1", agent.endpoint()))
+        .timeout(Duration::from_secs(60))
+        .set("Content-Type", "application/json")
+        .set("Accept", "application/json")
+        .send_string(&call.to_string());
+    let resp = match resp {
+        Ok(r) => r,
+        Err(ureq::Error::Status(_, r)) => r,
+        Err(e) => panic!("POST /api/v1: {e}"),
+    };
+    (resp.status(), resp.into_string().unwrap_or_default())
+}
+
+/// The nested containers the agent lists.
+fn nested(agent: &AgentProcess) -> Vec<Value> {
+    let (status, body) = api(
+        agent,
+        json!({"type": "GET_CONTAINERS", "get_containers": {"show_nested": true}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    v["get_containers"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+        .into_iter()
+        .filter(|c| c["container_id"]["parent"].is_object())
+        .collect()
+}
+
+/// Host pids whose command line is exactly ARGV.
+fn processes(argv: &[&str]) -> Vec<i32> {
+    let want: Vec<u8> = argv
+        .iter()
+        .flat_map(|a| [a.as_bytes(), b"\0"].concat())
+        .collect();
+    std::fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| std::fs::read(format!("/proc/{pid}/cmdline")).is_ok_and(|c| c == want))
+        .collect()
+}
+
+fn eventually(what: &str, agent: &AgentProcess, mut ok: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !ok() {
+        assert!(
+            Instant::now() < deadline,
+            "{what}; agent log:\n{}",
+            agent.log_tail(40)
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+#[test]
+fn exec_runs_commands_in_a_running_task_with_and_without_a_terminal() {
+    if !enabled() {
+        return;
+    }
+    let fx = Fixture::new();
+    let master = FakeMaster::start(0);
+    let agent = AgentProcess::start(&fx, &master, &[]);
+    master.register();
+    let fw = framework("exec");
+    master.run_task(
+        &fw,
+        &command_task("sleeper", "echo exec-marker > marker; sleep 600"),
+    );
+    master.expect_ack("sleeper", TaskState::TaskStarting);
+    master.expect_ack("sleeper", TaskState::TaskRunning);
+
+    // Without a terminal: stdout and stderr apart, the exit code, and the
+    // task's sandbox as the working directory.
+    let out = exec(
+        &agent,
+        &[
+            "sleeper",
+            "--",
+            "sh",
+            "-c",
+            "cat marker; echo oops >&2; exit 5",
+        ],
+    );
+    assert_eq!(
+        out.status.code(),
+        Some(5),
+        "{out:?}\n{}",
+        agent.log_tail(40)
+    );
+    assert_eq!(text(&out.stdout), "exec-marker\n");
+    assert_eq!(text(&out.stderr), "oops\n");
+    let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+    let out = exec(&agent, &["sleeper", "--", "cat", "/etc/hostname"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(
+        text(&out.stdout).trim(),
+        std::fs::read_to_string("/etc/hostname")
+            .map(|h| h.trim().to_string())
+            .unwrap_or(host)
+    );
+    // In the task's pid namespace: the executor is pid 1 there.
+    let out = exec(&agent, &["sleeper", "--", "cat", "/proc/1/cmdline"]);
+    assert!(text(&out.stdout).contains("executor"), "{out:?}");
+
+    // -i: stdin reaches the command, and its end ends `cat`.
+    let mut child = cli(&agent)
+        .args(["exec", "-i", "sleeper", "--", "cat"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(b"through stdin\n")
+        .unwrap();
+    let out = child.wait_with_output().unwrap();
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text(&out.stdout), "through stdin\n");
+
+    // -it on a terminal (script(1) makes one): a shell, its answer, its
+    // exit code.
+    let line = format!(
+        "{BUTTE} exec -it --agent http://{} sleeper -- /bin/sh",
+        agent.endpoint()
+    );
+    let mut child = Command::new("script")
+        .args(["-q", "-e", "-c", &line, "/dev/null"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("script(1) (package bsdutils)");
+    let mut stdin = child.stdin.take().unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    stdin.write_all(b"echo $((6*7)); exit 3\n").unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let status = loop {
+        if let Some(s) = child.try_wait().unwrap() {
+            break s;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("exec -it did not end; {}", agent.log_tail(40));
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    drop(stdin);
+    let mut shown = String::new();
+    child
+        .stdout
+        .take()
+        .unwrap()
+        .read_to_string(&mut shown)
+        .unwrap();
+    assert_eq!(status.code(), Some(3), "{shown}\n{}", agent.log_tail(40));
+    assert!(shown.contains("42"), "{shown:?}");
+
+    // A client that goes away takes its command with it.
+    let mut child = cli(&agent)
+        .args(["exec", "sleeper", "--", "sleep", "987"])
+        .spawn()
+        .unwrap();
+    eventually("the exec'd sleep runs", &agent, || {
+        !processes(&["sleep", "987"]).is_empty()
+    });
+    child.kill().unwrap();
+    child.wait().unwrap();
+    eventually(
+        "the exec'd sleep is killed with its session",
+        &agent,
+        || processes(&["sleep", "987"]).is_empty(),
+    );
+
+    // No debug container is left (the last one is forgotten later, but it
+    // has ended), and no shell or cat.
+    for c in nested(&agent) {
+        assert!(
+            c["container_status"]["executor_pid"].is_null() || c.get("container_status").is_none(),
+            "a debug container is left: {c}"
+        );
+    }
+    assert!(processes(&["/bin/sh"]).is_empty());
+    assert!(processes(&["cat"]).is_empty());
+    // An unknown task, and a command that does not exist.
+    let out = exec(&agent, &["nosuchtask", "--", "true"]);
+    assert!(!out.status.success());
+    let out = exec(&agent, &["sleeper", "--", "no-such-command"]);
+    assert!(!out.status.success());
+    assert!(text(&out.stderr).contains("no-such-command"), "{out:?}");
+    master::finish(fx, master, agent);
+}
