@@ -204,7 +204,9 @@ impl Agent {
         let transport = Transport::new(self_pid.clone(), wire_tx.clone());
         let executor_key = config.executor_key()?;
         let credential = config.credential()?;
-        let operator_auth = config.operator_authenticator()?;
+        let operator_auth = config
+            .operator_authenticator()?
+            .with_executor_key(executor_key.clone());
         let operator_flags = Arc::new(super::operator::flags(&config, bound));
         let containerizer = Arc::new(MesosContainerizer::new(MesosConfig {
             work_dir: config.work_dir.clone(),
@@ -288,6 +290,12 @@ impl Agent {
             agent.executor_env(false),
         ));
         standalone.recover();
+        let nested = Arc::new(super::nested::Nested::new(
+            agent.containerizer.clone(),
+            agent.work.clone(),
+            agent.executor_env(false),
+        ));
+        nested.recover();
         agent.gc_recover().await;
         if agent.config.disk.enforce_container_disk_quota {
             agent.recover_disk_quotas();
@@ -314,6 +322,7 @@ impl Agent {
                     fetcher_cache_size: agent.config.fetcher.cache_size,
                     task_bytes: Default::default(),
                     standalone,
+                    nested,
                     image_gc_excluded: agent
                         .config
                         .image_gc

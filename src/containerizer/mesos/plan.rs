@@ -391,6 +391,7 @@ mod tests {
                 shutdown_grace_period: Duration::from_secs(5),
             },
             standalone: false,
+            nested: None,
         }
     }
 
