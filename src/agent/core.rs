@@ -224,6 +224,9 @@ impl Agent {
             container_logger: config.container_logger.clone(),
             cni: config.cni.clone(),
             docker: config.docker.clone(),
+            // On once the default executor runs its tasks as nested
+            // containers (issue 14, item 6).
+            nested_task_groups: false,
         })?);
         if let Some(gc) = config.image_gc.clone() {
             tokio::spawn(collect_images(containerizer.clone(), gc));

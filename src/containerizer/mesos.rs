@@ -120,6 +120,11 @@ pub struct MesosConfig {
     /// `--containerizers`, `--docker_sandbox_directory`,
     /// `--allow_privileged`, `--docker_bridge_network`.
     pub docker: DockerConfig,
+    /// The default executor runs its tasks as nested containers (through
+    /// the operator API, each provisioned then): it is told so by
+    /// [`crate::proto::launch::NESTED_CONTAINERS_ENV`], and the group's
+    /// images are not provisioned at its launch.
+    pub nested_task_groups: bool,
 }
 
 impl MesosConfig {
@@ -147,6 +152,7 @@ impl MesosConfig {
             container_logger: ContainerLogger::Sandbox,
             cni: CniConfig::default(),
             docker: DockerConfig::default(),
+            nested_task_groups: false,
         }
     }
 }

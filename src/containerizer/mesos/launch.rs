@@ -224,6 +224,10 @@ impl Inner {
             }
             return Ok(images);
         }
+        if req.kind == ExecutorKind::Default && self.config.nested_task_groups {
+            // Each task's image comes with its nested container.
+            return Ok(images);
+        }
         for task in &req.tasks {
             let task_id = task.task_id.value.as_str();
             let what = format!("task {task_id}");
