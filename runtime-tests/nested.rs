@@ -421,3 +421,44 @@ fn an_executor_launches_nested_containers_with_its_token() {
     });
     master::finish(fx, master, agent);
 }
+
+#[test]
+fn a_running_executor_grows_to_hold_the_tasks_added_to_it() {
+    if !enabled() {
+        return;
+    }
+    let fx = Fixture::new();
+    let master = FakeMaster::start(0);
+    let agent = AgentProcess::start(&fx, &master, &[]);
+    master.register();
+    let fw = framework("grow");
+    let exec = master::executor("grower", &fw, None);
+    let mut first = command_task("first", "exec sleep 600");
+    first.resources = master::resources(0.1, 64.0);
+    master.run_task_group(&fw, &exec, &[first]);
+    let running = master.ack_until("first", TaskState::TaskRunning);
+    let container = master::status(&running)
+        .container_status
+        .as_ref()
+        .and_then(|c| c.container_id.as_ref())
+        .map(|c| c.value.clone())
+        .expect("the executor's container id");
+    let limit = || -> u64 {
+        read(&memory_cgroup(&fx, &container).join("memory.limit_in_bytes"))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    // The executor's 32 MB and the first task's 64.
+    assert_eq!(limit(), 96 << 20);
+    let mut second = command_task("second", "exec sleep 600");
+    second.resources = master::resources(0.1, 128.0);
+    master.run_task_group(&fw, &exec, &[second]);
+    master.ack_until("second", TaskState::TaskRunning);
+    assert_eq!(limit(), 224 << 20);
+    master.kill_task(&fw, "first", None);
+    master.kill_task(&fw, "second", None);
+    master.ack_until("first", TaskState::TaskKilled);
+    master.ack_until("second", TaskState::TaskKilled);
+    master::finish(fx, master, agent);
+}
