@@ -242,6 +242,11 @@ fn nested_containers_under_a_standalone_container() {
         kid["resource_statistics"]["processes"].as_u64() >= Some(1),
         "{kid}"
     );
+    assert!(kid.get("executor_id").is_none(), "{kid}");
+    assert_eq!(
+        kid["container_status"]["container_id"],
+        cid(&["top", "kid"])
+    );
 
     // A parent that does not exist.
     let r = launch_nested(&agent, None, &["nobody", "kid"], "true", false);

@@ -458,12 +458,13 @@ pub fn add_standalone(
 }
 
 /// GET_CONTAINERS with `show_nested`: adds each running nested container
-/// (by key, `<top>.<id>...`), as Mesos lists them: its `ContainerID` with
-/// its parents, the framework and executor at the top of its chain (none
-/// under a standalone container), its own statistics.
+/// (by key, `<top>.<id>...`) under a live executor or a standalone
+/// container, as Mesos lists them: its `ContainerID` with its parents, its
+/// status, its own statistics (no framework or executor fields).
 pub fn add_nested(
     r: &mut Response,
     nested: &[String],
+    standalone: &[(String, Vec<v0::Resource>)],
     s: &Snapshot,
     usage: &dyn Fn(&str) -> Option<ResourceStats>,
 ) {
@@ -485,20 +486,18 @@ pub fn add_nested(
                 parent: Some(Box::new(container_id)),
             };
         }
-        let executor = s.frameworks.iter().find_map(|fw| {
+        let under_executor = s.frameworks.iter().any(|fw| {
             fw.executors
                 .iter()
-                .find(|ex| ex.container_id == top)
-                .map(|ex| (fw, ex))
+                .any(|ex| ex.container_id == top && ex.state != ExecutorState::Terminated)
         });
+        if !under_executor && !standalone.iter().any(|(id, _)| id == top) {
+            continue;
+        }
         list.containers.push(get_containers::Container {
-            framework_id: executor.map(|(fw, _)| v1::FrameworkId {
-                value: fw.id.clone(),
-            }),
-            executor_id: executor.map(|(_, ex)| v1::ExecutorId {
-                value: ex.id.clone(),
-            }),
-            executor_name: executor.map(|(_, ex)| ex.info.name().to_string()),
+            framework_id: None,
+            executor_id: None,
+            executor_name: None,
             container_status: Some(v1::ContainerStatus {
                 container_id: Some(container_id.clone()),
                 ..Default::default()
