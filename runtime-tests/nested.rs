@@ -134,12 +134,29 @@ fn netns(pid: i32) -> PathBuf {
     std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap()
 }
 
+/// Whether this host has only the unified hierarchy (cgroup v2).
+fn pure_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
 /// The memory cgroup of a container, given its path of ids.
 fn memory_cgroup(fx: &Fixture, path: &str) -> PathBuf {
+    if pure_v2() {
+        return Path::new("/sys/fs/cgroup").join(&fx.parent).join(path);
+    }
     fx.cgroup_dirs(path)
         .into_iter()
         .find(|d| d.to_string_lossy().contains("/memory/"))
         .unwrap()
+}
+
+/// The file of a memory cgroup that holds its limit.
+fn memory_limit() -> &'static str {
+    if pure_v2() {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    }
 }
 
 #[test]
@@ -422,7 +439,7 @@ fn an_executor_launches_nested_containers_with_its_token() {
         !Path::new(&format!("/proc/{n1_pid}")).exists()
     });
     until("the executor's cgroup is gone", &agent, || {
-        fx.cgroup_dirs(&container).iter().all(|d| !d.exists())
+        !memory_cgroup(&fx, &container).exists()
     });
     master::finish(fx, master, agent);
 }
@@ -449,7 +466,7 @@ fn a_running_executor_grows_to_hold_the_tasks_added_to_it() {
         .map(|c| c.value.clone())
         .expect("the executor's container id");
     let limit = || -> u64 {
-        read(&memory_cgroup(&fx, &container).join("memory.limit_in_bytes"))
+        read(&memory_cgroup(&fx, &container).join(memory_limit()))
             .trim()
             .parse()
             .unwrap()
