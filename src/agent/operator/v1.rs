@@ -442,18 +442,27 @@ pub fn add_standalone(
             value: id.clone(),
             parent: None,
         };
-        list.containers.push(get_containers::Container {
-            framework_id: None,
-            executor_id: None,
-            executor_name: None,
-            container_status: Some(v1::ContainerStatus {
-                container_id: Some(container_id.clone()),
-                ..Default::default()
-            }),
-            container_id,
-            resource_statistics: usage(id)
-                .and_then(|stats| v1_statistics(render::usage(resources, &stats, now))),
-        });
+        let stats = usage(id).and_then(|s| v1_statistics(render::usage(resources, &s, now)));
+        list.containers.push(bare_container(container_id, stats));
+    }
+}
+
+/// A GET_CONTAINERS entry without framework or executor (a standalone or
+/// nested container's), as Mesos lists one.
+fn bare_container(
+    container_id: v1::ContainerId,
+    resource_statistics: Option<v1::ResourceStatistics>,
+) -> get_containers::Container {
+    get_containers::Container {
+        framework_id: None,
+        executor_id: None,
+        executor_name: None,
+        container_status: Some(v1::ContainerStatus {
+            container_id: Some(container_id.clone()),
+            ..Default::default()
+        }),
+        container_id,
+        resource_statistics,
     }
 }
 
@@ -494,18 +503,8 @@ pub fn add_nested(
         if !under_executor && !standalone.iter().any(|(id, _)| id == top) {
             continue;
         }
-        list.containers.push(get_containers::Container {
-            framework_id: None,
-            executor_id: None,
-            executor_name: None,
-            container_status: Some(v1::ContainerStatus {
-                container_id: Some(container_id.clone()),
-                ..Default::default()
-            }),
-            container_id,
-            resource_statistics: usage(key)
-                .and_then(|stats| v1_statistics(render::usage(&[], &stats, now))),
-        });
+        let stats = usage(key).and_then(|s| v1_statistics(render::usage(&[], &s, now)));
+        list.containers.push(bare_container(container_id, stats));
     }
 }
 
