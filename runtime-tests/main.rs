@@ -25,6 +25,7 @@ mod image_gc;
 mod join;
 mod logrotate;
 mod mesos_flags;
+mod nested;
 mod operator;
 mod prometheus;
 mod recovery;

@@ -251,7 +251,17 @@ impl Sessions {
         key: &str,
     ) -> Result<Arc<Session>, OperatorError> {
         match self.get(key) {
-            Some(s) => Ok(s),
+            Some(s) if containerizer.knows(key) => Ok(s),
+            // Removed (REMOVE_NESTED_CONTAINER) before it was forgotten here.
+            Some(_) => {
+                self.table
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(key);
+                Err(OperatorError::Missing(format!(
+                    "Container {key} cannot be found"
+                )))
+            }
             None if containerizer.knows(key) => Err(OperatorError::Internal(format!(
                 "Container {key} has no I/O switchboard: butte holds the I/O of session \
                  containers only"

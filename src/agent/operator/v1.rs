@@ -75,10 +75,9 @@ pub fn answer(
             T::GetState
         }
         AgentCall::Containers { .. } => {
-            // butte's agent runs no nested containers, so `show_nested`
-            // adds nothing; the bridge adds the standalone ones
-            // (`add_standalone`). Mesos leaves the message out when there
-            // is no container.
+            // The executors' containers; the bridge adds the standalone
+            // and nested ones (`add_standalone`, `add_nested`). Mesos
+            // leaves the message out when there is no container.
             r.get_containers = Some(containers(s, usage)).filter(|c| !c.containers.is_empty());
             T::GetContainers
         }
@@ -121,7 +120,11 @@ pub fn answer(
         | AgentCall::WaitContainer(_)
         | AgentCall::KillContainer { .. }
         | AgentCall::RemoveContainer(_)
-        | AgentCall::PruneImages { .. } => T::Unknown,
+        | AgentCall::PruneImages { .. }
+        | AgentCall::LaunchNested(_)
+        | AgentCall::WaitNested { .. }
+        | AgentCall::KillNested { .. }
+        | AgentCall::RemoveNested(_) => T::Unknown,
     };
     r.r#type = Some(kind as i32);
     r
@@ -439,18 +442,69 @@ pub fn add_standalone(
             value: id.clone(),
             parent: None,
         };
-        list.containers.push(get_containers::Container {
-            framework_id: None,
-            executor_id: None,
-            executor_name: None,
-            container_status: Some(v1::ContainerStatus {
-                container_id: Some(container_id.clone()),
-                ..Default::default()
-            }),
-            container_id,
-            resource_statistics: usage(id)
-                .and_then(|stats| v1_statistics(render::usage(resources, &stats, now))),
+        let stats = usage(id).and_then(|s| v1_statistics(render::usage(resources, &s, now)));
+        list.containers.push(bare_container(container_id, stats));
+    }
+}
+
+/// A GET_CONTAINERS entry without framework or executor (a standalone or
+/// nested container's), as Mesos lists one.
+fn bare_container(
+    container_id: v1::ContainerId,
+    resource_statistics: Option<v1::ResourceStatistics>,
+) -> get_containers::Container {
+    get_containers::Container {
+        framework_id: None,
+        executor_id: None,
+        executor_name: None,
+        container_status: Some(v1::ContainerStatus {
+            container_id: Some(container_id.clone()),
+            ..Default::default()
+        }),
+        container_id,
+        resource_statistics,
+    }
+}
+
+/// GET_CONTAINERS with `show_nested`: adds each running nested container
+/// (by key, `<top>.<id>...`) under a live executor or a standalone
+/// container, as Mesos lists them: its `ContainerID` with its parents, its
+/// status, its own statistics (no framework or executor fields).
+pub fn add_nested(
+    r: &mut Response,
+    nested: &[String],
+    standalone: &[(String, Vec<v0::Resource>)],
+    s: &Snapshot,
+    usage: &dyn Fn(&str) -> Option<ResourceStats>,
+) {
+    if nested.is_empty() {
+        return;
+    }
+    let now = crate::agent::updates::now_secs();
+    let list = r.get_containers.get_or_insert_with(Default::default);
+    for key in nested {
+        let mut ids = key.split('.');
+        let Some(top) = ids.next() else { continue };
+        let mut container_id = v1::ContainerId {
+            value: top.to_string(),
+            parent: None,
+        };
+        for id in ids {
+            container_id = v1::ContainerId {
+                value: id.to_string(),
+                parent: Some(Box::new(container_id)),
+            };
+        }
+        let under_executor = s.frameworks.iter().any(|fw| {
+            fw.executors
+                .iter()
+                .any(|ex| ex.container_id == top && ex.state != ExecutorState::Terminated)
         });
+        if !under_executor && !standalone.iter().any(|(id, _)| id == top) {
+            continue;
+        }
+        let stats = usage(key).and_then(|s| v1_statistics(render::usage(&[], &s, now)));
+        list.containers.push(bare_container(container_id, stats));
     }
 }
 

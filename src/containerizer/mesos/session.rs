@@ -64,7 +64,7 @@ impl MesosContainerizer {
             return Err(ContainerizerError::Exists(req.key.clone()));
         }
         let target = self
-            .parent_pid(&req.parent)
+            .pid(&req.parent)
             .ok_or_else(|| ContainerizerError::Unknown(req.parent.clone()))?;
         let parent_env = read_environ(target);
         let mut env = parent_env.clone();
@@ -140,16 +140,6 @@ impl MesosContainerizer {
         self.inner.table().containers.insert(req.key.clone(), entry);
         tracing::info!(container = %req.key, parent = %req.parent, pid = target, "debug container started");
         Ok(io)
-    }
-
-    /// The first process of a running container.
-    fn parent_pid(&self, key: &str) -> Option<i32> {
-        if self.ended(key)? {
-            return None;
-        }
-        crate::runtime::main_pid(&self.inner.config.runtime, key)
-            .ok()
-            .flatten()
     }
 }
 

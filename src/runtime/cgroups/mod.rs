@@ -560,6 +560,46 @@ impl Cgroup {
         self.dirs.iter().map(|(_, d)| d.join(file)).collect()
     }
 
+    /// Changes the limits of a running sandbox (those `limits` sets; the
+    /// others stay). On v1 the memory+swap limit may never be below the
+    /// memory limit: it is written before the memory limit (when raising)
+    /// and again after it (when lowering).
+    pub fn update(&self, limits: &Limits) -> Result<(), CgroupError> {
+        const MEMSW: &str = "memory.memsw.limit_in_bytes";
+        let writes = limit_writes(self.version, limits);
+        let write = |w: &Write| -> Result<(), CgroupError> {
+            let Some(dir) = self.dir(w.controller) else {
+                return Ok(());
+            };
+            let path = dir.join(w.file);
+            match write_existing(&path, &w.value) {
+                Ok(()) => Ok(()),
+                Err(e) if w.optional && e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(source) => Err(CgroupError::Write {
+                    path,
+                    value: w.value.clone(),
+                    source,
+                }),
+            }
+        };
+        let memsw = writes.iter().find(|w| w.file == MEMSW);
+        for w in writes.iter().filter(|w| w.file != MEMSW) {
+            if w.file == "memory.limit_in_bytes" {
+                if let Some(sw) = memsw {
+                    // Fails when lowering; the second write then holds.
+                    let _ = write(sw);
+                }
+                write(w)?;
+                if let Some(sw) = memsw {
+                    write(sw)?;
+                }
+                continue;
+            }
+            write(w)?;
+        }
+        Ok(())
+    }
+
     /// The pids in this cgroup.
     pub fn procs(&self) -> Result<Vec<i32>, CgroupError> {
         let Some((_, dir)) = self.dirs.first() else {
@@ -608,6 +648,11 @@ impl Cgroup {
     /// counts exiting tasks (EBUSY), for up to two seconds. When delegated,
     /// the groups above it that are left empty go too.
     pub fn remove(&mut self) -> Result<(), CgroupError> {
+        // Nested sandboxes' groups inside this one go first, with whatever
+        // still runs in them: nothing may outlive its parent.
+        for (_, dir) in &self.dirs {
+            remove_nested(dir)?;
+        }
         let deadline = Instant::now() + Duration::from_secs(2);
         while let Some((_, dir)) = self.dirs.last() {
             match remove_dir(dir) {
@@ -630,6 +675,64 @@ impl Cgroup {
         }
         Ok(())
     }
+}
+
+/// Kills what runs in the groups below `dir` and removes them, deepest
+/// first.
+fn remove_nested(dir: &Path) -> Result<(), CgroupError> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let child = entry.path();
+        remove_nested(&child)?;
+        let kill = child.join("cgroup.kill");
+        if kill.exists() {
+            let _ = write_existing(&kill, "1");
+        }
+        let procs = child.join("cgroup.procs");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let pids: Vec<i32> = fs::read_to_string(&procs)
+                .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+                .unwrap_or_default();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            if Instant::now() > deadline {
+                return Err(CgroupError::Remove {
+                    path: child,
+                    source: io::Error::new(io::ErrorKind::TimedOut, "processes did not exit"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match remove_dir(&child) {
+                Ok(()) => break,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Err(source) => {
+                    return Err(CgroupError::Remove {
+                        path: child,
+                        source,
+                    })
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Removes the groups above `dir` up to `top` (exclusive) while they are
@@ -680,6 +783,37 @@ mod tests {
             fs::write(t.path().join(c).join("cgroup.procs"), "").unwrap();
         }
         t
+    }
+
+    #[test]
+    fn limits_change_in_place_and_nested_groups_go_with_their_parent() {
+        let t = fake_v1();
+        let h = Hierarchy::detect(t.path(), "butte").unwrap();
+        let mut cg = h.create("c1", &limits(), &Devices::All).unwrap();
+        let kid = h
+            .create("c1/kid", &Limits::default(), &Devices::All)
+            .unwrap();
+        let mem = t.path().join("memory/butte/c1");
+        assert!(kid.paths().any(|p| p == mem.join("kid")));
+        cg.update(&Limits {
+            memory: Some(256 << 20),
+            ..Limits::default()
+        })
+        .unwrap();
+        for file in ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"] {
+            assert_eq!(
+                fs::read_to_string(mem.join(file)).unwrap(),
+                (256u64 << 20).to_string()
+            );
+        }
+        // Untouched: the cpu limit.
+        assert_eq!(
+            fs::read_to_string(t.path().join("cpu/butte/c1/cpu.cfs_quota_us")).unwrap(),
+            "50000"
+        );
+        cg.remove().unwrap();
+        assert!(!mem.join("kid").exists());
+        assert!(!mem.exists());
     }
 
     fn limits() -> Limits {
