@@ -3,7 +3,7 @@
 //! with and without a terminal, stdin passed on, the exit code returned,
 //! and no debug container or process left behind.
 
-use crate::support::master::{self, command_task, framework, AgentProcess, FakeMaster};
+use crate::support::master::{self, command_task, executor, framework, AgentProcess, FakeMaster};
 use crate::support::{enabled, text, Fixture, BUTTE};
 use butte::proto::mesos::TaskState;
 use serde_json::{json, Value};
@@ -99,8 +99,15 @@ fn exec_runs_commands_in_a_running_task_with_and_without_a_terminal() {
         &fw,
         &command_task("sleeper", "echo exec-marker > marker; sleep 600"),
     );
-    master.expect_ack("sleeper", TaskState::TaskStarting);
-    master.expect_ack("sleeper", TaskState::TaskRunning);
+    master.run_task_group(
+        &fw,
+        &executor("group-ex", &fw, None),
+        &[command_task("grouped", "sleep 600")],
+    );
+    for id in ["sleeper", "grouped"] {
+        master.expect_ack(id, TaskState::TaskStarting);
+        master.expect_ack(id, TaskState::TaskRunning);
+    }
 
     // Without a terminal: stdout and stderr apart, the exit code, and the
     // task's sandbox as the working directory.
@@ -190,6 +197,14 @@ fn exec_runs_commands_in_a_running_task_with_and_without_a_terminal() {
     assert_eq!(status.code(), Some(3), "{shown}\n{}", agent.log_tail(40));
     assert!(shown.contains("42"), "{shown:?}");
 
+    // A task of a group: in its container (the default executor's here).
+    let out = exec(&agent, &["grouped", "--", "cat", "/proc/1/cmdline"]);
+    assert!(out.status.success(), "{out:?}");
+    assert!(text(&out.stdout).contains("executor"), "{out:?}");
+
+    // Every debug container so far was removed after its end.
+    assert_eq!(nested(&agent), Vec::<Value>::new());
+
     // A client that goes away takes its command with it.
     let mut child = cli(&agent)
         .args(["exec", "sleeper", "--", "sleep", "987"])
@@ -198,6 +213,26 @@ fn exec_runs_commands_in_a_running_task_with_and_without_a_terminal() {
     eventually("the exec'd sleep runs", &agent, || {
         !processes(&["sleep", "987"]).is_empty()
     });
+    // Meanwhile another client may follow its output.
+    let running = nested(&agent);
+    assert_eq!(running.len(), 1, "{running:?}");
+    let resp = ureq::post(&format!("http://{}/api/v1", agent.endpoint()))
+        .set("Content-Type", "application/json")
+        .set("Accept", "application/recordio")
+        .set("Message-Accept", "application/x-protobuf")
+        .send_string(
+            &json!({"type": "ATTACH_CONTAINER_OUTPUT",
+                    "attach_container_output": {"container_id": running[0]["container_id"]}})
+            .to_string(),
+        )
+        .expect("ATTACH_CONTAINER_OUTPUT");
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.header("Content-Type"), Some("application/recordio"));
+    assert_eq!(
+        resp.header("Message-Content-Type"),
+        Some("application/x-protobuf")
+    );
+    drop(resp);
     child.kill().unwrap();
     child.wait().unwrap();
     eventually(
@@ -206,14 +241,7 @@ fn exec_runs_commands_in_a_running_task_with_and_without_a_terminal() {
         || processes(&["sleep", "987"]).is_empty(),
     );
 
-    // No debug container is left (the last one is forgotten later, but it
-    // has ended), and no shell or cat.
-    for c in nested(&agent) {
-        assert!(
-            c["container_status"]["executor_pid"].is_null() || c.get("container_status").is_none(),
-            "a debug container is left: {c}"
-        );
-    }
+    // No shell or cat is left.
     assert!(processes(&["/bin/sh"]).is_empty());
     assert!(processes(&["cat"]).is_empty());
     // An unknown task, and a command that does not exist.

@@ -233,7 +233,11 @@ impl OperatorApi for Bridge {
             let nested = match call {
                 AgentCall::Containers {
                     show_nested: true, ..
-                } => self.nested.running(),
+                } => {
+                    let mut keys = self.nested.running();
+                    keys.extend(self.sessions.running(&self.containerizer));
+                    keys
+                }
                 _ => Vec::new(),
             };
             let asked = std::time::Instant::now();

@@ -204,6 +204,21 @@ impl Sessions {
         })
     }
 
+    /// The keys of the session containers still running (GET_CONTAINERS
+    /// lists them with the nested ones).
+    pub fn running(&self, containerizer: &MesosContainerizer) -> Vec<String> {
+        let mut keys: Vec<String> = self
+            .table
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .keys()
+            .filter(|k| containerizer.ended(k) == Some(false))
+            .cloned()
+            .collect();
+        keys.sort();
+        keys
+    }
+
     /// One more output client of a session.
     pub fn attach_output(
         &self,

@@ -181,11 +181,16 @@ pub(super) fn is_streaming_request(headers: &HeaderMap) -> bool {
 
 /// 200 with the records of `stream`.
 pub(super) fn output_response(stream: OutputStream, accepts: Accepts) -> Response<Body> {
-    let start = tokio::time::Instant::now() + HEARTBEAT_INTERVAL;
+    output_with(stream, accepts, HEARTBEAT_INTERVAL)
+}
+
+fn output_with(stream: OutputStream, accepts: Accepts, heartbeat: Duration) -> Response<Body> {
+    let start = tokio::time::Instant::now() + heartbeat;
     let body = OutputBody {
         stream,
         message: accepts.message,
-        heartbeat: tokio::time::interval_at(start, HEARTBEAT_INTERVAL),
+        every: heartbeat,
+        heartbeat: tokio::time::interval_at(start, heartbeat),
     };
     let mut r = Response::new(body.boxed());
     let h = r.headers_mut();
@@ -245,6 +250,7 @@ pub fn heartbeat_record(interval: Duration) -> ProcessIo {
 struct OutputBody {
     stream: OutputStream,
     message: ContentType,
+    every: Duration,
     heartbeat: tokio::time::Interval,
 }
 
@@ -269,7 +275,7 @@ impl hyper::body::Body for OutputBody {
             Poll::Ready(None) => Poll::Ready(None),
             Poll::Pending => match this.heartbeat.poll_tick(cx) {
                 Poll::Ready(_) => {
-                    let record = heartbeat_record(HEARTBEAT_INTERVAL);
+                    let record = heartbeat_record(this.every);
                     Poll::Ready(Some(Ok(Frame::data(encode_record(&record, this.message)))))
                 }
                 Poll::Pending => Poll::Pending,
@@ -609,6 +615,52 @@ mod tests {
             text.contains("HEARTBEAT") && text.contains("30000000000"),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn a_silent_output_gets_heartbeats_and_its_end_drops_the_guard() {
+        struct Flag(Arc<std::sync::atomic::AtomicBool>);
+        impl Drop for Flag {
+            fn drop(&mut self) {
+                self.0.store(true, std::sync::atomic::Ordering::SeqCst);
+            }
+        }
+        let dropped = Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let (tx, rx) = mpsc::channel(1);
+        let accepts = Accepts {
+            message: ContentType::Protobuf,
+            streaming: true,
+        };
+        let every = Duration::from_millis(50);
+        let mut body = output_with(
+            OutputStream {
+                chunks: rx,
+                guard: Box::new(Flag(dropped.clone())),
+            },
+            accepts,
+            every,
+        )
+        .into_body();
+        let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        let mut d = recordio::Decoder::new(1 << 20);
+        let records = d.feed(&frame).unwrap();
+        assert_eq!(
+            ProcessIo::decode(&records[0][..]).unwrap(),
+            heartbeat_record(every)
+        );
+        tx.send(OutputChunk::Stderr(Bytes::from_static(b"e")))
+            .await
+            .unwrap();
+        drop(tx);
+        let frame = body.frame().await.unwrap().unwrap().into_data().unwrap();
+        let records = d.feed(&frame).unwrap();
+        assert_eq!(
+            ProcessIo::decode(&records[0][..]).unwrap(),
+            data_record(process_io::data::Type::Stderr, b"e")
+        );
+        assert!(body.frame().await.is_none());
+        drop(body);
+        assert!(dropped.load(std::sync::atomic::Ordering::SeqCst));
     }
 
     #[test]
