@@ -241,6 +241,25 @@ fn exec_runs_commands_in_a_running_task_with_and_without_a_terminal() {
         || processes(&["sleep", "987"]).is_empty(),
     );
 
+    // An agent that exits (executors run on) takes its sessions along.
+    let mut agent = agent;
+    let mut child = cli(&agent)
+        .args(["exec", "sleeper", "--", "sleep", "988"])
+        .spawn()
+        .unwrap();
+    eventually("the second exec'd sleep runs", &agent, || {
+        !processes(&["sleep", "988"]).is_empty()
+    });
+    agent.terminate();
+    eventually(
+        "the session's sleep is killed with the agent",
+        &agent,
+        || processes(&["sleep", "988"]).is_empty(),
+    );
+    let _ = child.wait();
+    assert!(!processes(&["sleep", "600"]).is_empty(), "the tasks run on");
+    agent.restart();
+
     // No shell or cat is left.
     assert!(processes(&["/bin/sh"]).is_empty());
     assert!(processes(&["cat"]).is_empty());

@@ -17,7 +17,8 @@
 //! written on blocking threads; nothing here blocks the event loop.
 //!
 //! Mesos kills a session's container when the session's connection
-//! closes; so does butte. The container stays in the containerizer's
+//! closes; so does butte, and an agent that exits (SIGTERM: executors run
+//! on) kills its session containers (`Drop for Sessions`). The container stays in the containerizer's
 //! table (for WAIT_NESTED_CONTAINER) until it is removed or
 //! [`FORGET_AFTER`] has passed since its end.
 
@@ -53,6 +54,8 @@ pub struct Sessions {
 
 struct Session {
     key: String,
+    /// Where the container is (to kill it when the agent goes away).
+    containerizer: Arc<MesosContainerizer>,
     /// The pty's master (`None`: pipes).
     master: Option<OwnedFd>,
     /// Where stdin goes; `None` after its end.
@@ -84,6 +87,22 @@ impl Session {
             self.lock_outputs().push(tx);
         }
         rx
+    }
+}
+
+impl Drop for Sessions {
+    /// An agent that goes away kills its session containers: their
+    /// clients' connections are gone, and a new agent does not know them
+    /// (Mesos destroys debug containers at recovery). Executors, unlike
+    /// them, run on.
+    fn drop(&mut self) {
+        let table = std::mem::take(&mut *self.table.lock().unwrap_or_else(|e| e.into_inner()));
+        for (key, session) in table {
+            if session.containerizer.ended(&key) == Some(false) {
+                tracing::info!(container = %key, "agent exiting: killing a session container");
+                let _ = session.containerizer.kill(&key, libc::SIGKILL);
+            }
+        }
     }
 }
 
@@ -169,6 +188,7 @@ impl Sessions {
         };
         let session = Arc::new(Session {
             key: key.clone(),
+            containerizer: containerizer.clone(),
             master,
             stdin: Mutex::new(stdin),
             input_attached: AtomicBool::new(false),
