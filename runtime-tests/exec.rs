@@ -271,3 +271,124 @@ fn exec_runs_commands_in_a_running_task_with_and_without_a_terminal() {
     assert!(text(&out.stderr).contains("no-such-command"), "{out:?}");
     master::finish(fx, master, agent);
 }
+
+/// The `ProcessIO` records of a session's answer (JSON), read to the end.
+fn session_output(agent: &AgentProcess, launch: Value) -> (String, String) {
+    use base64::Engine as _;
+    let resp = ureq::post(&format!("http://{}/api/v1", agent.endpoint()))
+        .timeout(Duration::from_secs(60))
+        .set("Content-Type", "application/json")
+        .set("Accept", "application/recordio")
+        .set("Message-Accept", "application/json")
+        .send_string(
+            &json!({"type": "LAUNCH_NESTED_CONTAINER_SESSION",
+                    "launch_nested_container_session": launch})
+            .to_string(),
+        )
+        .unwrap_or_else(|e| {
+            panic!(
+                "LAUNCH_NESTED_CONTAINER_SESSION: {e}; {}",
+                agent.log_tail(40)
+            )
+        });
+    assert_eq!(resp.header("Content-Type"), Some("application/recordio"));
+    let mut body = Vec::new();
+    resp.into_reader().read_to_end(&mut body).unwrap();
+    let mut d = butte::api::recordio::Decoder::new(1 << 20);
+    let (mut out, mut err) = (Vec::new(), Vec::new());
+    for r in d.feed(&body).unwrap() {
+        let v: Value = serde_json::from_slice(&r).unwrap();
+        let bytes = base64::engine::general_purpose::STANDARD
+            .decode(v["data"]["data"].as_str().unwrap_or(""))
+            .unwrap();
+        match v["data"]["type"].as_str() {
+            Some("STDOUT") => out.extend(bytes),
+            Some("STDERR") => err.extend(bytes),
+            _ => {}
+        }
+    }
+    (text(&out), text(&err))
+}
+
+#[test]
+fn a_session_joins_a_nested_container_in_its_image() {
+    if !enabled() {
+        return;
+    }
+    use crate::support::busybox_oci;
+    use crate::support::registry::Registry;
+    let registry = Registry::start();
+    registry.push(&busybox_oci(), "1", "library/busybox:1");
+    let fx = Fixture::new();
+    let master = FakeMaster::start(0);
+    let agent = AgentProcess::start(&fx, &master, &["--docker_registry", &registry.url()]);
+    master.register();
+    let top = json!({"value": "top"});
+    let kid = json!({"value": "kid", "parent": top});
+    let (status, body) = api(
+        &agent,
+        json!({"type": "LAUNCH_CONTAINER", "launch_container": {
+            "container_id": top, "command": {"value": "exec sleep 600"}}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api(
+        &agent,
+        json!({"type": "LAUNCH_NESTED_CONTAINER", "launch_nested_container": {
+            "container_id": kid, "command": {"value": "exec sleep 600"},
+            "container": {"type": "MESOS", "mesos": {"image": {"type": "DOCKER",
+                "docker": {"name": "library/busybox:1"}}}}}}),
+    );
+    assert_eq!(status, 200, "{body}");
+
+    // A debug container in the child: its image, its sandbox, its cgroup.
+    let debug = json!({"value": "dbg", "parent": kid});
+    let (out, err) = session_output(
+        &agent,
+        json!({"container_id": debug,
+               "command": {"value": "test -e /etc/debian_version || echo in-the-image; \
+                                     echo sandbox=$MESOS_SANDBOX; pwd; cat /proc/self/cgroup"}}),
+    );
+    assert!(out.contains("in-the-image\n"), "{out}{err}");
+    assert!(out.contains("sandbox=/mnt/mesos/sandbox\n"), "{out}{err}");
+    assert!(out.contains("/mnt/mesos/sandbox\n"), "{out}{err}");
+    assert!(out.contains("top/kid"), "not in the child's cgroup: {out}");
+    let (status, body) = api(
+        &agent,
+        json!({"type": "WAIT_NESTED_CONTAINER",
+               "wait_nested_container": {"container_id": debug}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert!(body.contains("\"exit_status\":0"), "{body}");
+    let (status, body) = api(
+        &agent,
+        json!({"type": "REMOVE_NESTED_CONTAINER",
+               "remove_nested_container": {"container_id": debug}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    // A session in an image is not served.
+    let (status, body) = api(
+        &agent,
+        json!({"type": "LAUNCH_NESTED_CONTAINER_SESSION", "launch_nested_container_session": {
+            "container_id": {"value": "img", "parent": kid}, "command": {"value": "true"},
+            "container": {"type": "MESOS", "mesos": {"image": {"type": "DOCKER",
+                "docker": {"name": "library/busybox:1"}}}}}}),
+    );
+    assert_eq!(status, 501, "{body}");
+    // The end of the top container ends its children.
+    let (status, body) = api(
+        &agent,
+        json!({"type": "KILL_CONTAINER", "kill_container": {"container_id": top}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api(
+        &agent,
+        json!({"type": "WAIT_CONTAINER", "wait_container": {"container_id": top}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    let (status, body) = api(
+        &agent,
+        json!({"type": "REMOVE_CONTAINER", "remove_container": {"container_id": top}}),
+    );
+    assert_eq!(status, 200, "{body}");
+    master::finish(fx, master, agent);
+}
