@@ -808,6 +808,10 @@ fn operator_api_v1_matches_mesos_shapes_idle_running_and_after_a_task() {
         (r#"{"type":"UNKNOWN"}"#.to_string(), 501),
         (
             r#"{"type":"LAUNCH_NESTED_CONTAINER_SESSION","launch_nested_container_session":{"container_id":{"value":"c","parent":{"value":"p"}}}}"#.to_string(),
+            400,
+        ),
+        (
+            r#"{"type":"LAUNCH_NESTED_CONTAINER_SESSION","launch_nested_container_session":{"container_id":{"value":"c","parent":{"value":"p"}},"command":{"value":"true"},"container":{"type":"MESOS","mesos":{"image":{"type":"DOCKER","docker":{"name":"busybox"}}}}}}"#.to_string(),
             501,
         ),
     ] {
