@@ -178,6 +178,25 @@ fn joined_process_is_killed_alone_and_a_bad_command_is_reported() {
     );
     assert!(t.try_wait().unwrap().is_none(), "the target died with it");
 
+    // What it left running in its session ends with it.
+    let mut j = fx
+        .runtime
+        .join(
+            &join_spec(&t, &["sh", "-c", "sleep 999 & sleep 998 & exit 0"]),
+            JoinIo::Stdio(Stdio::null().unwrap()),
+        )
+        .unwrap();
+    assert_eq!(j.container.wait().unwrap().status, ExitStatus::Exited(0));
+    let left: Vec<String> = fs::read_dir("/proc")
+        .unwrap()
+        .flatten()
+        .filter_map(|e| fs::read(e.path().join("cmdline")).ok())
+        .map(|c| String::from_utf8_lossy(&c).replace('\0', " "))
+        .filter(|c| c.starts_with("sleep 99"))
+        .collect();
+    assert!(left.is_empty(), "left behind: {left:?}");
+    assert!(t.try_wait().unwrap().is_none(), "the target died with it");
+
     let e = fx
         .runtime
         .join(

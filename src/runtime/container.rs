@@ -52,6 +52,10 @@ pub struct Container {
     pub(super) pidfd: Option<OwnedFd>,
     pub(super) cgroup: Option<Cgroup>,
     pub(super) exit: Option<ExitRecord>,
+    /// A joined process (see `join`), leader of its own session: with no
+    /// cgroup of its own, what it started in the session is killed when
+    /// it ends, so that nothing of it outlives it.
+    pub(super) session_leader: bool,
 }
 
 impl Container {
@@ -168,6 +172,9 @@ impl Container {
             Err(nix::Error::EINTR) => return Ok(()),
             Err(e) => return Err(self.io_err("wait", e.into())),
         };
+        if self.session_leader {
+            kill_session(self.pid.as_raw());
+        }
         let (stats, cleanup) = self.release();
         self.exit = Some(ExitRecord {
             status,
@@ -223,6 +230,44 @@ impl Container {
         drop(std::mem::take(&mut this.id));
         pid
     }
+}
+
+/// Kills every process of session SID (its leader has just been reaped, or
+/// is a zombie): what a joined process left behind, background jobs
+/// included (they keep the session unless they start their own).
+fn kill_session(sid: i32) {
+    // A few rounds: a member may fork while the others are killed.
+    for _ in 0..5 {
+        let members = session_members(sid, |pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()
+        });
+        if members.is_empty() {
+            return;
+        }
+        for pid in members {
+            let _ = nix::sys::signal::kill(Pid::from_raw(pid), Signal::SIGKILL);
+        }
+        std::thread::sleep(Duration::from_millis(10));
+    }
+}
+
+/// The processes (other than SID itself) whose session is SID, read from
+/// `/proc/<pid>/stat` (by STAT).
+fn session_members(sid: i32, stat: impl Fn(i32) -> Option<String>) -> Vec<i32> {
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|&pid| pid != sid)
+        .filter(|&pid| stat(pid).and_then(|t| session_of(&t)) == Some(sid))
+        .collect()
+}
+
+/// The session id (field 6) of a `/proc/<pid>/stat` line.
+fn session_of(stat: &str) -> Option<i32> {
+    let rest = &stat[stat.rfind(')')? + 1..];
+    rest.split_whitespace().nth(3)?.parse().ok()
 }
 
 /// What is known about an adopted sandbox that ended: not its exit status
@@ -501,6 +546,17 @@ mod tests {
         assert!(in_cgroup(v2, "/butte/", "c1"));
         assert!(!in_cgroup("0::/butte/c10\n", "butte", "c1"));
         assert!(!in_cgroup("0::/user.slice\n", "butte", "c1"));
+    }
+
+    #[test]
+    fn a_process_session_is_read_from_its_stat_line() {
+        use super::session_of;
+        assert_eq!(
+            session_of("42 (sh) S 1 42 42 34816 42 4194560 0 0"),
+            Some(42)
+        );
+        assert_eq!(session_of("43 (a) b) S 42 43 42 0 -1 0"), Some(42));
+        assert_eq!(session_of("44 (x"), None);
     }
 
     #[test]

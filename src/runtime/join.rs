@@ -23,7 +23,9 @@
 //! a child of the runtime's process, so that [`Container::wait`] reaps it
 //! and no waiter process stays in between. The target's cgroups are joined
 //! by the helper (its child inherits them) but not owned: the [`Container`]
-//! has no cgroup of its own to remove.
+//! has no cgroup of its own to remove. The process leads a session of its
+//! own; when it ends, every other process of that session is killed (what
+//! a cgroup kill does for a sandbox).
 
 use super::caps;
 use super::channel::{self, FailureKind, Frame, FromHelper, HelperFailure, ToHelper};
@@ -248,6 +250,7 @@ impl Runtime {
                         pidfd,
                         cgroup: None,
                         exit: None,
+                        session_leader: true,
                     });
                 }
                 Ok(Frame::Message(FromHelper::Exec)) => execing = true,

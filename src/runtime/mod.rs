@@ -302,6 +302,7 @@ impl Runtime {
             pidfd: child.pidfd,
             cgroup: Some(cgroup),
             exit: None,
+            session_leader: false,
         };
         let io_err = |source| RuntimeError::Io {
             id: spec.id.clone(),
