@@ -156,7 +156,7 @@ fn exec_runs_commands_in_a_running_task_with_and_without_a_terminal() {
         .write_all(b"through stdin\n")
         .unwrap();
     let out = child.wait_with_output().unwrap();
-    assert!(out.status.success(), "{out:?}");
+    assert!(out.status.success(), "{out:?}\n{}", agent.log_tail(80));
     assert_eq!(text(&out.stdout), "through stdin\n");
 
     // -it on a terminal (script(1) makes one): a shell, its answer, its

@@ -10,6 +10,8 @@
 //!     \------------------------------------- forgotten after FORGET_AFTER
 //!                                  (or at REMOVE_NESTED_CONTAINER)
 //! ```
+//! The output streams end when the process has ended and its output has
+//! been read (Mesos' switchboard too ends them after the process).
 //! Output is read by one thread per stream (stdout and stderr, or the
 //! pty's master), in chunks of at most [`CHUNK`] bytes, and handed to every
 //! client through a bounded channel each: a slow client slows the process
@@ -66,6 +68,8 @@ struct Session {
     outputs: Mutex<Vec<mpsc::Sender<OutputChunk>>>,
     /// Output streams still being read.
     readers_left: Mutex<usize>,
+    /// Told when the last output stream has been read to its end.
+    drained: tokio::sync::Notify,
     ended: AtomicBool,
 }
 
@@ -194,6 +198,7 @@ impl Sessions {
             input_attached: AtomicBool::new(false),
             outputs: Mutex::new(Vec::new()),
             readers_left: Mutex::new(streams.len()),
+            drained: tokio::sync::Notify::new(),
             ended: AtomicBool::new(false),
         });
         // The session's own client first: it sees all the output.
@@ -385,13 +390,18 @@ fn read_output(session: &Session, fd: OwnedFd, stderr: bool) {
         .unwrap_or_else(|e| e.into_inner());
     *left = left.saturating_sub(1);
     if *left == 0 {
-        session.end_output();
+        // The streams end once the process has ended too (`watch`): a
+        // process may close its output before it exits.
+        session.drained.notify_one();
     }
 }
 
-/// Follows a session's container to its end: then ends the output (after
-/// [`DRAIN`]), and forgets the container after [`FORGET_AFTER`] unless it
-/// was removed before.
+/// Follows a session's container to its end: then ends the output once
+/// it is read to its end (at most [`DRAIN`] later: a child left with the
+/// pipe does not hold the streams open), and forgets the container after
+/// [`FORGET_AFTER`] unless it was removed before. The streams end after
+/// the process, as Mesos' switchboard ends them, so that the client's
+/// going away cannot kill a process that is exiting.
 async fn watch(
     sessions: Arc<Sessions>,
     containerizer: Arc<MesosContainerizer>,
@@ -402,7 +412,13 @@ async fn watch(
         Ok(t) => tracing::info!(container = %key, status = ?t.status, "session container ended"),
         Err(e) => tracing::debug!(container = %key, error = %e, "session container not waited"),
     }
-    tokio::time::sleep(DRAIN).await;
+    let left = *session
+        .readers_left
+        .lock()
+        .unwrap_or_else(|e| e.into_inner());
+    if left > 0 {
+        let _ = tokio::time::timeout(DRAIN, session.drained.notified()).await;
+    }
     session.end_output();
     tokio::time::sleep(FORGET_AFTER).await;
     sessions

@@ -3,7 +3,8 @@
 //! network, uts, ipc) and the cgroups of its parent's first process
 //! (`runtime::Runtime::join`), with the parent's environment under the
 //! command's, the parent's `MESOS_SANDBOX` as its working directory, and
-//! the parent's user unless the command names one. Its stdin, stdout and
+//! the parent's user unless the command names one, the default capability
+//! set and the agent's default seccomp profile. Its stdin, stdout and
 //! stderr are pipes, or one pty, whose other ends the caller holds.
 //!
 //! It is kept in the containerizer's table under `<parent key>.<id>`, so
@@ -14,6 +15,7 @@
 use super::error::ContainerizerError;
 use super::lifecycle::Entry;
 use super::MesosContainerizer;
+use crate::containerizer::security::SeccompChoice;
 use crate::runtime::{JoinIo, JoinSpec, Stdio, User};
 use std::os::fd::OwnedFd;
 use std::sync::Arc;
@@ -89,7 +91,7 @@ impl MesosContainerizer {
             cwd,
             user,
             capabilities: None,
-            seccomp: None,
+            seccomp: self.debug_seccomp(&req.key)?,
         };
         let io_err = |source| ContainerizerError::Runtime {
             id: req.key.clone(),
@@ -140,6 +142,24 @@ impl MesosContainerizer {
         self.inner.table().containers.insert(req.key.clone(), entry);
         tracing::info!(container = %req.key, parent = %req.parent, pid = target, "debug container started");
         Ok(io)
+    }
+}
+
+impl MesosContainerizer {
+    /// The agent's default seccomp program (for the default capability
+    /// set), which a debug container runs under as any container does.
+    fn debug_seccomp(&self, key: &str) -> Result<Option<Vec<u8>>, ContainerizerError> {
+        let caps = crate::runtime::default_capabilities();
+        self.inner
+            .config
+            .seccomp
+            .program(&SeccompChoice::Default, &caps)
+            .map(|p| p.map(|p| p.to_vec()))
+            .map_err(|e| ContainerizerError::Invalid {
+                id: key.to_string(),
+                what: "seccomp profile".into(),
+                reason: e.to_string(),
+            })
     }
 }
 
