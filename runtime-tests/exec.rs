@@ -340,6 +340,11 @@ fn a_session_joins_a_nested_container_in_its_image() {
     );
     assert_eq!(status, 200, "{body}");
 
+    // `butte exec` into the standalone container, by its id's prefix.
+    let out = exec(&agent, &["to", "--", "cat", "/proc/1/cmdline"]);
+    assert!(out.status.success(), "{out:?}");
+    assert_eq!(text(&out.stdout), "sleep\x00600\x00");
+
     // A debug container in the child: its image, its sandbox, its cgroup.
     let debug = json!({"value": "dbg", "parent": kid});
     let (out, err) = session_output(

@@ -4,7 +4,8 @@
 //!
 //! 1. the task's container: a task of a group run in a nested container
 //!    (its status names one, and GET_CONTAINERS with `show_nested` lists
-//!    it), else its executor's container;
+//!    it), else its executor's container; or a standalone container by its
+//!    id (or a unique prefix);
 //! 2. LAUNCH_NESTED_CONTAINER_SESSION of a debug container (a new UUID) in
 //!    it with the command (`shell: false`), with `-t` a terminal of this
 //!    terminal's size; the answer streams the command's stdout and stderr,
@@ -20,7 +21,7 @@
 //! restored on every way out (an error included).
 
 use super::client::{AgentArgs, Client};
-use super::view::{self, TaskView};
+use super::view::{self, MatchError, TaskView};
 use anyhow::{bail, Context};
 use base64::Engine as _;
 use butte::api::recordio;
@@ -42,7 +43,7 @@ pub struct ExecArgs {
     /// raw mode meanwhile).
     #[arg(short, long)]
     pub tty: bool,
-    /// The task (its id or a unique prefix).
+    /// The task (its id or a unique prefix), or a standalone container.
     pub task: String,
     /// The command and its arguments.
     #[arg(last = true, required = true, value_name = "CMD")]
@@ -56,14 +57,37 @@ pub fn main(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let client = Client::new(&args.agent)?;
     let state = client.state().context("reading the agent's state")?;
     let tasks = view::tasks(&state);
-    let task = view::find(&tasks, |t| t.id.as_str(), &args.task, "task")?;
-    if task.terminal() {
-        bail!("task {} has already ended ({})", task.id, task.state);
-    }
-    if task.container_id.is_empty() {
-        bail!("task {} has no container yet ({})", task.id, task.state);
-    }
-    let parent = container_of(&client, &state, task)?;
+    let (parent, name) = match view::find(&tasks, |t| t.id.as_str(), &args.task, "task") {
+        Ok(task) => {
+            if task.terminal() {
+                bail!("task {} has already ended ({})", task.id, task.state);
+            }
+            if task.container_id.is_empty() {
+                bail!("task {} has no container yet ({})", task.id, task.state);
+            }
+            (
+                container_of(&client, &state, task)?,
+                format!("task {}", task.id),
+            )
+        }
+        Err(MatchError::None { .. }) => {
+            let list = client
+                .containers()
+                .context("reading the agent's containers")?;
+            let standalone: Vec<_> = view::containers(&list)
+                .into_iter()
+                .filter(|c| c.standalone())
+                .collect();
+            let c = view::find(
+                &standalone,
+                |c| c.id.as_str(),
+                &args.task,
+                "task or container",
+            )?;
+            (json!({"value": c.id}), format!("container {}", c.id))
+        }
+        Err(e) => return Err(e.into()),
+    };
     let stdin = std::io::stdin();
     let size = if args.tty {
         if !nix::unistd::isatty(std::os::fd::AsRawFd::as_raw_fd(&stdin)).unwrap_or(false) {
@@ -77,7 +101,7 @@ pub fn main(args: ExecArgs) -> anyhow::Result<ExitCode> {
     let container_id = json!({"value": child, "parent": parent});
     let output = client
         .call_streaming(&session_call(&container_id, &args.command, size))
-        .with_context(|| format!("starting {:?} in task {}", args.command, task.id))?;
+        .with_context(|| format!("starting {:?} in {name}", args.command))?;
     // From here on the terminal is raw; the guard restores it.
     let raw = match size {
         Some(_) => Some(RawMode::enter().context("putting the terminal in raw mode")?),
