@@ -8,14 +8,17 @@
 //! | `--authenticate_http_readwrite` on and no valid Basic credentials (Mesos puts all of `/api/v1` in the read-write realm) | 401, `WWW-Authenticate: Basic realm="mesos-agent-readwrite"` |
 //! | method is not POST | 405, `Allow: POST` |
 //! | no `Content-Type` | 400 |
+//! | `Content-Type: application/recordio`: a streaming request, only ATTACH_CONTAINER_INPUT (see [`stream`]) | its own checks |
 //! | `Content-Type` not exactly `application/json` or `application/x-protobuf`, or a `Message-Content-Type` | 415 |
-//! | `Accept` allows neither JSON nor protobuf, or a `Message-Accept` | 406 |
+//! | `Accept` allows none of JSON, protobuf, RecordIO; a `Message-Accept` without RecordIO; RecordIO with a `Message-Accept` of neither | 406 |
 //! | body larger than [`MAX_CALL_BYTES`] | 413 |
 //! | body not complete within [`BODY_TIMEOUT`] (a slow or stalled client) | 408 |
 //! | body does not decode into a `Call` (bad JSON or protobuf, unknown field or enum name, missing required field) | 400 |
 //! | the call fails Mesos' validation (no `type`, its argument missing, a bad container id) | 400 |
 //! | type `UNKNOWN` | 501 |
-//! | a call butte does not serve (sessions, attach, resource providers) | 501, naming it |
+//! | a call butte does not serve (resource providers; a session in an image) | 501, naming it |
+//! | `Accept` of RecordIO for a call other than LAUNCH_NESTED_CONTAINER_SESSION and ATTACH_CONTAINER_OUTPUT; ATTACH_CONTAINER_INPUT not streamed | 406 / 415 |
+//! | LAUNCH_NESTED_CONTAINER_SESSION, ATTACH_CONTAINER_OUTPUT | 200, a stream of `ProcessIO` records (see [`stream`]) |
 //! | standalone and nested container calls: the agent's answers (200, 202 for a known id, 404 for an unknown one, 400 for a failed launch) | see `docs/operator-endpoints.md` |
 //! | `LIST_FILES`/`READ_FILE` on a path not attached, or leaving it | 404 / 400 (as `/files`) |
 //! | answered | 200, the `Response` in JSON (when `Accept` allows it, as Mesos prefers) or protobuf; `SET_LOGGING_LEVEL` 200 with no body |
