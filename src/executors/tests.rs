@@ -251,6 +251,7 @@ fn start_with_flags(
         reap_all: false,
         logrotate: None,
         mesos,
+        nested: false,
     };
     let h = std::thread::spawn(move || run(config, env, options));
     let sub = agent.next_call();
@@ -774,6 +775,7 @@ fn rootfs_task_runs_in_its_image() {
         reap_all: false,
         logrotate: None,
         mesos: Default::default(),
+        nested: false,
     };
     let (config, env) = (
         config(&agent, dir.path()),
@@ -870,6 +872,7 @@ fn docker_task_runs_as_the_agent_computed_it() {
         reap_all: false,
         logrotate: None,
         mesos: Default::default(),
+        nested: false,
     };
     let (config, env) = (
         config(&agent, dir.path()),
