@@ -30,8 +30,7 @@ use super::process::{Escalation, Group};
 use super::session::{Behavior, ProbeKind, Session};
 use crate::proto::mesos::v1::executor::{event, Event};
 use crate::proto::mesos::v1::{
-    ContainerId, ContainerStatus, KillPolicy, TaskGroupInfo, TaskInfo, TaskState,
-    TaskStatus,
+    ContainerId, ContainerStatus, KillPolicy, TaskGroupInfo, TaskInfo, TaskState, TaskStatus,
 };
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
@@ -325,10 +324,9 @@ impl DefaultExecutor {
     /// Asks the agent for a task's nested container (the answer comes as
     /// [`Report::Launched`]); returns it, or why it cannot be asked for.
     fn start_nested(&self, s: &Session, agent: &Agent, task: &TaskInfo) -> Result<Runner, String> {
-        let parent = self
-            .container_id
-            .as_ref()
-            .ok_or("the agent gave the executor no container id: cannot launch nested containers")?;
+        let parent = self.container_id.as_ref().ok_or(
+            "the agent gave the executor no container id: cannot launch nested containers",
+        )?;
         let id = nested::child_id(parent, "").map_err(|e| e.to_string())?;
         let command = launch::nested_command(task, &s.env, &[nested::NESTED_CONTAINERS_ENV])
             .map_err(|e| e.to_string())?;
@@ -458,10 +456,10 @@ impl DefaultExecutor {
         let mut started = Vec::new();
         for task in &group.tasks {
             let id = task.task_id.value.clone();
-            let runner = match &self.nested {
-                Some(agent) => Some(self.start_nested(s, agent, task)),
-                None => None,
-            };
+            let runner = self
+                .nested
+                .as_ref()
+                .map(|agent| self.start_nested(s, agent, task));
             let (runner, why) = match runner {
                 Some(Ok(r)) => (Some(r), None),
                 Some(Err(why)) => (None, Some(why)),
@@ -799,4 +797,77 @@ fn max_completion_at(task: &TaskInfo) -> Option<Instant> {
         .as_ref()
         .filter(|d| d.nanoseconds > 0)
         .map(|d| Instant::now() + Duration::from_nanos(d.nanoseconds as u64))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::executors::nested::tests::{fake, Reply};
+
+    #[test]
+    fn tasks_link_to_their_nested_containers_sandbox() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = link_task(dir.path(), "web", "c-1").unwrap();
+        assert_eq!(link, dir.path().join("tasks/web"));
+        assert_eq!(
+            std::fs::read_link(&link).unwrap(),
+            dir.path().join("containers/c-1")
+        );
+        // The agent makes the sandbox; its stdout is then there.
+        std::fs::create_dir_all(dir.path().join("containers/c-1")).unwrap();
+        std::fs::write(dir.path().join("containers/c-1/stdout"), "hi\n").unwrap();
+        assert_eq!(
+            std::fs::read_to_string(dir.path().join("tasks/web/stdout")).unwrap(),
+            "hi\n"
+        );
+        assert!(link_task(dir.path(), "web", "c-2").is_err());
+        assert!(link_task(dir.path(), "../x", "c-3").is_err());
+        // A link planted in place of `tasks/` is not followed.
+        let other = tempfile::tempdir().unwrap();
+        let planted = tempfile::tempdir().unwrap();
+        std::os::unix::fs::symlink(other.path(), planted.path().join("tasks")).unwrap();
+        assert!(link_task(planted.path(), "web", "c-1").is_err());
+        assert_eq!(std::fs::read_dir(other.path()).unwrap().count(), 0);
+    }
+
+    fn kill_signal(f: &crate::executors::nested::tests::Fake) -> i64 {
+        let r = f.next();
+        assert_eq!(r.body["type"], "KILL_CONTAINER");
+        assert_eq!(r.body["kill_container"]["container_id"]["value"], "c-1");
+        r.body["kill_container"]["signal"].as_i64().unwrap()
+    }
+
+    #[test]
+    fn a_nested_task_is_terminated_then_killed_after_its_grace_period() {
+        let f = fake(vec![
+            Reply::Answer(200, String::new()),
+            Reply::Answer(200, String::new()),
+        ]);
+        let id = ContainerId {
+            value: "c-1".into(),
+            parent: Some(Box::new(ContainerId {
+                value: "exec".into(),
+                parent: None,
+            })),
+        };
+        let mut n = NestedRun::new(Agent::new(&f.addr, None), id);
+        let t0 = Instant::now();
+        let s = Duration::from_secs;
+        // Before the launch answered, the kill waits for it.
+        n.kill(t0, s(60));
+        assert_eq!((n.pending_grace, n.deadline()), (Some(s(60)), None));
+        n.launched = true;
+        let grace = n.pending_grace.take().unwrap();
+        n.kill(t0, grace);
+        assert_eq!(kill_signal(&f), 15);
+        assert_eq!(n.deadline(), Some(t0 + s(60)));
+        n.escalate(t0 + s(59));
+        assert!(!n.sigkilled);
+        // A later kill with a shorter grace period: SIGKILL now.
+        n.kill(t0 + s(1), Duration::ZERO);
+        assert_eq!(kill_signal(&f), 9);
+        assert_eq!(n.deadline(), None);
+        n.escalate(t0 + s(120));
+        assert!(f.requests.recv_timeout(Duration::from_millis(300)).is_err());
+    }
 }

@@ -499,6 +499,75 @@ mod tests {
     }
 
     #[test]
+    fn a_nested_task_is_launched_with_the_environment_a_task_process_gets() {
+        let mut c = cmd(None, Some("env"), &[]);
+        c.user = Some("nobody".into());
+        c.environment = Some(Environment {
+            variables: vec![var("A", "command", false), var("C", "command", false)],
+        });
+        let base = vec![
+            ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+            ("A".to_string(), "executor".to_string()),
+            ("MESOS_SANDBOX".to_string(), "/sb".to_string()),
+            ("MESOS_FRAMEWORK_ID".to_string(), "fw".to_string()),
+            (NO_SWITCH_USER_ENV.to_string(), "1".to_string()),
+            ("BUTTE_X".to_string(), "1".to_string()),
+        ];
+        let vars = |c: CommandInfo| -> Vec<(String, String)> {
+            c.environment
+                .unwrap()
+                .variables
+                .into_iter()
+                .map(|v| {
+                    assert_eq!(v.r#type, Some(VariableType::Value as i32));
+                    (v.name, v.value.unwrap())
+                })
+                .collect()
+        };
+        let t = task(c.clone());
+        let got = nested_command(&t, &base, &["BUTTE_X"]).unwrap();
+        assert_eq!(got.value.as_deref(), Some("env"));
+        assert_eq!(got.user.as_deref(), Some("nobody"));
+        // MESOS_SANDBOX is the agent's to set (the sandbox as the
+        // container sees it).
+        assert_eq!(
+            vars(got),
+            vec![
+                ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+                ("A".to_string(), "command".to_string()),
+                ("MESOS_FRAMEWORK_ID".to_string(), "fw".to_string()),
+                ("C".to_string(), "command".to_string()),
+                ("MESOS_ALLOCATION_ROLE".to_string(), "web".to_string()),
+            ]
+        );
+        // With an image, its Env (set by the agent) is not hidden by ours.
+        let mut t = task(c);
+        t.container = Some(crate::proto::mesos::v1::ContainerInfo {
+            mesos: Some(crate::proto::mesos::v1::container_info::MesosInfo {
+                image: Some(Default::default()),
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            vars(nested_command(&t, &base, &["BUTTE_X"]).unwrap()),
+            vec![
+                ("MESOS_FRAMEWORK_ID".to_string(), "fw".to_string()),
+                ("A".to_string(), "command".to_string()),
+                ("C".to_string(), "command".to_string()),
+                ("MESOS_ALLOCATION_ROLE".to_string(), "web".to_string()),
+            ]
+        );
+        let mut secret = cmd(None, Some("env"), &[]);
+        secret.environment = Some(Environment {
+            variables: vec![var("S", "x", true)],
+        });
+        assert_eq!(
+            nested_command(&task(secret), &base, &[]).unwrap_err(),
+            LaunchError::Secret("S".into())
+        );
+    }
+
+    #[test]
     fn environment_layers_executor_image_then_command() {
         let mut c = cmd(None, Some("env"), &[]);
         c.environment = Some(Environment {

@@ -221,13 +221,12 @@ impl Agent {
         if status == 404 {
             return Ok(Waited::Gone);
         }
-        let answer = crate::proto::from_json::<Response>(&body).map_err(|source| {
-            NestedError::Answer {
+        let answer =
+            crate::proto::from_json::<Response>(&body).map_err(|source| NestedError::Answer {
                 call: "WAIT_CONTAINER",
                 container: display(id),
                 source,
-            }
-        })?;
+            })?;
         Ok(Waited::Ended(answer.wait_container.unwrap_or_default()))
     }
 
@@ -238,7 +237,10 @@ impl Agent {
             match self.wait(id) {
                 Ok(w) => return w,
                 Err(e) if e.transient() => {
-                    eprintln!("butte executor: {e}; waiting again in {}", format_duration(retry));
+                    eprintln!(
+                        "butte executor: {e}; waiting again in {}",
+                        format_duration(retry)
+                    );
                     std::thread::sleep(retry);
                 }
                 Err(e) => return Waited::Failed(e.agent_message()),
@@ -467,13 +469,12 @@ impl Agent {
             ..Default::default()
         };
         let (_, body) = self.exchange(&call, "WAIT_NESTED_CONTAINER", id, true, &[])?;
-        let answer = crate::proto::from_json::<Response>(&body).map_err(|source| {
-            NestedError::Answer {
+        let answer =
+            crate::proto::from_json::<Response>(&body).map_err(|source| NestedError::Answer {
                 call: "WAIT_NESTED_CONTAINER",
                 container: display(id),
                 source,
-            }
-        })?;
+            })?;
         Ok(answer.wait_nested_container.and_then(|w| w.exit_status))
     }
 
@@ -588,8 +589,7 @@ pub fn ending(waited: &Waited, killing: bool, by_completion: bool) -> Ending {
     match w.exit_status.and_then(exit_of) {
         None => end.message = Some("Command terminated with unknown status".into()),
         Some(exit) => {
-            let (state, reason) =
-                super::command::terminal_state(exit, killing, by_completion);
+            let (state, reason) = super::command::terminal_state(exit, killing, by_completion);
             end.state = state;
             end.reason = reason.map(|r| r as i32);
             end.message = Some(command_message(exit));
@@ -598,7 +598,10 @@ pub fn ending(waited: &Waited, killing: bool, by_completion: bool) -> Ending {
     if let Some(Ok(state)) = w.state.map(TaskState::try_from) {
         end.state = state;
     }
-    if let Some(r) = w.reason.filter(|r| task_status::Reason::try_from(*r).is_ok()) {
+    if let Some(r) = w
+        .reason
+        .filter(|r| task_status::Reason::try_from(*r).is_ok())
+    {
         end.reason = Some(r);
     }
     if let Some(m) = w.message.as_deref().filter(|m| !m.is_empty()) {
@@ -612,4 +615,4 @@ pub fn ending(waited: &Waited, killing: bool, by_completion: bool) -> Ending {
 }
 
 #[cfg(test)]
-mod tests;
+pub(super) mod tests;
