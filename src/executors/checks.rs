@@ -301,9 +301,15 @@ fn spawn_prober(
     stop: Arc<AtomicBool>,
     inputs: Sender<Input>,
 ) {
+    // A nested command check speaks JSON to the agent (see `nested`).
+    let stack = if matches!(probe, Probe::Nested { .. }) {
+        super::nested::CALL_STACK
+    } else {
+        256 << 10
+    };
     let spawned = std::thread::Builder::new()
         .name("check".into())
-        .stack_size(256 << 10)
+        .stack_size(stack)
         .spawn(move || {
             std::thread::sleep(schedule.delay);
             while !stop.load(Ordering::Relaxed) {

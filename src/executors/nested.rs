@@ -145,6 +145,9 @@ impl Agent {
     /// The agent at `endpoint` (`ip:port`); `token` is the executor's
     /// (`MESOS_EXECUTOR_AUTHENTICATION_TOKEN`), sent as a bearer token.
     pub fn new(endpoint: &str, token: Option<&str>) -> Agent {
+        // The JSON mapping's descriptors are decoded here, on the caller's
+        // (main) stack, not on a small call thread's.
+        std::sync::LazyLock::force(&crate::proto::DESCRIPTOR_POOL);
         Agent {
             endpoint: endpoint.to_string(),
             authorization: token.map(|t| format!("Bearer {t}")),
@@ -496,10 +499,14 @@ fn libc_sigkill() -> i32 {
     nix::sys::signal::Signal::SIGKILL as i32
 }
 
+/// The stack of a call thread: JSON through prost-reflect wants more than
+/// the executor's other threads (only the pages used count).
+pub const CALL_STACK: usize = 1 << 20;
+
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
     let spawned = std::thread::Builder::new()
         .name(name.into())
-        .stack_size(256 << 10)
+        .stack_size(CALL_STACK)
         .spawn(f);
     if let Err(e) = spawned {
         eprintln!("butte executor: cannot start a {name} thread: {e}");
