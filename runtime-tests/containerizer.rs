@@ -73,6 +73,7 @@ fn custom(id: &str, command: &str, mem_mb: f64) -> LaunchRequest {
             shutdown_grace_period: Duration::from_secs(5),
         },
         standalone: false,
+        nested: None,
     }
 }
 

@@ -23,6 +23,7 @@ mod image;
 mod image_gc;
 mod logrotate;
 mod mesos_flags;
+mod nested;
 mod operator;
 mod prometheus;
 mod recovery;

@@ -204,7 +204,9 @@ impl Agent {
         let transport = Transport::new(self_pid.clone(), wire_tx.clone());
         let executor_key = config.executor_key()?;
         let credential = config.credential()?;
-        let operator_auth = config.operator_authenticator()?;
+        let operator_auth = config
+            .operator_authenticator()?
+            .with_executor_key(executor_key.clone());
         let operator_flags = Arc::new(super::operator::flags(&config, bound));
         let containerizer = Arc::new(MesosContainerizer::new(MesosConfig {
             work_dir: config.work_dir.clone(),
@@ -222,6 +224,9 @@ impl Agent {
             container_logger: config.container_logger.clone(),
             cni: config.cni.clone(),
             docker: config.docker.clone(),
+            // On once the default executor runs its tasks as nested
+            // containers (issue 14, item 6).
+            nested_task_groups: false,
         })?);
         if let Some(gc) = config.image_gc.clone() {
             tokio::spawn(collect_images(containerizer.clone(), gc));
@@ -288,6 +293,12 @@ impl Agent {
             agent.executor_env(false),
         ));
         standalone.recover();
+        let nested = Arc::new(super::nested::Nested::new(
+            agent.containerizer.clone(),
+            agent.work.clone(),
+            agent.executor_env(false),
+        ));
+        nested.recover();
         agent.gc_recover().await;
         if agent.config.disk.enforce_container_disk_quota {
             agent.recover_disk_quotas();
@@ -314,6 +325,7 @@ impl Agent {
                     fetcher_cache_size: agent.config.fetcher.cache_size,
                     task_bytes: Default::default(),
                     standalone,
+                    nested,
                     image_gc_excluded: agent
                         .config
                         .image_gc

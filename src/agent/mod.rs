@@ -19,6 +19,7 @@ mod gc;
 mod http;
 mod master;
 mod messages;
+mod nested;
 mod operator;
 mod recovery;
 mod resources;

@@ -79,6 +79,11 @@ impl Standalone {
         out
     }
 
+    /// The sandbox of standalone container `id`.
+    pub fn sandbox(&self, id: &str) -> std::path::PathBuf {
+        self.work.container_sandbox(id)
+    }
+
     /// Answers one of the four calls.
     pub async fn call(&self, call: AgentCall) -> Result<Answer, OperatorError> {
         match call {
@@ -172,6 +177,7 @@ impl Standalone {
             tasks: Vec::new(),
             env: self.env.clone(),
             standalone: true,
+            nested: None,
         };
         let sandbox = self.work.container_sandbox(&id);
         let existed = sandbox.exists();
@@ -288,7 +294,7 @@ impl Standalone {
 /// The resources the limits are computed from: `limits` (Mesos'
 /// `LaunchContainer.limits`) replace the `cpus` or `mem` requested; an
 /// infinite limit leaves the resource unlimited.
-fn limited(mut resources: Vec<Resource>, limits: &[(String, f64)]) -> Vec<Resource> {
+pub(super) fn limited(mut resources: Vec<Resource>, limits: &[(String, f64)]) -> Vec<Resource> {
     for (name, value) in limits {
         if name != "cpus" && name != "mem" {
             continue;
@@ -308,7 +314,7 @@ fn limited(mut resources: Vec<Resource>, limits: &[(String, f64)]) -> Vec<Resour
 
 /// Mesos' WAIT_CONTAINER response from a termination: the wait(2) status,
 /// and with a limitation the state TASK_FAILED, its reason and message.
-fn wait_response(t: &Termination) -> Response {
+pub(super) fn wait_response(t: &Termination) -> Response {
     let exit_status = t.status.map(|s| match s {
         ExitStatus::Exited(code) => (code & 0xff) << 8,
         ExitStatus::Signaled(signal) => signal & 0x7f,

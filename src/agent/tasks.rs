@@ -293,6 +293,7 @@ impl Agent {
             tasks: tasks.clone(),
             env: self.executor_env(checkpoint),
             standalone: false,
+            nested: None,
         };
         let containerizer = self.containerizer.clone();
         let tx = self.inputs.clone();

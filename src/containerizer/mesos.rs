@@ -120,6 +120,11 @@ pub struct MesosConfig {
     /// `--containerizers`, `--docker_sandbox_directory`,
     /// `--allow_privileged`, `--docker_bridge_network`.
     pub docker: DockerConfig,
+    /// The default executor runs its tasks as nested containers (through
+    /// the operator API, each provisioned then): it is told so by
+    /// [`crate::proto::launch::NESTED_CONTAINERS_ENV`], and the group's
+    /// images are not provisioned at its launch.
+    pub nested_task_groups: bool,
 }
 
 impl MesosConfig {
@@ -147,6 +152,7 @@ impl MesosConfig {
             container_logger: ContainerLogger::Sandbox,
             cni: CniConfig::default(),
             docker: DockerConfig::default(),
+            nested_task_groups: false,
         }
     }
 }
@@ -183,6 +189,36 @@ pub struct LaunchRequest {
     /// environment has no `MESOS_*` executor variables but
     /// `MESOS_SANDBOX`, and no executor token.
     pub standalone: bool,
+    /// A nested container (the operator API's `LAUNCH_NESTED_CONTAINER`,
+    /// or `LAUNCH_CONTAINER` with a parent), launched as a standalone one
+    /// (`standalone` is true) but under a running parent: its
+    /// `container_id` is its key, the parent's key and its own id joined
+    /// with `.` ([`nested_key`]).
+    pub nested: Option<NestedParent>,
+}
+
+/// Where a nested container goes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NestedParent {
+    /// The parent's key (an executor's or standalone container's id, or a
+    /// nested container's key).
+    pub key: String,
+    /// The new container's sandbox on the host:
+    /// `<parent's sandbox>/containers/<id>`, as Mesos lays it out.
+    pub sandbox: PathBuf,
+}
+
+/// The containerizer's key of a nested container: its ids from the top,
+/// joined with `.` (which no container id may hold), as Mesos shows a
+/// nested `ContainerID`.
+pub fn nested_key(parent: &str, id: &str) -> String {
+    format!("{parent}.{id}")
+}
+
+/// The runtime's id of a container (it names the cgroup): a nested
+/// container's cgroup is inside its parent's.
+fn runtime_id(key: &str) -> String {
+    key.replace('.', "/")
 }
 
 /// A started executor.
@@ -284,6 +320,29 @@ impl MesosContainerizer {
     /// once it has ended); `None` for an unknown one.
     pub fn usage(&self, container_id: &str) -> Option<ResourceStats> {
         self.inner.entry(container_id).map(|e| e.usage())
+    }
+
+    /// The first process of a known container that still runs, on the
+    /// host (`None`: unknown or ended).
+    pub fn pid(&self, key: &str) -> Option<i32> {
+        self.inner.entry(key)?.pid()
+    }
+
+    /// The keys of the nested containers known under `key` (all levels),
+    /// deepest first.
+    pub fn nested(&self, key: &str) -> Vec<String> {
+        let prefix = format!("{key}.");
+        let table = self.inner.table();
+        let mut keys: Vec<String> = table
+            .containers
+            .keys()
+            .chain(table.launching.iter())
+            .filter(|k| k.starts_with(&prefix))
+            .cloned()
+            .collect();
+        keys.sort_by_key(|k| std::cmp::Reverse(k.matches('.').count()));
+        keys.dedup();
+        keys
     }
 }
 

@@ -114,6 +114,13 @@ pub const LOGROTATE_ENV: &str = "BUTTE_LOGROTATE";
 /// see it.
 pub const NO_SWITCH_USER_ENV: &str = "BUTTE_NO_SWITCH_USER";
 
+/// The environment variable (value `1`) through which butte's agent tells
+/// the default executor to run its tasks as nested containers through the
+/// agent's operator API (`LAUNCH_CONTAINER` with the executor's container
+/// as parent), as Mesos' default executor does; the launch-info file then
+/// names no root filesystems for them. Tasks do not see it.
+pub const NESTED_CONTAINERS_ENV: &str = "BUTTE_NESTED_CONTAINERS";
+
 /// How one stream's file in the sandbox is rotated.
 #[derive(Serialize, Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Rotation {

@@ -100,6 +100,18 @@ impl WorkDir {
         self.meta_standalone().join(id)
     }
 
+    /// `meta/nested`: the agent's records of the nested containers the
+    /// operator API launched, one file each (named by the container's key,
+    /// `<parent>.<id>`), holding its pid.
+    pub fn meta_nested(&self) -> PathBuf {
+        self.meta().join("nested")
+    }
+
+    /// `meta/nested/<key>`.
+    pub fn nested_record(&self, key: &str) -> PathBuf {
+        self.meta_nested().join(key)
+    }
+
     /// `meta/boot_id`.
     pub fn boot_id(&self) -> PathBuf {
         self.meta().join("boot_id")

@@ -37,6 +37,8 @@ pub struct Bridge {
     pub fetcher_cache_size: u64,
     /// Answers the standalone container calls.
     pub standalone: Arc<super::standalone::Standalone>,
+    /// Answers the nested container calls.
+    pub nested: Arc<super::nested::Nested>,
     /// `--image_gc_config`'s `excluded_images`, which PRUNE_IMAGES keeps
     /// too, as Mesos.
     pub image_gc_excluded: Vec<String>,
@@ -55,6 +57,31 @@ impl Bridge {
             .send(Input::Snapshot { full, reply: tx })
             .map_err(|_| stopping())?;
         rx.await.map_err(|_| stopping())
+    }
+}
+
+impl Bridge {
+    /// What a nested container's top-level parent is: a live executor's
+    /// container (its sandbox and framework) or a standalone container.
+    async fn top(&self, top: &str) -> Result<Option<super::nested::Top>, OperatorError> {
+        let snapshot = self.snapshot(true).await?;
+        for fw in &snapshot.frameworks {
+            for ex in &fw.executors {
+                if ex.container_id == top {
+                    return Ok(Some(super::nested::Top {
+                        sandbox: ex.directory.clone(),
+                        framework: fw.info.clone(),
+                    }));
+                }
+            }
+        }
+        if self.standalone.running().iter().any(|(id, _)| id == top) {
+            return Ok(Some(super::nested::Top {
+                sandbox: self.standalone.sandbox(top),
+                framework: Default::default(),
+            }));
+        }
+        Ok(None)
     }
 }
 
@@ -105,6 +132,21 @@ impl OperatorApi for Bridge {
                 | AgentCall::WaitContainer(_)
                 | AgentCall::KillContainer { .. }
                 | AgentCall::RemoveContainer(_) => return self.standalone.call(call).await,
+                AgentCall::LaunchNested(c) => {
+                    let top = self.top(super::nested::top(&c.container_id)).await?;
+                    return self.nested.launch(*c, top).await;
+                }
+                AgentCall::WaitNested {
+                    container_id,
+                    nested,
+                } => return self.nested.wait(&container_id, nested).await,
+                AgentCall::KillNested {
+                    container_id,
+                    signal,
+                } => return self.nested.kill(&container_id, signal),
+                AgentCall::RemoveNested(container_id) => {
+                    return self.nested.remove(&container_id).await
+                }
                 AgentCall::PruneImages { mut excluded } => {
                     excluded.extend(self.image_gc_excluded.iter().cloned());
                     let containerizer = self.containerizer.clone();
@@ -145,6 +187,12 @@ impl OperatorApi for Bridge {
                 } => self.standalone.running(),
                 _ => Vec::new(),
             };
+            let nested = match call {
+                AgentCall::Containers {
+                    show_nested: true, ..
+                } => self.nested.running(),
+                _ => Vec::new(),
+            };
             let asked = std::time::Instant::now();
             let snapshot = self.snapshot(full).await?;
             let copied = asked.elapsed();
@@ -159,6 +207,7 @@ impl OperatorApi for Bridge {
                     None => {
                         let mut r = v1::answer(&call, &snapshot, &usage, cache);
                         v1::add_standalone(&mut r, &standalone, &usage);
+                        v1::add_nested(&mut r, &nested, &snapshot, &usage);
                         Answer::Response(Box::new(r))
                     }
                 };

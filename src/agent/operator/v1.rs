@@ -75,10 +75,9 @@ pub fn answer(
             T::GetState
         }
         AgentCall::Containers { .. } => {
-            // butte's agent runs no nested containers, so `show_nested`
-            // adds nothing; the bridge adds the standalone ones
-            // (`add_standalone`). Mesos leaves the message out when there
-            // is no container.
+            // The executors' containers; the bridge adds the standalone
+            // and nested ones (`add_standalone`, `add_nested`). Mesos
+            // leaves the message out when there is no container.
             r.get_containers = Some(containers(s, usage)).filter(|c| !c.containers.is_empty());
             T::GetContainers
         }
@@ -121,7 +120,11 @@ pub fn answer(
         | AgentCall::WaitContainer(_)
         | AgentCall::KillContainer { .. }
         | AgentCall::RemoveContainer(_)
-        | AgentCall::PruneImages { .. } => T::Unknown,
+        | AgentCall::PruneImages { .. }
+        | AgentCall::LaunchNested(_)
+        | AgentCall::WaitNested { .. }
+        | AgentCall::KillNested { .. }
+        | AgentCall::RemoveNested(_) => T::Unknown,
     };
     r.r#type = Some(kind as i32);
     r
@@ -450,6 +453,59 @@ pub fn add_standalone(
             container_id,
             resource_statistics: usage(id)
                 .and_then(|stats| v1_statistics(render::usage(resources, &stats, now))),
+        });
+    }
+}
+
+/// GET_CONTAINERS with `show_nested`: adds each running nested container
+/// (by key, `<top>.<id>...`), as Mesos lists them: its `ContainerID` with
+/// its parents, the framework and executor at the top of its chain (none
+/// under a standalone container), its own statistics.
+pub fn add_nested(
+    r: &mut Response,
+    nested: &[String],
+    s: &Snapshot,
+    usage: &dyn Fn(&str) -> Option<ResourceStats>,
+) {
+    if nested.is_empty() {
+        return;
+    }
+    let now = crate::agent::updates::now_secs();
+    let list = r.get_containers.get_or_insert_with(Default::default);
+    for key in nested {
+        let mut ids = key.split('.');
+        let Some(top) = ids.next() else { continue };
+        let mut container_id = v1::ContainerId {
+            value: top.to_string(),
+            parent: None,
+        };
+        for id in ids {
+            container_id = v1::ContainerId {
+                value: id.to_string(),
+                parent: Some(Box::new(container_id)),
+            };
+        }
+        let executor = s.frameworks.iter().find_map(|fw| {
+            fw.executors
+                .iter()
+                .find(|ex| ex.container_id == top)
+                .map(|ex| (fw, ex))
+        });
+        list.containers.push(get_containers::Container {
+            framework_id: executor.map(|(fw, _)| v1::FrameworkId {
+                value: fw.id.clone(),
+            }),
+            executor_id: executor.map(|(_, ex)| v1::ExecutorId {
+                value: ex.id.clone(),
+            }),
+            executor_name: executor.map(|(_, ex)| ex.info.name().to_string()),
+            container_status: Some(v1::ContainerStatus {
+                container_id: Some(container_id.clone()),
+                ..Default::default()
+            }),
+            container_id,
+            resource_statistics: usage(key)
+                .and_then(|stats| v1_statistics(render::usage(&[], &stats, now))),
         });
     }
 }

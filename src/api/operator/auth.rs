@@ -103,6 +103,12 @@ pub struct Authenticator {
     pub readonly: bool,
     pub readwrite: bool,
     pub credentials: Vec<Credential>,
+    /// The key executors' tokens are signed with: an executor may then
+    /// call `/api/v1` (read-write realm) with `Authorization: Bearer
+    /// <MESOS_EXECUTOR_AUTHENTICATION_TOKEN>`, as Mesos' agent lets its
+    /// default executor launch nested containers; what it may call is
+    /// [`super::v1`]'s decision.
+    pub executor_key: Option<std::sync::Arc<crate::support::jwt::Key>>,
 }
 
 /// A refused request: answer 401 with this challenge.
@@ -143,7 +149,33 @@ impl Authenticator {
             readonly,
             readwrite,
             credentials,
+            executor_key: None,
         })
+    }
+
+    /// Lets executors authenticate to the read-write realm with their
+    /// tokens, signed with `key`.
+    pub fn with_executor_key(mut self, key: crate::support::jwt::Key) -> Authenticator {
+        self.executor_key = Some(std::sync::Arc::new(key));
+        self
+    }
+
+    /// The claimed container id of an executor whose `Bearer` token `key`
+    /// signed, when the read-write realm is authenticated and such a key
+    /// is set; `None` otherwise (the request is then an operator's, checked
+    /// by [`Authenticator::check`]).
+    pub fn executor(&self, headers: &HeaderMap) -> Option<String> {
+        let key = self.executor_key.as_ref().filter(|_| self.readwrite)?;
+        let bearer = headers.get(AUTHORIZATION)?.to_str().ok()?;
+        let (scheme, _) = bearer.split_once(' ')?;
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return None;
+        }
+        let principal = crate::api::executor::authenticate(headers, key).ok()?;
+        principal
+            .claims
+            .get(crate::support::jwt::executor_claims::CONTAINER_ID)
+            .cloned()
     }
 
     /// The principal of an allowed request (`None` when the endpoint's realm

@@ -15,8 +15,8 @@
 //! | body does not decode into a `Call` (bad JSON or protobuf, unknown field or enum name, missing required field) | 400 |
 //! | the call fails Mesos' validation (no `type`, its argument missing, a bad container id) | 400 |
 //! | type `UNKNOWN` | 501 |
-//! | a call butte does not serve (nested containers, attach, resource providers) | 501, naming it |
-//! | standalone container calls: the agent's answers (200, 202 for a known id, 404 for an unknown one, 400 for a failed launch) | see `docs/operator-endpoints.md` |
+//! | a call butte does not serve (sessions, attach, resource providers) | 501, naming it |
+//! | standalone and nested container calls: the agent's answers (200, 202 for a known id, 404 for an unknown one, 400 for a failed launch) | see `docs/operator-endpoints.md` |
 //! | `LIST_FILES`/`READ_FILE` on a path not attached, or leaving it | 404 / 400 (as `/files`) |
 //! | answered | 200, the `Response` in JSON (when `Accept` allows it, as Mesos prefers) or protobuf; `SET_LOGGING_LEVEL` 200 with no body |
 //!
@@ -111,6 +111,26 @@ pub enum AgentCall {
     PruneImages {
         excluded: Vec<String>,
     },
+    /// LAUNCH_NESTED_CONTAINER, or LAUNCH_CONTAINER of a container with a
+    /// parent, validated (LAUNCH_NESTED_CONTAINER's fields given as
+    /// LAUNCH_CONTAINER's, without resources).
+    LaunchNested(Box<call::LaunchContainer>),
+    /// WAIT_NESTED_CONTAINER (`nested`: answered in
+    /// `wait_nested_container`) or WAIT_CONTAINER of a container with a
+    /// parent.
+    WaitNested {
+        container_id: ContainerId,
+        nested: bool,
+    },
+    /// KILL_NESTED_CONTAINER or KILL_CONTAINER of a container with a
+    /// parent (`signal`: SIGKILL when unset, as Mesos).
+    KillNested {
+        container_id: ContainerId,
+        signal: i32,
+    },
+    /// REMOVE_NESTED_CONTAINER or REMOVE_CONTAINER of a container with a
+    /// parent.
+    RemoveNested(ContainerId),
 }
 
 /// What a call asks for once validated.
@@ -155,7 +175,13 @@ where
     B::Error: Into<Box<dyn std::error::Error + Send + Sync>>,
 {
     let (parts, body) = req.into_parts();
-    if let Err(refused) = auth.check(Access::ReadWrite, &parts.headers) {
+    // An executor's token: only calls on containers under its own.
+    let executor = auth.executor(&parts.headers);
+    let checked = match executor {
+        Some(_) => Ok(None),
+        None => auth.check(Access::ReadWrite, &parts.headers),
+    };
+    if let Err(refused) = checked {
         let mut r = text(StatusCode::UNAUTHORIZED, refused.message.to_string());
         if let Ok(v) = HeaderValue::from_str(&refused.challenge()) {
             r.headers_mut().insert(WWW_AUTHENTICATE, v);
@@ -178,6 +204,16 @@ where
     let call = decode_call(content_type, &body).map_err(bad_request)?;
     let valid =
         validate(&call).map_err(|e| bad_request(format!("Failed to validate agent::Call: {e}")))?;
+    if let Some(cid) = &executor {
+        if !executor_may(&valid, cid) {
+            return Err(text(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "Forbidden: the executor of container {cid} may only call on containers nested in it"
+                ),
+            ));
+        }
+    }
     let answer = match valid {
         Valid::Unknown => {
             return Err(text(
@@ -420,22 +456,37 @@ fn validate(call: &Call) -> Result<Valid, String> {
         T::LaunchNestedContainer => {
             let c = need(&call.launch_nested_container, "launch_nested_container")?;
             nested(&c.container_id, "launch_nested_container")?;
-            unsupported
+            let launch = call::LaunchContainer {
+                container_id: c.container_id.clone(),
+                command: c.command.clone(),
+                container: c.container.clone(),
+                ..Default::default()
+            };
+            validate_launch(&launch)?;
+            Ok(Valid::Agent(AgentCall::LaunchNested(Box::new(launch))))
         }
         T::WaitNestedContainer => {
             let c = need(&call.wait_nested_container, "wait_nested_container")?;
             nested(&c.container_id, "wait_nested_container")?;
-            unsupported
+            Ok(Valid::Agent(AgentCall::WaitNested {
+                container_id: c.container_id.clone(),
+                nested: true,
+            }))
         }
         T::KillNestedContainer => {
             let c = need(&call.kill_nested_container, "kill_nested_container")?;
             nested(&c.container_id, "kill_nested_container")?;
-            unsupported
+            Ok(Valid::Agent(AgentCall::KillNested {
+                container_id: c.container_id.clone(),
+                signal: c.signal.unwrap_or(libc::SIGKILL),
+            }))
         }
         T::RemoveNestedContainer => {
             let c = need(&call.remove_nested_container, "remove_nested_container")?;
             nested(&c.container_id, "remove_nested_container")?;
-            unsupported
+            Ok(Valid::Agent(AgentCall::RemoveNested(
+                c.container_id.clone(),
+            )))
         }
         T::LaunchNestedContainerSession => {
             let c = need(
@@ -457,13 +508,12 @@ fn validate(call: &Call) -> Result<Valid, String> {
             id(&a.container_id, "attach_container_output")?;
             unsupported
         }
-        // Nested containers (with a parent) are not served (501).
         T::LaunchContainer => {
             let c = need(&call.launch_container, "launch_container")?;
             id(&c.container_id, "launch_container")?;
             validate_launch(c)?;
             match c.container_id.parent {
-                Some(_) => unsupported,
+                Some(_) => Ok(Valid::Agent(AgentCall::LaunchNested(Box::new(c.clone())))),
                 None => Ok(Valid::Agent(AgentCall::LaunchContainer(Box::new(
                     c.clone(),
                 )))),
@@ -473,7 +523,10 @@ fn validate(call: &Call) -> Result<Valid, String> {
             let c = need(&call.wait_container, "wait_container")?;
             id(&c.container_id, "wait_container")?;
             match c.container_id.parent {
-                Some(_) => unsupported,
+                Some(_) => Ok(Valid::Agent(AgentCall::WaitNested {
+                    container_id: c.container_id.clone(),
+                    nested: false,
+                })),
                 None => Ok(Valid::Agent(AgentCall::WaitContainer(
                     c.container_id.value.clone(),
                 ))),
@@ -483,7 +536,10 @@ fn validate(call: &Call) -> Result<Valid, String> {
             let c = need(&call.kill_container, "kill_container")?;
             id(&c.container_id, "kill_container")?;
             match c.container_id.parent {
-                Some(_) => unsupported,
+                Some(_) => Ok(Valid::Agent(AgentCall::KillNested {
+                    container_id: c.container_id.clone(),
+                    signal: c.signal.unwrap_or(libc::SIGKILL),
+                })),
                 None => Ok(Valid::Agent(AgentCall::KillContainer {
                     container_id: c.container_id.value.clone(),
                     signal: c.signal.unwrap_or(libc::SIGKILL),
@@ -494,7 +550,9 @@ fn validate(call: &Call) -> Result<Valid, String> {
             let c = need(&call.remove_container, "remove_container")?;
             id(&c.container_id, "remove_container")?;
             match c.container_id.parent {
-                Some(_) => unsupported,
+                Some(_) => Ok(Valid::Agent(AgentCall::RemoveNested(
+                    c.container_id.clone(),
+                ))),
                 None => Ok(Valid::Agent(AgentCall::RemoveContainer(
                     c.container_id.value.clone(),
                 ))),
@@ -634,6 +692,25 @@ fn validate_container_id(c: &ContainerId) -> Result<(), String> {
             .map_err(|e| format!("'ContainerID.parent' is invalid: {e}"))?;
     }
     Ok(())
+}
+
+/// Whether an executor (its token naming container `cid`) may make this
+/// call: the nested container calls on containers under its own, as
+/// Mesos' authorizer lets an executor principal do.
+fn executor_may(valid: &Valid, cid: &str) -> bool {
+    let id = match valid {
+        Valid::Agent(AgentCall::LaunchNested(c)) => &c.container_id,
+        Valid::Agent(
+            AgentCall::WaitNested { container_id, .. } | AgentCall::KillNested { container_id, .. },
+        ) => container_id,
+        Valid::Agent(AgentCall::RemoveNested(c)) => c,
+        _ => return false,
+    };
+    let mut top = id;
+    while let Some(p) = &top.parent {
+        top = p;
+    }
+    top.value == cid && id.parent.is_some()
 }
 
 /// A `DurationInfo`'s nanoseconds (a negative one is no time).

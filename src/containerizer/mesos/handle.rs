@@ -20,11 +20,29 @@ pub struct Exit {
 }
 
 impl Handle {
+    pub fn pid(&self) -> i32 {
+        match self {
+            Handle::Launched(c) => c.pid(),
+            Handle::Adopted(a) => a.pid(),
+        }
+    }
+
     pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
         match self {
             Handle::Launched(c) => c.pidfd(),
             Handle::Adopted(a) => a.pidfd(),
         }
+    }
+
+    /// Whether the first process has exited (its pidfd is readable),
+    /// without reaping it; false where there is no pidfd.
+    pub fn exited(&self) -> bool {
+        use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+        let Some(fd) = self.pidfd() else {
+            return false;
+        };
+        let mut fds = [PollFd::new(fd, PollFlags::POLLIN)];
+        matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
     }
 
     pub fn stats(&self) -> ResourceStats {

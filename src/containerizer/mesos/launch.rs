@@ -89,9 +89,10 @@ impl Inner {
         let owner = user.as_ref().map(|u| (u.uid, u.gid));
         let executor_id = req.executor.executor_id.value.as_str();
         let framework_id = framework_id(req);
-        let created = match req.standalone {
-            true => sandbox::create_standalone(&self.work, id, owner),
-            false => sandbox::create(
+        let created = match (&req.nested, req.standalone) {
+            (Some(n), _) => sandbox::create_nested(&n.sandbox, owner),
+            (None, true) => sandbox::create_standalone(&self.work, id, owner),
+            (None, false) => sandbox::create(
                 &self.work,
                 &req.agent_id,
                 &framework_id,
@@ -102,11 +103,13 @@ impl Inner {
         };
         let sandbox = created.map_err(|source| ContainerizerError::Sandbox {
             id: id.to_string(),
-            path: match req.standalone {
-                true => self.work.container_sandbox(id),
-                false => self
-                    .work
-                    .executor_sandbox(&req.agent_id, &framework_id, executor_id, id),
+            path: match (&req.nested, req.standalone) {
+                (Some(n), _) => n.sandbox.clone(),
+                (None, true) => self.work.container_sandbox(id),
+                (None, false) => {
+                    self.work
+                        .executor_sandbox(&req.agent_id, &framework_id, executor_id, id)
+                }
             },
             source,
         })?;
@@ -219,6 +222,10 @@ impl Inner {
                 let p = images.prepare(work, pull_for(None), id, &what, &r, id)?;
                 images.executor = Some(p);
             }
+            return Ok(images);
+        }
+        if req.kind == ExecutorKind::Default && self.config.nested_task_groups {
+            // Each task's image comes with its nested container.
             return Ok(images);
         }
         for task in &req.tasks {
@@ -336,6 +343,9 @@ impl Inner {
         if let Some(d) = docker {
             docker::network_files(&mut plan, d, id, &run_dir)?;
         }
+        if let Some(parent) = &req.nested {
+            self.nest(&mut plan.spec, req, parent)?;
+        }
         if let Some(infos) = &plan.launch_infos {
             let path = run_dir.join(LAUNCH_INFO);
             let json = serde_json::to_vec_pretty(infos).expect("launch infos serialize");
@@ -371,6 +381,40 @@ impl Inner {
                 step: "start the executor",
                 source,
             })
+    }
+
+    /// A nested container: its cgroup inside its parent's, in its parent's
+    /// network namespace (own mount, pid, uts and ipc namespaces).
+    fn nest(
+        &self,
+        spec: &mut crate::runtime::SandboxSpec,
+        req: &LaunchRequest,
+        parent: &super::NestedParent,
+    ) -> Result<(), ContainerizerError> {
+        let id = req.container_id.as_str();
+        let networks = req
+            .executor
+            .container
+            .as_ref()
+            .is_some_and(|c| !c.network_infos.is_empty());
+        if networks {
+            return Err(ContainerizerError::Invalid {
+                id: id.to_string(),
+                what: "container.network_infos".into(),
+                reason: "a nested container shares its parent's network".into(),
+            });
+        }
+        let pid = self
+            .entry(&parent.key)
+            .and_then(|e| e.pid())
+            .ok_or_else(|| ContainerizerError::Invalid {
+                id: id.to_string(),
+                what: "parent".into(),
+                reason: format!("container {} is not running", parent.key),
+            })?;
+        spec.id = super::runtime_id(id);
+        spec.network = Network::Join(format!("/proc/{pid}/ns/net").into());
+        Ok(())
     }
 
     /// Detaches the container from its networks and removes

@@ -123,6 +123,15 @@ impl Entry {
         let st = self.lock();
         st.handle.as_ref().map_or(st.last_stats, Handle::stats)
     }
+
+    /// The first process, while the container runs.
+    pub fn pid(&self) -> Option<i32> {
+        let st = self.lock();
+        if st.termination.is_some() {
+            return None;
+        }
+        st.handle.as_ref().map(Handle::pid)
+    }
 }
 
 impl MesosContainerizer {
@@ -280,6 +289,8 @@ impl MesosContainerizer {
     /// sandbox, and forgets the container. Returns how it ended; `None` for
     /// an unknown (or already destroyed) container. Blocking.
     pub fn destroy(&self, container_id: &str) -> Result<Option<Termination>, ContainerizerError> {
+        // A nested container never outlives its parent.
+        self.inner.destroy_nested(container_id);
         let Some(entry) = self.inner.table().containers.remove(container_id) else {
             return Ok(None);
         };
@@ -338,13 +349,12 @@ impl MesosContainerizer {
         let pid = match pid {
             Some(pid) => pid,
             None => {
-                let found = runtime::main_pid(&inner.config.runtime, &id).map_err(|source| {
-                    ContainerizerError::Runtime {
+                let found = runtime::main_pid(&inner.config.runtime, &super::runtime_id(&id))
+                    .map_err(|source| ContainerizerError::Runtime {
                         id: id.clone(),
                         step: "find the executor through its cgroup",
                         source,
-                    }
-                })?;
+                    })?;
                 if let Some(pid) = found {
                     tracing::info!(container = id, pid, "found the executor through its cgroup");
                 }
@@ -352,13 +362,13 @@ impl MesosContainerizer {
                 found.unwrap_or(0)
             }
         };
-        let adopted = runtime::adopt(&inner.config.runtime, &id, pid).map_err(|source| {
-            ContainerizerError::Runtime {
+        let adopted = runtime::adopt(&inner.config.runtime, &super::runtime_id(&id), pid).map_err(
+            |source| ContainerizerError::Runtime {
                 id: id.clone(),
                 step: "take over the executor",
                 source,
-            }
-        })?;
+            },
+        )?;
         let entry = match adopted {
             Some(a) => {
                 tracing::info!(container = id, pid, "recovered a running executor");
@@ -440,6 +450,19 @@ impl Inner {
         let Some(handle) = st.handle.as_mut() else {
             return Ok(None);
         };
+        // The parent ended: its nested containers go first (their cgroups
+        // are inside its own).
+        if handle.exited() && self.has_nested(&entry.id) {
+            drop(st);
+            self.destroy_nested(&entry.id);
+            st = entry.lock();
+            if let Some(t) = &st.termination {
+                return Ok(Some(t.clone()));
+            }
+        }
+        let Some(handle) = st.handle.as_mut() else {
+            return Ok(None);
+        };
         let exit = match handle.try_wait() {
             Ok(Some(exit)) => exit,
             Ok(None) => return Ok(None),
@@ -452,6 +475,58 @@ impl Inner {
             })?,
         };
         Ok(Some(self.finish(&entry.id, &mut st, exit)))
+    }
+
+    fn has_nested(&self, key: &str) -> bool {
+        let prefix = format!("{key}.");
+        self.table()
+            .containers
+            .keys()
+            .any(|k| k.starts_with(&prefix))
+    }
+
+    /// Kills and forgets every nested container under `key`, deepest
+    /// first (each keeps its sandbox).
+    pub(super) fn destroy_nested(&self, key: &str) {
+        let prefix = format!("{key}.");
+        let mut keys: Vec<String> = self
+            .table()
+            .containers
+            .keys()
+            .filter(|k| k.starts_with(&prefix))
+            .cloned()
+            .collect();
+        keys.sort_by_key(|k| std::cmp::Reverse(k.matches('.').count()));
+        for k in keys {
+            let Some(entry) = self.table().containers.remove(&k) else {
+                continue;
+            };
+            let mut st = entry.lock();
+            if st.termination.is_some() {
+                continue;
+            }
+            let Some(handle) = st.handle.as_mut() else {
+                continue;
+            };
+            let exit = match handle.kill() {
+                Ok(exit) => Ok(exit),
+                Err(e) => recorded_exit(&k, handle, e),
+            };
+            match exit {
+                Ok(exit) => {
+                    let t = self.finish(&k, &mut st, exit);
+                    tracing::info!(
+                        container = k,
+                        parent = key,
+                        "nested container destroyed with its parent: {}",
+                        t.message
+                    );
+                }
+                Err(e) => {
+                    tracing::warn!(container = k, error = %e, "nested container not destroyed")
+                }
+            }
+        }
     }
 
     /// The container ended: releases what it held and records how.

@@ -12,7 +12,8 @@ use crate::containerizer::security::SeccompChoice;
 use crate::image::RunConfig;
 use crate::mount::Mount;
 use crate::proto::launch::{
-    LaunchInfos, Logrotate, TaskLaunchInfo, LOGROTATE_ENV, NO_SWITCH_USER_ENV,
+    LaunchInfos, Logrotate, TaskLaunchInfo, LOGROTATE_ENV, NESTED_CONTAINERS_ENV,
+    NO_SWITCH_USER_ENV,
 };
 use crate::proto::mesos::{CommandInfo, ContainerInfo};
 use crate::runtime::{Network, SandboxSpec, User};
@@ -118,6 +119,10 @@ pub fn plan(i: &Inputs<'_>) -> Result<Plan, ContainerizerError> {
         if !i.config.switch_user {
             spec.env
                 .push((NO_SWITCH_USER_ENV.to_string(), "1".to_string()));
+        }
+        if req.kind == ExecutorKind::Default && i.config.nested_task_groups {
+            spec.env
+                .push((NESTED_CONTAINERS_ENV.to_string(), "1".to_string()));
         }
     }
     spec.cwd = Some(sandbox_inside.clone());
@@ -391,6 +396,7 @@ mod tests {
                 shutdown_grace_period: Duration::from_secs(5),
             },
             standalone: false,
+            nested: None,
         }
     }
 
@@ -628,6 +634,26 @@ mod tests {
         let task_filter = default_program(&config);
         assert_eq!(infos["t2"].seccomp.as_deref(), Some(task_filter.as_slice()));
         assert_ne!(p.spec.seccomp.as_deref(), Some(task_filter.as_slice()));
+    }
+
+    #[test]
+    fn a_default_executor_of_nested_containers_is_told_so_and_only_it() {
+        let mut config = config();
+        config.nested_task_groups = true;
+        let images = Images::default();
+        let flag = |kind, config: &MesosConfig| {
+            let req = request(kind, None, &["t1"]);
+            let p = plan(&inputs(&req, config, &images)).unwrap();
+            p.spec
+                .env
+                .iter()
+                .find(|(k, _)| k == NESTED_CONTAINERS_ENV)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(flag(ExecutorKind::Default, &config).as_deref(), Some("1"));
+        assert_eq!(flag(ExecutorKind::Command, &config), None);
+        config.nested_task_groups = false;
+        assert_eq!(flag(ExecutorKind::Default, &config), None);
     }
 
     #[test]

@@ -38,6 +38,13 @@ pub fn create_standalone(work: &WorkDir, container: &str, owner: Owner) -> io::R
     Ok(sandbox)
 }
 
+/// Creates (or reuses) the sandbox of a nested container, `path` (its
+/// parent's `containers/` directory is made as needed).
+pub fn create_nested(path: &Path, owner: Owner) -> io::Result<PathBuf> {
+    make_dir(path, owner)?;
+    Ok(path.to_path_buf())
+}
+
 /// Creates a sandbox directory (mode 0755, parents as needed), owned by
 /// `owner` when given.
 fn make_dir(sandbox: &Path, owner: Owner) -> io::Result<()> {

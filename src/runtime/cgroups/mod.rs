@@ -608,6 +608,11 @@ impl Cgroup {
     /// counts exiting tasks (EBUSY), for up to two seconds. When delegated,
     /// the groups above it that are left empty go too.
     pub fn remove(&mut self) -> Result<(), CgroupError> {
+        // Nested sandboxes' groups inside this one go first, with whatever
+        // still runs in them: nothing may outlive its parent.
+        for (_, dir) in &self.dirs {
+            remove_nested(dir)?;
+        }
         let deadline = Instant::now() + Duration::from_secs(2);
         while let Some((_, dir)) = self.dirs.last() {
             match remove_dir(dir) {
@@ -630,6 +635,64 @@ impl Cgroup {
         }
         Ok(())
     }
+}
+
+/// Kills what runs in the groups below `dir` and removes them, deepest
+/// first.
+fn remove_nested(dir: &Path) -> Result<(), CgroupError> {
+    let Ok(entries) = fs::read_dir(dir) else {
+        return Ok(());
+    };
+    for entry in entries.flatten() {
+        if !entry.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        let child = entry.path();
+        remove_nested(&child)?;
+        let kill = child.join("cgroup.kill");
+        if kill.exists() {
+            let _ = write_existing(&kill, "1");
+        }
+        let procs = child.join("cgroup.procs");
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            let pids: Vec<i32> = fs::read_to_string(&procs)
+                .map(|t| t.lines().filter_map(|l| l.trim().parse().ok()).collect())
+                .unwrap_or_default();
+            if pids.is_empty() {
+                break;
+            }
+            for pid in pids {
+                let _ = nix::sys::signal::kill(
+                    nix::unistd::Pid::from_raw(pid),
+                    nix::sys::signal::Signal::SIGKILL,
+                );
+            }
+            if Instant::now() > deadline {
+                return Err(CgroupError::Remove {
+                    path: child,
+                    source: io::Error::new(io::ErrorKind::TimedOut, "processes did not exit"),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let deadline = Instant::now() + Duration::from_secs(2);
+        loop {
+            match remove_dir(&child) {
+                Ok(()) => break,
+                Err(e) if e.raw_os_error() == Some(libc::EBUSY) && Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_micros(200));
+                }
+                Err(source) => {
+                    return Err(CgroupError::Remove {
+                        path: child,
+                        source,
+                    })
+                }
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Removes the groups above `dir` up to `top` (exclusive) while they are

@@ -36,7 +36,10 @@ impl OperatorApi for Fake {
             Ok(match call {
                 AgentCall::SetLoggingLevel { .. } => Answer::Ok,
                 AgentCall::LaunchContainer(c) if c.container_id.value == "dup" => Answer::Accepted,
-                AgentCall::LaunchContainer(_) | AgentCall::KillContainer { .. } => Answer::Ok,
+                AgentCall::LaunchContainer(_)
+                | AgentCall::KillContainer { .. }
+                | AgentCall::LaunchNested(_)
+                | AgentCall::RemoveNested(_) => Answer::Ok,
                 AgentCall::WaitContainer(id) => {
                     return Err(OperatorError::Missing(format!(
                         "Container {id} cannot be found"
@@ -560,7 +563,7 @@ fn the_list_writer_writes_what_the_json_mapping_gives() {
 }
 
 #[tokio::test]
-async fn standalone_container_calls_reach_the_agent_and_nested_ones_are_refused() {
+async fn standalone_and_nested_container_calls_reach_the_agent() {
     let (_dir, api) = fake();
     let launch = r#"{"type":"LAUNCH_CONTAINER","launch_container":{"container_id":{"value":"c1"},"command":{"value":"true"},"resources":[{"name":"mem","type":"SCALAR","scalar":{"value":64}}]}}"#;
     let r = post(api.clone(), launch).await;
@@ -582,13 +585,23 @@ async fn standalone_container_calls_reach_the_agent_and_nested_ones_are_refused(
     for (body, status, says) in [
         (
             r#"{"type":"LAUNCH_CONTAINER","launch_container":{"container_id":{"value":"c","parent":{"value":"p"}}}}"#,
-            501,
-            "LAUNCH_CONTAINER",
+            200,
+            "",
         ),
         (
             r#"{"type":"REMOVE_CONTAINER","remove_container":{"container_id":{"value":"c","parent":{"value":"p"}}}}"#,
-            501,
-            "REMOVE_CONTAINER",
+            200,
+            "",
+        ),
+        (
+            r#"{"type":"LAUNCH_NESTED_CONTAINER","launch_nested_container":{"container_id":{"value":"c"}}}"#,
+            400,
+            "Expecting 'launch_nested_container.container_id.parent' to be present",
+        ),
+        (
+            r#"{"type":"LAUNCH_NESTED_CONTAINER","launch_nested_container":{"container_id":{"value":"c","parent":{"value":"p.q"}}}}"#,
+            400,
+            "contains invalid characters",
         ),
         (
             r#"{"type":"LAUNCH_CONTAINER","launch_container":{"container_id":{"value":"c"},"resources":[{"name":"cpus","type":"SCALAR","scalar":{"value":1},"reservations":[{"type":"STATIC","role":"r"}]}]}}"#,
@@ -615,4 +628,72 @@ async fn standalone_container_calls_reach_the_agent_and_nested_ones_are_refused(
         assert_eq!(r.status.as_u16(), status, "{body}: {}", r.text());
         assert!(r.text().contains(says), "{body}: {}", r.text());
     }
+    let calls = api.calls.lock().unwrap().clone();
+    let nested = ContainerId {
+        value: "c".into(),
+        parent: Some(Box::new(ContainerId {
+            value: "p".into(),
+            parent: None,
+        })),
+    };
+    assert!(calls.contains(&AgentCall::RemoveNested(nested.clone())));
+    assert!(calls
+        .iter()
+        .any(|c| matches!(c, AgentCall::LaunchNested(l) if l.container_id == nested)));
+}
+
+#[tokio::test]
+async fn an_executor_token_reaches_only_containers_nested_in_its_own() {
+    use crate::support::jwt::{self, executor_claims, Key};
+    let (_tmp, api) = fake();
+    let creds = vec![super::super::Credential {
+        principal: "ops".into(),
+        secret: "s3cret".into(),
+    }];
+    let key = Key::new(b"0123456789abcdef0123456789abcdef".to_vec()).unwrap();
+    let token = jwt::encode(&executor_claims::claims("F", "E", "exec1"), &key);
+    let rw = Authenticator::new(false, true, creds)
+        .unwrap()
+        .with_executor_key(key);
+    let bearer = format!("Bearer {token}");
+    let headers = [
+        ("content-type", "application/json"),
+        (AUTHORIZATION.as_str(), bearer.as_str()),
+    ];
+    for (body, status) in [
+        (
+            r#"{"type":"LAUNCH_NESTED_CONTAINER","launch_nested_container":{"container_id":{"value":"t1","parent":{"value":"exec1"}}}}"#,
+            200,
+        ),
+        (
+            r#"{"type":"REMOVE_NESTED_CONTAINER","remove_nested_container":{"container_id":{"value":"chk","parent":{"value":"t1","parent":{"value":"exec1"}}}}}"#,
+            200,
+        ),
+        (
+            r#"{"type":"LAUNCH_NESTED_CONTAINER","launch_nested_container":{"container_id":{"value":"t1","parent":{"value":"exec2"}}}}"#,
+            403,
+        ),
+        (
+            r#"{"type":"LAUNCH_CONTAINER","launch_container":{"container_id":{"value":"exec1"}}}"#,
+            403,
+        ),
+        (r#"{"type":"GET_STATE"}"#, 403),
+    ] {
+        let r = send(api.clone(), &rw, Method::POST, &headers, body).await;
+        assert_eq!(r.status.as_u16(), status, "{body}: {}", r.text());
+    }
+    // A token the key did not sign is no executor's: 401, as any bad
+    // credential.
+    let other = Key::new(b"another key, another key, another".to_vec()).unwrap();
+    let forged = format!(
+        "Bearer {}",
+        jwt::encode(&executor_claims::claims("F", "E", "exec1"), &other)
+    );
+    let headers = [
+        ("content-type", "application/json"),
+        (AUTHORIZATION.as_str(), forged.as_str()),
+    ];
+    let body = r#"{"type":"LAUNCH_NESTED_CONTAINER","launch_nested_container":{"container_id":{"value":"t1","parent":{"value":"exec1"}}}}"#;
+    let r = send(api.clone(), &rw, Method::POST, &headers, body).await;
+    assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
 }
