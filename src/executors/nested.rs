@@ -33,7 +33,7 @@ use std::time::{Duration, Instant};
 
 /// Set (to `1`) by butte's agent in the default executor's environment:
 /// its tasks are to run as nested containers. Not passed on to tasks.
-pub const NESTED_CONTAINERS_ENV: &str = "BUTTE_NESTED_CONTAINERS";
+pub use crate::proto::launch::NESTED_CONTAINERS_ENV;
 /// The agent's operator API.
 pub const OPERATOR_API: &str = "/api/v1";
 const JSON: &str = "application/json";
