@@ -65,14 +65,18 @@ pub fn task_sandbox(directory: &Path, task_id: &str) -> Result<PathBuf, String> 
 }
 
 /// Links `tasks/<task id>` in the executor's sandbox `directory` to the
-/// nested container's sandbox `containers/<container>` (an absolute link,
-/// as Mesos' default executor makes it), where UIs and tools look for a
-/// task's files. Returns the link.
+/// nested container's sandbox `containers/<container>`, where UIs and
+/// tools look for a task's files. The link is relative (Mesos' default
+/// executor makes an absolute one): the agent's `/files` resolves paths
+/// beneath the sandbox and follows only links that stay there, and a
+/// relative link also survives the sandbox being moved or mounted
+/// elsewhere. Returns the link.
 pub fn link_task(directory: &Path, task_id: &str, container: &str) -> Result<PathBuf, String> {
     let name = launch::task_dir_name(task_id).map_err(|e| e.to_string())?;
+    let container = launch::task_dir_name(container).map_err(|e| e.to_string())?;
     let tasks = directory.join("tasks");
     let link = tasks.join(name);
-    let target = directory.join("containers").join(container);
+    let target = Path::new("..").join("containers").join(container);
     let fail = |e: std::io::Error| {
         format!(
             "cannot link {} to {}: {e}",
@@ -811,7 +815,7 @@ mod tests {
         assert_eq!(link, dir.path().join("tasks/web"));
         assert_eq!(
             std::fs::read_link(&link).unwrap(),
-            dir.path().join("containers/c-1")
+            Path::new("../containers/c-1")
         );
         // The agent makes the sandbox; its stdout is then there.
         std::fs::create_dir_all(dir.path().join("containers/c-1")).unwrap();
