@@ -30,7 +30,8 @@ use super::process::{Escalation, Group};
 use super::session::{Behavior, ProbeKind, Session};
 use crate::proto::mesos::v1::executor::{event, Event};
 use crate::proto::mesos::v1::{
-    ContainerId, ContainerStatus, KillPolicy, TaskGroupInfo, TaskInfo, TaskState, TaskStatus,
+    CommandInfo, ContainerId, ContainerStatus, KillPolicy, TaskGroupInfo, TaskInfo, TaskState,
+    TaskStatus,
 };
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
@@ -98,6 +99,8 @@ pub fn link_task(directory: &Path, task_id: &str, container: &str) -> Result<Pat
 struct NestedRun {
     agent: Agent,
     id: ContainerId,
+    /// What it was launched with.
+    command: CommandInfo,
     /// The agent answered its launch with 200.
     launched: bool,
     /// A kill asked for before the launch answered: its grace period.
@@ -107,10 +110,11 @@ struct NestedRun {
 }
 
 impl NestedRun {
-    fn new(agent: Agent, id: ContainerId) -> Self {
+    fn new(agent: Agent, id: ContainerId, command: CommandInfo) -> Self {
         NestedRun {
             agent,
             id,
+            command,
             launched: false,
             pending_grace: None,
             escalation: None,
@@ -167,7 +171,7 @@ impl NestedRun {
 #[derive(Debug)]
 enum Runner {
     Process(Group),
-    Nested(NestedRun),
+    Nested(Box<NestedRun>),
 }
 
 impl Runner {
@@ -339,8 +343,12 @@ impl DefaultExecutor {
             task.task_id.value,
             nested::display(&id)
         );
-        agent.launch_in_background(id.clone(), task.clone(), command, s.inputs.clone());
-        Ok(Runner::Nested(NestedRun::new(agent.clone(), id)))
+        agent.launch_in_background(id.clone(), task.clone(), command.clone(), s.inputs.clone());
+        Ok(Runner::Nested(Box::new(NestedRun::new(
+            agent.clone(),
+            id,
+            command,
+        ))))
     }
 
     /// A task's nested container runs (or could not be launched).
@@ -366,6 +374,7 @@ impl DefaultExecutor {
         }
         n.launched = true;
         let (id, agent) = (n.id.clone(), n.agent.clone());
+        let command = n.command.clone();
         let pending = n.pending_grace.take();
         let (task, killing) = (c.task.clone(), c.killing);
         match link_task(&s.config.directory, task_id, &id.value) {
@@ -386,19 +395,14 @@ impl DefaultExecutor {
             return;
         }
         let sandbox = s.config.directory.join("containers").join(&id.value);
-        let env = task
-            .command
-            .as_ref()
-            .map(|_| launch::nested_command(&task, &s.env, &[nested::NESTED_CONTAINERS_ENV]))
-            .and_then(Result::ok)
-            .and_then(|c| c.environment)
-            .map(|e| {
-                e.variables
-                    .into_iter()
-                    .map(|v| (v.name, v.value.unwrap_or_default()))
-                    .collect()
-            })
-            .unwrap_or_default();
+        // The environment the task was launched with, for its COMMAND
+        // checks.
+        let env = command
+            .environment
+            .iter()
+            .flat_map(|e| &e.variables)
+            .map(|v| (v.name.clone(), v.value.clone().unwrap_or_default()))
+            .collect();
         let ctx = ProbeContext {
             // The task's environment and sandbox (its command runs in the
             // container: no program here).
@@ -407,7 +411,7 @@ impl DefaultExecutor {
                 argv: Vec::new(),
                 env,
                 cwd: sandbox,
-                user: task.command.as_ref().and_then(|c| c.user.clone()),
+                user: command.user.clone(),
                 rootfs: None,
             },
             server: None,
@@ -854,7 +858,7 @@ mod tests {
                 parent: None,
             })),
         };
-        let mut n = NestedRun::new(Agent::new(&f.addr, None), id);
+        let mut n = NestedRun::new(Agent::new(&f.addr, None), id, CommandInfo::default());
         let t0 = Instant::now();
         let s = Duration::from_secs;
         // Before the launch answered, the kill waits for it.
