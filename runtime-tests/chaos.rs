@@ -253,12 +253,14 @@ fn ran_to_end(
     sent: &Sent,
 ) -> bool {
     let sandbox = agent.sandbox(&master.slave_id(), fw, &sent.executor);
-    [sandbox.join("tasks").join(task).join("stdout"), sandbox.join("stdout")]
-        .into_iter()
-        .any(|stdout| {
-            fs::read_to_string(stdout)
-                .is_ok_and(|s| s.lines().any(|l| l == format!("{MARKER} {task}")))
-        })
+    [
+        sandbox.join("tasks").join(task).join("stdout"),
+        sandbox.join("stdout"),
+    ]
+    .into_iter()
+    .any(|stdout| {
+        fs::read_to_string(stdout).is_ok_and(|s| s.lines().any(|l| l == format!("{MARKER} {task}")))
+    })
 }
 
 /// The host pids in the container of EXECUTOR's latest run.
