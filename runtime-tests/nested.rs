@@ -134,12 +134,29 @@ fn netns(pid: i32) -> PathBuf {
     std::fs::read_link(format!("/proc/{pid}/ns/net")).unwrap()
 }
 
+/// Whether this host has only the unified hierarchy (cgroup v2).
+fn pure_v2() -> bool {
+    Path::new("/sys/fs/cgroup/cgroup.controllers").exists()
+}
+
 /// The memory cgroup of a container, given its path of ids.
 fn memory_cgroup(fx: &Fixture, path: &str) -> PathBuf {
+    if pure_v2() {
+        return Path::new("/sys/fs/cgroup").join(&fx.parent).join(path);
+    }
     fx.cgroup_dirs(path)
         .into_iter()
         .find(|d| d.to_string_lossy().contains("/memory/"))
         .unwrap()
+}
+
+/// The file of a memory cgroup that holds its limit.
+fn memory_limit() -> &'static str {
+    if pure_v2() {
+        "memory.max"
+    } else {
+        "memory.limit_in_bytes"
+    }
 }
 
 #[test]
@@ -241,6 +258,11 @@ fn nested_containers_under_a_standalone_container() {
     assert!(
         kid["resource_statistics"]["processes"].as_u64() >= Some(1),
         "{kid}"
+    );
+    assert!(kid.get("executor_id").is_none(), "{kid}");
+    assert_eq!(
+        kid["container_status"]["container_id"],
+        cid(&["top", "kid"])
     );
 
     // A parent that does not exist.
@@ -417,7 +439,48 @@ fn an_executor_launches_nested_containers_with_its_token() {
         !Path::new(&format!("/proc/{n1_pid}")).exists()
     });
     until("the executor's cgroup is gone", &agent, || {
-        fx.cgroup_dirs(&container).iter().all(|d| !d.exists())
+        !memory_cgroup(&fx, &container).exists()
     });
+    master::finish(fx, master, agent);
+}
+
+#[test]
+fn a_running_executor_grows_to_hold_the_tasks_added_to_it() {
+    if !enabled() {
+        return;
+    }
+    let fx = Fixture::new();
+    let master = FakeMaster::start(0);
+    let agent = AgentProcess::start(&fx, &master, &[]);
+    master.register();
+    let fw = framework("grow");
+    let exec = master::executor("grower", &fw, None);
+    let mut first = command_task("first", "exec sleep 600");
+    first.resources = master::resources(0.1, 64.0);
+    master.run_task_group(&fw, &exec, &[first]);
+    let running = master.ack_until("first", TaskState::TaskRunning);
+    let container = master::status(&running)
+        .container_status
+        .as_ref()
+        .and_then(|c| c.container_id.as_ref())
+        .map(|c| c.value.clone())
+        .expect("the executor's container id");
+    let limit = || -> u64 {
+        read(&memory_cgroup(&fx, &container).join(memory_limit()))
+            .trim()
+            .parse()
+            .unwrap()
+    };
+    // The executor's 32 MB and the first task's 64.
+    assert_eq!(limit(), 96 << 20);
+    let mut second = command_task("second", "exec sleep 600");
+    second.resources = master::resources(0.1, 128.0);
+    master.run_task_group(&fw, &exec, &[second]);
+    master.ack_until("second", TaskState::TaskRunning);
+    assert_eq!(limit(), 224 << 20);
+    master.kill_task(&fw, "first", None);
+    master.kill_task(&fw, "second", None);
+    master.ack_until("first", TaskState::TaskKilled);
+    master.ack_until("second", TaskState::TaskKilled);
     master::finish(fx, master, agent);
 }

@@ -20,7 +20,7 @@
 //! record, `meta/nested/<key>`, with its pid: an agent that restarts takes
 //! it over, or destroys it when its parent is gone.
 
-use super::standalone::{limited, wait_response};
+use super::standalone::{launch_recorded, limited, wait_response};
 use crate::api::operator::{Answer, OperatorError};
 use crate::containerizer::mesos::{
     ContainerizerError, ExecutorEnv, ExecutorKind, LaunchRequest, MesosContainerizer, NestedParent,
@@ -196,35 +196,14 @@ impl Nested {
                 sandbox: sandbox.clone(),
             }),
         };
-        // The record comes first, empty: an agent that dies during the
-        // launch finds the container through its cgroup when it restarts.
         let record = self.work.nested_record(&key);
-        let had_record = record.exists();
-        std::fs::create_dir_all(self.work.meta_nested())
-            .and_then(|()| match had_record {
-                true => Ok(()),
-                false => crate::support::atomic_write(&record, b""),
-            })
-            .map_err(|e| internal(&format!("checkpointing to {}", record.display()), e))?;
-        let containerizer = self.containerizer.clone();
-        let launched = tokio::task::spawn_blocking(move || containerizer.launch(request))
-            .await
-            .map_err(|e| internal("launching the container failed", e))?;
-        let launched = match launched {
+        let launched = match launch_recorded(&self.containerizer, &record, request).await? {
             Ok(l) => l,
             Err(ContainerizerError::Exists(_)) => return Ok(Answer::Accepted),
-            Err(e) => {
-                // The sandbox stays, as for a failed executor launch: its
-                // parent's sandbox is where people look.
-                if !had_record {
-                    let _ = std::fs::remove_file(&record);
-                }
-                return Err(OperatorError::BadRequest(e.to_string()));
-            }
+            // The sandbox stays, as for a failed executor launch: its
+            // parent's sandbox is where people look.
+            Err(e) => return Err(OperatorError::BadRequest(e.to_string())),
         };
-        if let Err(e) = crate::support::atomic_write(&record, launched.pid.to_string().as_bytes()) {
-            tracing::warn!(container = key, path = %record.display(), error = %e, "pid not checkpointed");
-        }
         tracing::info!(container = key, pid = launched.pid, sandbox = %sandbox.display(), "launched a nested container");
         self.reap_in_background(&key);
         Ok(Answer::Ok)

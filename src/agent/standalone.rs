@@ -181,22 +181,9 @@ impl Standalone {
         };
         let sandbox = self.work.container_sandbox(&id);
         let existed = sandbox.exists();
-        // The record comes first, empty: an agent that dies during the
-        // launch finds the container through its cgroup when it restarts.
         let record = self.work.standalone_record(&id);
-        let had_record = record.exists();
-        std::fs::create_dir_all(self.work.meta_standalone())
-            .and_then(|()| match had_record {
-                true => Ok(()),
-                false => crate::support::atomic_write(&record, b""),
-            })
-            .map_err(|e| internal(&format!("checkpointing to {}", record.display()), e))?;
         let resources = request.executor.resources.clone();
-        let containerizer = self.containerizer.clone();
-        let launched = tokio::task::spawn_blocking(move || containerizer.launch(request))
-            .await
-            .map_err(|e| internal("launching the container failed", e))?;
-        let launched = match launched {
+        let launched = match launch_recorded(&self.containerizer, &record, request).await? {
             Ok(l) => l,
             Err(ContainerizerError::Exists(_)) => return Ok(Answer::Accepted),
             Err(e) => {
@@ -207,16 +194,9 @@ impl Standalone {
                         tracing::warn!(path = %sandbox.display(), error = %r, "sandbox of a failed launch not removed");
                     }
                 }
-                if !had_record {
-                    let _ = std::fs::remove_file(&record);
-                }
                 return Err(OperatorError::BadRequest(e.to_string()));
             }
         };
-        if let Err(e) = crate::support::atomic_write(&record, launched.pid.to_string().as_bytes()) {
-            // The empty record still lets a restarted agent find it.
-            tracing::warn!(container = id, path = %record.display(), error = %e, "pid not checkpointed");
-        }
         self.resources
             .lock()
             .unwrap_or_else(|e| e.into_inner())
@@ -289,6 +269,47 @@ impl Standalone {
         .map_err(|e| internal("removing the container failed", e))??;
         Ok(Answer::Ok)
     }
+}
+
+/// Launches a container whose pid is checkpointed in `record` (a file in
+/// `meta/`, written empty first: an agent that dies during the launch finds
+/// the container through its cgroup when it restarts). A failed launch
+/// takes a record it wrote away again. The outer error: the record could
+/// not be written, or the launch thread failed.
+pub(super) async fn launch_recorded(
+    containerizer: &Arc<MesosContainerizer>,
+    record: &std::path::Path,
+    request: LaunchRequest,
+) -> Result<Result<crate::containerizer::mesos::Launched, ContainerizerError>, OperatorError> {
+    let had_record = record.exists();
+    record
+        .parent()
+        .map_or(Ok(()), std::fs::create_dir_all)
+        .and_then(|()| match had_record {
+            true => Ok(()),
+            false => crate::support::atomic_write(record, b""),
+        })
+        .map_err(|e| internal(&format!("checkpointing to {}", record.display()), e))?;
+    let id = request.container_id.clone();
+    let containerizer = containerizer.clone();
+    let launched = tokio::task::spawn_blocking(move || containerizer.launch(request))
+        .await
+        .map_err(|e| internal("launching the container failed", e))?;
+    match &launched {
+        Ok(l) => {
+            if let Err(e) = crate::support::atomic_write(record, l.pid.to_string().as_bytes()) {
+                // The empty record still lets a restarted agent find it.
+                tracing::warn!(container = id, path = %record.display(), error = %e, "pid not checkpointed");
+            }
+        }
+        Err(ContainerizerError::Exists(_)) => {}
+        Err(_) => {
+            if !had_record {
+                let _ = std::fs::remove_file(record);
+            }
+        }
+    }
+    Ok(launched)
 }
 
 /// The resources the limits are computed from: `limits` (Mesos'

@@ -143,6 +143,26 @@ impl Agent {
                     for t in new {
                         ex.launched.insert(task_id_of(&t), Arc::new(t));
                     }
+                    // The container grows to hold them, before they start.
+                    let held: Vec<_> = ex
+                        .info
+                        .resources
+                        .iter()
+                        .chain(
+                            ex.launched
+                                .values()
+                                .filter(|t| !super::status::is_terminal(t.state))
+                                .flat_map(|t| &t.resources),
+                        )
+                        .cloned()
+                        .collect();
+                    if let Err(e) = self.containerizer.update(&ex.container_id, &held) {
+                        tracing::warn!(
+                            framework = fw_id,
+                            executor = ex_id,
+                            "limits not raised for the new tasks: {e}"
+                        );
+                    }
                     // Checkpointed before the executor hears of it, as in
                     // Mesos: an agent killed in between must still know
                     // the task whose updates the executor will send.

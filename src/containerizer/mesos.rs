@@ -322,6 +322,27 @@ impl MesosContainerizer {
         self.inner.entry(container_id).map(|e| e.usage())
     }
 
+    /// Sets the cgroup limits of a running container to those of
+    /// `resources` (an executor's and its live tasks'), as Mesos'
+    /// containerizer `update` does when tasks join a running executor.
+    pub fn update(
+        &self,
+        key: &str,
+        resources: &[crate::proto::mesos::Resource],
+    ) -> Result<(), ContainerizerError> {
+        let mut limits = resources::limits(resources, self.inner.config.pids_limit);
+        // The floors, as at launch; a limit none of them names stays.
+        limits.pids = None;
+        self.inner
+            .runtime
+            .update_limits(&runtime_id(key), &limits)
+            .map_err(|source| ContainerizerError::Runtime {
+                id: key.to_string(),
+                step: "update the limits",
+                source,
+            })
+    }
+
     /// The first process of a known container that still runs, on the
     /// host (`None`: unknown or ended).
     pub fn pid(&self, key: &str) -> Option<i32> {

@@ -260,6 +260,18 @@ impl Runtime {
         self.hierarchy.version()
     }
 
+    /// Changes the cgroup limits of running sandbox `id` (the ones `limits`
+    /// sets). An unknown sandbox is an error.
+    pub fn update_limits(&self, id: &str, limits: &Limits) -> Result<(), RuntimeError> {
+        limits.validate()?;
+        let cgroup = self.hierarchy.open(id).ok_or_else(|| RuntimeError::Io {
+            id: id.to_string(),
+            op: "update limits",
+            source: io::Error::new(io::ErrorKind::NotFound, "no cgroup"),
+        })?;
+        Ok(cgroup.update(limits)?)
+    }
+
     /// Starts a sandbox. Returns once the task has been exec'd; on error
     /// nothing is left behind.
     pub fn launch(&self, spec: &SandboxSpec, stdio: Stdio) -> Result<Container, RuntimeError> {

@@ -180,12 +180,22 @@ impl OperatorApi for Bridge {
                 call,
                 AgentCall::Metrics { .. } | AgentCall::Flags | AgentCall::Agent
             );
-            let standalone = match call {
+            let (standalone, every_standalone) = match call {
                 AgentCall::Containers {
-                    show_standalone: true,
-                    ..
-                } => self.standalone.running(),
-                _ => Vec::new(),
+                    show_standalone,
+                    show_nested,
+                } if show_standalone || show_nested => {
+                    let all = self.standalone.running();
+                    (
+                        if show_standalone {
+                            all.clone()
+                        } else {
+                            Vec::new()
+                        },
+                        all,
+                    )
+                }
+                _ => (Vec::new(), Vec::new()),
             };
             let nested = match call {
                 AgentCall::Containers {
@@ -207,7 +217,7 @@ impl OperatorApi for Bridge {
                     None => {
                         let mut r = v1::answer(&call, &snapshot, &usage, cache);
                         v1::add_standalone(&mut r, &standalone, &usage);
-                        v1::add_nested(&mut r, &nested, &snapshot, &usage);
+                        v1::add_nested(&mut r, &nested, &every_standalone, &snapshot, &usage);
                         Answer::Response(Box::new(r))
                     }
                 };

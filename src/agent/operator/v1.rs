@@ -442,28 +442,38 @@ pub fn add_standalone(
             value: id.clone(),
             parent: None,
         };
-        list.containers.push(get_containers::Container {
-            framework_id: None,
-            executor_id: None,
-            executor_name: None,
-            container_status: Some(v1::ContainerStatus {
-                container_id: Some(container_id.clone()),
-                ..Default::default()
-            }),
-            container_id,
-            resource_statistics: usage(id)
-                .and_then(|stats| v1_statistics(render::usage(resources, &stats, now))),
-        });
+        let stats = usage(id).and_then(|s| v1_statistics(render::usage(resources, &s, now)));
+        list.containers.push(bare_container(container_id, stats));
+    }
+}
+
+/// A GET_CONTAINERS entry without framework or executor (a standalone or
+/// nested container's), as Mesos lists one.
+fn bare_container(
+    container_id: v1::ContainerId,
+    resource_statistics: Option<v1::ResourceStatistics>,
+) -> get_containers::Container {
+    get_containers::Container {
+        framework_id: None,
+        executor_id: None,
+        executor_name: None,
+        container_status: Some(v1::ContainerStatus {
+            container_id: Some(container_id.clone()),
+            ..Default::default()
+        }),
+        container_id,
+        resource_statistics,
     }
 }
 
 /// GET_CONTAINERS with `show_nested`: adds each running nested container
-/// (by key, `<top>.<id>...`), as Mesos lists them: its `ContainerID` with
-/// its parents, the framework and executor at the top of its chain (none
-/// under a standalone container), its own statistics.
+/// (by key, `<top>.<id>...`) under a live executor or a standalone
+/// container, as Mesos lists them: its `ContainerID` with its parents, its
+/// status, its own statistics (no framework or executor fields).
 pub fn add_nested(
     r: &mut Response,
     nested: &[String],
+    standalone: &[(String, Vec<v0::Resource>)],
     s: &Snapshot,
     usage: &dyn Fn(&str) -> Option<ResourceStats>,
 ) {
@@ -485,28 +495,16 @@ pub fn add_nested(
                 parent: Some(Box::new(container_id)),
             };
         }
-        let executor = s.frameworks.iter().find_map(|fw| {
+        let under_executor = s.frameworks.iter().any(|fw| {
             fw.executors
                 .iter()
-                .find(|ex| ex.container_id == top)
-                .map(|ex| (fw, ex))
+                .any(|ex| ex.container_id == top && ex.state != ExecutorState::Terminated)
         });
-        list.containers.push(get_containers::Container {
-            framework_id: executor.map(|(fw, _)| v1::FrameworkId {
-                value: fw.id.clone(),
-            }),
-            executor_id: executor.map(|(_, ex)| v1::ExecutorId {
-                value: ex.id.clone(),
-            }),
-            executor_name: executor.map(|(_, ex)| ex.info.name().to_string()),
-            container_status: Some(v1::ContainerStatus {
-                container_id: Some(container_id.clone()),
-                ..Default::default()
-            }),
-            container_id,
-            resource_statistics: usage(key)
-                .and_then(|stats| v1_statistics(render::usage(&[], &stats, now))),
-        });
+        if !under_executor && !standalone.iter().any(|(id, _)| id == top) {
+            continue;
+        }
+        let stats = usage(key).and_then(|s| v1_statistics(render::usage(&[], &s, now)));
+        list.containers.push(bare_container(container_id, stats));
     }
 }
 

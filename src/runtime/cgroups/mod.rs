@@ -560,6 +560,46 @@ impl Cgroup {
         self.dirs.iter().map(|(_, d)| d.join(file)).collect()
     }
 
+    /// Changes the limits of a running sandbox (those `limits` sets; the
+    /// others stay). On v1 the memory+swap limit may never be below the
+    /// memory limit: it is written before the memory limit (when raising)
+    /// and again after it (when lowering).
+    pub fn update(&self, limits: &Limits) -> Result<(), CgroupError> {
+        const MEMSW: &str = "memory.memsw.limit_in_bytes";
+        let writes = limit_writes(self.version, limits);
+        let write = |w: &Write| -> Result<(), CgroupError> {
+            let Some(dir) = self.dir(w.controller) else {
+                return Ok(());
+            };
+            let path = dir.join(w.file);
+            match write_existing(&path, &w.value) {
+                Ok(()) => Ok(()),
+                Err(e) if w.optional && e.kind() == io::ErrorKind::NotFound => Ok(()),
+                Err(source) => Err(CgroupError::Write {
+                    path,
+                    value: w.value.clone(),
+                    source,
+                }),
+            }
+        };
+        let memsw = writes.iter().find(|w| w.file == MEMSW);
+        for w in writes.iter().filter(|w| w.file != MEMSW) {
+            if w.file == "memory.limit_in_bytes" {
+                if let Some(sw) = memsw {
+                    // Fails when lowering; the second write then holds.
+                    let _ = write(sw);
+                }
+                write(w)?;
+                if let Some(sw) = memsw {
+                    write(sw)?;
+                }
+                continue;
+            }
+            write(w)?;
+        }
+        Ok(())
+    }
+
     /// The pids in this cgroup.
     pub fn procs(&self) -> Result<Vec<i32>, CgroupError> {
         let Some((_, dir)) = self.dirs.first() else {
@@ -743,6 +783,37 @@ mod tests {
             fs::write(t.path().join(c).join("cgroup.procs"), "").unwrap();
         }
         t
+    }
+
+    #[test]
+    fn limits_change_in_place_and_nested_groups_go_with_their_parent() {
+        let t = fake_v1();
+        let h = Hierarchy::detect(t.path(), "butte").unwrap();
+        let mut cg = h.create("c1", &limits(), &Devices::All).unwrap();
+        let kid = h
+            .create("c1/kid", &Limits::default(), &Devices::All)
+            .unwrap();
+        let mem = t.path().join("memory/butte/c1");
+        assert!(kid.paths().any(|p| p == mem.join("kid")));
+        cg.update(&Limits {
+            memory: Some(256 << 20),
+            ..Limits::default()
+        })
+        .unwrap();
+        for file in ["memory.limit_in_bytes", "memory.memsw.limit_in_bytes"] {
+            assert_eq!(
+                fs::read_to_string(mem.join(file)).unwrap(),
+                (256u64 << 20).to_string()
+            );
+        }
+        // Untouched: the cpu limit.
+        assert_eq!(
+            fs::read_to_string(t.path().join("cpu/butte/c1/cpu.cfs_quota_us")).unwrap(),
+            "50000"
+        );
+        cg.remove().unwrap();
+        assert!(!mem.join("kid").exists());
+        assert!(!mem.exists());
     }
 
     fn limits() -> Limits {
