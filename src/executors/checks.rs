@@ -301,7 +301,7 @@ fn spawn_prober(
     stop: Arc<AtomicBool>,
     inputs: Sender<Input>,
 ) {
-    // A nested command check speaks JSON to the agent (see `nested`).
+    // A nested command check calls the agent (see `nested`).
     let stack = if matches!(probe, Probe::Nested { .. }) {
         super::nested::CALL_STACK
     } else {

@@ -1,7 +1,8 @@
 //! The default executor's tasks as nested containers, when butte's agent
 //! says it may (`BUTTE_NESTED_CONTAINERS=1`): calls to the agent's operator
-//! API (`POST /api/v1`, JSON, with the executor's token when it has one),
-//! as Mesos 1.11's default executor makes them.
+//! API (`POST /api/v1`, protobuf as Mesos 1.11's default executor sends
+//! them: no descriptors or JSON mapping loaded, the executor stays small;
+//! with the executor's token when it has one).
 //!
 //! ```text
 //! LAUNCH_CONTAINER {container_id: {value: <uuid>, parent: <executor's>}}
@@ -25,8 +26,8 @@ use crate::proto::mesos::v1::agent::{call, response, Call, Response};
 use crate::proto::mesos::v1::{
     task_status, CommandInfo, ContainerId, TaskInfo, TaskResourceLimitation, TaskState,
 };
-use crate::proto::ProtoError;
 use crate::support::format_duration;
+use prost::Message;
 use std::io;
 use std::sync::mpsc::Sender;
 use std::time::{Duration, Instant};
@@ -36,7 +37,7 @@ use std::time::{Duration, Instant};
 pub use crate::proto::launch::NESTED_CONTAINERS_ENV;
 /// The agent's operator API.
 pub const OPERATOR_API: &str = "/api/v1";
-const JSON: &str = "application/json";
+use super::link::PROTOBUF;
 const RECORDIO: &str = "application/recordio";
 /// Bounds connecting, and each read of a call that is not a long poll.
 const CALL_TIMEOUT: Duration = Duration::from_secs(10);
@@ -68,7 +69,7 @@ pub enum NestedError {
         call: &'static str,
         container: String,
         #[source]
-        source: ProtoError,
+        source: prost::DecodeError,
     },
     #[error("cannot draw a container id: {0}")]
     Uuid(#[source] io::Error),
@@ -145,9 +146,6 @@ impl Agent {
     /// The agent at `endpoint` (`ip:port`); `token` is the executor's
     /// (`MESOS_EXECUTOR_AUTHENTICATION_TOKEN`), sent as a bearer token.
     pub fn new(endpoint: &str, token: Option<&str>) -> Agent {
-        // The JSON mapping's descriptors are decoded here, on the caller's
-        // (main) stack, not on a small call thread's.
-        std::sync::LazyLock::force(&crate::proto::DESCRIPTOR_POOL);
         Agent {
             endpoint: endpoint.to_string(),
             authorization: token.map(|t| format!("Bearer {t}")),
@@ -155,9 +153,9 @@ impl Agent {
     }
 
     fn headers<'a>(&'a self, accept: &'a str) -> Vec<(&'a str, &'a str)> {
-        let mut h = vec![("Content-Type", JSON), ("Accept", accept)];
+        let mut h = vec![("Content-Type", PROTOBUF), ("Accept", accept)];
         if accept == RECORDIO {
-            h.push(("Message-Accept", JSON));
+            h.push(("Message-Accept", PROTOBUF));
         }
         if let Some(a) = &self.authorization {
             h.push(("Authorization", a.as_str()));
@@ -180,7 +178,12 @@ impl Agent {
             client = client.long_poll();
         }
         let r = client
-            .request("POST", OPERATOR_API, &self.headers(JSON), &body(call))
+            .request(
+                "POST",
+                OPERATOR_API,
+                &self.headers(PROTOBUF),
+                &call.encode_to_vec(),
+            )
             .map_err(|source| NestedError::Http {
                 call: name,
                 container: container(),
@@ -224,12 +227,11 @@ impl Agent {
         if status == 404 {
             return Ok(Waited::Gone);
         }
-        let answer =
-            crate::proto::from_json::<Response>(&body).map_err(|source| NestedError::Answer {
-                call: "WAIT_CONTAINER",
-                container: display(id),
-                source,
-            })?;
+        let answer = Response::decode(body.as_slice()).map_err(|source| NestedError::Answer {
+            call: "WAIT_CONTAINER",
+            container: display(id),
+            source,
+        })?;
         Ok(Waited::Ended(answer.wait_container.unwrap_or_default()))
     }
 
@@ -377,7 +379,7 @@ impl Agent {
             &self.endpoint,
             OPERATOR_API,
             &self.headers(RECORDIO),
-            &body(&call),
+            &call.encode_to_vec(),
             limit.clamp(Duration::from_millis(1), CALL_TIMEOUT),
         );
         let (head, mut stream) = match opened {
@@ -472,12 +474,11 @@ impl Agent {
             ..Default::default()
         };
         let (_, body) = self.exchange(&call, "WAIT_NESTED_CONTAINER", id, true, &[])?;
-        let answer =
-            crate::proto::from_json::<Response>(&body).map_err(|source| NestedError::Answer {
-                call: "WAIT_NESTED_CONTAINER",
-                container: display(id),
-                source,
-            })?;
+        let answer = Response::decode(body.as_slice()).map_err(|source| NestedError::Answer {
+            call: "WAIT_NESTED_CONTAINER",
+            container: display(id),
+            source,
+        })?;
         Ok(answer.wait_nested_container.and_then(|w| w.exit_status))
     }
 
@@ -499,9 +500,9 @@ fn libc_sigkill() -> i32 {
     nix::sys::signal::Signal::SIGKILL as i32
 }
 
-/// The stack of a call thread: JSON through prost-reflect wants more than
-/// the executor's other threads (only the pages used count).
-pub const CALL_STACK: usize = 1 << 20;
+/// The stack of a call thread (messages nest deeper than the executor's
+/// other threads go; only the pages used count).
+pub const CALL_STACK: usize = 512 << 10;
 
 fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
     let spawned = std::thread::Builder::new()
@@ -511,13 +512,6 @@ fn spawn(name: &str, f: impl FnOnce() + Send + 'static) {
     if let Err(e) = spawned {
         eprintln!("butte executor: cannot start a {name} thread: {e}");
     }
-}
-
-/// The JSON body of a call.
-fn body(call: &Call) -> Vec<u8> {
-    let mut out = Vec::new();
-    crate::proto::write_json(&mut out, call);
-    out
 }
 
 /// The `LAUNCH_CONTAINER` call of a task, as Mesos 1.11's default executor

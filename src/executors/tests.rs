@@ -21,7 +21,7 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
 
-/// A call to the operator API (JSON) and where its answer goes.
+/// A call to the operator API (as JSON) and where its answer goes.
 type OperatorCall = (serde_json::Value, Sender<(u16, String)>);
 
 /// A fake agent: accepts SUBSCRIBE (answering SUBSCRIBED, then streaming
@@ -38,7 +38,7 @@ struct FakeAgent {
 }
 
 /// A request's body and `Authorization` header, and whether it went to
-/// the operator API (JSON) rather than the executor API (protobuf).
+/// the operator API rather than the executor API.
 fn read_request(r: &mut BufReader<TcpStream>) -> Option<(Vec<u8>, Option<String>, bool)> {
     let mut len = 0usize;
     let mut first = true;
@@ -62,12 +62,7 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<(Vec<u8>, Option<String>
             len = v.trim().parse().ok()?;
         }
         if let Some(v) = l.strip_prefix("content-type:") {
-            let want = if operator {
-                "application/json"
-            } else {
-                "application/x-protobuf"
-            };
-            assert_eq!(v.trim(), want);
+            assert_eq!(v.trim(), "application/x-protobuf");
         }
         if l.starts_with("authorization:") {
             authorization = Some(line["authorization:".len()..].trim().to_string());
@@ -145,7 +140,7 @@ impl FakeAgent {
                     while let Some((body, auth, operator)) = read_request(&mut r) {
                         auths.lock().unwrap().push(auth);
                         if operator {
-                            let call = serde_json::from_slice(&body).unwrap();
+                            let call = super::nested::tests::call_json(&body);
                             let (answer_tx, answer) = mpsc::channel();
                             if operator_tx.send((call, answer_tx)).is_err() {
                                 return;
@@ -154,13 +149,14 @@ impl FakeAgent {
                             let Ok((status, text)) = answer.recv() else {
                                 return;
                             };
+                            let body = super::nested::tests::answer_body(&text);
                             let head = format!(
-                                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
-                                text.len()
+                                "HTTP/1.1 {status} X\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+                                body.len()
                             );
                             let w = r.get_mut();
                             let _ = w.write_all(head.as_bytes());
-                            let _ = w.write_all(text.as_bytes());
+                            let _ = w.write_all(&body);
                             continue;
                         }
                         let call = Call::decode(body.as_slice()).unwrap();
@@ -215,7 +211,7 @@ impl FakeAgent {
         }
     }
 
-    /// The next operator API call (JSON) and where to answer it.
+    /// The next operator API call (as JSON) and where to answer it.
     fn next_operator_call(&self) -> OperatorCall {
         self.operator
             .recv_timeout(WAIT)
@@ -698,7 +694,7 @@ fn nested_default_executor_runs_its_group_through_the_agent() {
         containers.insert(u.task_id.value.clone(), id);
     }
     // The launches: the task's command with the task's environment.
-    let mut answers = Vec::new();
+    let mut answers: Vec<(String, Sender<(u16, String)>)> = Vec::new();
     for _ in 0..2 {
         let (call, answer) = agent.next_operator_call();
         assert_eq!(call["type"], "LAUNCH_CONTAINER");
@@ -717,20 +713,16 @@ fn nested_default_executor_runs_its_group_through_the_agent() {
         assert!(!names.contains(&"MESOS_SANDBOX"), "{names:?}");
         answers.push((task.clone(), answer));
     }
-    for (task, answer) in answers {
-        if task == "web" {
-            answer.send((200, String::new())).unwrap();
-        } else {
-            answer
-                .send((500, "Failed to launch container: no such image".into()))
-                .unwrap();
-        }
-    }
-    let mut seen = Vec::new();
+    // The web task's launch succeeds first: it runs and is waited for.
+    answers.sort_by_key(|(task, _)| task != "web");
+    let (_, web_launch) = answers.remove(0);
+    let (_, side_launch) = answers.remove(0);
+    web_launch.send((200, String::new())).unwrap();
+    let mut seen: Vec<(String, TaskState, Option<String>)> = Vec::new();
     let mut wait = None;
     let mut killed_with = None;
-    while seen.len() < 3 || wait.is_none() || killed_with.is_none() {
-        // Updates and operator calls interleave: take whichever comes.
+    // Updates and operator calls interleave: take whichever comes.
+    let pump = |seen: &mut Vec<_>, wait: &mut Option<_>, killed_with: &mut Option<i64>| {
         if let Ok(c) = agent.calls.recv_timeout(Duration::from_millis(20)) {
             if let Some(u) = c.update {
                 agent.push(Event {
@@ -757,16 +749,35 @@ fn nested_default_executor_runs_its_group_through_the_agent() {
             match call["type"].as_str().unwrap() {
                 "WAIT_CONTAINER" => {
                     assert_eq!(call["wait_container"]["container_id"]["value"], *web);
-                    wait = Some(answer);
+                    *wait = Some(answer);
                 }
                 "KILL_CONTAINER" => {
                     assert_eq!(call["kill_container"]["container_id"]["value"], *web);
-                    killed_with = call["kill_container"]["signal"].as_i64();
+                    *killed_with = call["kill_container"]["signal"].as_i64();
                     answer.send((200, String::new())).unwrap();
                 }
                 other => panic!("unexpected call {other}"),
             }
         }
+    };
+    let has = |seen: &[(String, TaskState, Option<String>)], task: &str, s: TaskState| {
+        seen.iter().any(|(t, st, _)| t == task && *st == s)
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while !(has(&seen, "web", TaskState::TaskRunning) && wait.is_some()) {
+        assert!(std::time::Instant::now() < deadline, "{seen:?}");
+        pump(&mut seen, &mut wait, &mut killed_with);
+    }
+    // The other launch fails.
+    side_launch
+        .send((500, "Failed to launch container: no such image".into()))
+        .unwrap();
+    while !(has(&seen, "side", TaskState::TaskFailed)
+        && has(&seen, "web", TaskState::TaskKilling)
+        && killed_with.is_some())
+    {
+        assert!(std::time::Instant::now() < deadline, "{seen:?}");
+        pump(&mut seen, &mut wait, &mut killed_with);
     }
     // The failed launch fails its task with the agent's words, and its
     // group is killed: SIGTERM to the other task's container.

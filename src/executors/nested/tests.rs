@@ -1,8 +1,10 @@
 //! The calls to the agent against a fake operator API on 127.0.0.1 that
-//! answers canned responses and hands each request to the test.
+//! answers canned responses and hands each request to the test (its
+//! protobuf body in Mesos' JSON form, for reading).
 
 use super::*;
 use crate::proto::mesos::v1::{container_info, image, value, ContainerInfo, Image, Resource};
+use prost::Message;
 use serde_json::{json, Value};
 use std::collections::VecDeque;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -12,7 +14,8 @@ use std::sync::{Arc, Mutex};
 
 /// A canned answer of the fake agent.
 pub(crate) enum Reply {
-    /// A whole response with a JSON (or text) body.
+    /// A whole response: a JSON `agent::Response`, sent as protobuf, or a
+    /// text.
     Answer(u16, String),
     /// Closes the connection without answering (an agent going away).
     Close,
@@ -28,7 +31,25 @@ pub(crate) struct Request {
     pub path: String,
     /// Header names in lower case.
     pub headers: Vec<(String, String)>,
+    /// The `agent::Call`, as JSON.
     pub body: Value,
+}
+
+/// An answer's body: a JSON `agent::Response` encoded as protobuf, any
+/// other text as it is.
+pub(crate) fn answer_body(text: &str) -> Vec<u8> {
+    if text.starts_with('{') {
+        crate::proto::from_json::<Response>(text.as_bytes())
+            .expect("a JSON agent::Response")
+            .encode_to_vec()
+    } else {
+        text.as_bytes().to_vec()
+    }
+}
+
+/// A request body (an `agent::Call` in protobuf) as JSON.
+pub(crate) fn call_json(body: &[u8]) -> Value {
+    crate::proto::to_json(&Call::decode(body).expect("a protobuf agent::Call"))
 }
 
 impl Request {
@@ -79,7 +100,7 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<Request> {
     Some(Request {
         path,
         headers,
-        body: serde_json::from_slice(&body).unwrap_or(Value::Null),
+        body: call_json(&body),
     })
 }
 
@@ -101,13 +122,14 @@ pub(crate) fn fake(replies: Vec<Reply>) -> Fake {
                     let reply = replies.lock().unwrap().pop_front();
                     let w = r.get_mut();
                     match reply {
-                        Some(Reply::Answer(status, body)) => {
+                        Some(Reply::Answer(status, text)) => {
+                            let body = answer_body(&text);
                             let head = format!(
-                                "HTTP/1.1 {status} X\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n",
+                                "HTTP/1.1 {status} X\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
                                 body.len()
                             );
                             let _ = w.write_all(head.as_bytes());
-                            let _ = w.write_all(body.as_bytes());
+                            let _ = w.write_all(&body);
                         }
                         Some(Reply::Raw(bytes)) => {
                             let _ = w.write_all(&bytes);
@@ -184,8 +206,8 @@ fn launch_asks_for_a_nested_container_with_the_task_and_the_executors_token() {
     agent.launch(&task_id(), &task, command.clone()).unwrap();
     let r = f.next();
     assert_eq!(r.path, "/api/v1");
-    assert_eq!(r.header("content-type"), Some("application/json"));
-    assert_eq!(r.header("accept"), Some("application/json"));
+    assert_eq!(r.header("content-type"), Some("application/x-protobuf"));
+    assert_eq!(r.header("accept"), Some("application/x-protobuf"));
     assert_eq!(r.header("authorization"), Some("Bearer secret-token"));
     assert_eq!(
         r.body,
@@ -404,8 +426,9 @@ fn wait_statuses_decode_as_exit_codes_and_signals() {
 /// The head and the RecordIO body of a session whose command printed
 /// something and exited.
 fn session_stream(hold: bool) -> Vec<u8> {
-    let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: application/recordio\r\nMessage-Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
-    let record = br#"{"type":"DATA","data":{"type":"STDOUT","data":"b2sK"}}"#;
+    let mut out = b"HTTP/1.1 200 OK\r\nContent-Type: application/recordio\r\nMessage-Content-Type: application/x-protobuf\r\nTransfer-Encoding: chunked\r\n\r\n".to_vec();
+    // (The records are not read: any bytes do.)
+    let record = b"a ProcessIO record";
     let framed = format!("{}\n", record.len());
     let chunk_len = framed.len() + record.len();
     out.extend_from_slice(format!("{chunk_len:x}\r\n{framed}").as_bytes());
@@ -441,7 +464,10 @@ fn a_command_check_runs_in_a_debug_container_through_a_session() {
     assert_eq!(outcome, Some(Outcome::Command(3)));
     let launch = f.next();
     assert_eq!(launch.header("accept"), Some("application/recordio"));
-    assert_eq!(launch.header("message-accept"), Some("application/json"));
+    assert_eq!(
+        launch.header("message-accept"),
+        Some("application/x-protobuf")
+    );
     assert_eq!(launch.header("authorization"), Some("Bearer tok"));
     assert_eq!(launch.body["type"], "LAUNCH_NESTED_CONTAINER_SESSION");
     let session = &launch.body["launch_nested_container_session"];
