@@ -243,7 +243,8 @@ pub(crate) fn is_terminal(s: TaskState) -> bool {
 }
 
 /// Whether the task's command ran to its end: its marker line is in its
-/// stdout (in a task group, the executor's stdout, which its tasks share).
+/// stdout (in a task group, its nested container's, reached through
+/// `tasks/<id>` in the executor's sandbox).
 fn ran_to_end(
     agent: &AgentProcess,
     master: &FakeMaster,
@@ -251,10 +252,15 @@ fn ran_to_end(
     task: &str,
     sent: &Sent,
 ) -> bool {
-    let stdout = agent
-        .sandbox(&master.slave_id(), fw, &sent.executor)
-        .join("stdout");
-    fs::read_to_string(stdout).is_ok_and(|s| s.lines().any(|l| l == format!("{MARKER} {task}")))
+    let sandbox = agent.sandbox(&master.slave_id(), fw, &sent.executor);
+    [
+        sandbox.join("tasks").join(task).join("stdout"),
+        sandbox.join("stdout"),
+    ]
+    .into_iter()
+    .any(|stdout| {
+        fs::read_to_string(stdout).is_ok_and(|s| s.lines().any(|l| l == format!("{MARKER} {task}")))
+    })
 }
 
 /// The host pids in the container of EXECUTOR's latest run.

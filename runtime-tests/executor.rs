@@ -1185,6 +1185,167 @@ fn default_executor_of_image_tasks_drops_cap_sys_admin() {
     master::finish(fx, master, agent);
 }
 
+/// The nested container id a task's update names: `(child, parent)`.
+fn nested_id_of(u: &StatusUpdate) -> (String, String) {
+    let id = status(u)
+        .container_status
+        .as_ref()
+        .and_then(|c| c.container_id.as_ref())
+        .unwrap_or_else(|| panic!("no container id in {}", describe(u)));
+    let parent = id
+        .parent
+        .as_ref()
+        .unwrap_or_else(|| panic!("not a nested container: {}", describe(u)));
+    (id.value.clone(), parent.value.clone())
+}
+
+/// `GET_CONTAINERS` with `show_nested`.
+fn nested_containers(agent: &AgentProcess) -> Vec<serde_json::Value> {
+    let body = json!({"type": "GET_CONTAINERS", "get_containers": {"show_nested": true}});
+    let resp = ureq::post(&format!("http://{}/api/v1", agent.endpoint()))
+        .set("Content-Type", "application/json")
+        .set("Accept", "application/json")
+        .timeout(Duration::from_secs(10))
+        .send_string(&body.to_string())
+        .unwrap_or_else(|e| panic!("GET_CONTAINERS: {e}"));
+    let v: serde_json::Value = serde_json::from_str(&resp.into_string().unwrap()).unwrap();
+    v["get_containers"]["containers"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default()
+}
+
+/// Waits until FILE holds TEXT.
+fn wait_for_text(file: &std::path::Path, text: &str) {
+    let deadline = Instant::now() + WAIT;
+    loop {
+        let now = fs::read_to_string(file).unwrap_or_default();
+        if now.contains(text) {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} never held {text:?}: {now:?}",
+            file.display()
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Issue 14, item 6: under butte's agent the default executor runs each
+/// task as a nested container of its own (through the operator API), with
+/// its own image if it names one, even for a task group sent later to the
+/// running executor (which images prepared at the executor's launch could
+/// not do); `tasks/<id>` leads to the container's sandbox and output; the
+/// agent lists the tasks' containers, with statistics, under the
+/// executor's; a kill ends a task as TASK_KILLED, and its group with it.
+#[test]
+fn default_executor_runs_each_task_as_a_nested_container() {
+    if !enabled() {
+        return;
+    }
+    let registry = Registry::start();
+    registry.push(&busybox_oci(), "1", "library/busybox:1");
+    let (fx, master, agent) = start(&["--docker_registry", &registry.url()]);
+    let fw = framework("nested-group");
+    let exec = executor("nested-group-executor", &fw, None);
+    // The host is Debian; busybox is not.
+    let mut boxed = command_task(
+        "in-image",
+        "test ! -e /etc/debian_version && echo boxed-out; exec sleep 600",
+    );
+    boxed.container = Some(image_container("library/busybox:1"));
+    let host = command_task(
+        "on-host",
+        "test -e /etc/debian_version && echo host-out; exec sleep 600",
+    );
+    master.run_task_group(&fw, &exec, &[boxed, host]);
+    let boxed = ack_until(&master, "in-image", TaskState::TaskRunning);
+    let host = ack_until(&master, "on-host", TaskState::TaskRunning);
+    let (boxed_id, executor_container) = nested_id_of(&boxed);
+    let (host_id, parent) = nested_id_of(&host);
+    assert_eq!(parent, executor_container);
+    assert_ne!(boxed_id, host_id);
+
+    // tasks/<id> leads to the container's sandbox, where its output is.
+    let dir = sandbox(&master, &agent, &fw, &boxed);
+    for (task, id, line) in [
+        ("in-image", &boxed_id, "boxed-out"),
+        ("on-host", &host_id, "host-out"),
+    ] {
+        let link = dir.join("tasks").join(task);
+        assert_eq!(
+            fs::read_link(&link).unwrap(),
+            PathBuf::from("../containers").join(id)
+        );
+        wait_for_text(&link.join("stdout"), line);
+        wait_for_text(&dir.join("containers").join(id).join("stdout"), line);
+    }
+
+    // The agent lists them under the executor's container, measured.
+    let listed = nested_containers(&agent);
+    for id in [&boxed_id, &host_id] {
+        let c = listed
+            .iter()
+            .find(|c| {
+                c["container_id"] == json!({"value": id, "parent": {"value": executor_container}})
+            })
+            .unwrap_or_else(|| panic!("no nested container {id} in {listed:?}"));
+        let stats = &c["resource_statistics"];
+        assert!(stats["processes"].as_u64() >= Some(1), "{c}");
+        assert!(
+            stats["mem_rss_bytes"].as_u64().is_some() || stats["mem_total_bytes"].is_u64(),
+            "{c}"
+        );
+    }
+
+    // A group sent later to the running executor: in its own image too.
+    // (First in its pid namespace, it would not get a SIGTERM it has no
+    // handler for: it traps it.)
+    let mut later = command_task(
+        "later",
+        "test ! -e /etc/debian_version && echo later-out; \
+         trap 'echo got-term; exit 0' TERM; while :; do sleep 0.2; done",
+    );
+    later.container = Some(image_container("library/busybox:1"));
+    master.run_task_group(&fw, &exec, &[later]);
+    let later = ack_until(&master, "later", TaskState::TaskRunning);
+    let (later_id, parent) = nested_id_of(&later);
+    assert_eq!(parent, executor_container);
+    wait_for_text(&dir.join("tasks/later/stdout"), "later-out");
+
+    // Killed: TASK_KILLED, its own group only.
+    master.kill_task(&fw, "later", None);
+    let killed = ack_until(&master, "later", TaskState::TaskKilled);
+    assert_eq!(nested_id_of(&killed).0, later_id);
+    assert_eq!(
+        status(&killed).message.as_deref(),
+        Some("Command exited with status 0"),
+        "{}",
+        describe(&killed)
+    );
+    wait_for_text(&dir.join("tasks/later/stdout"), "got-term");
+    // Removed once ended: no longer listed; the sandbox stays.
+    let deadline = Instant::now() + WAIT;
+    while nested_containers(&agent)
+        .iter()
+        .any(|c| c["container_id"]["value"] == later_id.as_str())
+    {
+        assert!(Instant::now() < deadline, "{later_id} was never removed");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    assert!(dir
+        .join("containers")
+        .join(&later_id)
+        .join("stdout")
+        .is_file());
+    // The first group goes as one.
+    master.kill_task(&fw, "in-image", None);
+    ack_until(&master, "in-image", TaskState::TaskKilled);
+    ack_until(&master, "on-host", TaskState::TaskKilled);
+    master::finish(fx, master, agent);
+}
+
 /// Issue 14, item 7: butte-executor installed as `mesos-executor` and
 /// `mesos-default-executor` (the names a Mesos agent runs from its
 /// `--launcher_dir`), started the way that agent starts them (with

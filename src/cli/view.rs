@@ -51,8 +51,10 @@ impl TaskView {
     /// The `/files` paths where the task's `stdout` or `stderr` may be,
     /// most likely first: the executor's sandbox; for a task of a group
     /// (the default executor's), first its own `tasks/<id>/` in there, as
-    /// Mesos' default executor lays it out (butte's own default executor
-    /// still writes its tasks' output to the executor's files).
+    /// Mesos' default executor lays it out, and butte's under butte's agent
+    /// (a link to the task's nested container's sandbox); under a Mesos
+    /// agent butte's default executor writes its tasks' output to the
+    /// executor's files.
     pub fn log_paths(&self, stream: &str) -> Vec<String> {
         let dir = self.directory.trim_end_matches('/');
         let own = format!("{dir}/{stream}");

@@ -6,13 +6,17 @@
 use super::exit::{command_message, Exit};
 use super::health::{CheckState, HealthPolicy, HealthReport, HealthState};
 use super::launch::{self, Plan};
+use super::nested::Agent;
 use super::prepared::CheckServer;
 use super::probe::{Outcome, Probe};
 use super::reaper::Reaper;
 use super::session::{Input, ProbeKind};
-use crate::proto::mesos::v1::{check_info, check_status_info, health_check, network_info};
 use crate::proto::mesos::v1::{
-    task_status, CheckInfo, CheckStatusInfo, CommandInfo, HealthCheck, TaskStatus,
+    check_info, check_status_info, environment, health_check, network_info,
+};
+use crate::proto::mesos::v1::{
+    task_status, CheckInfo, CheckStatusInfo, CommandInfo, ContainerId, Environment, HealthCheck,
+    TaskStatus,
 };
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -59,6 +63,9 @@ pub struct ProbeContext {
     /// Runs commands in the task's root filesystem (tasks with one); closed
     /// once no probe holds it.
     pub server: Option<Arc<CheckServer>>,
+    /// A nested task: command probes run through the agent, in a DEBUG
+    /// container under the task's container.
+    pub nested: Option<(Agent, ContainerId)>,
 }
 
 fn seconds(what: &'static str, name: &'static str, v: f64) -> Result<Duration, CheckError> {
@@ -102,6 +109,27 @@ fn command_probe(
     let mut env = ctx.task.env.clone();
     launch::apply_environment(&mut env, command.environment.as_ref())
         .map_err(|e| CheckError::Command(what, e.to_string()))?;
+    if let Some((agent, task)) = &ctx.nested {
+        // The task's environment, then the check's, as for a task process
+        // (the DEBUG container shares the task's filesystem and user).
+        let mut command = command.clone();
+        command.environment = Some(Environment {
+            variables: env
+                .into_iter()
+                .map(|(name, value)| environment::Variable {
+                    name,
+                    r#type: Some(environment::variable::Type::Value as i32),
+                    value: Some(value),
+                    secret: None,
+                })
+                .collect(),
+        });
+        return Ok(Probe::Nested {
+            agent: agent.clone(),
+            task: task.clone(),
+            command: Box::new(command),
+        });
+    }
     Ok(Probe::Command {
         plan: Box::new(Plan {
             program,
@@ -273,9 +301,15 @@ fn spawn_prober(
     stop: Arc<AtomicBool>,
     inputs: Sender<Input>,
 ) {
+    // A nested command check calls the agent (see `nested`).
+    let stack = if matches!(probe, Probe::Nested { .. }) {
+        super::nested::CALL_STACK
+    } else {
+        256 << 10
+    };
     let spawned = std::thread::Builder::new()
         .name("check".into())
-        .stack_size(256 << 10)
+        .stack_size(stack)
         .spawn(move || {
             std::thread::sleep(schedule.delay);
             while !stop.load(Ordering::Relaxed) {
@@ -283,6 +317,10 @@ fn spawn_prober(
                 if stop.load(Ordering::Relaxed) {
                     return;
                 }
+                let Some(outcome) = outcome else {
+                    std::thread::sleep(schedule.interval);
+                    continue;
+                };
                 let input = Input::Probe {
                     task_id: task_id.clone(),
                     kind,
@@ -438,6 +476,7 @@ mod tests {
                 rootfs: None,
             },
             server: None,
+            nested: None,
         }
     }
 

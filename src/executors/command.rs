@@ -208,6 +208,7 @@ impl CommandExecutor {
                 .then(|| root.map(|r| Arc::new(r.checks())))
                 .flatten(),
             task: plan,
+            nested: None,
         };
         self.checks = TaskChecks::start(
             &task_id,

@@ -383,6 +383,8 @@ pub fn read_body(
 pub struct Client {
     addr: String,
     timeout: Duration,
+    /// Bounds each read; `None` for a long poll.
+    read_timeout: Option<Duration>,
     conn: Option<BufReader<TcpStream>>,
 }
 
@@ -393,8 +395,17 @@ impl Client {
         Client {
             addr: addr.into(),
             timeout,
+            read_timeout: Some(timeout),
             conn: None,
         }
+    }
+
+    /// The same client waiting as long as it takes for each answer (a long
+    /// poll such as `WAIT_CONTAINER`, a launch that provisions an image):
+    /// `timeout` then bounds connecting and writing only.
+    pub fn long_poll(mut self) -> Self {
+        self.read_timeout = None;
+        self
     }
 
     /// Sends a request and reads the whole response. A reused connection
@@ -432,7 +443,7 @@ impl Client {
             Some(c) => c,
             None => {
                 let s = connect(&self.addr, self.timeout)?;
-                s.set_read_timeout(Some(self.timeout))
+                s.set_read_timeout(self.read_timeout)
                     .and_then(|()| s.set_write_timeout(Some(self.timeout)))
                     .map_err(|e| io_err("configure connection to", e))?;
                 BufReader::new(s)
@@ -497,6 +508,19 @@ impl BodyStream {
             },
         };
         Ok((head, stream))
+    }
+
+    /// Bounds each later read of the body (`None`: no bound); a read past
+    /// it fails with `WouldBlock` or `TimedOut`.
+    pub fn set_read_timeout(&self, timeout: Option<Duration>) -> Result<(), HttpError> {
+        self.conn
+            .get_ref()
+            .set_read_timeout(timeout)
+            .map_err(|source| HttpError::Io {
+                op: "configure connection to",
+                addr: self.addr.clone(),
+                source,
+            })
     }
 
     /// The remaining body, read whole (for error responses).

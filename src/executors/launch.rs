@@ -22,7 +22,7 @@
 //!   capabilities, resource limits) as `butte enter --setup`.
 
 use crate::proto::launch::{DockerTask, TaskLaunchInfo, NO_SWITCH_USER_ENV};
-use crate::proto::mesos::v1::environment::variable::Type as VariableType;
+use crate::proto::mesos::v1::environment::{variable::Type as VariableType, Variable};
 use crate::proto::mesos::v1::{CommandInfo, Environment, TaskInfo};
 use crate::support::prepared::{Run, Setup, SetupBind};
 use std::os::unix::process::CommandExt;
@@ -206,6 +206,58 @@ pub fn plan(task: &TaskInfo, info: &TaskLaunchInfo, place: &Place) -> Result<Pla
         user,
         rootfs,
     })
+}
+
+/// The `CommandInfo` a task of the default executor is launched with as a
+/// nested container: the task's own, with the environment the executor
+/// gives its task processes (see [`plan`]): the executor's own (for a task
+/// with an image, only its `MESOS_*` variables: the image's `Env` comes
+/// from the agent, under the command's), then the command's (secrets are
+/// refused), then `MESOS_ALLOCATION_ROLE`. `MESOS_SANDBOX` is the agent's
+/// to set, the sandbox as the container sees it; what the executor alone
+/// is told (`--no-switch_user`, nested containers) is not passed on.
+pub fn nested_command(
+    task: &TaskInfo,
+    executor_env: &[(String, String)],
+    not_inherited: &[&str],
+) -> Result<CommandInfo, LaunchError> {
+    let mut command = task.command.clone().ok_or(LaunchError::NoCommand)?;
+    let image = task
+        .container
+        .as_ref()
+        .and_then(|c| c.mesos.as_ref())
+        .is_some_and(|m| m.image.is_some());
+    let mut env: Vec<(String, String)> = executor_env
+        .iter()
+        .filter(|(k, _)| {
+            k != "MESOS_SANDBOX"
+                && k != NO_SWITCH_USER_ENV
+                && !not_inherited.contains(&k.as_str())
+                && (!image || k.starts_with("MESOS_"))
+        })
+        .cloned()
+        .collect();
+    apply_environment(&mut env, command.environment.as_ref())?;
+    let role = task
+        .resources
+        .first()
+        .and_then(|r| r.allocation_info.as_ref())
+        .and_then(|a| a.role.as_deref());
+    if let Some(role) = role {
+        set_var(&mut env, "MESOS_ALLOCATION_ROLE", role);
+    }
+    command.environment = Some(Environment {
+        variables: env
+            .into_iter()
+            .map(|(name, value)| Variable {
+                name,
+                r#type: Some(VariableType::Value as i32),
+                value: Some(value),
+                secret: None,
+            })
+            .collect(),
+    });
+    Ok(command)
 }
 
 /// A Docker task's process: the agent's values as they are.
@@ -444,6 +496,75 @@ mod tests {
             }],
             ..Default::default()
         }
+    }
+
+    #[test]
+    fn a_nested_task_is_launched_with_the_environment_a_task_process_gets() {
+        let mut c = cmd(None, Some("env"), &[]);
+        c.user = Some("nobody".into());
+        c.environment = Some(Environment {
+            variables: vec![var("A", "command", false), var("C", "command", false)],
+        });
+        let base = vec![
+            ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+            ("A".to_string(), "executor".to_string()),
+            ("MESOS_SANDBOX".to_string(), "/sb".to_string()),
+            ("MESOS_FRAMEWORK_ID".to_string(), "fw".to_string()),
+            (NO_SWITCH_USER_ENV.to_string(), "1".to_string()),
+            ("BUTTE_X".to_string(), "1".to_string()),
+        ];
+        let vars = |c: CommandInfo| -> Vec<(String, String)> {
+            c.environment
+                .unwrap()
+                .variables
+                .into_iter()
+                .map(|v| {
+                    assert_eq!(v.r#type, Some(VariableType::Value as i32));
+                    (v.name, v.value.unwrap())
+                })
+                .collect()
+        };
+        let t = task(c.clone());
+        let got = nested_command(&t, &base, &["BUTTE_X"]).unwrap();
+        assert_eq!(got.value.as_deref(), Some("env"));
+        assert_eq!(got.user.as_deref(), Some("nobody"));
+        // MESOS_SANDBOX is the agent's to set (the sandbox as the
+        // container sees it).
+        assert_eq!(
+            vars(got),
+            vec![
+                ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+                ("A".to_string(), "command".to_string()),
+                ("MESOS_FRAMEWORK_ID".to_string(), "fw".to_string()),
+                ("C".to_string(), "command".to_string()),
+                ("MESOS_ALLOCATION_ROLE".to_string(), "web".to_string()),
+            ]
+        );
+        // With an image, its Env (set by the agent) is not hidden by ours.
+        let mut t = task(c);
+        t.container = Some(crate::proto::mesos::v1::ContainerInfo {
+            mesos: Some(crate::proto::mesos::v1::container_info::MesosInfo {
+                image: Some(Default::default()),
+            }),
+            ..Default::default()
+        });
+        assert_eq!(
+            vars(nested_command(&t, &base, &["BUTTE_X"]).unwrap()),
+            vec![
+                ("MESOS_FRAMEWORK_ID".to_string(), "fw".to_string()),
+                ("A".to_string(), "command".to_string()),
+                ("C".to_string(), "command".to_string()),
+                ("MESOS_ALLOCATION_ROLE".to_string(), "web".to_string()),
+            ]
+        );
+        let mut secret = cmd(None, Some("env"), &[]);
+        secret.environment = Some(Environment {
+            variables: vec![var("S", "x", true)],
+        });
+        assert_eq!(
+            nested_command(&task(secret), &base, &[]).unwrap_err(),
+            LaunchError::Secret("S".into())
+        );
     }
 
     #[test]

@@ -12,6 +12,8 @@
 //! HTTP connections), `http` (the HTTP/1.1 client), `command` and `group`
 //! (the two executors), `launch` (argv, environment, user of a task),
 //! `prepared` (image tasks' prepared processes and check servers),
+//! `nested` (the default executor's tasks as nested containers, through
+//! the agent's operator API, under butte's agent),
 //! `privileges` (the executor's own capabilities), `process` (signals and
 //! kill escalation), `reaper` (child exits), `checks`, `probe` and
 //! `health` (checks and health checks), `config` (the `MESOS_*`
@@ -28,6 +30,7 @@ mod http;
 mod launch;
 mod link;
 mod logger;
+mod nested;
 mod prepared;
 mod privileges;
 mod probe;
@@ -167,9 +170,18 @@ pub fn main(args: ExecutorArgs) -> i32 {
         },
         None => None,
     };
+    // Only butte's agent says its default executor may use nested
+    // containers; the tasks are not told.
+    let nested = env
+        .iter()
+        .any(|(k, v)| k == nested::NESTED_CONTAINERS_ENV && v == "1");
     let env = env
         .into_iter()
-        .filter(|(k, _)| k != config::AUTHENTICATION_TOKEN && k != logger::LOGROTATE_ENV)
+        .filter(|(k, _)| {
+            k != config::AUTHENTICATION_TOKEN
+                && k != logger::LOGROTATE_ENV
+                && k != nested::NESTED_CONTAINERS_ENV
+        })
         .collect();
     // Tasks share our pid namespace: keep them out of /proc/<pid>/exe,
     // mem, fd and environ of the executor (see `butte enter`).
@@ -181,6 +193,7 @@ pub fn main(args: ExecutorArgs) -> i32 {
         self_exe: PathBuf::from("/proc/self/exe"),
         reap_all: std::process::id() == 1,
         logrotate,
+        nested,
     };
     run(config, env, options)
 }
@@ -249,6 +262,9 @@ pub struct Options {
     pub mesos: MesosFlags,
     /// Rotate the container's stdout and stderr (see `logger`).
     pub logrotate: Option<crate::proto::launch::Logrotate>,
+    /// The default executor runs its tasks as nested containers
+    /// (`BUTTE_NESTED_CONTAINERS=1`, set by butte's agent).
+    pub nested: bool,
 }
 
 /// Runs an executor with explicit settings and environment (the tasks'
@@ -304,11 +320,14 @@ fn serve(
     let (tx, rx) = mpsc::channel();
     let reaper = reaper::Reaper::new(options.reap_all);
     prepared.adopt(&reaper, &tx);
+    let agent = options
+        .nested
+        .then(|| nested::Agent::new(&config.agent_endpoint, config.auth_token.as_deref()));
     let mut s = session::Session::new(config, env, options.launch_info, reaper, tx, prepared);
     s.watch_output(output);
     s.mesos = options.mesos;
     if options.default {
-        session::run(s, &mut group::DefaultExecutor::new(), &rx)
+        session::run(s, &mut group::DefaultExecutor::new(agent), &rx)
     } else {
         session::run(s, &mut command::CommandExecutor::new(), &rx)
     }

@@ -1,12 +1,15 @@
 //! One run of a check: a command (in the task's root filesystem when it has
-//! one, through the check server prepared for it), an HTTP GET or a TCP connect to the task on 127.0.0.1, bounded by
-//! the check's timeout.
+//! one, through the check server prepared for it; in a nested container's
+//! namespaces through the agent, see `nested`), an HTTP GET or a TCP
+//! connect to the task on 127.0.0.1, bounded by the check's timeout.
 
 use super::exit::Exit;
 use super::http;
 use super::launch::{self, Plan};
+use super::nested::Agent;
 use super::prepared::CheckServer;
 use super::reaper::Reaper;
+use crate::proto::mesos::v1::{CommandInfo, ContainerId};
 use crate::support::format_duration;
 use std::net::{SocketAddr, TcpStream};
 use std::os::fd::AsFd;
@@ -42,17 +45,30 @@ pub enum Probe {
     Tcp {
         addr: SocketAddr,
     },
+    /// A command in a new DEBUG container under the task's nested
+    /// container, launched by the agent.
+    Nested {
+        agent: Agent,
+        task: ContainerId,
+        command: Box<CommandInfo>,
+    },
 }
 
 impl Probe {
-    /// Runs once, within `timeout` (zero: no limit).
-    pub fn run(&self, timeout: Duration, reaper: &Reaper) -> Outcome {
+    /// Runs once, within `timeout` (zero: no limit). `None`: no result this
+    /// time (a nested check the agent could not run), as Mesos discards one.
+    pub fn run(&self, timeout: Duration, reaper: &Reaper) -> Option<Outcome> {
         let limit = if timeout.is_zero() {
             Duration::from_secs(365 * 86400)
         } else {
             timeout
         };
-        match self {
+        Some(match self {
+            Probe::Nested {
+                agent,
+                task,
+                command,
+            } => return agent.command_check(task, command, limit),
             Probe::Command { plan, server } => match launch::prepared_run(plan) {
                 Some(run) => match server {
                     Some(server) => server.run(&run, limit),
@@ -68,7 +84,7 @@ impl Probe {
                 Err(e) => Outcome::Error(e.to_string()),
             },
             Probe::Tcp { addr } => Outcome::Tcp(TcpStream::connect_timeout(addr, limit).is_ok()),
-        }
+        })
     }
 }
 
@@ -136,11 +152,11 @@ mod tests {
     fn command_probes_report_exit_codes_and_timeouts() {
         let reaper = Reaper::new(false);
         let t = Duration::from_secs(10);
-        assert_eq!(shell("exit 0").run(t, &reaper), Outcome::Command(0));
-        assert_eq!(shell("exit 7").run(t, &reaper), Outcome::Command(7));
+        assert_eq!(shell("exit 0").run(t, &reaper), Some(Outcome::Command(0)));
+        assert_eq!(shell("exit 7").run(t, &reaper), Some(Outcome::Command(7)));
         assert_eq!(
             shell("sleep 5").run(Duration::from_millis(200), &reaper),
-            Outcome::Error("Command timed out after 200ms".into())
+            Some(Outcome::Error("Command timed out after 200ms".into()))
         );
     }
 
@@ -164,7 +180,7 @@ mod tests {
         };
         assert_eq!(
             probe.run(Duration::from_secs(5), &reaper),
-            Outcome::Http(503)
+            Some(Outcome::Http(503))
         );
         assert!(server
             .join()
@@ -175,7 +191,7 @@ mod tests {
         let closed: SocketAddr = "127.0.0.1:1".parse().unwrap();
         assert_eq!(
             Probe::Tcp { addr: closed }.run(Duration::from_secs(5), &reaper),
-            Outcome::Tcp(false)
+            Some(Outcome::Tcp(false))
         );
         let l = TcpListener::bind("127.0.0.1:0").unwrap();
         let probe = Probe::Tcp {
@@ -183,7 +199,7 @@ mod tests {
         };
         assert_eq!(
             probe.run(Duration::from_secs(5), &reaper),
-            Outcome::Tcp(true)
+            Some(Outcome::Tcp(true))
         );
         let probe = Probe::Http {
             addr: closed.to_string(),
@@ -191,7 +207,7 @@ mod tests {
         };
         assert!(matches!(
             probe.run(Duration::from_secs(5), &reaper),
-            Outcome::Error(_)
+            Some(Outcome::Error(_))
         ));
     }
 }

@@ -18,6 +18,7 @@ use super::flags::MesosFlags;
 use super::launch::{self, Plan};
 use super::link::Link;
 use super::logger;
+use super::nested::Report;
 use super::prepared::{PrepareError, PreparedTasks, TaskRoot};
 use super::probe::Outcome;
 use super::reaper::Reaper;
@@ -57,6 +58,8 @@ pub enum Input {
         kind: ProbeKind,
         outcome: Outcome,
     },
+    /// A nested container's launch or wait answered (default executor).
+    Nested(Report),
 }
 
 /// An executor's reactions (the command executor, the default executor).
@@ -65,6 +68,10 @@ pub trait Behavior {
     fn event(&mut self, s: &mut Session, event: Event);
     /// A task's process ended.
     fn exited(&mut self, s: &mut Session, task_id: &str, exit: Exit);
+    /// A nested container's launch or wait answered.
+    fn nested(&mut self, _s: &mut Session, report: Report) {
+        eprintln!("butte executor: ignoring {report:?}: no nested containers here");
+    }
     /// A check or health check result.
     fn probe(&mut self, s: &mut Session, task_id: &str, kind: ProbeKind, outcome: Outcome);
     /// Time passed: escalate kills, fire timers.
@@ -477,6 +484,7 @@ pub fn run(mut s: Session, b: &mut dyn Behavior, inputs: &Receiver<Input>) -> i3
                 kind,
                 outcome,
             }) => b.probe(&mut s, &task_id, kind, outcome),
+            Ok(Input::Nested(report)) => b.nested(&mut s, report),
             Err(RecvTimeoutError::Timeout) => {}
             Err(RecvTimeoutError::Disconnected) => return 1,
         }

@@ -7,8 +7,8 @@ use crate::api::recordio;
 use crate::proto::mesos::v1::executor::{call, event, Call, Event};
 use crate::proto::mesos::v1::{
     environment, framework_info, health_check, task_status, AgentId, AgentInfo, CommandInfo,
-    DurationInfo, Environment, ExecutorId, ExecutorInfo, FrameworkInfo, HealthCheck, KillPolicy,
-    TaskGroupInfo, TaskId, TaskInfo, TaskState, TaskStatus,
+    ContainerId, DurationInfo, Environment, ExecutorId, ExecutorInfo, FrameworkInfo, HealthCheck,
+    KillPolicy, TaskGroupInfo, TaskId, TaskInfo, TaskState, TaskStatus,
 };
 use prost::Message;
 use std::io::{BufRead, BufReader, Read, Write};
@@ -21,29 +21,40 @@ use std::time::Duration;
 
 const WAIT: Duration = Duration::from_secs(20);
 
+/// A call to the operator API (as JSON) and where its answer goes.
+type OperatorCall = (serde_json::Value, Sender<(u16, String)>);
+
 /// A fake agent: accepts SUBSCRIBE (answering SUBSCRIBED, then streaming
-/// what the test pushes) and UPDATE calls (202, handed to the test).
+/// what the test pushes) and UPDATE calls (202, handed to the test), and
+/// hands operator API calls to the test, which answers them.
 struct FakeAgent {
     addr: String,
     /// `None` closes the current event stream.
     events: Sender<Option<Event>>,
     calls: Receiver<Call>,
+    operator: Receiver<OperatorCall>,
     /// The `Authorization` header of every request, in order.
     authorizations: Arc<Mutex<Vec<Option<String>>>>,
 }
 
-/// A request's body and `Authorization` header.
-fn read_request(r: &mut BufReader<TcpStream>) -> Option<(Vec<u8>, Option<String>)> {
+/// A request's body and `Authorization` header, and whether it went to
+/// the operator API rather than the executor API.
+fn read_request(r: &mut BufReader<TcpStream>) -> Option<(Vec<u8>, Option<String>, bool)> {
     let mut len = 0usize;
     let mut first = true;
     let mut authorization = None;
+    let mut operator = false;
     loop {
         let mut line = String::new();
         if r.read_line(&mut line).ok()? == 0 {
             return None;
         }
         if first {
-            assert!(line.starts_with("POST /api/v1/executor HTTP/1.1"), "{line}");
+            operator = line.starts_with("POST /api/v1 HTTP/1.1");
+            assert!(
+                operator || line.starts_with("POST /api/v1/executor HTTP/1.1"),
+                "{line}"
+            );
             first = false;
         }
         let l = line.to_ascii_lowercase();
@@ -62,7 +73,7 @@ fn read_request(r: &mut BufReader<TcpStream>) -> Option<(Vec<u8>, Option<String>
     }
     let mut body = vec![0; len];
     r.read_exact(&mut body).ok()?;
-    Some((body, authorization))
+    Some((body, authorization, operator))
 }
 
 fn chunk(event: &Event) -> Vec<u8> {
@@ -99,7 +110,10 @@ fn subscribed(killing_capable: bool) -> Event {
                 }),
                 ..Default::default()
             },
-            container_id: None,
+            container_id: Some(ContainerId {
+                value: "exec-c".into(),
+                parent: None,
+            }),
         }),
         ..Default::default()
     }
@@ -112,17 +126,39 @@ impl FakeAgent {
         let (events, events_rx) = mpsc::channel::<Option<Event>>();
         let events_rx = Arc::new(Mutex::new(events_rx));
         let (calls_tx, calls) = mpsc::channel::<Call>();
+        let (operator_tx, operator) = mpsc::channel::<OperatorCall>();
         let authorizations = Arc::new(Mutex::new(Vec::new()));
         let auths = authorizations.clone();
         std::thread::spawn(move || {
             for conn in listener.incoming() {
                 let Ok(conn) = conn else { return };
                 let (events_rx, calls_tx) = (events_rx.clone(), calls_tx.clone());
+                let operator_tx = operator_tx.clone();
                 let auths = auths.clone();
                 std::thread::spawn(move || {
                     let mut r = BufReader::new(conn);
-                    while let Some((body, auth)) = read_request(&mut r) {
+                    while let Some((body, auth, operator)) = read_request(&mut r) {
                         auths.lock().unwrap().push(auth);
+                        if operator {
+                            let call = super::nested::tests::call_json(&body);
+                            let (answer_tx, answer) = mpsc::channel();
+                            if operator_tx.send((call, answer_tx)).is_err() {
+                                return;
+                            }
+                            // Unanswered: the connection breaks.
+                            let Ok((status, text)) = answer.recv() else {
+                                return;
+                            };
+                            let body = super::nested::tests::answer_body(&text);
+                            let head = format!(
+                                "HTTP/1.1 {status} X\r\nContent-Type: application/x-protobuf\r\nContent-Length: {}\r\n\r\n",
+                                body.len()
+                            );
+                            let w = r.get_mut();
+                            let _ = w.write_all(head.as_bytes());
+                            let _ = w.write_all(&body);
+                            continue;
+                        }
                         let call = Call::decode(body.as_slice()).unwrap();
                         let subscribe = call.r#type == Some(call::Type::Subscribe as i32);
                         let _ = calls_tx.send(call);
@@ -152,6 +188,7 @@ impl FakeAgent {
             addr,
             events,
             calls,
+            operator,
             authorizations,
         }
     }
@@ -172,6 +209,13 @@ impl FakeAgent {
                 return u.status;
             }
         }
+    }
+
+    /// The next operator API call (as JSON) and where to answer it.
+    fn next_operator_call(&self) -> OperatorCall {
+        self.operator
+            .recv_timeout(WAIT)
+            .expect("an operator API call from the executor")
     }
 
     fn next_call(&self) -> Call {
@@ -251,6 +295,7 @@ fn start_with_flags(
         reap_all: false,
         logrotate: None,
         mesos,
+        nested: false,
     };
     let h = std::thread::spawn(move || run(config, env, options));
     let sub = agent.next_call();
@@ -593,6 +638,191 @@ fn default_executor_kills_the_group_when_a_task_fails() {
     );
 }
 
+/// The default executor as butte's agent starts it: tasks as nested
+/// containers.
+fn start_nested(agent: &FakeAgent, dir: &Path) -> JoinHandle<i32> {
+    let config = config(agent, dir);
+    let env = vec![
+        ("PATH".to_string(), "/usr/bin:/bin".to_string()),
+        ("MESOS_FRAMEWORK_ID".to_string(), "fw".to_string()),
+        (
+            "MESOS_SANDBOX".to_string(),
+            dir.to_string_lossy().into_owned(),
+        ),
+    ];
+    let options = Options {
+        default: true,
+        launch_info: None,
+        self_exe: "/proc/self/exe".into(),
+        reap_all: false,
+        logrotate: None,
+        mesos: Default::default(),
+        nested: true,
+    };
+    let h = std::thread::spawn(move || run(config, env, options));
+    let sub = agent.next_call();
+    assert_eq!(sub.r#type, Some(call::Type::Subscribe as i32));
+    h
+}
+
+fn container_of(u: &TaskStatus) -> ContainerId {
+    u.container_status
+        .as_ref()
+        .and_then(|c| c.container_id.clone())
+        .expect("the update names the task's container")
+}
+
+#[test]
+fn nested_default_executor_runs_its_group_through_the_agent() {
+    let agent = FakeAgent::start(true);
+    let dir = tempfile::tempdir().unwrap();
+    let h = start_nested(&agent, dir.path());
+    let group = TaskGroupInfo {
+        tasks: vec![task("web", "exec httpd -f"), task("side", "exit 0")],
+    };
+    agent.push(Event {
+        r#type: Some(event::Type::LaunchGroup as i32),
+        launch_group: Some(event::LaunchGroup { task_group: group }),
+        ..Default::default()
+    });
+    let mut containers = std::collections::HashMap::new();
+    for _ in 0..2 {
+        let u = agent.next_update();
+        assert_eq!(state(&u), TaskState::TaskStarting);
+        let id = container_of(&u);
+        assert_eq!(id.parent.as_ref().unwrap().value, "exec-c");
+        containers.insert(u.task_id.value.clone(), id);
+    }
+    // The launches: the task's command with the task's environment.
+    let mut answers: Vec<(String, Sender<(u16, String)>)> = Vec::new();
+    for _ in 0..2 {
+        let (call, answer) = agent.next_operator_call();
+        assert_eq!(call["type"], "LAUNCH_CONTAINER");
+        let launch = &call["launch_container"];
+        let value = launch["container_id"]["value"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let (task, _) = containers.iter().find(|(_, c)| c.value == value).unwrap();
+        assert_eq!(launch["container_id"]["parent"]["value"], "exec-c");
+        let env = launch["command"]["environment"]["variables"]
+            .as_array()
+            .unwrap();
+        let names: Vec<&str> = env.iter().map(|v| v["name"].as_str().unwrap()).collect();
+        assert!(names.contains(&"MESOS_FRAMEWORK_ID"), "{names:?}");
+        assert!(!names.contains(&"MESOS_SANDBOX"), "{names:?}");
+        answers.push((task.clone(), answer));
+    }
+    // The web task's launch succeeds first: it runs and is waited for.
+    answers.sort_by_key(|(task, _)| task != "web");
+    let (_, web_launch) = answers.remove(0);
+    let (_, side_launch) = answers.remove(0);
+    web_launch.send((200, String::new())).unwrap();
+    let mut seen: Vec<(String, TaskState, Option<String>)> = Vec::new();
+    let mut wait = None;
+    let mut killed_with = None;
+    // Updates and operator calls interleave: take whichever comes.
+    let pump = |seen: &mut Vec<_>, wait: &mut Option<_>, killed_with: &mut Option<i64>| {
+        if let Ok(c) = agent.calls.recv_timeout(Duration::from_millis(20)) {
+            if let Some(u) = c.update {
+                agent.push(Event {
+                    r#type: Some(event::Type::Acknowledged as i32),
+                    acknowledged: Some(event::Acknowledged {
+                        task_id: u.status.task_id.clone(),
+                        uuid: u.status.uuid.clone().unwrap_or_default(),
+                    }),
+                    ..Default::default()
+                });
+                assert_eq!(
+                    &container_of(&u.status),
+                    &containers[&u.status.task_id.value]
+                );
+                seen.push((
+                    u.status.task_id.value.clone(),
+                    state(&u.status),
+                    u.status.message.clone(),
+                ));
+            }
+        }
+        if let Ok((call, answer)) = agent.operator.recv_timeout(Duration::from_millis(20)) {
+            let web = &containers["web"].value;
+            match call["type"].as_str().unwrap() {
+                "WAIT_CONTAINER" => {
+                    assert_eq!(call["wait_container"]["container_id"]["value"], *web);
+                    *wait = Some(answer);
+                }
+                "KILL_CONTAINER" => {
+                    assert_eq!(call["kill_container"]["container_id"]["value"], *web);
+                    *killed_with = call["kill_container"]["signal"].as_i64();
+                    answer.send((200, String::new())).unwrap();
+                }
+                other => panic!("unexpected call {other}"),
+            }
+        }
+    };
+    let has = |seen: &[(String, TaskState, Option<String>)], task: &str, s: TaskState| {
+        seen.iter().any(|(t, st, _)| t == task && *st == s)
+    };
+    let deadline = std::time::Instant::now() + WAIT;
+    while !(has(&seen, "web", TaskState::TaskRunning) && wait.is_some()) {
+        assert!(std::time::Instant::now() < deadline, "{seen:?}");
+        pump(&mut seen, &mut wait, &mut killed_with);
+    }
+    // The other launch fails.
+    side_launch
+        .send((500, "Failed to launch container: no such image".into()))
+        .unwrap();
+    while !(has(&seen, "side", TaskState::TaskFailed)
+        && has(&seen, "web", TaskState::TaskKilling)
+        && killed_with.is_some())
+    {
+        assert!(std::time::Instant::now() < deadline, "{seen:?}");
+        pump(&mut seen, &mut wait, &mut killed_with);
+    }
+    // The failed launch fails its task with the agent's words, and its
+    // group is killed: SIGTERM to the other task's container.
+    assert_eq!(killed_with, Some(15));
+    assert!(seen.contains(&(
+        "side".into(),
+        TaskState::TaskFailed,
+        Some("Failed to launch container: no such image".into())
+    )));
+    assert!(seen
+        .iter()
+        .any(|(t, s, _)| t == "web" && *s == TaskState::TaskRunning));
+    assert!(seen
+        .iter()
+        .any(|(t, s, _)| t == "web" && *s == TaskState::TaskKilling));
+    assert_eq!(
+        std::fs::read_link(dir.path().join("tasks/web")).unwrap(),
+        Path::new("../containers").join(&containers["web"].value)
+    );
+    // The container ends: TASK_KILLED, then it is removed.
+    wait.unwrap()
+        .send((
+            200,
+            r#"{"type":"WAIT_CONTAINER","wait_container":{"exit_status":15}}"#.into(),
+        ))
+        .unwrap();
+    let u = agent.next_update();
+    assert_eq!(
+        (u.task_id.value.as_str(), state(&u), u.message.as_deref()),
+        (
+            "web",
+            TaskState::TaskKilled,
+            Some("Command terminated with signal Terminated")
+        )
+    );
+    let (call, answer) = agent.next_operator_call();
+    assert_eq!(call["type"], "REMOVE_CONTAINER");
+    assert_eq!(
+        call["remove_container"]["container_id"]["value"],
+        containers["web"].value
+    );
+    answer.send((200, String::new())).unwrap();
+    assert_eq!(join(h), 0);
+}
+
 #[test]
 fn checkpointed_executor_resubscribes_with_what_was_not_acknowledged() {
     let agent = FakeAgent::start(false);
@@ -774,6 +1004,7 @@ fn rootfs_task_runs_in_its_image() {
         reap_all: false,
         logrotate: None,
         mesos: Default::default(),
+        nested: false,
     };
     let (config, env) = (
         config(&agent, dir.path()),
@@ -870,6 +1101,7 @@ fn docker_task_runs_as_the_agent_computed_it() {
         reap_all: false,
         logrotate: None,
         mesos: Default::default(),
+        nested: false,
     };
     let (config, env) = (
         config(&agent, dir.path()),
