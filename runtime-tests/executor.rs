@@ -1246,7 +1246,11 @@ fn default_executor_runs_each_task_as_a_nested_container() {
     }
     let registry = Registry::start();
     registry.push(&busybox_oci(), "1", "library/busybox:1");
-    let (fx, master, agent) = start(&["--docker_registry", &registry.url()]);
+    let (fx, master, agent) = start(&[
+        "--docker_registry",
+        &registry.url(),
+        "--task_group_nested_containers",
+    ]);
     let fw = framework("nested-group");
     let exec = executor("nested-group-executor", &fw, None);
     // The host is Debian; busybox is not.

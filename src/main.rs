@@ -1014,6 +1014,25 @@ mod agent_cli {
             value_parser = parse_bool_arg
         )]
         switch_user: bool,
+        /// Run the tasks of a group as nested containers of the default
+        /// executor (each with its own cgroup, image and sandbox, launched
+        /// through the operator API, as Mesos' default executor does);
+        /// false: as processes of the executor. A nested task that ends
+        /// while the agent is down, or after it restarted, has no known
+        /// exit status (see docs/agent.md).
+        #[arg(help_heading = "Executors",
+            long = "task_group_nested_containers",
+            alias = "task-group-nested-containers",
+            env = "BUTTE_TASK_GROUP_NESTED_CONTAINERS",
+            value_name = "BOOL",
+            default_value = "false",
+            default_missing_value = "true",
+            num_args = 0..=1,
+            require_equals = true,
+            action = clap::ArgAction::Set,
+            value_parser = parse_bool_arg
+        )]
+        task_group_nested_containers: bool,
         /// A JSON object of the variables every executor gets (with the
         /// MESOS_* ones), instead of the default PATH: `{"PATH": "/bin"}`.
         #[arg(
@@ -1308,6 +1327,7 @@ mod agent_cli {
                 resources: self.resources,
                 default_role: self.default_role,
                 switch_user: self.switch_user,
+                task_group_nested_containers: self.task_group_nested_containers,
                 executor_environment_variables: butte::agent::executor_environment_variables(
                     self.executor_environment_variables.as_deref(),
                 )?,

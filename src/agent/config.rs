@@ -80,6 +80,9 @@ pub struct AgentConfig {
     /// `--switch_user` (Mesos: true): run executors as the task's or
     /// framework's user; false: as the agent's user.
     pub switch_user: bool,
+    /// `--task_group_nested_containers`: the default executor runs its
+    /// tasks as nested containers.
+    pub task_group_nested_containers: bool,
     /// `--executor_environment_variables`: the variables every executor
     /// starts with (below the `MESOS_*` ones), instead of a default `PATH`.
     pub executor_environment_variables: Vec<(String, String)>,

@@ -224,9 +224,7 @@ impl Agent {
             container_logger: config.container_logger.clone(),
             cni: config.cni.clone(),
             docker: config.docker.clone(),
-            // On once the default executor runs its tasks as nested
-            // containers (issue 14, item 6).
-            nested_task_groups: false,
+            nested_task_groups: config.task_group_nested_containers,
         })?);
         if let Some(gc) = config.image_gc.clone() {
             tokio::spawn(collect_images(containerizer.clone(), gc));

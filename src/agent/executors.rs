@@ -319,10 +319,24 @@ impl Agent {
         }
         // As Mesos' agent: the container's id and networks (with their
         // addresses), in every update.
-        status.container_status = Some(
-            self.containerizer
-                .container_status(&ex.container_id, self.self_pid.addr.ip()),
-        );
+        let nested = status
+            .container_status
+            .as_ref()
+            .and_then(|c| c.container_id.clone())
+            .filter(|id| {
+                let mut top = id;
+                while let Some(p) = &top.parent {
+                    top = p;
+                }
+                id.parent.is_some() && top.value == ex.container_id
+            });
+        let mut container_status = self
+            .containerizer
+            .container_status(&ex.container_id, self.self_pid.addr.ip());
+        if nested.is_some() {
+            container_status.container_id = nested;
+        }
+        status.container_status = Some(container_status);
         let agent = self.id.clone().map(|value| SlaveId { value });
         status.slave_id = agent.clone();
         status.executor_id = Some(ExecutorId {

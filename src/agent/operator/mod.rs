@@ -485,6 +485,10 @@ pub fn flags(config: &AgentConfig, bound: SocketAddr) -> BTreeMap<String, String
     }
     put("http_command_executor", "true".into());
     put("switch_user", config.switch_user.to_string());
+    put(
+        "task_group_nested_containers",
+        config.task_group_nested_containers.to_string(),
+    );
     put("default_role", config.default_role.clone());
     if !config.executor_environment_variables.is_empty() {
         let vars: serde_json::Map<String, serde_json::Value> = config
