@@ -330,6 +330,59 @@ fn health_check_turns_unhealthy() {
     master::finish(fx, master, agent);
 }
 
+/// A nested task's COMMAND health check runs in a debug container of its
+/// own (a session), launched with the executor's token when the operator
+/// API wants credentials (issue 14, item 6).
+#[test]
+fn nested_group_tasks_are_health_checked_with_the_executors_token() {
+    if !enabled() {
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let creds = dir.path().join("credentials.json");
+    fs::write(
+        &creds,
+        json!({"credentials": [{"principal": "ops", "secret": "s3cret"}]}).to_string(),
+    )
+    .unwrap();
+    let (fx, master, agent) = start(&[
+        "--task_group_nested_containers",
+        "--authenticate_http_readwrite",
+        "--http_credentials",
+        creds.to_str().unwrap(),
+    ]);
+    let fw = framework("nested-health");
+    let exec = executor("nested-health-executor", &fw, None);
+    let sick = fx.work.path().join("sick");
+    let mut task = command_task("checked", "exec sleep 600");
+    task.health_check = Some(HealthCheck {
+        r#type: Some(health_check::Type::Command as i32),
+        command: Some(shell(&format!("test ! -e {}", sick.display()))),
+        delay_seconds: Some(0.0),
+        interval_seconds: Some(1.0),
+        timeout_seconds: Some(10.0),
+        grace_period_seconds: Some(0.0),
+        consecutive_failures: Some(100),
+        ..Default::default()
+    });
+    master.run_task_group(&fw, &exec, &[task]);
+    let running = ack_until(&master, "checked", TaskState::TaskRunning);
+    nested_id_of(&running);
+    let health = |healthy: bool| {
+        let u = master.expect_update(&format!("with healthy={healthy}"), WAIT, |u| {
+            task_and_state(u) == ("checked".into(), TaskState::TaskRunning)
+                && status(u).healthy == Some(healthy)
+        });
+        master.ack(&u);
+    };
+    health(true);
+    fs::write(&sick, "").unwrap();
+    health(false);
+    master.kill_task(&fw, "checked", None);
+    ack_until(&master, "checked", TaskState::TaskKilled);
+    master::finish(fx, master, agent);
+}
+
 /// A custom executor: stdlib Python speaking the v1 executor API in JSON.
 const PYTHON_EXECUTOR: &str = r#"
 import base64, http.client, json, os, sys, time, uuid

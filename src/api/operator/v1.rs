@@ -209,7 +209,7 @@ where
     }
     let refused = |(status, message)| text(status, message);
     if stream::is_streaming_request(&parts.headers) {
-        // An executor may not call on sessions (see `executor_may`).
+        // An executor may not attach to containers (see `executor_may`).
         if let Some(cid) = &executor {
             return Err(text(
                 StatusCode::FORBIDDEN,
@@ -776,11 +776,13 @@ fn validate_container_id(c: &ContainerId) -> Result<(), String> {
 }
 
 /// Whether an executor (its token naming container `cid`) may make this
-/// call: the nested container calls on containers under its own, as
-/// Mesos' authorizer lets an executor principal do.
+/// call: the nested container calls (sessions too: its COMMAND checks run
+/// in them) on containers under its own, as Mesos' authorizer lets an
+/// executor principal do.
 fn executor_may(valid: &Valid, cid: &str) -> bool {
     let id = match valid {
         Valid::Agent(AgentCall::LaunchNested(c)) => &c.container_id,
+        Valid::Session(s) => &s.container_id,
         Valid::Agent(
             AgentCall::WaitNested { container_id, .. } | AgentCall::KillNested { container_id, .. },
         ) => container_id,

@@ -754,6 +754,10 @@ async fn an_executor_token_reaches_only_containers_nested_in_its_own() {
             403,
         ),
         (r#"{"type":"GET_STATE"}"#, 403),
+        (
+            r#"{"type":"ATTACH_CONTAINER_OUTPUT","attach_container_output":{"container_id":{"value":"t1","parent":{"value":"exec1"}}}}"#,
+            403,
+        ),
     ] {
         let r = send(api.clone(), &rw, Method::POST, &headers, body).await;
         assert_eq!(r.status.as_u16(), status, "{body}: {}", r.text());
@@ -772,6 +776,21 @@ async fn an_executor_token_reaches_only_containers_nested_in_its_own() {
     let body = r#"{"type":"LAUNCH_NESTED_CONTAINER","launch_nested_container":{"container_id":{"value":"t1","parent":{"value":"exec1"}}}}"#;
     let r = send(api.clone(), &rw, Method::POST, &headers, body).await;
     assert_eq!(r.status, StatusCode::UNAUTHORIZED, "{}", r.text());
+    // Its COMMAND checks: a session under one of its containers passes
+    // authorization (whatever the agent then answers); elsewhere not.
+    let headers = [
+        ("content-type", "application/json"),
+        (ACCEPT.as_str(), "application/recordio"),
+        ("message-accept", "application/json"),
+        (AUTHORIZATION.as_str(), bearer.as_str()),
+    ];
+    for (parent, allowed) in [("exec1", true), ("exec2", false)] {
+        let body = format!(
+            r#"{{"type":"LAUNCH_NESTED_CONTAINER_SESSION","launch_nested_container_session":{{"container_id":{{"value":"chk","parent":{{"value":"t1","parent":{{"value":"{parent}"}}}}}},"command":{{"value":"true"}}}}}}"#
+        );
+        let r = send(api.clone(), &rw, Method::POST, &headers, body).await;
+        assert_eq!(r.status == StatusCode::FORBIDDEN, !allowed, "{}", r.text());
+    }
 }
 
 /// The records of a RecordIO body, as JSON.
