@@ -109,45 +109,94 @@ fn launch(spec: &SandboxSpec, chan: &mut UnixStream) -> Result<Never, HelperFail
             .map_err(|e| setup_err(format!("setrlimit {:?}", r.resource))(errno(e)))?;
     }
 
-    let program = resolve_command(&spec.argv[0], spec.env_var("PATH").unwrap_or(DEFAULT_PATH))?;
-    let keep: Vec<::caps::Capability> = match &spec.capabilities {
+    let failure = exec(
+        &Exec {
+            argv: &spec.argv,
+            env: &spec.env,
+            capabilities: spec.capabilities.as_deref(),
+            seccomp: spec.seccomp.as_deref(),
+        },
+        &who,
+        chan,
+    );
+    Err(failure)
+}
+
+/// The program and its settings, for the last steps of a start.
+pub(super) struct Exec<'a> {
+    pub argv: &'a [String],
+    /// The whole environment (`PATH` finds the program; `HOME` comes from
+    /// the user when missing).
+    pub env: &'a [(String, String)],
+    /// The capabilities kept (`None`: the default set).
+    pub capabilities: Option<&'a [String]>,
+    /// A compiled seccomp program, installed last.
+    pub seccomp: Option<&'a [u8]>,
+}
+
+/// The last steps of a start, shared by a sandbox's task and a process
+/// joined to a running container, in order: the program looked up in
+/// `PATH`, capabilities cut for `who`, no_new_privs, ignored signals reset,
+/// the seccomp filter, `Exec` on the channel, execve. Returns only why it
+/// failed.
+pub(super) fn exec(e: &Exec, who: &user::Resolved, chan: &mut UnixStream) -> HelperFailure {
+    match exec_steps(e, who, chan) {
+        Ok(never) => match never {},
+        Err(f) => f,
+    }
+}
+
+fn exec_steps(
+    e: &Exec,
+    who: &user::Resolved,
+    chan: &mut UnixStream,
+) -> Result<Never, HelperFailure> {
+    let var = |key: &str| {
+        e.env
+            .iter()
+            .rev()
+            .find(|(k, _)| k == key)
+            .map(|(_, v)| v.as_str())
+    };
+    let program = resolve_command(&e.argv[0], var("PATH").unwrap_or(DEFAULT_PATH))?;
+    let keep: Vec<::caps::Capability> = match e.capabilities {
         Some(list) => list.iter().filter_map(|n| caps::parse(n)).collect(),
         None => caps::DEFAULT.to_vec(),
     };
-    drop_capabilities(&keep, &who)?;
-    nix::sys::prctl::set_no_new_privs().map_err(|e| setup_err("set no_new_privs")(errno(e)))?;
+    drop_capabilities(&keep, who)?;
+    nix::sys::prctl::set_no_new_privs().map_err(|err| setup_err("set no_new_privs")(errno(err)))?;
 
     let c = |s: &str, what: &str| {
         CString::new(s).map_err(|_| HelperFailure {
-            step: format!("exec {}", spec.argv[0]),
+            step: format!("exec {}", e.argv[0]),
             message: format!("{what} contains a NUL byte"),
             kind: FailureKind::Setup,
         })
     };
-    let argv: Vec<CString> = spec
+    let argv: Vec<CString> = e
         .argv
         .iter()
         .map(|a| c(a, "an argument"))
         .collect::<Result<_, _>>()?;
-    let mut env: Vec<CString> = Vec::with_capacity(spec.env.len() + 1);
-    for (k, v) in &spec.env {
+    let mut env: Vec<CString> = Vec::with_capacity(e.env.len() + 1);
+    for (k, v) in e.env {
         env.push(c(&format!("{k}={v}"), "the environment")?);
     }
-    if spec.env_var("HOME").is_none() {
+    if var("HOME").is_none() {
         env.push(c(&format!("HOME={}", who.home), "the environment")?);
     }
     let path = c(&program.to_string_lossy(), "the command")?;
     sys::reset_ignored_signals().map_err(setup_err("reset ignored signals"))?;
     // Last: from here on only the calls the task itself may make are left.
-    if let Some(prog) = &spec.seccomp {
+    if let Some(prog) = e.seccomp {
         seccomp::install(prog).map_err(setup_err("install the seccomp filter"))?;
     }
     let _ = channel::send(chan, &FromHelper::Exec);
-    let e = nix::unistd::execve(&path, &argv, &env).unwrap_err();
+    let err = nix::unistd::execve(&path, &argv, &env).unwrap_err();
     Err(HelperFailure {
-        step: format!("exec {}", spec.argv[0]),
-        message: message(&io::Error::from(e)),
-        kind: if e == nix::Error::ENOENT {
+        step: format!("exec {}", e.argv[0]),
+        message: message(&io::Error::from(err)),
+        kind: if err == nix::Error::ENOENT {
             FailureKind::NotFound
         } else {
             FailureKind::NotExecutable

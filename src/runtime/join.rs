@@ -27,16 +27,13 @@
 //! own; when it ends, every other process of that session is killed (what
 //! a cgroup kill does for a sandbox).
 
-use super::caps;
 use super::channel::{self, FailureKind, Frame, FromHelper, HelperFailure, ToHelper};
 use super::program::{errno, phrase as message};
-use super::seccomp;
-use super::spec::{User, DEFAULT_PATH};
+use super::spec::User;
 use super::sys;
 use super::{Container, Runtime, RuntimeError, Stdio};
 use nix::sys::signal::{pthread_sigmask, SigSet, SigmaskHow};
 use serde::{Deserialize, Serialize};
-use std::ffi::CString;
 use std::fs::File;
 use std::io::{self, Read};
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
@@ -69,16 +66,6 @@ pub struct JoinSpec {
     pub capabilities: Option<Vec<String>>,
     /// A compiled seccomp program, installed right before the exec.
     pub seccomp: Option<Vec<u8>>,
-}
-
-impl JoinSpec {
-    fn env_var(&self, key: &str) -> Option<&str> {
-        self.env
-            .iter()
-            .rev()
-            .find(|(k, _)| k == key)
-            .map(|(_, v)| v.as_str())
-    }
 }
 
 /// The standard streams of a joined process.
@@ -451,54 +438,20 @@ fn child_main(spec: &JoinSpec) -> Result<Never, HelperFailure> {
     let cwd = spec.cwd.clone().unwrap_or_else(|| PathBuf::from("/"));
     nix::unistd::chdir(&cwd)
         .map_err(|e| setup_err(format!("chdir {}", cwd.display()))(errno(e)))?;
-    let program = super::helper::resolve_command(
-        &spec.argv[0],
-        spec.env_var("PATH").unwrap_or(DEFAULT_PATH),
-    )?;
-    let keep: Vec<::caps::Capability> = match &spec.capabilities {
-        Some(list) => list.iter().filter_map(|n| caps::parse(n)).collect(),
-        None => caps::DEFAULT.to_vec(),
-    };
-    super::helper::drop_capabilities(&keep, &who)?;
-    nix::sys::prctl::set_no_new_privs().map_err(|e| setup_err("set no_new_privs")(errno(e)))?;
-    let c = |s: &str, what: &str| {
-        CString::new(s).map_err(|_| HelperFailure {
-            step: format!("exec {}", spec.argv[0]),
-            message: format!("{what} contains a NUL byte"),
-            kind: FailureKind::Setup,
-        })
-    };
-    let argv: Vec<CString> = spec
-        .argv
-        .iter()
-        .map(|a| c(a, "an argument"))
-        .collect::<Result<_, _>>()?;
-    let mut env: Vec<CString> = Vec::with_capacity(spec.env.len() + 1);
-    for (k, v) in &spec.env {
-        env.push(c(&format!("{k}={v}"), "the environment")?);
-    }
-    if spec.env_var("HOME").is_none() {
-        env.push(c(&format!("HOME={}", who.home), "the environment")?);
-    }
-    let path = c(&program.to_string_lossy(), "the command")?;
-    sys::reset_ignored_signals().map_err(setup_err("reset ignored signals"))?;
-    if let Some(prog) = &spec.seccomp {
-        seccomp::install(prog).map_err(setup_err("install the seccomp filter"))?;
-    }
     let mut chan = sys::adopt_channel_fd().map_err(setup_err("take the channel"))?;
-    let _ = channel::send(&mut chan, &FromHelper::Exec);
-    let e = nix::unistd::execve(&path, &argv, &env).unwrap_err();
+    let failure = super::helper::exec(
+        &super::helper::Exec {
+            argv: &spec.argv,
+            env: &spec.env,
+            capabilities: spec.capabilities.as_deref(),
+            seccomp: spec.seccomp.as_deref(),
+        },
+        &who,
+        &mut chan,
+    );
     // The channel must stay open to report this.
     std::mem::forget(chan);
-    Err(HelperFailure {
-        step: format!("exec {}", spec.argv[0]),
-        message: message(&io::Error::from(e)),
-        kind: if e == nix::Error::ENOENT {
-            FailureKind::NotFound
-        } else {
-            FailureKind::NotExecutable
-        },
-    })
+    Err(failure)
 }
 
 #[cfg(test)]
