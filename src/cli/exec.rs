@@ -71,19 +71,7 @@ pub fn main(args: ExecArgs) -> anyhow::Result<ExitCode> {
             )
         }
         Err(MatchError::None { .. }) => {
-            let list = client
-                .containers()
-                .context("reading the agent's containers")?;
-            let standalone: Vec<_> = view::containers(&list)
-                .into_iter()
-                .filter(|c| c.standalone())
-                .collect();
-            let c = view::find(
-                &standalone,
-                |c| c.id.as_str(),
-                &args.task,
-                "task or container",
-            )?;
+            let c = super::standalone_container(&client, &args.task)?;
             (json!({"value": c.id}), format!("container {}", c.id))
         }
         Err(e) => return Err(e.into()),

@@ -122,19 +122,7 @@ pub fn main(args: KillArgs) -> anyhow::Result<ExitCode> {
     match view::find(&tasks, |t| t.id.as_str(), &args.task, "task") {
         Ok(task) => kill_task(&client, &args, task, &tasks)?,
         Err(MatchError::None { .. }) => {
-            let list = client
-                .containers()
-                .context("reading the agent's containers")?;
-            let standalone: Vec<_> = view::containers(&list)
-                .into_iter()
-                .filter(|c| c.standalone())
-                .collect();
-            let c = view::find(
-                &standalone,
-                |c| c.id.as_str(),
-                &args.task,
-                "task or container",
-            )?;
+            let c = super::standalone_container(&client, &args.task)?;
             client
                 .kill_container(&c.id, args.signal)
                 .with_context(|| format!("killing container {}", c.id))?;

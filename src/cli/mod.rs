@@ -13,6 +13,23 @@ mod table;
 mod view;
 
 pub use exec::{main as exec, ExecArgs};
+
+/// The running standalone container NAME names (its id, or a prefix of
+/// one id), for the commands that take a task or a container.
+fn standalone_container(
+    client: &client::Client,
+    name: &str,
+) -> anyhow::Result<view::ContainerView> {
+    use anyhow::Context;
+    let list = client
+        .containers()
+        .context("reading the agent's containers")?;
+    let standalone: Vec<_> = view::containers(&list)
+        .into_iter()
+        .filter(|c| c.standalone())
+        .collect();
+    Ok(view::find(&standalone, |c| c.id.as_str(), name, "task or container")?.clone())
+}
 pub use kill::{main as kill, KillArgs};
 pub use logs::{main as logs, LogsArgs};
 pub use ps::{main as ps, PsArgs};
