@@ -350,23 +350,6 @@ impl MesosContainerizer {
     pub fn pid(&self, key: &str) -> Option<i32> {
         self.inner.entry(key)?.pid()
     }
-
-    /// The keys of the nested containers known under `key` (all levels),
-    /// deepest first.
-    pub fn nested(&self, key: &str) -> Vec<String> {
-        let prefix = format!("{key}.");
-        let table = self.inner.table();
-        let mut keys: Vec<String> = table
-            .containers
-            .keys()
-            .chain(table.launching.iter())
-            .filter(|k| k.starts_with(&prefix))
-            .cloned()
-            .collect();
-        keys.sort_by_key(|k| std::cmp::Reverse(k.matches('.').count()));
-        keys.dedup();
-        keys
-    }
 }
 
 impl Inner {
