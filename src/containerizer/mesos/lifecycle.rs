@@ -291,35 +291,7 @@ impl MesosContainerizer {
     pub fn destroy(&self, container_id: &str) -> Result<Option<Termination>, ContainerizerError> {
         // A nested container never outlives its parent.
         self.inner.destroy_nested(container_id);
-        let Some(entry) = self.inner.table().containers.remove(container_id) else {
-            return Ok(None);
-        };
-        let mut st = entry.lock();
-        if let Some(t) = &st.termination {
-            return Ok(Some(t.clone()));
-        }
-        let Some(handle) = st.handle.as_mut() else {
-            return Ok(None);
-        };
-        let exit = match handle.kill() {
-            Ok(exit) => Ok(exit),
-            Err(e) => recorded_exit(&entry.id, handle, e),
-        };
-        match exit {
-            Ok(exit) => Ok(Some(self.inner.finish(&entry.id, &mut st, exit))),
-            Err(source) => {
-                drop(st);
-                self.inner
-                    .table()
-                    .containers
-                    .insert(container_id.to_string(), entry);
-                Err(ContainerizerError::Runtime {
-                    id: container_id.to_string(),
-                    step: "destroy",
-                    source,
-                })
-            }
-        }
+        self.inner.destroy_one(container_id)
     }
 
     /// After an agent restart: takes over container `container_id`, whose
@@ -452,7 +424,7 @@ impl Inner {
         };
         // The parent ended: its nested containers go first (their cgroups
         // are inside its own).
-        if handle.exited() && self.has_nested(&entry.id) {
+        if handle.exited() && !self.nested_keys(&entry.id).is_empty() {
             drop(st);
             self.destroy_nested(&entry.id);
             st = entry.lock();
@@ -477,17 +449,9 @@ impl Inner {
         Ok(Some(self.finish(&entry.id, &mut st, exit)))
     }
 
-    fn has_nested(&self, key: &str) -> bool {
-        let prefix = format!("{key}.");
-        self.table()
-            .containers
-            .keys()
-            .any(|k| k.starts_with(&prefix))
-    }
-
-    /// Kills and forgets every nested container under `key`, deepest
-    /// first (each keeps its sandbox).
-    pub(super) fn destroy_nested(&self, key: &str) {
+    /// The keys of the nested containers under `key` (all levels),
+    /// deepest first.
+    fn nested_keys(&self, key: &str) -> Vec<String> {
         let prefix = format!("{key}.");
         let mut keys: Vec<String> = self
             .table()
@@ -497,34 +461,55 @@ impl Inner {
             .cloned()
             .collect();
         keys.sort_by_key(|k| std::cmp::Reverse(k.matches('.').count()));
-        for k in keys {
-            let Some(entry) = self.table().containers.remove(&k) else {
-                continue;
-            };
-            let mut st = entry.lock();
-            if st.termination.is_some() {
-                continue;
-            }
-            let Some(handle) = st.handle.as_mut() else {
-                continue;
-            };
-            let exit = match handle.kill() {
-                Ok(exit) => Ok(exit),
-                Err(e) => recorded_exit(&k, handle, e),
-            };
-            match exit {
-                Ok(exit) => {
-                    let t = self.finish(&k, &mut st, exit);
-                    tracing::info!(
-                        container = k,
-                        parent = key,
-                        "nested container destroyed with its parent: {}",
-                        t.message
-                    );
-                }
+        keys
+    }
+
+    /// Kills and forgets every nested container under `key`, deepest
+    /// first (each keeps its sandbox).
+    pub(super) fn destroy_nested(&self, key: &str) {
+        for k in self.nested_keys(key) {
+            match self.destroy_one(&k) {
+                Ok(Some(t)) => tracing::info!(
+                    container = k,
+                    parent = key,
+                    "nested container destroyed with its parent: {}",
+                    t.message
+                ),
+                Ok(None) => {}
                 Err(e) => {
                     tracing::warn!(container = k, error = %e, "nested container not destroyed")
                 }
+            }
+        }
+    }
+
+    /// Kills one container (SIGKILL), waits for it, releases what it held
+    /// and forgets it; `None` for an unknown one. On failure it stays known.
+    fn destroy_one(&self, id: &str) -> Result<Option<Termination>, ContainerizerError> {
+        let Some(entry) = self.table().containers.remove(id) else {
+            return Ok(None);
+        };
+        let mut st = entry.lock();
+        if let Some(t) = &st.termination {
+            return Ok(Some(t.clone()));
+        }
+        let Some(handle) = st.handle.as_mut() else {
+            return Ok(None);
+        };
+        let exit = match handle.kill() {
+            Ok(exit) => Ok(exit),
+            Err(e) => recorded_exit(&entry.id, handle, e),
+        };
+        match exit {
+            Ok(exit) => Ok(Some(self.finish(&entry.id, &mut st, exit))),
+            Err(source) => {
+                drop(st);
+                self.table().containers.insert(id.to_string(), entry);
+                Err(ContainerizerError::Runtime {
+                    id: id.to_string(),
+                    step: "destroy",
+                    source,
+                })
             }
         }
     }
