@@ -105,7 +105,7 @@ impl OperatorApi for Bridge {
     ) -> BoxFuture<'_, Result<crate::api::operator::v1::OutputStream, OperatorError>> {
         Box::pin(async move {
             self.sessions
-                .attach_output(&self.containerizer, &sessions::key_of(&container_id))
+                .attach_output(&self.containerizer, &super::nested::key(&container_id))
         })
     }
 
@@ -115,7 +115,7 @@ impl OperatorApi for Bridge {
     ) -> BoxFuture<'_, Result<crate::api::operator::v1::InputSink, OperatorError>> {
         Box::pin(async move {
             self.sessions
-                .attach_input(&self.containerizer, &sessions::key_of(&container_id))
+                .attach_input(&self.containerizer, &super::nested::key(&container_id))
         })
     }
 

@@ -136,14 +136,6 @@ impl Drop for InputGuard {
     }
 }
 
-/// The key of a container id: its values from the top, joined with `.`.
-pub fn key_of(id: &crate::proto::mesos::v1::ContainerId) -> String {
-    match &id.parent {
-        Some(p) => format!("{}.{}", key_of(p), id.value),
-        None => id.value.clone(),
-    }
-}
-
 impl Sessions {
     fn get(&self, key: &str) -> Option<Arc<Session>> {
         self.table
@@ -462,7 +454,7 @@ pub fn debug_launch(
         .container_id
         .parent
         .as_ref()
-        .map(|p| key_of(p))
+        .map(|p| crate::agent::nested::key(p))
         .ok_or_else(|| {
             OperatorError::BadRequest(
                 "Expecting 'launch_nested_container_session.container_id.parent' to be present"
@@ -470,7 +462,7 @@ pub fn debug_launch(
             )
         })?;
     Ok(DebugLaunch {
-        key: key_of(&launch.container_id),
+        key: crate::agent::nested::key(&launch.container_id),
         parent,
         argv,
         env,
@@ -491,9 +483,9 @@ fn launch_error(e: crate::containerizer::mesos::ContainerizerError) -> OperatorE
 
 #[cfg(test)]
 mod tests {
-    use super::*;
     use crate::proto::mesos::v1::ContainerId;
 
+    /// Sessions are found by the key nested containers have.
     #[test]
     fn keys_join_the_ids_from_the_top() {
         let id = ContainerId {
@@ -506,6 +498,6 @@ mod tests {
                 })),
             })),
         };
-        assert_eq!(key_of(&id), "a.b.c");
+        assert_eq!(crate::agent::nested::key(&id), "a.b.c");
     }
 }
