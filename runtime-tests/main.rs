@@ -458,6 +458,83 @@ fn kill_with_grace_period_then_sigkill() {
 }
 
 #[test]
+fn a_sandbox_with_a_status_file_runs_under_an_init_that_records_how_its_task_ended() {
+    if !enabled() {
+        return;
+    }
+    let fx = Fixture::new();
+    let launch = |name: &str, script: &str, user: Option<&str>| {
+        let mut spec = fx.spec(&["sh", "-c", script]);
+        spec.rootfs = Some(rootfs());
+        spec.user = user.map(|u| butte::runtime::User::Name(u.into()));
+        let status = fx.work.path().join(format!("{name}.status"));
+        spec.status_file = Some(status.clone());
+        let (stdio, out, _) = fx.stdio(name);
+        (fx.runtime.launch(&spec, stdio).unwrap(), out, status)
+    };
+    // The task is the init's child; its code is recorded.
+    let (mut c, out, status) = launch(
+        "exit",
+        "echo pid=$$ ppid=$PPID; tr '\\0' ' ' < /proc/1/cmdline; echo; exit 3",
+        None,
+    );
+    assert_eq!(c.wait().unwrap().status, ExitStatus::Exited(3));
+    assert_eq!(fs::read_to_string(&status).unwrap(), "768\n");
+    let said = fs::read_to_string(&out).unwrap();
+    assert!(said.starts_with("pid=2 ppid=1\nbutte launch"), "{said}");
+    // A SIGTERM reaches a task that has no handler for it (as pid 1 it
+    // would not), also one running as another user.
+    let (mut c, out, status) = launch("term", "echo ready; exec sleep 600", Some("app"));
+    wait_for_line(&out, "ready");
+    let t = Instant::now();
+    assert_eq!(
+        c.kill(Duration::from_secs(20)).unwrap().status,
+        ExitStatus::Signaled(15)
+    );
+    assert!(t.elapsed() < Duration::from_secs(20), "SIGTERM not forwarded");
+    assert_eq!(fs::read_to_string(&status).unwrap(), "15\n");
+    // The status outlives the launcher: a later one takes the sandbox over
+    // by pid and learns how it ended.
+    let (c, out, status) = launch(
+        "adopt",
+        "trap 'exit 5' TERM; echo ready; while :; do sleep 0.05; done",
+        None,
+    );
+    wait_for_line(&out, "ready");
+    let id = c.id().to_string();
+    let pid = c.detach();
+    let config = butte::runtime::RuntimeConfig {
+        cgroup_root: "/sys/fs/cgroup".into(),
+        cgroup_parent: fx.parent.clone(),
+        cgroup_unit: None,
+        helper: support::BUTTE.into(),
+    };
+    let mut adopted = butte::runtime::adopt(&config, &id, pid, Some(&status))
+        .unwrap()
+        .expect("the sandbox runs");
+    // The init passes a SIGTERM on to the task, which traps it.
+    adopted.signal(nix::sys::signal::Signal::SIGTERM).unwrap();
+    let ended = adopted
+        .wait_timeout(Duration::from_secs(30))
+        .unwrap()
+        .expect("the sandbox ended");
+    assert_eq!(ended.status, Some(ExitStatus::Exited(5)));
+    // The launcher's child, reaped here as its parent.
+    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), None);
+    assert_eq!(
+        butte::runtime::recorded_status(&status),
+        Some(ExitStatus::Exited(5))
+    );
+    // Killed outright, the init records nothing; the launcher's own wait
+    // says SIGKILL.
+    let (c, out, status) = launch("destroy", "echo ready; exec sleep 600", None);
+    wait_for_line(&out, "ready");
+    assert_eq!(c.destroy().unwrap().status, ExitStatus::Signaled(9));
+    assert_eq!(fs::read_to_string(&status).unwrap(), "");
+    fx.finish();
+}
+
+#[test]
 fn butte_run_forwards_ctrl_c_as_a_graceful_stop() {
     if !enabled() {
         return;

@@ -15,6 +15,7 @@ use nix::sys::signal::Signal;
 use nix::sys::wait::{waitpid, WaitPidFlag, WaitStatus};
 use nix::unistd::Pid;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 /// How the sandbox's main process ended.
@@ -56,6 +57,10 @@ pub struct Container {
     /// cgroup of its own, what it started in the session is killed when
     /// it ends, so that nothing of it outlives it.
     pub(super) session_leader: bool,
+    /// Where the sandbox's init records the task's status (see `init`):
+    /// the status that counts, since the init itself cannot die of a
+    /// signal.
+    pub(super) status_file: Option<PathBuf>,
 }
 
 impl Container {
@@ -175,6 +180,13 @@ impl Container {
         if self.session_leader {
             kill_session(self.pid.as_raw());
         }
+        // Killed before the task ended (SIGKILL to the init), the init
+        // recorded nothing: what waitpid says is then right.
+        let status = self
+            .status_file
+            .as_deref()
+            .and_then(super::recorded_status)
+            .unwrap_or(status);
         let (stats, cleanup) = self.release();
         self.exit = Some(ExitRecord {
             status,
@@ -227,6 +239,7 @@ impl Container {
         let pid = this.pid.as_raw();
         drop(this.pidfd.take());
         drop(this.cgroup.take());
+        drop(this.status_file.take());
         drop(std::mem::take(&mut this.id));
         pid
     }
@@ -270,10 +283,12 @@ fn session_of(stat: &str) -> Option<i32> {
     rest.split_whitespace().nth(3)?.parse().ok()
 }
 
-/// What is known about an adopted sandbox that ended: not its exit status
-/// (only its parent, long gone, could have reaped it).
+/// What is known about an adopted sandbox that ended. Its exit status
+/// only if its init recorded it (see [`super::SandboxSpec::status_file`]):
+/// only its parent, long gone, could have reaped it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
 pub struct AdoptedExit {
+    pub status: Option<ExitStatus>,
     pub oom_killed: bool,
     pub stats: ResourceStats,
 }
@@ -281,7 +296,7 @@ pub struct AdoptedExit {
 /// A sandbox started by an earlier butte process (the agent before a
 /// restart), taken over by pid with [`adopt`]. Like [`Container`], except
 /// that it is not our child: its end is seen through a pidfd, and its exit
-/// status is unknown.
+/// status is known only from its init's status file.
 ///
 /// ```text
 ///  adopt() --> Running --try_wait()/wait_timeout()/kill()--> Exited
@@ -295,16 +310,20 @@ pub struct Adopted {
     pidfd: Option<OwnedFd>,
     cgroup: Option<Cgroup>,
     exit: Option<AdoptedExit>,
+    status_file: Option<PathBuf>,
 }
 
-/// Takes over sandbox `id`, whose main process was checkpointed as `pid`.
-/// `Ok(None)` when that process is gone, or when `pid` now belongs to a
-/// process outside the sandbox's cgroup (a recycled pid); the sandbox's
-/// leftover cgroup, if any, is then removed.
+/// Takes over sandbox `id`, whose main process was checkpointed as `pid`;
+/// `status_file` is the one it was launched with, if any. `Ok(None)` when
+/// that process is gone, or when `pid` now belongs to a process outside
+/// the sandbox's cgroup (a recycled pid); the sandbox's leftover cgroup, if
+/// any, is then removed (its status file, if any, may still tell how it
+/// ended: [`super::recorded_status`]).
 pub fn adopt(
     config: &super::RuntimeConfig,
     id: &str,
     pid: i32,
+    status_file: Option<&Path>,
 ) -> Result<Option<Adopted>, RuntimeError> {
     let io_err = |op, source| RuntimeError::Io {
         id: id.to_string(),
@@ -347,6 +366,7 @@ pub fn adopt(
         pidfd: Some(pidfd),
         cgroup: leftover_cgroup(config, id)?,
         exit: None,
+        status_file: status_file.map(Path::to_path_buf),
     }))
 }
 
@@ -489,6 +509,7 @@ impl Adopted {
             }
         };
         self.exit = Some(AdoptedExit {
+            status: self.status_file.as_deref().and_then(super::recorded_status),
             oom_killed: stats.oom_kills > 0,
             stats,
         });
@@ -517,6 +538,7 @@ impl Adopted {
         let pid = this.pid.as_raw();
         drop(this.pidfd.take());
         drop(this.cgroup.take());
+        drop(this.status_file.take());
         drop(std::mem::take(&mut this.id));
         pid
     }

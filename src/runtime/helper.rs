@@ -6,13 +6,16 @@
 //! namespace joined (`Network::Join`), new session, hostname,
 //! mounts (see `mounts`), user looked up, working directory, rlimits,
 //! command resolved, capability bounding set, user switch, capability
-//! sets, no_new_privs, seccomp filter, `FromHelper::Exec`, execve. The
+//! sets, no_new_privs, seccomp filter, `FromHelper::Exec`, execve. With a
+//! status file, the helper forks after the rlimits and stays as the
+//! sandbox's init (see `init`) while its child goes on to exec. The
 //! device allowlist is the cgroup's (made by the parent), masked and
 //! read-only paths are the last steps of the mount plan.
 
 use super::caps;
 use super::cgroups;
 use super::channel::{self, FailureKind, Frame, FromHelper, HelperFailure, ToHelper};
+use super::init;
 use super::mounts;
 use super::program::{errno, find_program, phrase as message};
 use super::seccomp;
@@ -93,6 +96,18 @@ fn launch(spec: &SandboxSpec, chan: &mut UnixStream) -> Result<Never, HelperFail
     }
     nix::unistd::setsid().map_err(|e| setup_err("setsid")(errno(e)))?;
     nix::unistd::sethostname(spec.hostname()).map_err(|e| setup_err("set hostname")(errno(e)))?;
+    // The sandbox's init (see `init`): its status file and, for the fork
+    // that makes the task, this process's thread list, both on the host's
+    // paths, before the mounts.
+    let init = match &spec.status_file {
+        Some(path) => {
+            let status = init::open_status(path)?;
+            let tasks = fs::File::open("/proc/self/task")
+                .map_err(setup_err("open /proc/self/task"))?;
+            Some((tasks, status))
+        }
+        None => None,
+    };
 
     mounts::execute(&mounts::plan(spec)).map_err(|e| HelperFailure {
         step: e.step,
@@ -107,6 +122,10 @@ fn launch(spec: &SandboxSpec, chan: &mut UnixStream) -> Result<Never, HelperFail
     for r in &spec.rlimits {
         setrlimit(resource(r.resource), r.soft, r.hard)
             .map_err(|e| setup_err(format!("setrlimit {:?}", r.resource))(errno(e)))?;
+    }
+    if let Some((tasks, status)) = init {
+        // Only the task's process returns.
+        init::split(tasks.into(), status, chan)?;
     }
 
     let failure = exec(

@@ -238,6 +238,7 @@ impl Runtime {
                         cgroup: None,
                         exit: None,
                         session_leader: true,
+                        status_file: None,
                     });
                 }
                 Ok(Frame::Message(FromHelper::Exec)) => execing = true,

@@ -16,6 +16,7 @@ mod channel;
 mod container;
 mod enter;
 mod helper;
+mod init;
 mod join;
 mod mounts;
 mod netns;
@@ -33,6 +34,7 @@ pub use cgroups::{
 pub use channel::{FailureKind, HelperFailure};
 pub use container::{adopt, main_pid, Adopted, AdoptedExit, Container, ExitRecord, ExitStatus};
 pub use enter::{enter_main, EnterArgs};
+pub use init::recorded_status;
 pub use join::{set_window_size, window_size, JoinIo, JoinSpec, Joined};
 pub use netns::{create_netns, netns_pinned, remove_netns};
 pub use setup::RLIMIT_NAMES;
@@ -303,6 +305,7 @@ impl Runtime {
             cgroup: Some(cgroup),
             exit: None,
             session_leader: false,
+            status_file: spec.status_file.clone(),
         };
         let io_err = |source| RuntimeError::Io {
             id: spec.id.clone(),

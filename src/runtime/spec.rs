@@ -57,6 +57,14 @@ pub struct SandboxSpec {
     /// `struct sock_filter` array); `None` runs unconfined.
     #[serde(default, with = "seccomp_bytes")]
     pub seccomp: Option<Vec<u8>>,
+    /// Keeps the launch helper as the sandbox's init (pid 1), with the
+    /// task as its child: it forwards signals to the task, reaps what is
+    /// orphaned in the sandbox, and when the task ends writes its wait
+    /// status to this host file (opened before the mounts), so that the
+    /// status outlives whoever launched the sandbox (see
+    /// [`crate::runtime::recorded_status`]). `None`: the task is pid 1.
+    #[serde(default)]
+    pub status_file: Option<PathBuf>,
 }
 
 /// Device access of a sandbox: an allowlist (everything else denied), or
@@ -286,6 +294,7 @@ impl SandboxSpec {
             masked_paths: default_masked_paths(),
             readonly_paths: default_readonly_paths(),
             seccomp: None,
+            status_file: None,
         }
     }
 

@@ -68,7 +68,7 @@ impl Handle {
                 stats: r.stats,
             }),
             Handle::Adopted(a) => a.try_wait()?.map(|r| Exit {
-                status: None,
+                status: r.status,
                 stats: r.stats,
             }),
         })
@@ -87,7 +87,7 @@ impl Handle {
             Handle::Adopted(a) => {
                 let r = a.kill()?;
                 Exit {
-                    status: None,
+                    status: r.status,
                     stats: r.stats,
                 }
             }

@@ -346,6 +346,12 @@ impl Inner {
         if let Some(parent) = &req.nested {
             self.nest(&mut plan.spec, req, parent)?;
         }
+        // Whoever waits for a nested or standalone container asks the
+        // agent, which must know how it ended across its own restarts: its
+        // init records that. (An executor's tasks are its own to report.)
+        if req.nested.is_some() || req.standalone {
+            plan.spec.status_file = Some(run_dir.join(plan::STATUS));
+        }
         if let Some(infos) = &plan.launch_infos {
             let path = run_dir.join(LAUNCH_INFO);
             let json = serde_json::to_vec_pretty(infos).expect("launch infos serialize");

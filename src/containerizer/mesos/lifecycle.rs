@@ -334,13 +334,18 @@ impl MesosContainerizer {
                 found.unwrap_or(0)
             }
         };
-        let adopted = runtime::adopt(&inner.config.runtime, &super::runtime_id(&id), pid).map_err(
-            |source| ContainerizerError::Runtime {
-                id: id.clone(),
-                step: "take over the executor",
-                source,
-            },
-        )?;
+        let status_file = inner.run_dirs.container(&id).join(super::plan::STATUS);
+        let adopted = runtime::adopt(
+            &inner.config.runtime,
+            &super::runtime_id(&id),
+            pid,
+            Some(&status_file),
+        )
+        .map_err(|source| ContainerizerError::Runtime {
+            id: id.clone(),
+            step: "take over the executor",
+            source,
+        })?;
         let entry = match adopted {
             Some(a) => {
                 tracing::info!(container = id, pid, "recovered a running executor");
@@ -352,15 +357,22 @@ impl MesosContainerizer {
                     pid,
                     "executor gone while the agent was down"
                 );
+                // A nested or standalone container's init recorded how
+                // its task ended.
+                let status = runtime::recorded_status(&status_file);
                 images::release(&inner.config.work_dir, &leases);
                 inner.remove_run_dir(&id);
-                let mut t = Termination::new(None, None);
-                t.message = match checkpointed {
-                    Some(pid) => format!("executor (pid {pid}) was gone when the agent recovered"),
-                    None => "executor was gone when the agent recovered (no pid checkpointed, \
-                             no process in its cgroup)"
-                        .to_string(),
-                };
+                let mut t = Termination::new(status, None);
+                if status.is_none() {
+                    t.message = match checkpointed {
+                        Some(pid) => {
+                            format!("executor (pid {pid}) was gone when the agent recovered")
+                        }
+                        None => "executor was gone when the agent recovered (no pid \
+                                 checkpointed, no process in its cgroup)"
+                            .to_string(),
+                    };
+                }
                 Entry::new(id.clone(), None, Vec::new(), Some(t))
             }
         };

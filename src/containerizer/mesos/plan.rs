@@ -23,6 +23,11 @@ use std::path::{Path, PathBuf};
 /// The name of the launch-info file in the container's runtime directory.
 pub const LAUNCH_INFO: &str = "launch-info.json";
 
+/// The name of the file in a nested or standalone container's runtime
+/// directory where its init records how its task ended (as Mesos'
+/// `status` file there), read after an agent restart.
+pub const STATUS: &str = "status";
+
 /// Where a task's root filesystem is mounted in the executor's mount
 /// namespace.
 pub fn task_rootfs(run_dir: &Path, task: &str) -> PathBuf {

@@ -17,6 +17,9 @@
 //! - [`set_controlling_tty`], [`set_window_size`], [`window_size`]: the
 //!   terminal ioctls of a joined process's pty (`TIOCSCTTY`, `TIOCSWINSZ`,
 //!   `TIOCGWINSZ`); [`adopt_fd`]: the helper takes an extra inherited fd.
+//! - [`wait_signal`], [`send_signal`]: a sandbox's init takes any pending
+//!   signal by number (realtime ones included, which nix's `Signal` cannot
+//!   hold) and passes it on.
 
 use std::ffi::{c_char, c_int, CString};
 use std::io;
@@ -710,4 +713,31 @@ pub fn adopt_fd(fd: RawFd) -> io::Result<OwnedFd> {
     // SAFETY: `fd` is open (F_GETFD succeeded) and, by the runtime's fd
     // mapping, owned by nothing else in this process.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Waits until one of the signals the calling thread blocks is pending,
+/// takes it, and returns its number. Every signal is waited for (but the
+/// C library's own two); the caller blocks them all first.
+pub fn wait_signal() -> io::Result<c_int> {
+    let mut set = std::mem::MaybeUninit::<libc::sigset_t>::uninit();
+    let mut sig: c_int = 0;
+    // SAFETY: sigfillset initialises the whole set before sigwait reads
+    // it; sigwait writes one int to `sig`, which outlives the call.
+    let r = unsafe {
+        libc::sigfillset(set.as_mut_ptr());
+        libc::sigwait(set.as_ptr(), &mut sig)
+    };
+    if r != 0 {
+        return Err(io::Error::from_raw_os_error(r));
+    }
+    Ok(sig)
+}
+
+/// Sends signal number `sig` to `pid` (`kill(2)`).
+pub fn send_signal(pid: libc::pid_t, sig: c_int) -> io::Result<()> {
+    // SAFETY: plain syscall with integer arguments.
+    if unsafe { libc::kill(pid, sig) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
 }
