@@ -1017,15 +1017,13 @@ mod agent_cli {
         /// Run the tasks of a group as nested containers of the default
         /// executor (each with its own cgroup, image and sandbox, launched
         /// through the operator API, as Mesos' default executor does);
-        /// false: as processes of the executor. A nested task that ends
-        /// while the agent is down, or after it restarted, has no known
-        /// exit status (see docs/agent.md).
+        /// false: as processes of the executor (see docs/agent.md).
         #[arg(help_heading = "Executors",
             long = "task_group_nested_containers",
             alias = "task-group-nested-containers",
             env = "BUTTE_TASK_GROUP_NESTED_CONTAINERS",
             value_name = "BOOL",
-            default_value = "false",
+            default_value = "true",
             default_missing_value = "true",
             num_args = 0..=1,
             require_equals = true,

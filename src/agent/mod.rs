@@ -21,6 +21,7 @@ mod master;
 mod messages;
 mod nested;
 mod operator;
+mod records;
 mod recovery;
 mod resources;
 mod standalone;

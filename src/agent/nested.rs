@@ -16,14 +16,18 @@
 //! `resources` (and `limits`) only when its `LinuxInfo.share_cgroups` is
 //! false, as in Mesos. It runs as its `CommandInfo.user`, else as its
 //! framework's user (with `--switch_user`). The containerizer keys it by
-//! its ids from the top joined with `.` ([`key`]). Each running one has a
-//! record, `meta/nested/<key>`, with its pid: an agent that restarts takes
-//! it over, or destroys it when its parent is gone.
+//! its ids from the top joined with `.` ([`key`]). Its first process is
+//! an init that records how its task ended (see `runtime::init`), and each
+//! one has a record, `meta/nested/<key>`, with its pid, then how it ended
+//! (see `records`): an agent that restarts takes it over or knows its end,
+//! and destroys it when its parent is gone.
 
-use super::standalone::{launch_recorded, limited, wait_response};
+use super::records::{self, launch_recorded};
+use super::standalone::{internal, limited, wait_response};
 use crate::api::operator::{Answer, OperatorError};
 use crate::containerizer::mesos::{
     ContainerizerError, ExecutorEnv, ExecutorKind, LaunchRequest, MesosContainerizer, NestedParent,
+    Recovered,
     Termination,
 };
 use crate::proto::devolve;
@@ -85,10 +89,6 @@ pub struct Nested {
     containerizer: Arc<MesosContainerizer>,
     work: WorkDir,
     env: ExecutorEnv,
-}
-
-fn internal(what: &str, e: impl std::fmt::Display) -> OperatorError {
-    OperatorError::Internal(format!("{what}: {e}"))
 }
 
 fn missing(key: &str) -> OperatorError {
@@ -210,23 +210,19 @@ impl Nested {
     }
 
     /// Waits for the container in the background, so that it is reaped as
-    /// soon as it ends; then its record goes (its pid means nothing
-    /// more), while its termination stays known until REMOVE.
+    /// soon as it ends; then its record says how it ended, which stays
+    /// known until REMOVE (across agent restarts too).
     fn reap_in_background(&self, key: &str) {
         let (containerizer, key) = (self.containerizer.clone(), key.to_string());
         let record = self.work.nested_record(&key);
         tokio::spawn(async move {
             match containerizer.wait(&key).await {
-                Ok(_) | Err(ContainerizerError::Unknown(_)) => {}
-                Err(e) => {
-                    tracing::warn!(container = key, "waiting for a nested container: {e}");
-                    return;
+                Ok(t) => records::record_end(&containerizer, &key, &record, &t),
+                // Destroyed with its parent: forgotten.
+                Err(ContainerizerError::Unknown(_)) => {
+                    let _ = std::fs::remove_file(&record);
                 }
-            }
-            if let Err(e) = std::fs::remove_file(&record) {
-                if e.kind() != std::io::ErrorKind::NotFound {
-                    tracing::warn!(path = %record.display(), error = %e, "record of an ended nested container not removed");
-                }
+                Err(e) => tracing::warn!(container = key, "waiting for a nested container: {e}"),
             }
         });
     }
@@ -296,35 +292,38 @@ impl Nested {
                 return;
             }
         };
-        let mut records: Vec<(String, PathBuf)> = entries
+        let mut found: Vec<(String, PathBuf)> = entries
             .flatten()
             .filter_map(|e| Some((e.file_name().to_str()?.to_string(), e.path())))
             .filter(|(k, _)| !k.starts_with('.') && k.contains('.'))
             .collect();
         // Parents before their children.
-        records.sort_by_key(|(k, _)| k.matches('.').count());
-        for (key, path) in records {
-            let pid = std::fs::read_to_string(&path)
-                .ok()
-                .and_then(|p| p.trim().parse::<i32>().ok());
+        found.sort_by_key(|(k, _)| k.matches('.').count());
+        for (key, path) in found {
             let parent = key.rsplit_once('.').map_or("", |(p, _)| p);
-            if let Err(e) = self.containerizer.recover(&key, pid) {
-                tracing::warn!(container = key, "nested container not recovered: {e}");
-                continue;
-            }
-            if self.containerizer.pid(parent).is_none() {
-                tracing::info!(
-                    container = key,
-                    parent,
-                    "destroying a nested container whose parent is gone"
-                );
+            let recovered = match records::recover(&self.containerizer, &key, &path) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(container = key, "nested container not recovered: {e}");
+                    continue;
+                }
+            };
+            // A launch cut short before its task started is forgotten, so
+            // that the launch, sent again, starts it.
+            let forget = match recovered {
+                Recovered::Unstarted => Some("its launch was cut short before its task started"),
+                _ if self.containerizer.pid(parent).is_none() => Some("its parent is gone"),
+                _ => None,
+            };
+            if let Some(why) = forget {
+                tracing::info!(container = key, parent, "forgetting a nested container: {why}");
                 if let Err(e) = self.containerizer.destroy(&key) {
                     tracing::warn!(container = key, "nested container not destroyed: {e}");
                 }
                 let _ = std::fs::remove_file(&path);
                 continue;
             }
-            tracing::info!(container = key, ?pid, "recovered a nested container");
+            tracing::info!(container = key, ?recovered, "recovered a nested container");
             self.reap_in_background(&key);
         }
     }

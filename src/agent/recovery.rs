@@ -364,7 +364,7 @@ impl Agent {
             "a run created but never launched: removing it"
         );
         match self.containerizer.recover(container, None) {
-            Ok(()) => {
+            Ok(_) => {
                 if let Err(e) = self.containerizer.destroy(container) {
                     tracing::warn!(container, "destroy a stale run: {e}");
                 }

@@ -14,15 +14,18 @@
 //! `<work_dir>/containers/<id>`. The agent reaps it as soon as it ends
 //! (whoever waits), and keeps how it ended until REMOVE_CONTAINER (Mesos
 //! forgets a standalone container as soon as it ends). Each running one
-//! has a record, `meta/standalone/<id>` with its pid: an agent that
-//! restarts takes the containers over ([`Standalone::recover`]); one whose
-//! process is gone ends with an unknown status.
+//! has a record, `meta/standalone/<id>` with its pid, then how it ended
+//! (see `records`): an agent that restarts takes the containers over
+//! ([`Standalone::recover`]); one whose process is gone ends with the
+//! status its init recorded.
 
 use crate::api::operator::v1::AgentCall;
 use crate::api::operator::{Answer, OperatorError};
 use crate::containerizer::mesos::{
-    ContainerizerError, ExecutorEnv, ExecutorKind, LaunchRequest, MesosContainerizer, Termination,
+    ContainerizerError, ExecutorEnv, ExecutorKind, LaunchRequest, MesosContainerizer, Recovered,
+    Termination,
 };
+use super::records::{self, launch_recorded};
 use crate::proto::devolve;
 use crate::proto::mesos::v1::agent::{call, response, Response};
 use crate::proto::mesos::v1::{container_info, TaskState};
@@ -44,7 +47,7 @@ pub struct Standalone {
     resources: Mutex<BTreeMap<String, Vec<Resource>>>,
 }
 
-fn internal(what: &str, e: impl std::fmt::Display) -> OperatorError {
+pub(super) fn internal(what: &str, e: impl std::fmt::Display) -> OperatorError {
     OperatorError::Internal(format!("{what}: {e}"))
 }
 
@@ -119,12 +122,22 @@ impl Standalone {
             if id.starts_with('.') {
                 continue;
             }
-            let pid = std::fs::read_to_string(entry.path())
-                .ok()
-                .and_then(|p| p.trim().parse::<i32>().ok());
-            match self.containerizer.recover(&id, pid) {
-                Ok(()) => {
-                    tracing::info!(container = id, ?pid, "recovered a standalone container");
+            let record = entry.path();
+            match records::recover(&self.containerizer, &id, &record) {
+                // A launch cut short before its task started is forgotten
+                // (its sandbox stays, for the launch sent again).
+                Ok(Recovered::Unstarted) => {
+                    tracing::info!(
+                        container = id,
+                        "forgetting a standalone container: its launch was cut short before its task started"
+                    );
+                    if let Err(e) = self.containerizer.destroy(&id) {
+                        tracing::warn!(container = id, "standalone container not destroyed: {e}");
+                    }
+                    let _ = std::fs::remove_file(&record);
+                }
+                Ok(recovered) => {
+                    tracing::info!(container = id, ?recovered, "recovered a standalone container");
                     self.reap_in_background(&id);
                 }
                 Err(e) => tracing::warn!(container = id, "standalone container not recovered: {e}"),
@@ -133,12 +146,15 @@ impl Standalone {
     }
 
     /// Waits for the container in the background, so that it is reaped
-    /// (and its cgroup and mounts released) as soon as it ends.
+    /// (and its cgroup and mounts released) as soon as it ends; then its
+    /// record says how it ended.
     fn reap_in_background(&self, id: &str) {
         let (containerizer, id) = (self.containerizer.clone(), id.to_string());
+        let record = self.work.standalone_record(&id);
         tokio::spawn(async move {
-            if let Err(e) = containerizer.wait(&id).await {
-                tracing::warn!(container = id, "waiting for a standalone container: {e}");
+            match containerizer.wait(&id).await {
+                Ok(t) => records::record_end(&containerizer, &id, &record, &t),
+                Err(e) => tracing::warn!(container = id, "waiting for a standalone container: {e}"),
             }
         });
     }
@@ -271,47 +287,6 @@ impl Standalone {
     }
 }
 
-/// Launches a container whose pid is checkpointed in `record` (a file in
-/// `meta/`, written empty first: an agent that dies during the launch finds
-/// the container through its cgroup when it restarts). A failed launch
-/// takes a record it wrote away again. The outer error: the record could
-/// not be written, or the launch thread failed.
-pub(super) async fn launch_recorded(
-    containerizer: &Arc<MesosContainerizer>,
-    record: &std::path::Path,
-    request: LaunchRequest,
-) -> Result<Result<crate::containerizer::mesos::Launched, ContainerizerError>, OperatorError> {
-    let had_record = record.exists();
-    record
-        .parent()
-        .map_or(Ok(()), std::fs::create_dir_all)
-        .and_then(|()| match had_record {
-            true => Ok(()),
-            false => crate::support::atomic_write(record, b""),
-        })
-        .map_err(|e| internal(&format!("checkpointing to {}", record.display()), e))?;
-    let id = request.container_id.clone();
-    let containerizer = containerizer.clone();
-    let launched = tokio::task::spawn_blocking(move || containerizer.launch(request))
-        .await
-        .map_err(|e| internal("launching the container failed", e))?;
-    match &launched {
-        Ok(l) => {
-            if let Err(e) = crate::support::atomic_write(record, l.pid.to_string().as_bytes()) {
-                // The empty record still lets a restarted agent find it.
-                tracing::warn!(container = id, path = %record.display(), error = %e, "pid not checkpointed");
-            }
-        }
-        Err(ContainerizerError::Exists(_)) => {}
-        Err(_) => {
-            if !had_record {
-                let _ = std::fs::remove_file(record);
-            }
-        }
-    }
-    Ok(launched)
-}
-
 /// The resources the limits are computed from: `limits` (Mesos'
 /// `LaunchContainer.limits`) replace the `cpus` or `mem` requested; an
 /// infinite limit leaves the resource unlimited.
@@ -336,10 +311,7 @@ pub(super) fn limited(mut resources: Vec<Resource>, limits: &[(String, f64)]) ->
 /// Mesos' WAIT_CONTAINER response from a termination: the wait(2) status,
 /// and with a limitation the state TASK_FAILED, its reason and message.
 pub(super) fn wait_response(t: &Termination) -> Response {
-    let exit_status = t.status.map(|s| match s {
-        ExitStatus::Exited(code) => (code & 0xff) << 8,
-        ExitStatus::Signaled(signal) => signal & 0x7f,
-    });
+    let exit_status = t.status.map(ExitStatus::wait_word);
     let limitation = t.limitation.as_ref();
     Response {
         r#type: Some(response::Type::WaitContainer as i32),

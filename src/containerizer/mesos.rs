@@ -65,6 +65,7 @@ pub use env::{ExecutorEnv, AUTHENTICATION_TOKEN};
 pub use error::ContainerizerError;
 pub use executor_info::{command_executor_info, COMMAND_EXECUTOR_CPUS, COMMAND_EXECUTOR_MEM_MB};
 pub use image_gc::{ImageGcConfig, ImageGcError};
+pub use lifecycle::Recovered;
 pub use limitation::{Limitation, Termination};
 pub use logger::{
     ContainerLogger, LoggerError, LogrotateFlags, DEFAULT_MAX_SIZE, LOGROTATE_LOGGER,

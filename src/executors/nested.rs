@@ -203,15 +203,30 @@ impl Agent {
     /// Launches `task` in the nested container `id` with `command` (the
     /// task's, with the environment the executor gives it); returns once
     /// its process runs (an image is provisioned first: no time limit).
+    /// A broken connection or a 503 (an agent restarting) is retried after
+    /// `retry`, with the same id: the restarted agent answers 202 for a
+    /// container it launched before, and launches one whose start was cut
+    /// short.
     pub fn launch(
         &self,
         id: &ContainerId,
         task: &TaskInfo,
         command: CommandInfo,
+        retry: Duration,
     ) -> Result<(), NestedError> {
         let call = launch_call(id, task, command);
-        self.exchange(&call, "LAUNCH_CONTAINER", id, true, &[])
-            .map(drop)
+        loop {
+            match self.exchange(&call, "LAUNCH_CONTAINER", id, true, &[202]) {
+                Err(e) if e.transient() => {
+                    eprintln!(
+                        "butte executor: {e}; launching again in {}",
+                        format_duration(retry)
+                    );
+                    std::thread::sleep(retry);
+                }
+                other => return other.map(drop),
+            }
+        }
     }
 
     /// Waits for the container `id` to end (a long poll).
@@ -292,7 +307,7 @@ impl Agent {
         let agent = self.clone();
         let task_id = task.task_id.value.clone();
         spawn("launch", move || {
-            let result = agent.launch(&id, &task, command).map_err(|e| {
+            let result = agent.launch(&id, &task, command, RETRY).map_err(|e| {
                 eprintln!("butte executor: {e}");
                 e.agent_message()
             });

@@ -33,6 +33,25 @@ impl ExitStatus {
             ExitStatus::Signaled(s) => 128 + s,
         }
     }
+
+    /// The wait(2) status word (Mesos' `exit_status`).
+    pub fn wait_word(self) -> i32 {
+        match self {
+            ExitStatus::Exited(code) => (code & 0xff) << 8,
+            ExitStatus::Signaled(sig) => sig & 0x7f,
+        }
+    }
+
+    /// The end a wait(2) status word tells; `None` for a word that tells
+    /// none (a stopped or continued child, or not a status word).
+    pub fn from_wait_word(word: i32) -> Option<Self> {
+        match (word & 0x7f, word) {
+            (_, w) if !(0..=0xffff).contains(&w) => None,
+            (0, w) => Some(ExitStatus::Exited((w >> 8) & 0xff)),
+            (0x7f, _) => None,
+            (sig, _) => Some(ExitStatus::Signaled(sig)),
+        }
+    }
 }
 
 /// What the runtime knows about a sandbox that ended.

@@ -148,12 +148,8 @@ fn reap(task: Pid) -> Option<Option<ExitStatus>> {
 
 /// The wait(2) status word of STATUS, as written to the status file.
 fn encode(status: Option<ExitStatus>) -> i32 {
-    match status {
-        Some(ExitStatus::Exited(code)) => (code & 0xff) << 8,
-        Some(ExitStatus::Signaled(sig)) => sig & 0x7f,
-        // A status no exit produces: unknown.
-        None => -1,
-    }
+    // -1, a word no exit produces: unknown.
+    status.map_or(-1, ExitStatus::wait_word)
 }
 
 /// The task's status as a sandbox's init recorded it in its status file
@@ -164,13 +160,7 @@ pub fn recorded_status(path: &Path) -> Option<ExitStatus> {
 }
 
 fn decode(text: &str) -> Option<ExitStatus> {
-    let word: i32 = text.parse().ok()?;
-    match (word & 0x7f, word) {
-        (_, w) if !(0..=0xffff).contains(&w) => None,
-        (0, w) => Some(ExitStatus::Exited((w >> 8) & 0xff)),
-        (0x7f, _) => None,
-        (sig, _) => Some(ExitStatus::Signaled(sig)),
-    }
+    ExitStatus::from_wait_word(text.parse().ok()?)
 }
 
 #[cfg(test)]

@@ -302,8 +302,14 @@ impl MesosContainerizer {
     /// containers from the cgroup hierarchy. If that process is gone (or
     /// the pid now belongs to another process), the container's leftovers
     /// (its whole cgroup included) are removed and it is known as
-    /// terminated, with an unknown status.
-    pub fn recover(&self, container_id: &str, pid: Option<i32>) -> Result<(), ContainerizerError> {
+    /// terminated, with the status its init recorded (a nested or
+    /// standalone container) or an unknown one. Says which of these it
+    /// found.
+    pub fn recover(
+        &self,
+        container_id: &str,
+        pid: Option<i32>,
+    ) -> Result<Recovered, ContainerizerError> {
         let inner = &self.inner;
         let id = container_id.to_string();
         if id.is_empty() || id == "." || id == ".." || id.contains(['/', '\0']) {
@@ -346,10 +352,14 @@ impl MesosContainerizer {
             step: "take over the executor",
             source,
         })?;
-        let entry = match adopted {
+        // An init opens its status file first thing: without it, no pid
+        // and no process, the container's task never started.
+        let unstarted = checkpointed.is_none() && !status_file.exists();
+        let (entry, recovered) = match adopted {
             Some(a) => {
                 tracing::info!(container = id, pid, "recovered a running executor");
-                Entry::new(id.clone(), Some(Handle::Adopted(a)), leases, None)
+                let entry = Entry::new(id.clone(), Some(Handle::Adopted(a)), leases, None);
+                (entry, Recovered::Running)
             }
             None => {
                 tracing::info!(
@@ -373,10 +383,49 @@ impl MesosContainerizer {
                             .to_string(),
                     };
                 }
-                Entry::new(id.clone(), None, Vec::new(), Some(t))
+                let entry = Entry::new(id.clone(), None, Vec::new(), Some(t));
+                let recovered = match unstarted {
+                    true => Recovered::Unstarted,
+                    false => Recovered::Ended,
+                };
+                (entry, recovered)
             }
         };
-        let mut table = inner.table();
+        self.inner.insert(id, entry)?;
+        Ok(recovered)
+    }
+
+    /// After an agent restart: makes known again a container that had
+    /// ended before it, as the agent recorded its end (so that WAIT still
+    /// answers how until REMOVE forgets it).
+    pub fn recover_ended(
+        &self,
+        container_id: &str,
+        termination: Termination,
+    ) -> Result<(), ContainerizerError> {
+        let entry = Entry::new(container_id.to_string(), None, Vec::new(), Some(termination));
+        self.inner.insert(container_id.to_string(), entry)
+    }
+}
+
+/// What [`MesosContainerizer::recover`] found of a container.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Recovered {
+    /// Its process runs: taken over.
+    Running,
+    /// It has ended (known as terminated).
+    Ended,
+    /// No pid was recorded, no process found and no status file: its
+    /// task never started (the launcher died before). Known as terminated
+    /// with an unknown status, like [`Recovered::Ended`]; a caller that can
+    /// launch it again may forget it.
+    Unstarted,
+}
+
+impl Inner {
+    /// Adds a recovered container to the table, unless its id is taken.
+    fn insert(&self, id: String, entry: Entry) -> Result<(), ContainerizerError> {
+        let mut table = self.table();
         if table.containers.contains_key(&id) || table.launching.contains(&id) {
             return Err(ContainerizerError::Exists(id));
         }

@@ -33,7 +33,7 @@ pub struct Termination {
 }
 
 impl Termination {
-    pub(super) fn new(status: Option<ExitStatus>, limitation: Option<Limitation>) -> Self {
+    pub fn new(status: Option<ExitStatus>, limitation: Option<Limitation>) -> Self {
         let message = match (&limitation, status) {
             (Some(l), _) => l.message.clone(),
             (None, Some(s)) => describe(s),

@@ -172,6 +172,11 @@ fn launch_asks_for_a_nested_container_with_the_task_and_the_executors_token() {
             500,
             "Failed to launch container: image 'nope' not found".into(),
         ),
+        // An agent going away mid-launch, then recovering, then knowing
+        // the container it launched before it went.
+        Reply::Close,
+        Reply::Answer(503, "Agent has not finished recovery".into()),
+        Reply::Answer(202, String::new()),
     ]);
     let agent = Agent::new(&f.addr, Some("secret-token"));
     let task = TaskInfo {
@@ -203,7 +208,8 @@ fn launch_asks_for_a_nested_container_with_the_task_and_the_executors_token() {
         value: Some("echo hi".into()),
         ..Default::default()
     };
-    agent.launch(&task_id(), &task, command.clone()).unwrap();
+    let retry = Duration::from_millis(10);
+    agent.launch(&task_id(), &task, command.clone(), retry).unwrap();
     let r = f.next();
     assert_eq!(r.path, "/api/v1");
     assert_eq!(r.header("content-type"), Some("application/x-protobuf"));
@@ -225,12 +231,18 @@ fn launch_asks_for_a_nested_container_with_the_task_and_the_executors_token() {
         })
     );
     // A refused launch: the agent's words, for the task's TASK_FAILED.
-    let e = agent.launch(&task_id(), &task, command).unwrap_err();
+    let e = agent.launch(&task_id(), &task, command.clone(), retry).unwrap_err();
     assert_eq!(
         e.agent_message(),
         "Failed to launch container: image 'nope' not found"
     );
     assert!(!e.transient());
+    // Sent again, with the same id, until the agent answers.
+    let _ = f.next();
+    agent.launch(&task_id(), &task, command, retry).unwrap();
+    for _ in 0..3 {
+        assert_eq!(f.next().body["launch_container"]["container_id"], id_json());
+    }
 }
 
 #[test]
