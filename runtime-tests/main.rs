@@ -491,7 +491,10 @@ fn a_sandbox_with_a_status_file_runs_under_an_init_that_records_how_its_task_end
         c.kill(Duration::from_secs(20)).unwrap().status,
         ExitStatus::Signaled(15)
     );
-    assert!(t.elapsed() < Duration::from_secs(20), "SIGTERM not forwarded");
+    assert!(
+        t.elapsed() < Duration::from_secs(20),
+        "SIGTERM not forwarded"
+    );
     assert_eq!(fs::read_to_string(&status).unwrap(), "15\n");
     // The status outlives the launcher: a later one takes the sandbox over
     // by pid and learns how it ended.

@@ -296,14 +296,49 @@ fn nested_containers_under_a_standalone_container() {
     assert!(stdout.exists(), "the sandbox stays");
     assert_eq!(wait_nested(&agent, None, &["top", "kid"]).status, 404);
 
-    // Two levels, then a restart of the agent: both taken over.
+    // Two levels, then a restart of the agent: both taken over. Around
+    // it, containers that end before it and while the agent is down keep
+    // their exit status: their inits record it.
     let r = launch_nested(&agent, None, &["top", "a"], "exec sleep 600", false);
     assert_eq!(r.status, 200, "{}", r.text());
     let r = launch_nested(&agent, None, &["top", "a", "b"], "exec sleep 600", false);
     assert_eq!(r.status, 200, "{}", r.text());
     assert!(memory_cgroup(&fx, "top/a/b").is_dir());
     let b_pid = recorded_pid(&fx, "top.a.b");
+    let r = launch_nested(&agent, None, &["top", "before"], "exit 3", false);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let w = wait_nested(&agent, None, &["top", "before"]);
+    assert_eq!(
+        w.json()["wait_nested_container"]["exit_status"],
+        json!(3 << 8)
+    );
+    // Each ends once a file appears in its sandbox (its working directory).
+    let on_go = |code: i32| format!("while [ ! -e go ]; do sleep 0.05; done; exit {code}");
+    let r = launch_nested(&agent, None, &["top", "down"], &on_go(4), false);
+    assert_eq!(r.status, 200, "{}", r.text());
+    let down_pid = recorded_pid(&fx, "top.down");
+    let r = call(
+        &agent,
+        None,
+        json!({"type": "LAUNCH_CONTAINER", "launch_container": {
+            "container_id": cid(&["solo"]),
+            "command": {"value": on_go(6)}}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    let solo_pid: i32 = read(&fx.work.path().join("agent-work/meta/standalone/solo"))
+        .trim()
+        .parse()
+        .unwrap();
     agent.kill();
+    for (sandbox, pid) in [
+        (sandbox.with_file_name("down"), down_pid),
+        (fx.work.path().join("agent-work/containers/solo"), solo_pid),
+    ] {
+        std::fs::write(sandbox.join("go"), "").unwrap();
+        until("a container ends while the agent is down", &agent, || {
+            !Path::new(&format!("/proc/{pid}")).exists()
+        });
+    }
     master.discard_registrations();
     agent.restart();
     master.reregister();
@@ -313,6 +348,41 @@ fn nested_containers_under_a_standalone_container() {
             .any(|c| c["container_id"] == cid(&["top", "a", "b"]))
     });
     assert_eq!(recorded_pid(&fx, "top.a.b"), b_pid);
+    for (chain, status) in [(&["top", "before"][..], 3 << 8), (&["top", "down"], 4 << 8)] {
+        let w = wait_nested(&agent, None, chain);
+        assert_eq!(w.status, 200, "{chain:?}: {}", w.text());
+        assert_eq!(
+            w.json()["wait_nested_container"]["exit_status"],
+            json!(status),
+            "{chain:?}"
+        );
+    }
+    let w = call(
+        &agent,
+        None,
+        json!({"type": "WAIT_CONTAINER", "wait_container": {"container_id": cid(&["solo"])}}),
+    );
+    assert_eq!(
+        w.json()["wait_container"]["exit_status"],
+        json!(6 << 8),
+        "{}",
+        w.text()
+    );
+    let r = call(
+        &agent,
+        None,
+        json!({"type": "REMOVE_CONTAINER", "remove_container": {"container_id": cid(&["solo"])}}),
+    );
+    assert_eq!(r.status, 200, "{}", r.text());
+    assert_eq!(remove_nested(&agent, None, &["top", "before"]).status, 200);
+    // A SIGTERM reaches a taken-over task with no handler for it (its
+    // init passes it on).
+    assert_eq!(
+        kill_nested(&agent, None, &["top", "a", "b"], 15).status,
+        200
+    );
+    let w = wait_nested(&agent, None, &["top", "a", "b"]);
+    assert_eq!(w.json()["wait_nested_container"]["exit_status"], json!(15));
 
     // The parent ends: its nested containers go with it.
     let r = call(
@@ -459,11 +529,12 @@ fn a_running_executor_grows_to_hold_the_tasks_added_to_it() {
     first.resources = master::resources(0.1, 64.0);
     master.run_task_group(&fw, &exec, &[first]);
     let running = master.ack_until("first", TaskState::TaskRunning);
+    // The task's nested container's id, with its parent: the executor's.
     let container = master::status(&running)
         .container_status
         .as_ref()
         .and_then(|c| c.container_id.as_ref())
-        .map(|c| c.value.clone())
+        .map(|c| c.parent.as_ref().map_or(&c.value, |p| &p.value).clone())
         .expect("the executor's container id");
     let limit = || -> u64 {
         read(&memory_cgroup(&fx, &container).join(memory_limit()))

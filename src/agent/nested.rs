@@ -27,8 +27,7 @@ use super::standalone::{internal, limited, wait_response};
 use crate::api::operator::{Answer, OperatorError};
 use crate::containerizer::mesos::{
     ContainerizerError, ExecutorEnv, ExecutorKind, LaunchRequest, MesosContainerizer, NestedParent,
-    Recovered,
-    Termination,
+    Recovered, Termination,
 };
 use crate::proto::devolve;
 use crate::proto::mesos::v1::agent::{call, response, Response};
@@ -211,18 +210,28 @@ impl Nested {
 
     /// Waits for the container in the background, so that it is reaped as
     /// soon as it ends; then its record says how it ended, which stays
-    /// known until REMOVE (across agent restarts too).
+    /// known (across agent restarts too) until REMOVE, or until its
+    /// parent's end takes it along: the record goes then.
     fn reap_in_background(&self, key: &str) {
         let (containerizer, key) = (self.containerizer.clone(), key.to_string());
         let record = self.work.nested_record(&key);
         tokio::spawn(async move {
             match containerizer.wait(&key).await {
                 Ok(t) => records::record_end(&containerizer, &key, &record, &t),
-                // Destroyed with its parent: forgotten.
-                Err(ContainerizerError::Unknown(_)) => {
-                    let _ = std::fs::remove_file(&record);
+                Err(ContainerizerError::Unknown(_)) => {}
+                Err(e) => {
+                    tracing::warn!(container = key, "waiting for a nested container: {e}");
+                    return;
                 }
-                Err(e) => tracing::warn!(container = key, "waiting for a nested container: {e}"),
+            }
+            let parent = key.rsplit_once('.').map_or("", |(p, _)| p);
+            let _ = containerizer.wait(parent).await;
+            if !containerizer.knows(&key) {
+                if let Err(e) = std::fs::remove_file(&record) {
+                    if e.kind() != std::io::ErrorKind::NotFound {
+                        tracing::warn!(path = %record.display(), error = %e, "record of a forgotten nested container not removed");
+                    }
+                }
             }
         });
     }
@@ -316,7 +325,11 @@ impl Nested {
                 _ => None,
             };
             if let Some(why) = forget {
-                tracing::info!(container = key, parent, "forgetting a nested container: {why}");
+                tracing::info!(
+                    container = key,
+                    parent,
+                    "forgetting a nested container: {why}"
+                );
                 if let Err(e) = self.containerizer.destroy(&key) {
                     tracing::warn!(container = key, "nested container not destroyed: {e}");
                 }

@@ -15,7 +15,7 @@
 use super::standalone::internal;
 use crate::api::operator::OperatorError;
 use crate::containerizer::mesos::{
-    ContainerizerError, Launched, LaunchRequest, Limitation, MesosContainerizer, Recovered,
+    ContainerizerError, LaunchRequest, Launched, Limitation, MesosContainerizer, Recovered,
     Termination,
 };
 use crate::proto::mesos::task_status::Reason;
@@ -119,7 +119,12 @@ pub(super) async fn launch_recorded(
 /// The container `key` ended as `t`: its record now says so, while the
 /// containerizer still knows it (a container removed meanwhile has no
 /// record left to write).
-pub(super) fn record_end(containerizer: &MesosContainerizer, key: &str, record: &Path, t: &Termination) {
+pub(super) fn record_end(
+    containerizer: &MesosContainerizer,
+    key: &str,
+    record: &Path,
+    t: &Termination,
+) {
     if !containerizer.knows(key) {
         let _ = std::fs::remove_file(record);
         return;
@@ -139,7 +144,9 @@ pub(super) fn recover(
 ) -> Result<Recovered, ContainerizerError> {
     match read(record) {
         Record::Running(pid) => containerizer.recover(key, pid),
-        Record::Ended(t) => containerizer.recover_ended(key, t).map(|()| Recovered::Ended),
+        Record::Ended(t) => containerizer
+            .recover_ended(key, t)
+            .map(|()| Recovered::Ended),
     }
 }
 

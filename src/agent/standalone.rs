@@ -19,13 +19,13 @@
 //! ([`Standalone::recover`]); one whose process is gone ends with the
 //! status its init recorded.
 
+use super::records::{self, launch_recorded};
 use crate::api::operator::v1::AgentCall;
 use crate::api::operator::{Answer, OperatorError};
 use crate::containerizer::mesos::{
     ContainerizerError, ExecutorEnv, ExecutorKind, LaunchRequest, MesosContainerizer, Recovered,
     Termination,
 };
-use super::records::{self, launch_recorded};
 use crate::proto::devolve;
 use crate::proto::mesos::v1::agent::{call, response, Response};
 use crate::proto::mesos::v1::{container_info, TaskState};
@@ -137,7 +137,11 @@ impl Standalone {
                     let _ = std::fs::remove_file(&record);
                 }
                 Ok(recovered) => {
-                    tracing::info!(container = id, ?recovered, "recovered a standalone container");
+                    tracing::info!(
+                        container = id,
+                        ?recovered,
+                        "recovered a standalone container"
+                    );
                     self.reap_in_background(&id);
                 }
                 Err(e) => tracing::warn!(container = id, "standalone container not recovered: {e}"),

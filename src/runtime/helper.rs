@@ -102,8 +102,8 @@ fn launch(spec: &SandboxSpec, chan: &mut UnixStream) -> Result<Never, HelperFail
     let init = match &spec.status_file {
         Some(path) => {
             let status = init::open_status(path)?;
-            let tasks = fs::File::open("/proc/self/task")
-                .map_err(setup_err("open /proc/self/task"))?;
+            let tasks =
+                fs::File::open("/proc/self/task").map_err(setup_err("open /proc/self/task"))?;
             Some((tasks, status))
         }
         None => None,

@@ -48,16 +48,16 @@ pub(super) fn open_status(path: &Path) -> Result<File, HelperFailure> {
 /// which goes on to become the task (its fds are 0-3 only, the channel
 /// on 3); the helper becomes the sandbox's init and never returns.
 /// `tasks`: the helper's `/proc/self/task`, opened before the mounts.
-pub(super) fn split(
-    tasks: OwnedFd,
-    status: File,
-    chan: &UnixStream,
-) -> Result<(), HelperFailure> {
+pub(super) fn split(tasks: OwnedFd, status: File, chan: &UnixStream) -> Result<(), HelperFailure> {
     // Blocked before the fork, so that nothing sent to the init between
     // the fork and its wait kills it; the task unblocks them.
     let mut old = SigSet::empty();
-    sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut old))
-        .map_err(|e| failure("block signals".into(), &errno(e)))?;
+    sigprocmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    )
+    .map_err(|e| failure("block signals".into(), &errno(e)))?;
     let (stdin, stdout, stderr) = (io::stdin(), io::stdout(), io::stderr());
     let fds = [
         (stdin.as_fd(), 0),
@@ -83,7 +83,10 @@ pub(super) fn split(
         Ok(sys::Forked::Parent(task)) => run(Pid::from_raw(task.pid), status),
         Err(e) => {
             let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
-            Err(failure("start the task under the sandbox's init".into(), &e))
+            Err(failure(
+                "start the task under the sandbox's init".into(),
+                &e,
+            ))
         }
     }
 }

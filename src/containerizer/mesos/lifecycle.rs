@@ -403,7 +403,12 @@ impl MesosContainerizer {
         container_id: &str,
         termination: Termination,
     ) -> Result<(), ContainerizerError> {
-        let entry = Entry::new(container_id.to_string(), None, Vec::new(), Some(termination));
+        let entry = Entry::new(
+            container_id.to_string(),
+            None,
+            Vec::new(),
+            Some(termination),
+        );
         self.inner.insert(container_id.to_string(), entry)
     }
 }

@@ -209,7 +209,9 @@ fn launch_asks_for_a_nested_container_with_the_task_and_the_executors_token() {
         ..Default::default()
     };
     let retry = Duration::from_millis(10);
-    agent.launch(&task_id(), &task, command.clone(), retry).unwrap();
+    agent
+        .launch(&task_id(), &task, command.clone(), retry)
+        .unwrap();
     let r = f.next();
     assert_eq!(r.path, "/api/v1");
     assert_eq!(r.header("content-type"), Some("application/x-protobuf"));
@@ -231,7 +233,9 @@ fn launch_asks_for_a_nested_container_with_the_task_and_the_executors_token() {
         })
     );
     // A refused launch: the agent's words, for the task's TASK_FAILED.
-    let e = agent.launch(&task_id(), &task, command.clone(), retry).unwrap_err();
+    let e = agent
+        .launch(&task_id(), &task, command.clone(), retry)
+        .unwrap_err();
     assert_eq!(
         e.agent_message(),
         "Failed to launch container: image 'nope' not found"
