@@ -108,6 +108,14 @@ fn exec_runs_commands_in_a_running_task_with_and_without_a_terminal() {
         master.expect_ack(id, TaskState::TaskStarting);
         master.expect_ack(id, TaskState::TaskRunning);
     }
+    // The group's task's own container; what else is nested is a session.
+    let tasks = nested(&agent);
+    assert_eq!(tasks.len(), 1, "{tasks:?}");
+    let sessions = |agent: &AgentProcess| -> Vec<Value> {
+        let mut all = nested(agent);
+        all.retain(|c| c["container_id"] != tasks[0]["container_id"]);
+        all
+    };
 
     // Without a terminal: stdout and stderr apart, the exit code, and the
     // task's sandbox as the working directory.
@@ -197,13 +205,21 @@ fn exec_runs_commands_in_a_running_task_with_and_without_a_terminal() {
     assert_eq!(status.code(), Some(3), "{shown}\n{}", agent.log_tail(40));
     assert!(shown.contains("42"), "{shown:?}");
 
-    // A task of a group: in its container (the default executor's here).
-    let out = exec(&agent, &["grouped", "--", "cat", "/proc/1/cmdline"]);
+    // A task of a group: in its own nested container, where it runs
+    // under the container's init.
+    let out = exec(
+        &agent,
+        &["grouped", "--", "cat", "/proc/1/cmdline", "/proc/2/cmdline"],
+    );
     assert!(out.status.success(), "{out:?}");
-    assert!(text(&out.stdout).contains("executor"), "{out:?}");
+    assert!(
+        text(&out.stdout).starts_with("butte\x00launch\x00"),
+        "{out:?}"
+    );
+    assert!(text(&out.stdout).contains("sleep"), "{out:?}");
 
     // Every debug container so far was removed after its end.
-    assert_eq!(nested(&agent), Vec::<Value>::new());
+    assert_eq!(sessions(&agent), Vec::<Value>::new());
 
     // A client that goes away takes its command with it.
     let mut child = cli(&agent)
@@ -214,7 +230,7 @@ fn exec_runs_commands_in_a_running_task_with_and_without_a_terminal() {
         !processes(&["sleep", "987"]).is_empty()
     });
     // Meanwhile another client may follow its output.
-    let running = nested(&agent);
+    let running = sessions(&agent);
     assert_eq!(running.len(), 1, "{running:?}");
     let resp = ureq::post(&format!("http://{}/api/v1", agent.endpoint()))
         .set("Content-Type", "application/json")
@@ -342,10 +358,14 @@ fn a_session_joins_a_nested_container_in_its_image() {
     );
     assert_eq!(status, 200, "{body}");
 
-    // `butte exec` into the standalone container, by its id's prefix.
-    let out = exec(&agent, &["to", "--", "cat", "/proc/1/cmdline"]);
+    // `butte exec` into the standalone container, by its id's prefix: its
+    // command runs under its init.
+    let out = exec(
+        &agent,
+        &["to", "--", "cat", "/proc/1/cmdline", "/proc/2/cmdline"],
+    );
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(text(&out.stdout), "sleep\x00600\x00");
+    assert_eq!(text(&out.stdout), "butte\x00launch\x00sleep\x00600\x00");
 
     // A debug container in the child: its image, its sandbox, its cgroup.
     let debug = json!({"value": "dbg", "parent": kid});

@@ -351,6 +351,12 @@ impl MesosContainerizer {
     pub fn pid(&self, key: &str) -> Option<i32> {
         self.inner.entry(key)?.pid()
     }
+
+    /// The process of a known, running container's command: its first
+    /// process, or a nested or standalone container's init's child.
+    pub fn command_pid(&self, key: &str) -> Option<i32> {
+        self.inner.entry(key)?.command_pid()
+    }
 }
 
 impl Inner {

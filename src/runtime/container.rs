@@ -92,6 +92,12 @@ impl Container {
         self.pid.as_raw()
     }
 
+    /// The pid of the sandbox's command: the main process, or under an
+    /// init (a sandbox with a status file) the init's child while it runs.
+    pub fn command_pid(&self) -> i32 {
+        command_pid(self.pid, self.status_file.is_some())
+    }
+
     /// A pidfd of the main process (readable when it exits), for event
     /// loops; `None` on kernels before 5.3.
     pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
@@ -264,6 +270,19 @@ impl Container {
     }
 }
 
+/// The command of the sandbox whose main process is MAIN: MAIN itself, or
+/// with an init its first child (`/proc/<pid>/task/<pid>/children`).
+fn command_pid(main: Pid, init: bool) -> i32 {
+    let main = main.as_raw();
+    if !init {
+        return main;
+    }
+    std::fs::read_to_string(format!("/proc/{main}/task/{main}/children"))
+        .ok()
+        .and_then(|c| c.split_whitespace().next()?.parse().ok())
+        .unwrap_or(main)
+}
+
 /// Kills every process of session SID (its leader has just been reaped, or
 /// is a zombie): what a joined process left behind, background jobs
 /// included (they keep the session unless they start their own).
@@ -333,7 +352,8 @@ pub struct Adopted {
 }
 
 /// Takes over sandbox `id`, whose main process was checkpointed as `pid`;
-/// `status_file` is the one it was launched with, if any. `Ok(None)` when
+/// `status_file` is the one it was launched with, if any (its main process
+/// is then an init). `Ok(None)` when
 /// that process is gone, or when `pid` now belongs to a process outside
 /// the sandbox's cgroup (a recycled pid); the sandbox's leftover cgroup, if
 /// any, is then removed (its status file, if any, may still tell how it
@@ -449,6 +469,11 @@ impl Adopted {
 
     pub fn pid(&self) -> i32 {
         self.pid.as_raw()
+    }
+
+    /// See [`Container::command_pid`].
+    pub fn command_pid(&self) -> i32 {
+        command_pid(self.pid, self.status_file.is_some())
     }
 
     /// A pidfd of the main process, readable once it has exited.

@@ -27,6 +27,14 @@ impl Handle {
         }
     }
 
+    /// The command's pid (under an init, the init's child).
+    pub fn command_pid(&self) -> i32 {
+        match self {
+            Handle::Launched(c) => c.command_pid(),
+            Handle::Adopted(a) => a.command_pid(),
+        }
+    }
+
     pub fn pidfd(&self) -> Option<BorrowedFd<'_>> {
         match self {
             Handle::Launched(c) => c.pidfd(),

@@ -126,11 +126,21 @@ impl Entry {
 
     /// The first process, while the container runs.
     pub fn pid(&self) -> Option<i32> {
+        self.running(Handle::pid)
+    }
+
+    /// The command's process (under an init, the init's child), while the
+    /// container runs.
+    pub fn command_pid(&self) -> Option<i32> {
+        self.running(Handle::command_pid)
+    }
+
+    fn running(&self, pid: impl FnOnce(&Handle) -> i32) -> Option<i32> {
         let st = self.lock();
         if st.termination.is_some() {
             return None;
         }
-        st.handle.as_ref().map(Handle::pid)
+        st.handle.as_ref().map(pid)
     }
 }
 
@@ -345,7 +355,7 @@ impl MesosContainerizer {
             &inner.config.runtime,
             &super::runtime_id(&id),
             pid,
-            Some(&status_file),
+            Some(status_file.as_path()).filter(|p| p.exists()),
         )
         .map_err(|source| ContainerizerError::Runtime {
             id: id.clone(),

@@ -65,8 +65,10 @@ impl MesosContainerizer {
         if self.knows(&req.key) {
             return Err(ContainerizerError::Exists(req.key.clone()));
         }
+        // The command's process: its environment and user are the
+        // session's (an init has neither).
         let target = self
-            .pid(&req.parent)
+            .command_pid(&req.parent)
             .ok_or_else(|| ContainerizerError::Unknown(req.parent.clone()))?;
         let parent_env = read_environ(target);
         let mut env = parent_env.clone();
