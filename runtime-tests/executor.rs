@@ -1479,3 +1479,114 @@ fn butte_executor_runs_under_the_names_and_flags_of_mesos_executors() {
     );
     master::finish(fx, master, agent);
 }
+
+/// The driver of bench/groups.sh. Prints one line `BENCH_GROUPS {json}`:
+/// for task groups as nested containers (the default) and as processes of
+/// the default executor (`--task_group_nested_containers=false`), each on
+/// its own agent in the same run: BUTTE_BENCH_GROUPS (20) groups of two
+/// `true` tasks, one after the other, each with its own executor, timed
+/// from the RunTaskGroup message to both tasks TASK_RUNNING and to both
+/// TASK_FINISHED; then one group of two `sleep 600` tasks, with the
+/// resident memory of every process in its executor's cgroup (and of the
+/// containers' inits) and the cgroup's own charge.
+#[test]
+#[ignore]
+fn bench_task_groups() {
+    assert!(
+        enabled(),
+        "bench_task_groups needs BUTTE_RUNTIME_TESTS=1 and root"
+    );
+    let n: usize = std::env::var("BUTTE_BENCH_GROUPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
+    let kib = |pid: i32, field: &str| -> u64 {
+        fs::read_to_string(format!("/proc/{pid}/status"))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix(field))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    };
+    let mut modes = serde_json::Map::new();
+    for (mode, nested) in [("nested", "true"), ("process", "false")] {
+        let fx = Fixture::new();
+        let master = FakeMaster::start(0);
+        let flag = format!("--task_group_nested_containers={nested}");
+        let agent = AgentProcess::start(&fx, &master, &[flag.as_str()]);
+        master.register();
+        let fw = framework(&format!("bench-{mode}"));
+        let (mut running, mut finished) = (Vec::new(), Vec::new());
+        for i in 0..n {
+            let ids = [format!("{mode}-{i}-a"), format!("{mode}-{i}-b")];
+            let tasks: Vec<_> = ids.iter().map(|id| command_task(id, "true")).collect();
+            let exec = executor(&format!("{mode}-ex-{i}"), &fw, None);
+            let t0 = Instant::now();
+            master.run_task_group(&fw, &exec, &tasks);
+            for id in &ids {
+                master.ack_until(id, TaskState::TaskRunning);
+            }
+            running.push(t0.elapsed().as_secs_f64() * 1e3);
+            for id in &ids {
+                master.ack_until(id, TaskState::TaskFinished);
+            }
+            finished.push(t0.elapsed().as_secs_f64() * 1e3);
+        }
+        // Memory, with two tasks that stay.
+        let ids = [format!("{mode}-mem-a"), format!("{mode}-mem-b")];
+        let tasks: Vec<_> = ids
+            .iter()
+            .map(|id| command_task(id, "exec sleep 600"))
+            .collect();
+        master.run_task_group(&fw, &executor(&format!("{mode}-mem"), &fw, None), &tasks);
+        let up = master.ack_until(&ids[0], TaskState::TaskRunning);
+        master.ack_until(&ids[1], TaskState::TaskRunning);
+        let container = status(&up)
+            .container_status
+            .as_ref()
+            .and_then(|c| c.container_id.as_ref())
+            .map(|c| c.parent.as_ref().map_or(&c.value, |p| &p.value).clone())
+            .expect("the executor's container id");
+        // Settled: the inits have let go of what the launch needed.
+        std::thread::sleep(Duration::from_millis(500));
+        let pids = processes_in_cgroup(&format!("{}/{container}", fx.parent));
+        let inits: Vec<i32> = pids
+            .iter()
+            .copied()
+            .filter(|p| {
+                fs::read(format!("/proc/{p}/cmdline"))
+                    .is_ok_and(|c| c.starts_with(b"butte\0launch\0"))
+            })
+            .collect();
+        let charge = ["memory.usage_in_bytes", "memory.current"]
+            .iter()
+            .find_map(|f| {
+                fx.cgroup_dirs(&container)
+                    .iter()
+                    .find_map(|d| fs::read_to_string(d.join(f)).ok())
+            })
+            .and_then(|t| t.trim().parse::<u64>().ok())
+            .unwrap_or(0);
+        modes.insert(
+            mode.to_string(),
+            json!({
+                "launch_to_running_ms": crate::support::summary(running),
+                "launch_to_finished_ms": crate::support::summary(finished),
+                "processes": pids.len(),
+                "rss_kib": pids.iter().map(|&p| kib(p, "VmRSS:")).sum::<u64>(),
+                "inits": inits.len(),
+                "init_rss_kib": inits.iter().map(|&p| kib(p, "VmRSS:")).collect::<Vec<_>>(),
+                "init_private_kib": inits.iter().map(|&p| kib(p, "RssAnon:")).collect::<Vec<_>>(),
+                "cgroup_charge_bytes": charge,
+            }),
+        );
+        for id in &ids {
+            master.kill_task(&fw, id, None);
+        }
+        for id in &ids {
+            master.ack_until(id, TaskState::TaskKilled);
+        }
+        master::finish(fx, master, agent);
+    }
+    println!("BENCH_GROUPS {}", serde_json::Value::Object(modes));
+}

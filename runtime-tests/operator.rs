@@ -6,7 +6,7 @@
 //! and in docs/operator-endpoints.md with the reason.
 
 use crate::support::master::{self, command_task, framework, wait_for, AgentProcess, FakeMaster};
-use crate::support::{enabled, Fixture};
+use crate::support::{enabled, summary, Fixture};
 use butte::proto::mesos::framework_info::{capability, Capability};
 use butte::proto::mesos::TaskState;
 use serde_json::Value;
@@ -969,18 +969,6 @@ fn operator_api_v1_logging_level_changes_the_log_and_reverts() {
     std::thread::sleep(Duration::from_millis(200));
     assert_eq!(debug_lines(mark), 0, "back at INFO");
     master::finish(fx, master, agent);
-}
-
-/// Median, 95th percentile and max of SAMPLES (ms).
-fn summary(mut samples: Vec<f64>) -> Value {
-    samples.sort_by(f64::total_cmp);
-    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
-    serde_json::json!({
-        "n": samples.len(),
-        "median": at(0.5),
-        "p95": at(0.95),
-        "max": at(1.0),
-    })
 }
 
 /// The driver of bench/state.sh. Prints one line `BENCH_STATE {json}`:

@@ -333,3 +333,16 @@ pub fn files_named(dir: &Path, name: &str) -> Vec<PathBuf> {
     }
     found
 }
+
+/// Median, 95th percentile and max of SAMPLES (ms), for the benches'
+/// JSON lines.
+pub fn summary(mut samples: Vec<f64>) -> serde_json::Value {
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    serde_json::json!({
+        "n": samples.len(),
+        "median": at(0.5),
+        "p95": at(0.95),
+        "max": at(1.0),
+    })
+}
