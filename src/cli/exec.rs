@@ -189,7 +189,11 @@ fn print_output(mut stream: Box<dyn Read + Send>) -> anyhow::Result<()> {
             Ok(0) => break,
             Ok(n) => n,
             Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
-            Err(e) => return Err(e.into()),
+            // ureq says "Error while decoding chunks": name the cause.
+            Err(e) => bail!(
+                "the agent closed the connection before the command ended ({e}): \
+                 the agent stopped, or killed the session"
+            ),
         };
         for record in decoder.feed(&buf[..n])? {
             let (kind, bytes) = data_of(&record)?;
