@@ -36,7 +36,8 @@ export BUTTE_VM_DEB=$deb BUTTE_VM_BIN=$bin
 # which also names a Docker test that needs a registry from the network.
 export BUTTE_VM_TESTS=${BUTTE_VM_TESTS-task_is_pid_1 host_filesystem_task memory_hog fork_bomb \
 half_a_cpu bad_input capabilities_and kill_with_grace_period butte_run_forwards network_none \
-rlimits_mounts the_task_inherits devices:: hardening:: nested::a_running nested::an_executor join:: exec::exec_runs}
+rlimits_mounts the_task_inherits devices:: hardening:: nested::a_running nested::an_executor join:: exec::exec_runs \
+a_sandbox_with_a_status_file}
 export BUTTE_VM_SKIP_SYSTEMD=${BUTTE_VM_SKIP_SYSTEMD:-}
 export BUTTE_VM_PASS="BUTTE_VM_DEB BUTTE_VM_BIN BUTTE_VM_TESTS BUTTE_VM_SKIP_SYSTEMD"
 dirs=("$root" "$(dirname "$deb")")
