@@ -227,11 +227,7 @@ impl Nested {
             let parent = key.rsplit_once('.').map_or("", |(p, _)| p);
             let _ = containerizer.wait(parent).await;
             if !containerizer.knows(&key) {
-                if let Err(e) = std::fs::remove_file(&record) {
-                    if e.kind() != std::io::ErrorKind::NotFound {
-                        tracing::warn!(path = %record.display(), error = %e, "record of a forgotten nested container not removed");
-                    }
-                }
+                records::remove(&record);
             }
         });
     }
@@ -325,15 +321,7 @@ impl Nested {
                 _ => None,
             };
             if let Some(why) = forget {
-                tracing::info!(
-                    container = key,
-                    parent,
-                    "forgetting a nested container: {why}"
-                );
-                if let Err(e) = self.containerizer.destroy(&key) {
-                    tracing::warn!(container = key, "nested container not destroyed: {e}");
-                }
-                let _ = std::fs::remove_file(&path);
+                records::forget(&self.containerizer, &key, &path, why);
                 continue;
             }
             tracing::info!(container = key, ?recovered, "recovered a nested container");

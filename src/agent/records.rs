@@ -126,7 +126,7 @@ pub(super) fn record_end(
     t: &Termination,
 ) {
     if !containerizer.knows(key) {
-        let _ = std::fs::remove_file(record);
+        remove(record);
         return;
     }
     let json = serde_json::to_vec(&Ended::from(t)).expect("a record serializes");
@@ -147,6 +147,25 @@ pub(super) fn recover(
         Record::Ended(t) => containerizer
             .recover_ended(key, t)
             .map(|()| Recovered::Ended),
+    }
+}
+
+/// After a restart: forgets container `key` (it is destroyed, its record
+/// removed) for the reason WHY.
+pub(super) fn forget(containerizer: &MesosContainerizer, key: &str, record: &Path, why: &str) {
+    tracing::info!(container = key, "forgetting a container: {why}");
+    if let Err(e) = containerizer.destroy(key) {
+        tracing::warn!(container = key, "container not destroyed: {e}");
+    }
+    remove(record);
+}
+
+/// Removes the record of a container the agent no longer knows.
+pub(super) fn remove(record: &Path) {
+    if let Err(e) = std::fs::remove_file(record) {
+        if e.kind() != std::io::ErrorKind::NotFound {
+            tracing::warn!(path = %record.display(), error = %e, "record of a forgotten container not removed");
+        }
     }
 }
 

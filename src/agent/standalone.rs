@@ -126,16 +126,12 @@ impl Standalone {
             match records::recover(&self.containerizer, &id, &record) {
                 // A launch cut short before its task started is forgotten
                 // (its sandbox stays, for the launch sent again).
-                Ok(Recovered::Unstarted) => {
-                    tracing::info!(
-                        container = id,
-                        "forgetting a standalone container: its launch was cut short before its task started"
-                    );
-                    if let Err(e) = self.containerizer.destroy(&id) {
-                        tracing::warn!(container = id, "standalone container not destroyed: {e}");
-                    }
-                    let _ = std::fs::remove_file(&record);
-                }
+                Ok(Recovered::Unstarted) => records::forget(
+                    &self.containerizer,
+                    &id,
+                    &record,
+                    "its launch was cut short before its task started",
+                ),
                 Ok(recovered) => {
                     tracing::info!(
                         container = id,
