@@ -507,6 +507,54 @@ fn task_on_a_bridge_network_gets_an_ip_and_a_mapped_port() {
     master::finish(fx, master, agent);
 }
 
+/// A task group whose executor is on a CNI network: each task, a nested
+/// container on the host filesystem or in its own image, shares the
+/// executor's address, hostname (its UTS namespace) and `/etc/hosts`,
+/// `/etc/hostname` and `/etc/resolv.conf`, as Mesos binds a parent's into
+/// its nested containers.
+#[test]
+fn group_tasks_share_their_executors_network_and_its_etc_files() {
+    if !enabled() || !in_own_netns("group_tasks_share_their_executors_network_and_its_etc_files") {
+        return;
+    }
+    let registry = Registry::start();
+    registry.push(&busybox_oci(), "1", "library/busybox:1");
+    let (fx, master, agent, net) = start_networked(&["--docker_registry", &registry.url()]);
+    let fw = framework("cni-group");
+    let mut exec = master::executor("grp", &fw, None);
+    exec.container = net_task("grp", "true", "testnet", &[]).container;
+    let report = "cd $MESOS_SANDBOX; hostname > etc.txt; \
+                  cat /etc/hostname /etc/hosts /etc/resolv.conf >> etc.txt; \
+                  cat /proc/net/fib_trie >> etc.txt";
+    let host = command_task("on-host", report);
+    let mut in_image = command_task("in-image", report);
+    in_image.container = Some(image_container("library/busybox:1"));
+    master.run_task_group(&fw, &exec, &[host, in_image]);
+    let mut ip = String::new();
+    for id in ["on-host", "in-image"] {
+        let running = master.ack_until(id, TaskState::TaskRunning);
+        if ip.is_empty() {
+            ip = addresses(&running)
+                .first()
+                .map(|(_, a)| a.clone())
+                .unwrap_or_default();
+        }
+        master.ack_until(id, TaskState::TaskFinished);
+    }
+    assert!(ip.starts_with("10.77.0."), "{ip}");
+    let sandbox = agent.sandbox(&master.slave_id(), &fw, "grp");
+    for id in ["on-host", "in-image"] {
+        let etc =
+            fs::read_to_string(sandbox.join("tasks").join(id).join("etc.txt")).unwrap_or_default();
+        assert!(etc.starts_with("grp-host\ngrp-host\n"), "{id}: {etc}");
+        assert!(etc.contains(&format!("{ip} grp-host")), "{id}: {etc}");
+        assert!(etc.contains("nameserver 10.77.0.53"), "{id}: {etc}");
+        assert!(etc.contains(&ip), "{id}: {etc}");
+    }
+    net.assert_no_residue(&agent);
+    master::finish(fx, master, agent);
+}
+
 /// A network whose plugin fails on ADD, and a network no config names:
 /// TASK_FAILED naming the network (and the plugin's error), nothing left.
 #[test]

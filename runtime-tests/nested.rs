@@ -192,6 +192,7 @@ fn nested_containers_under_a_standalone_container() {
         None,
         &["top", "kid"],
         "trap 'echo got-term; exit 5' TERM; test -e /etc/debian_version || echo in-the-image; \
+         hostname > hostname.txt; cat /etc/resolv.conf > resolv.txt; \
          echo sandbox=$MESOS_SANDBOX; pwd; while true; do sleep 0.2; done",
         true,
     );
@@ -214,6 +215,17 @@ fn nested_containers_under_a_standalone_container() {
         "{}",
         read(&stdout)
     );
+    // Its parent's hostname (it joins the parent's UTS namespace; the
+    // host's name here) and, in its image, the host's resolv.conf.
+    let uts = |pid: i32| std::fs::read_link(format!("/proc/{pid}/ns/uts")).unwrap();
+    assert_eq!(uts(recorded_pid(&fx, "top.kid")), uts(parent_pid));
+    assert_eq!(
+        read(&sandbox.join("hostname.txt")).trim(),
+        nix::unistd::gethostname().unwrap().to_str().unwrap()
+    );
+    if let Ok(host) = std::fs::canonicalize("/etc/resolv.conf") {
+        assert_eq!(read(&sandbox.join("resolv.txt")), read(&host));
+    }
     // In its parent's network namespace, its own pid namespace, its cgroup
     // inside the parent's.
     let kid_pid = recorded_pid(&fx, "top.kid");

@@ -233,19 +233,31 @@ pub fn setup(
         ("hostname", format!("{hostname}\n")),
         ("resolv.conf", resolv_conf(&results)),
     ];
-    let mut mounts = Vec::new();
     for (name, text) in files {
         let path = dir.join(name);
         // Read by nobody before the container starts, and made anew by
         // every launch: no rename or fsync needed (each costs ms).
         fs::write(&path, text.as_bytes()).map_err(io_err("write", &path))?;
-        mounts.push(Mount::bind(&path, Path::new("/etc").join(name), false));
     }
     Ok(Attached {
         netns,
-        mounts,
+        mounts: etc_mounts(run_dir, false),
         results,
     })
+}
+
+/// The bind mounts of a networked container's `/etc/hosts`,
+/// `/etc/hostname` and `/etc/resolv.conf` (those [`setup`] wrote in its
+/// `run_dir`): for the container itself, and for the containers nested in
+/// it, which share its network. None for a container without networks.
+pub fn etc_mounts(run_dir: &Path, read_only: bool) -> Vec<Mount> {
+    let dir = run_dir.join("network");
+    ["hosts", "hostname", "resolv.conf"]
+        .into_iter()
+        .map(|name| (dir.join(name), name))
+        .filter(|(path, _)| path.is_file())
+        .map(|(path, name)| Mount::bind(&path, Path::new("/etc").join(name), read_only))
+        .collect()
 }
 
 /// Detaches the container from its networks (`DEL`, each network in

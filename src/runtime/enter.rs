@@ -507,9 +507,10 @@ fn set_rlimits(limits: &[(Resource, u64, u64)]) -> Result<(), EnterError> {
 /// (the agent bound them over the executor's `/etc`), else the host's.
 pub const NETWORK_FILES: [&str; 3] = ["/etc/hosts", "/etc/hostname", "/etc/resolv.conf"];
 
-/// The [`NETWORK_FILES`] the executor has, each resolved to the file it
-/// names (`/etc/resolv.conf` is often a link into `/run`).
-fn network_files() -> Vec<(PathBuf, &'static str)> {
+/// The [`NETWORK_FILES`] this process has (the executor's, or the host's
+/// for the agent), each resolved to the file it names (`/etc/resolv.conf`
+/// is often a link into `/run`), with its path.
+pub fn network_files() -> Vec<(PathBuf, &'static str)> {
     NETWORK_FILES
         .iter()
         .filter_map(|f| Some((fs::canonicalize(f).ok()?, *f)))

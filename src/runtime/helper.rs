@@ -3,7 +3,8 @@
 //! and execs the task, reporting the failing step if any.
 //!
 //! Order: signal mask cleared, spec received, cgroup joined, network
-//! namespace joined (`Network::Join`), new session, hostname,
+//! namespace joined (`Network::Join`), new session, hostname (or the UTS
+//! namespace joined),
 //! mounts (see `mounts`), user looked up, working directory, rlimits,
 //! command resolved, capability bounding set, user switch, capability
 //! sets, no_new_privs, seccomp filter, `FromHelper::Exec`, execve. With a
@@ -95,7 +96,16 @@ fn launch(spec: &SandboxSpec, chan: &mut UnixStream) -> Result<Never, HelperFail
             .map_err(|e| setup_err(step())(errno(e)))?;
     }
     nix::unistd::setsid().map_err(|e| setup_err("setsid")(errno(e)))?;
-    nix::unistd::sethostname(spec.hostname()).map_err(|e| setup_err("set hostname")(errno(e)))?;
+    match &spec.join_uts {
+        Some(ns) => {
+            let step = || format!("join UTS namespace {}", ns.display());
+            let ns = fs::File::open(ns).map_err(setup_err(step()))?;
+            nix::sched::setns(&ns, nix::sched::CloneFlags::CLONE_NEWUTS)
+                .map_err(|e| setup_err(step())(errno(e)))?;
+        }
+        None => nix::unistd::sethostname(spec.hostname())
+            .map_err(|e| setup_err("set hostname")(errno(e)))?,
+    }
     // The sandbox's init (see `init`): its status file and, for the fork
     // that makes the task, this process's thread list, both on the host's
     // paths, before the mounts.

@@ -33,7 +33,7 @@ pub use cgroups::{
 };
 pub use channel::{FailureKind, HelperFailure};
 pub use container::{adopt, main_pid, Adopted, AdoptedExit, Container, ExitRecord, ExitStatus};
-pub use enter::{enter_main, EnterArgs};
+pub use enter::{enter_main, network_files, EnterArgs};
 pub use init::recorded_status;
 pub use join::{set_window_size, window_size, JoinIo, JoinSpec, Joined};
 pub use netns::{create_netns, netns_pinned, remove_netns};

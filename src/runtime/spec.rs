@@ -33,6 +33,11 @@ pub struct SandboxSpec {
     /// Hostname in the sandbox's UTS namespace (default: the first 12
     /// letters and digits of the id).
     pub hostname: Option<String>,
+    /// A UTS namespace to join (`/proc/<pid>/ns/uts` of another sandbox)
+    /// instead of a new one: the sandbox then has that one's hostname, and
+    /// `hostname` is not used.
+    #[serde(default)]
+    pub join_uts: Option<PathBuf>,
     /// Network: the host's (default), a fresh, empty namespace, or one
     /// made beforehand (see [`crate::runtime::create_netns`]).
     pub network: Network,
@@ -286,6 +291,7 @@ impl SandboxSpec {
             rootfs: None,
             mounts: Vec::new(),
             hostname: None,
+            join_uts: None,
             network: Network::Host,
             limits: Limits::default(),
             rlimits: Vec::new(),

@@ -390,7 +390,11 @@ impl Inner {
     }
 
     /// A nested container: its cgroup inside its parent's, in its parent's
-    /// network namespace (own mount, pid, uts and ipc namespaces).
+    /// network and UTS namespaces (its hostname); own mount, pid and ipc
+    /// namespaces. It sees the network files (`/etc/hosts`, `hostname`,
+    /// `resolv.conf`) of its top container's CNI network, else in an image
+    /// the host's, bound read-only, as a task in an image under the
+    /// built-in executors sees them (Mesos binds its parent's).
     fn nest(
         &self,
         spec: &mut crate::runtime::SandboxSpec,
@@ -420,6 +424,18 @@ impl Inner {
             })?;
         spec.id = super::runtime_id(id);
         spec.network = Network::Join(format!("/proc/{pid}/ns/net").into());
+        spec.join_uts = Some(format!("/proc/{pid}/ns/uts").into());
+        // Only a top container has networks of its own.
+        let top = parent.key.split('.').next().unwrap_or(&parent.key);
+        let mut etc =
+            crate::containerizer::network::etc_mounts(&self.run_dirs.container(top), true);
+        if etc.is_empty() && spec.rootfs.is_some() {
+            etc = crate::runtime::network_files()
+                .iter()
+                .map(|(source, target)| crate::mount::Mount::bind(source, *target, true))
+                .collect();
+        }
+        spec.mounts.extend(etc);
         Ok(())
     }
 
