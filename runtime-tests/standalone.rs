@@ -153,7 +153,7 @@ fn standalone_containers_launch_wait_kill_and_remove() {
         &agent,
         long,
         "trap 'echo got-term; exit 7' TERM; test -e /etc/debian_version || echo in-the-image; \
-         echo $MESOS_SANDBOX; while true; do sleep 0.2; done",
+         cat /etc/resolv.conf > resolv.txt; echo $MESOS_SANDBOX; while true; do sleep 0.2; done",
         true,
     );
     assert_eq!(r.status, 200, "{}", r.text());
@@ -176,6 +176,13 @@ fn standalone_containers_launch_wait_kill_and_remove() {
     assert!(std::fs::read_to_string(&stdout)
         .unwrap()
         .contains("in-the-image"));
+    // On the host's network: the host's resolv.conf, not the image's.
+    if let Ok(host) = std::fs::canonicalize("/etc/resolv.conf") {
+        assert_eq!(
+            std::fs::read_to_string(sandbox(&fx, long).join("resolv.txt")).unwrap_or_default(),
+            std::fs::read_to_string(host).unwrap()
+        );
+    }
     // GET_CONTAINERS lists it with `show_standalone` only.
     let containers = |show: bool| -> Value {
         let r = json_call(
