@@ -509,22 +509,23 @@ pub const NETWORK_FILES: [&str; 3] = ["/etc/hosts", "/etc/hostname", "/etc/resol
 
 /// The [`NETWORK_FILES`] this process has (the executor's, or the host's
 /// for the agent), each resolved to the file it names (`/etc/resolv.conf`
-/// is often a link into `/run`), with its path.
-pub fn network_files() -> Vec<(PathBuf, &'static str)> {
+/// is often a link into `/run`) and bound read-only at its path: a task on
+/// the host network must not rewrite the host's files.
+pub fn network_files() -> Vec<Mount> {
     NETWORK_FILES
         .iter()
         .filter_map(|f| Some((fs::canonicalize(f).ok()?, *f)))
         .filter(|(source, _)| source.is_file())
+        .map(|(source, target)| Mount::bind(&source, target, true))
         .collect()
 }
 
 /// The runtime's plan for a sandbox on `rootfs` with the sandbox directory
-/// bound at the setup's place ([`SANDBOX_TARGET`] by default), each of
-/// `etc` (a host file, its target) bound read-only (a task on the host
-/// network must not rewrite the host's files), then the setup's binds and
+/// bound at the setup's place ([`SANDBOX_TARGET`] by default), the
+/// network files `etc` ([`network_files`]), then the setup's binds and
 /// tmpfs mounts, `/dev/shm` of the setup's size, and the root remounted
 /// read-only last when asked.
-fn plan(rootfs: &Path, sandbox: &Path, etc: &[(PathBuf, &str)], settings: &Checked) -> Vec<Step> {
+fn plan(rootfs: &Path, sandbox: &Path, etc: &[Mount], settings: &Checked) -> Vec<Step> {
     let mut spec = SandboxSpec::new("enter", vec!["enter".into()]);
     spec.rootfs = Some(Rootfs {
         path: rootfs.to_path_buf(),
@@ -532,10 +533,7 @@ fn plan(rootfs: &Path, sandbox: &Path, etc: &[(PathBuf, &str)], settings: &Check
         readonly: settings.read_only,
     });
     spec.mounts = vec![Mount::bind(sandbox, &settings.sandbox_target, false)];
-    spec.mounts.extend(
-        etc.iter()
-            .map(|(source, target)| Mount::bind(source, *target, true)),
-    );
+    spec.mounts.extend(etc.iter().cloned());
     spec.mounts.extend(settings.mounts.iter().cloned());
     let mut steps = mounts::plan(&spec);
     if let Some(size) = settings.shm_size {
@@ -674,7 +672,7 @@ mod tests {
 
     #[test]
     fn plan_pivots_into_the_rootfs_with_the_sandbox_mounted() {
-        let etc = [(PathBuf::from("/run/net/hosts"), "/etc/hosts")];
+        let etc = [Mount::bind("/run/net/hosts", "/etc/hosts", true)];
         let steps = plan(
             Path::new("/run/butte/rootfs"),
             Path::new("/var/sandbox"),
@@ -709,7 +707,7 @@ mod tests {
 
     #[test]
     fn setup_moves_the_sandbox_and_mounts_after_the_network_files() {
-        let etc = [(PathBuf::from("/run/net/hosts"), "/etc/hosts")];
+        let etc = [Mount::bind("/run/net/hosts", "/etc/hosts", true)];
         let wanted = Setup {
             sandbox_dir: Some("/sandbox".into()),
             binds: vec![SetupBind {

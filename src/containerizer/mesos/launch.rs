@@ -341,7 +341,7 @@ impl Inner {
             plan.spec.mounts.extend(net.mounts);
         } else if plan.spec.rootfs.is_some() && docker.is_none() && req.nested.is_none() {
             // In an image on the host's network: the host's files.
-            plan.spec.mounts.extend(host_network_files());
+            plan.spec.mounts.extend(crate::runtime::network_files());
         }
         if let Some(d) = docker {
             docker::network_files(&mut plan, d, id, &run_dir)?;
@@ -433,7 +433,7 @@ impl Inner {
         let mut etc =
             crate::containerizer::network::etc_mounts(&self.run_dirs.container(top), true);
         if etc.is_empty() && spec.rootfs.is_some() {
-            etc = host_network_files();
+            etc = crate::runtime::network_files();
         }
         spec.mounts.extend(etc);
         Ok(())
@@ -452,18 +452,6 @@ impl Inner {
             }
         }
     }
-}
-
-/// The host's `/etc/hosts`, `/etc/hostname` and `/etc/resolv.conf`, bound
-/// read-only: what a container in an image on the host's network sees
-/// instead of its image's, as Mesos' `network/cni` isolator binds them (and
-/// as the built-in executors' image tasks see them; read-only, so that a
-/// root task cannot rewrite the host's files).
-fn host_network_files() -> Vec<crate::mount::Mount> {
-    crate::runtime::network_files()
-        .iter()
-        .map(|(source, target)| crate::mount::Mount::bind(source, *target, true))
-        .collect()
 }
 
 /// The framework's id, from the framework or the executor.
