@@ -227,7 +227,7 @@ impl Nested {
             let parent = key.rsplit_once('.').map_or("", |(p, _)| p);
             let _ = containerizer.wait(parent).await;
             if !containerizer.knows(&key) {
-                records::remove(&record);
+                records::log_removal(&record, records::remove(&record));
             }
         });
     }
@@ -273,11 +273,8 @@ impl Nested {
             containerizer
                 .destroy(&key)
                 .map_err(|e| internal("removing the container failed", e))?;
-            match std::fs::remove_file(&record) {
-                Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-                Err(e) => Err(internal(&format!("removing {}", record.display()), e)),
-            }
+            records::remove(&record)
+                .map_err(|e| internal(&format!("removing {}", record.display()), e))
         })
         .await
         .map_err(|e| internal("removing the container failed", e))??;

@@ -22,7 +22,7 @@ use crate::proto::mesos::task_status::Reason;
 use crate::runtime::ExitStatus;
 use crate::support::atomic_write;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 
 /// How a container ended, as its record keeps it.
 #[derive(Debug, serde::Serialize, serde::Deserialize)]
@@ -116,6 +116,17 @@ pub(super) async fn launch_recorded(
     Ok(launched)
 }
 
+/// Held while a record's end is written and while a record is removed:
+/// the end is written only for a container the containerizer still knows,
+/// and a record is removed only after its container was forgotten, so a
+/// REMOVE and the write of the end it raced with never leave a record
+/// behind, nor miss one.
+static WRITES: Mutex<()> = Mutex::new(());
+
+fn writes() -> MutexGuard<'static, ()> {
+    WRITES.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 /// The container `key` ended as `t`: its record now says so, while the
 /// containerizer still knows it (a container removed meanwhile has no
 /// record left to write).
@@ -125,8 +136,9 @@ pub(super) fn record_end(
     record: &Path,
     t: &Termination,
 ) {
+    let _writes = writes();
     if !containerizer.knows(key) {
-        remove(record);
+        log_removal(record, remove_file(record));
         return;
     }
     let json = serde_json::to_vec(&Ended::from(t)).expect("a record serializes");
@@ -157,15 +169,27 @@ pub(super) fn forget(containerizer: &MesosContainerizer, key: &str, record: &Pat
     if let Err(e) = containerizer.destroy(key) {
         tracing::warn!(container = key, "container not destroyed: {e}");
     }
-    remove(record);
+    log_removal(record, remove(record));
 }
 
-/// Removes the record of a container the agent no longer knows.
-pub(super) fn remove(record: &Path) {
-    if let Err(e) = std::fs::remove_file(record) {
-        if e.kind() != std::io::ErrorKind::NotFound {
-            tracing::warn!(path = %record.display(), error = %e, "record of a forgotten container not removed");
-        }
+/// Removes the record of a container the containerizer no longer knows
+/// (destroyed before); one already gone is no error.
+pub(super) fn remove(record: &Path) -> std::io::Result<()> {
+    let _writes = writes();
+    remove_file(record)
+}
+
+fn remove_file(record: &Path) -> std::io::Result<()> {
+    match std::fs::remove_file(record) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+        _ => Ok(()),
+    }
+}
+
+/// Logs a failed removal where no caller can be told.
+pub(super) fn log_removal(record: &Path, removed: std::io::Result<()>) {
+    if let Err(e) = removed {
+        tracing::warn!(path = %record.display(), error = %e, "record of a forgotten container not removed");
     }
 }
 

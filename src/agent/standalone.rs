@@ -277,9 +277,10 @@ impl Standalone {
                     ))
                 }
             }
-            std::fs::remove_file(&record)
-                .map_err(|e| internal(&format!("removing {}", record.display()), e))?;
-            Ok(())
+            // Its end may have been written meanwhile, or the record taken
+            // away by that writer once the container was forgotten.
+            records::remove(&record)
+                .map_err(|e| internal(&format!("removing {}", record.display()), e))
         })
         .await
         .map_err(|e| internal("removing the container failed", e))??;
